@@ -1,0 +1,28 @@
+"""The Celery app. Every periodic task is scheduled here, in one place."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
+
+app = Celery("canaryhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    "prune-idempotency-keys": {
+        "task": "governance.tasks.prune_idempotency_keys",
+        "schedule": 3600.0,
+    },
+}
+
+
+@app.on_after_configure.connect
+def _ensure_filesystem_broker_dirs(sender: Celery, **_: object) -> None:
+    # kombu's filesystem transport expects its folders to exist.
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        for key in ("data_folder_in", "processed_folder"):
+            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)

@@ -1,0 +1,150 @@
+"""RFC 9457 problem documents for every error the API returns, 500 included.
+
+Shape: {"type", "title", "status", "detail", "errors": {field: [messages]}} with the media type
+application/problem+json. DRF's own exceptions, Django's Http404/PermissionDenied and our
+DomainError all pass through `exception_handler`; anything that escapes it on an /api/ path is
+caught by `ApiProblemMiddleware` so that a client never sees an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from canaryhub.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "urn:canaryhub:problem:"
+
+_DRF_SLUGS: dict[type[drf_exceptions.APIException], tuple[str, str]] = {
+    drf_exceptions.ValidationError: ("validation-error", "Invalid input"),
+    drf_exceptions.ParseError: ("malformed-request", "Malformed request body"),
+    drf_exceptions.AuthenticationFailed: ("unauthenticated", "Authentication failed"),
+    drf_exceptions.NotAuthenticated: ("unauthenticated", "Authentication required"),
+    drf_exceptions.PermissionDenied: ("forbidden", "Not allowed"),
+    drf_exceptions.NotFound: ("not-found", "Not found"),
+    drf_exceptions.MethodNotAllowed: ("method-not-allowed", "Method not allowed"),
+    drf_exceptions.NotAcceptable: ("not-acceptable", "Not acceptable"),
+    drf_exceptions.UnsupportedMediaType: ("unsupported-media-type", "Unsupported media type"),
+    drf_exceptions.Throttled: ("throttled", "Too many requests"),
+}
+
+
+def problem(status: int, slug: str, title: str, detail: str, errors: dict | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF nests field errors (`{"thresholds": {"promote": {"x": [...]}}}`); flatten to dotted
+    paths so every client reads `errors` the same way."""
+    out: dict[str, list[str]] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors":
+                name = prefix or "non_field_errors"
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(data, list):
+        if all(not isinstance(item, (dict, list)) for item in data):
+            out[prefix or "non_field_errors"] = [str(item) for item in data]
+        else:
+            for index, item in enumerate(data):
+                for k, v in _flatten(item, f"{prefix}[{index}]").items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "non_field_errors"] = [str(data)]
+    return out
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, DomainError):
+        body = problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors)
+    elif isinstance(exc, Http404):
+        body = problem(404, "not-found", "Not found", str(exc) or "No such object.")
+    elif isinstance(exc, PermissionDenied):
+        body = problem(403, "forbidden", "Not allowed", str(exc) or "You may not do this.")
+    elif isinstance(exc, drf_exceptions.APIException):
+        slug, title = next(
+            (v for k, v in _DRF_SLUGS.items() if isinstance(exc, k)), ("error", "Request failed")
+        )
+        if isinstance(exc, drf_exceptions.ValidationError):
+            errors = _flatten(exc.detail)
+            detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+        else:
+            errors = {}
+            detail = str(exc.detail)
+        body = problem(exc.status_code, slug, title, detail, errors)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+    else:
+        return None
+    if body["status"] == 403 or isinstance(exc, drf_exceptions.AuthenticationFailed):
+        _audit_refusal(context.get("request"), body)
+    set_rollback()
+    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+class ApiProblemMiddleware:
+    """Last line of defence for /api/: unhandled errors and Django's own 404 become problem
+    documents instead of HTML pages."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/v1/")
+            and response.status_code == 404
+            and not response.get("Content-Type", "").startswith(("application/problem+json", "application/json"))
+        ):
+            return JsonResponse(
+                problem(404, "not-found", "Not found", f"No resource at {request.path}."),
+                status=404,
+                content_type=PROBLEM_CONTENT_TYPE,
+            )
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        logger.exception("unhandled error on %s", request.path)
+        return JsonResponse(
+            problem(500, "internal-error", "Internal error", "The server failed; the error was logged."),
+            status=500,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
+
+
+def _audit_refusal(request: Any, body: dict[str, Any]) -> None:
+    """A refused action leaves exactly one trace: an audit event saying who tried what."""
+    from governance.audit import audit_append
+
+    if request is None:
+        return
+    user = getattr(request, "user", None)
+    audit_append(
+        actor=user if getattr(user, "is_authenticated", False) else None,
+        action="access.refused",
+        object_type="request",
+        object_id=f"{request.method} {request.path}"[:120],
+        payload={"status": body["status"], "reason": body["detail"]},
+    )

@@ -1,0 +1,85 @@
+"""REST API of the audit trail (`/api/v1/audit/…`)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from canaryhub.api import StrictSerializer, problems
+from canaryhub.pagination import Pagination
+from governance import selectors
+from governance.audit import audit_verify
+from governance.authentication import principal_of
+from governance.permissions import Action, require
+
+
+class AuditEventOutput(serializers.Serializer):
+    seq = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_name")
+    action = serializers.CharField()
+    object_type = serializers.CharField()
+    object_id = serializers.CharField()
+    payload = serializers.JSONField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+
+
+class AuditFilters(StrictSerializer):
+    object = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=200,
+        help_text="object_type, or object_type:object_id",
+    )
+    actor = serializers.CharField(required=False, default="", allow_blank=True, max_length=150)
+    action = serializers.CharField(required=False, default="", allow_blank=True, max_length=80)
+    since = serializers.DateTimeField(required=False, default=None)
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+VerifyOutput = inline_serializer(
+    name="AuditVerification",
+    fields={
+        "ok": serializers.BooleanField(),
+        "length": serializers.IntegerField(),
+        "head_hash": serializers.CharField(),
+        "first_bad_seq": serializers.IntegerField(allow_null=True),
+        "reason": serializers.CharField(),
+    },
+)
+
+
+class AuditList(APIView):
+    @extend_schema(
+        operation_id="audit_list", parameters=[AuditFilters],
+        responses={200: AuditEventOutput(many=True), **problems(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VERIFY_AUDIT)
+        filters = AuditFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        qs = selectors.audit_events(
+            object_ref=data["object"], actor=data["actor"], action=data["action"], since=data["since"]
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)
+
+
+class AuditVerify(APIView):
+    @extend_schema(operation_id="audit_verify", responses={200: VerifyOutput, **problems(401, 403)})
+    def get(self, request: Request) -> Response:
+        require(principal_of(request), Action.VERIFY_AUDIT)
+        return Response(audit_verify().as_dict())
+
+
+urlpatterns = [
+    path("audit/", AuditList.as_view(), name="api-audit-list"),
+    path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
+]

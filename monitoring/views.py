@@ -1,0 +1,91 @@
+"""Operations endpoints: liveness, readiness and CanaryHub's own Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitoring import metrics as own_metrics
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure is "not ready", reported by name
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_broker() -> str | None:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        folder.mkdir(parents=True, exist_ok=True)
+        return None if folder.is_dir() and _writable(folder) else f"broker folder {folder} is not writable"
+    if url.startswith(("redis://", "rediss://")):
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
+        except Exception as exc:  # noqa: BLE001
+            return f"{type(exc).__name__}: {exc}"
+        return None
+    if url.startswith("memory://"):
+        return None
+    return f"unsupported broker URL scheme in {url.split('://')[0]}://"
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK)
+
+
+def _check_metric_source() -> str | None:
+    if not settings.PROMETHEUS_URL:
+        return None  # the push provider lives in our own database
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - URL comes from our own settings
+            settings.PROMETHEUS_URL.rstrip("/") + "/-/ready", timeout=settings.PROMETHEUS_TIMEOUT_S
+        ) as response:
+            return None if response.status == 200 else f"Prometheus answered {response.status}"
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> HttpResponse:
+    started = time.monotonic()
+    checks = {"database": _check_database(), "broker": _check_broker(), "metric_source": _check_metric_source()}
+    ok = all(v is None for v in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": {name: ("ok" if err is None else err) for name, err in checks.items()},
+        "metric_source": "prometheus" if settings.PROMETHEUS_URL else "push",
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    own_metrics.refresh()
+    return HttpResponse(generate_latest(own_metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)

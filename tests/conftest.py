@@ -1,0 +1,81 @@
+"""Shared fixtures. Runs on SQLite by default and on the real PostgreSQL server when the
+harness (`python -m tests.harness`) sets DATABASE_URL; tests marked `postgres` run only there
+(deselected, not skipped, on SQLite: the PostgreSQL pass of `make test` runs them)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from governance.audit import protection_install_sql, protection_remove_sql, protection_run
+from governance.permissions import Role
+from tests.factories import UserFactory
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if on_postgres:
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("postgres") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _audit_protection(request: pytest.FixtureRequest):
+    """Every test that touches the database sees the audit trail's append-only triggers.
+
+    Transactional tests (and the live server) end with a flush that TRUNCATEs or DELETEs every
+    table, which those triggers rightly refuse: lift them for that flush only. The next test
+    puts them back (inside its own transaction, for ordinary tests)."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (
+        (marker is not None and marker.kwargs.get("transaction"))
+        or "transactional_db" in request.fixturenames
+        or "live_server" in request.fixturenames
+    )
+    uses_db = transactional or marker is not None or "db" in request.fixturenames
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    protection_run(protection_install_sql(connection.vendor))
+    yield
+    if transactional:
+        protection_run(protection_remove_sql(connection.vendor))
+
+
+@pytest.fixture
+def role_user(db):
+    """Make a user in a role: `role_user(Role.MRM, username="mia")`."""
+
+    def make(*roles: Role | str, **kwargs):
+        user = UserFactory(**kwargs)
+        for role in roles:
+            user.groups.add(Group.objects.get(name=str(role)))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def owner(role_user):
+    return role_user(Role.MODEL_OWNER, username="owner")
+
+
+@pytest.fixture
+def platform(role_user):
+    return role_user(Role.PLATFORM, username="platform")
+
+
+@pytest.fixture
+def mrm(role_user):
+    return role_user(Role.MRM, username="mrm")

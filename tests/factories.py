@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from releases.models import AIModel, ModelVersion, RiskTier
+from releases.thresholds import DEFAULT_THRESHOLDS
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+
+class AIModelFactory(factory.django.DjangoModelFactory):
+    """Rows straight into the database, for tests of reads. Tests of writes call services."""
+
+    class Meta:
+        model = AIModel
+
+    name = factory.Sequence(lambda n: f"model-{n}")
+    display_name = factory.LazyAttribute(lambda m: m.name.replace("-", " ").title())
+    risk_tier = RiskTier.MEDIUM
+    owner = factory.SubFactory(UserFactory)
+    on_call = "oncall@example.test"
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    model = factory.SubFactory(AIModelFactory)
+    major, minor, patch = 1, 0, 0
+    version = factory.LazyAttribute(lambda v: f"{v.major}.{v.minor}.{v.patch}")
+    artifact_uri = factory.LazyAttribute(lambda v: f"s3://models/{v.model.name}/{v.version}")
+    change_type = ModelVersion.ChangeType.INITIAL
+    thresholds = factory.LazyFunction(lambda: {k: dict(v) for k, v in DEFAULT_THRESHOLDS.items()})
+    metrics = factory.LazyFunction(lambda: {"provider": "push", "queries": {}})
+    registered_by = factory.SelfAttribute("model.owner")
