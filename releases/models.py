@@ -112,3 +112,78 @@ class ModelVersion(models.Model):
         """Thresholds and metric configuration are frozen once a canary of the version has
         started (any status past `registered`); changing them is then a governance act."""
         return self.status != self.Status.REGISTERED
+
+
+class Canary(models.Model):
+    """One staged release of a ModelVersion: the initiation record and its current position.
+
+    The stages, segmentation and thresholds are frozen copies taken at initiation: a canary is
+    judged by the rules it was started with. State changes only through the transition
+    functions in releases.lifecycle (one locked, audited function per verb)."""
+
+    class State(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval", "Pending approval"
+        RUNNING = "running", "Running"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        HELD = "held", "Held"
+        SUSPENDED = "suspended", "Suspended"
+        COMPLETED = "completed", "Completed"
+        CERTIFIED = "certified", "Certified"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+        ABORTED = "aborted", "Aborted"
+
+    # Serving (or about to serve) users: rollback triggers apply, and a model has at most one.
+    ACTIVE_STATES = (
+        State.PENDING_APPROVAL, State.RUNNING, State.AWAITING_APPROVAL, State.HELD, State.SUSPENDED,
+    )
+
+    class Schedule(models.TextChoices):
+        STANDARD = "standard", "Standard 1→5→10→25→50→100"
+        ACCELERATED = "accelerated", "Accelerated 1→10→25→100"
+        CONSERVATIVE = "conservative", "Conservative 1→5→10→25→50→75→100"
+        COHORT_FIRST = "cohort_first", "Cohort-first internal→beta→all"
+
+    model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="canaries")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="canaries")
+    baseline = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    schedule = models.CharField(max_length=20, choices=Schedule.choices)
+    stages = models.JSONField()  # [{index, percent, cohort, min_residence_s}], frozen
+    segmentation = models.JSONField()  # {strategy, values}
+    rationale = models.TextField(blank=True)
+    shadow_evidence_ref = models.CharField(max_length=500, blank=True)
+    thresholds = models.JSONField()  # frozen copy of the version's thresholds
+    expected_timeline = models.JSONField(default=list)
+    rollback_contact = models.CharField(max_length=200)
+    router = models.CharField(max_length=40, default="file")
+    clock_speed = models.FloatField(default=1.0)
+
+    state = models.CharField(max_length=20, choices=State.choices)
+    stage_index = models.PositiveSmallIntegerField(default=0)
+    stage_entered_at = models.DateTimeField(null=True, blank=True)
+    # Percent the router was last told; 0 after rollback/abort. Monotonic generation lets a
+    # router refuse a stale push.
+    traffic_percent = models.PositiveSmallIntegerField(default=0)
+    split_generation = models.PositiveBigIntegerField(default=0)
+    hold_reason = models.CharField(max_length=300, blank=True)
+    end_reason = models.TextField(blank=True)
+
+    initiated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    initiated_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    next_eval_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-initiated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=models.Q(
+                    state__in=["pending_approval", "running", "awaiting_approval", "held", "suspended"]
+                ),
+                name="one_active_canary_per_model",
+            ),
+        ]
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"canary #{self.pk} of {self.version}"
