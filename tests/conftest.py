@@ -5,6 +5,7 @@ harness (`python -m tests.harness`) sets DATABASE_URL; tests marked `postgres` r
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection
 
@@ -12,12 +13,12 @@ from governance.audit import protection_install_sql, protection_remove_sql, prot
 from governance.permissions import Role
 from tests.factories import UserFactory
 
-DEFAULT_PASSWORD = "correct horse battery staple"
+# A speed setting only: real password hashing costs ~0.3 s per user and the matrix makes
+# hundreds. Signing still re-checks passwords through the same API.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from django.conf import settings
-
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     if on_postgres:
         return
