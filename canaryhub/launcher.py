@@ -1,0 +1,206 @@
+"""`python -m canaryhub.launcher`: the embedded CanaryHub in one terminal (what `make run` ends with).
+
+Starts three children — web (Django's server), a Celery worker and Celery beat — prefixes each
+line they print with the process name, and stops them all on Ctrl-C or SIGTERM, or as soon as
+any one of them exits (a half-running CanaryHub is worse than a stopped one: without the worker
+no evaluation or rollback happens).
+
+Environment: HOST (default 127.0.0.1), PORT (8000), CANARYHUB_DEMO_PASSWORD (the password
+`seed_demo` was given, only printed), CANARYHUB_WORKER_QUEUES (default "celery"),
+CANARYHUB_WEB_SERVER ("runserver", default, or "gunicorn").
+
+Migrations, demo data and static files are not done here: `make run` does them first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_LOGINS = ("owner", "platform", "mrm", "governance", "risk", "oncall")
+DEFAULT_DEMO_PASSWORD = "canaryhub-demo"
+STOP_GRACE_S = 20.0  # a Celery worker's warm shutdown takes 5-10 s even when idle
+COLOURS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "launcher": "\033[32m"}
+RESET = "\033[0m"
+
+_print_lock = threading.Lock()
+_use_colour = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def say(name: str, line: str) -> None:
+    label = f"{name:<8}|"
+    if _use_colour:
+        label = f"{COLOURS.get(name, '')}{label}{RESET}"
+    with _print_lock:
+        sys.stdout.write(f"{label} {line}\n")
+        sys.stdout.flush()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        # Own session: Ctrl-C in the terminal reaches only the launcher, which then stops the
+        # children in order, instead of all four racing to shut down at once.
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._pump, name=f"pump-{self.name}", daemon=True)
+        self.reader.start()
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            say(self.name, raw.decode(errors="replace").rstrip("\r\n"))
+
+    def signal(self, signum: int) -> None:
+        """Ask the child itself: Celery's main process stops its pool in order (warm shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    def kill_group(self) -> None:
+        """SIGKILL the child's whole process group, pool processes included, even after the child
+        itself exited (orphaned pool processes would hold the port or the broker folder)."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+
+def build_children(host: str, port: int) -> list[Child]:
+    python = sys.executable
+    queues = os.environ.get("CANARYHUB_WORKER_QUEUES", "celery")
+    if os.environ.get("CANARYHUB_WEB_SERVER", "runserver") == "gunicorn":
+        web = [python, "-m", "gunicorn", "canaryhub.wsgi", "--bind", f"{host}:{port}", "--workers", "2",
+               "--access-logfile", "-"]
+    else:
+        web = [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
+    return [
+        Child("web", web),
+        Child("worker", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queues, "-c", "2",
+                         "--loglevel=INFO"]),
+        Child("beat", [python, "-m", "celery", "-A", "canaryhub", "beat", "--loglevel=INFO"]),
+    ]
+
+
+def wait_until_serving(url: str, children: list[Child], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(c.returncode is not None for c in children):
+            return False
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+class Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m canaryhub.launcher", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--demo-password", default=os.environ.get("CANARYHUB_DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD),
+        help="the password seed_demo was given; only printed",
+    )
+    args = parser.parse_args(argv)
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "canaryhub.settings"}
+    children = build_children(args.host, args.port)
+    url_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    url = f"http://{url_host}:{args.port}/"
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    exit_code = 0
+    try:
+        for child in children:
+            child.start(env)
+            say("launcher", f"started {child.name} (pid {child.process.pid}): {' '.join(child.argv[1:])}")
+        if wait_until_serving(url, children):
+            say("launcher", f"CanaryHub is running at {url} — log in as {' / '.join(DEMO_LOGINS)}, "
+                            f"password: {args.demo_password}")
+            say("launcher", "press Ctrl-C to stop")
+        while True:
+            for child in children:
+                code = child.returncode
+                if code is not None:
+                    exit_code = code or 1
+                    raise Stop(f"{child.name} exited with code {code}")
+            time.sleep(0.5)
+    except Stop as stop:
+        running = ", ".join(c.name for c in children if c.returncode is None)
+        say("launcher", f"{stop.reason}: stopping {running} (Ctrl-C again to kill at once)")
+    finally:
+        # A second Ctrl-C while we wait means "now": SIGKILL instead of waiting out the grace.
+        try:
+            shutdown(children)
+        except Stop:
+            shutdown(children, grace_s=0)
+    return exit_code
+
+
+def shutdown(children: list[Child], grace_s: float = STOP_GRACE_S) -> None:
+    for child in children:
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say("launcher", f"{child.name} did not stop in {grace_s:.0f}s: killing it")
+            child.kill_group()
+            child.process.wait()
+        if child.reader is not None:
+            child.reader.join(timeout=1)
+    # Pool processes that outlived their parent would hold the broker folder or the port.
+    for child in children:
+        child.kill_group()
+    say("launcher", "stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs: a PostgreSQL server for the harness's second pass,
+# Chromium and ChromeDriver for the browser tests (Playwright cannot download its own browser
+# here), Redis, nginx and Prometheus for the integration tests, and a font for screenshots.
+#
+# Checks what is already there first, so a second run installs nothing and takes no time.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+log() { printf 'system-deps: %s\n' "$*"; }
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+missing=()
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then missing+=(postgresql); fi
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
+have redis-server || missing+=(redis-server)
+have nginx || missing+=(nginx-light)
+have prometheus || missing+=(prometheus)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    log "all present (postgresql, chromium, chromium-driver, redis-server, nginx-light, prometheus, fonts-dejavu-core)"
+    exit 0
+fi
+
+log "missing: ${missing[*]}"
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    log "not root and no sudo: install these Debian packages as root, then run again:" >&2
+    log "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    log "no apt-get here: install the equivalents of these Debian packages by hand: ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "apt-get update"
+"${as_root[@]}" apt-get update -qq
+log "apt-get install ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+log "installed: ${missing[*]}"
