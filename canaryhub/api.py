@@ -19,6 +19,21 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class QueryFilters(StrictSerializer):
+    """Query-string filters. An empty value for a field that does not allow blanks is an error,
+    not "unset" (DRF otherwise falls back to the default for an empty query value)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        empty = {
+            name: ["must not be empty"]
+            for name, field in self.fields.items()
+            if hasattr(data, "get") and data.get(name) == "" and not getattr(field, "allow_blank", False)
+        }
+        if empty:
+            raise serializers.ValidationError(empty)
+        return super().to_internal_value(data)
+
+
 ProblemSerializer = inline_serializer(
     name="Problem",
     fields={
@@ -31,7 +46,7 @@ ProblemSerializer = inline_serializer(
 )
 
 
-def problems(*statuses: int) -> dict[int, OpenApiResponse]:
+def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     descriptions = {
         400: "Invalid input (field errors in `errors`)",
         401: "Not authenticated",
@@ -40,4 +55,20 @@ def problems(*statuses: int) -> dict[int, OpenApiResponse]:
         409: "Conflict with the current state",
         422: "Idempotency key reused with a different request",
     }
-    return {s: OpenApiResponse(ProblemSerializer, description=descriptions.get(s, "")) for s in statuses}
+    return {
+        (s, "application/problem+json"): OpenApiResponse(ProblemSerializer, description=descriptions.get(s, ""))
+        for s in statuses
+    }
+
+
+def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """The schema of a page of `serializer_class` items, as canaryhub.pagination returns it."""
+    return inline_serializer(
+        name=f"Paginated{serializer_class.__name__}",
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer_class(many=True),
+        },
+    )

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import StrictSerializer, problems
+from canaryhub.api import QueryFilters, paginated, problems
 from canaryhub.pagination import Pagination
 from governance import selectors
 from governance.audit import audit_verify
@@ -29,7 +29,7 @@ class AuditEventOutput(serializers.Serializer):
     hash = serializers.CharField()
 
 
-class AuditFilters(StrictSerializer):
+class AuditFilters(QueryFilters):
     object = serializers.CharField(
         required=False, default="", allow_blank=True, max_length=200,
         help_text="object_type, or object_type:object_id",
@@ -56,7 +56,7 @@ VerifyOutput = inline_serializer(
 class AuditList(APIView):
     @extend_schema(
         operation_id="audit_list", parameters=[AuditFilters],
-        responses={200: AuditEventOutput(many=True), **problems(400, 401, 403)},
+        responses={200: paginated(AuditEventOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
         principal = principal_of(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
 from canaryhub.problems import PROBLEM_CONTENT_TYPE, problem
@@ -26,6 +28,13 @@ from governance.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+KEY_PATTERN = r"^[!-~]{1,255}$"  # visible ASCII, no spaces
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description="Retry-safe POST: the same key and body within 24 h returns the first response.",
+)
 
 
 def _request_hash(request: Any) -> str:
@@ -65,10 +74,10 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
         key = request.headers.get(HEADER)
         if key is None:
             return view_method(self, request, *args, **kwargs)
-        if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        if not re.match(KEY_PATTERN, key):
             return _problem(
                 400, "validation-error", "Invalid input",
-                f"{HEADER} must be 1–{MAX_KEY_LENGTH} characters",
+                f"{HEADER} must be 1–{MAX_KEY_LENGTH} visible ASCII characters without spaces",
             )
         principal = principal_of(request)
         owner = f"user:{principal.user.pk}"

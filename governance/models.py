@@ -48,6 +48,9 @@ class AuditChainHead(models.Model):
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
 
+    def __str__(self) -> str:
+        return f"audit head #{self.seq} {self.hash[:12]}"
+
 
 class ApiToken(models.Model):
     """A bearer token. Only a SHA-256 of the secret is stored; the secret is shown once.
@@ -82,3 +85,6 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_key_per_principal")]
+
+    def __str__(self) -> str:
+        return f"{self.principal} {self.key}"

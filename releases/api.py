@@ -4,17 +4,16 @@ asks the service or selector, and renders. Access is decided in governance.permi
 from __future__ import annotations
 
 from django.urls import path, register_converter
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import StrictSerializer, problems
+from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
 from canaryhub.pagination import Pagination
 from governance.authentication import principal_of
-from governance.idempotency import idempotent
+from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from governance.permissions import Action, require
 from releases import selectors, services
 from releases.models import Consumer, ModelVersion, RiskTier
@@ -138,7 +137,7 @@ class VersionOutput(serializers.Serializer):
     registered_at = serializers.DateTimeField()
 
 
-class ModelFilters(StrictSerializer):
+class ModelFilters(QueryFilters):
     q = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, default="")
     owner = serializers.CharField(required=False, default="", allow_blank=True, max_length=150)
@@ -146,7 +145,7 @@ class ModelFilters(StrictSerializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
-class VersionFilters(StrictSerializer):
+class VersionFilters(QueryFilters):
     status = serializers.ChoiceField(choices=ModelVersion.Status.choices, required=False, default="")
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
@@ -165,7 +164,7 @@ class ModelCollection(APIView):
     @extend_schema(
         operation_id="models_list",
         parameters=[ModelFilters],
-        responses={200: ModelOutput(many=True), **problems(400, 401, 403)},
+        responses={200: paginated(ModelOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
@@ -181,7 +180,7 @@ class ModelCollection(APIView):
     @extend_schema(
         operation_id="models_create",
         request=ModelInput,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: ModelOutput, **problems(400, 401, 403, 409, 422)},
     )
     @idempotent
@@ -220,7 +219,7 @@ class VersionCollection(APIView):
     @extend_schema(
         operation_id="versions_list",
         parameters=[VersionFilters],
-        responses={200: VersionOutput(many=True), **problems(400, 401, 403, 404)},
+        responses={200: paginated(VersionOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
@@ -233,7 +232,7 @@ class VersionCollection(APIView):
     @extend_schema(
         operation_id="versions_create",
         request=VersionInput,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: VersionOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
     @idempotent
