@@ -8,9 +8,6 @@ Every argument except `--only sqlite|postgres` goes to pytest unchanged. Each pa
 in its own process (Django reads DATABASE_URL once, at import), with CANARYHUB_ENV=test and a
 fresh CANARYHUB_VAR_DIR so tests never touch the developer's var/. Exit status is non-zero if
 either pass fails; a pass that collects no test (pytest's exit code 5) is a failure too.
-
-Browser tests find Debian's Chromium through CANARYHUB_CHROMIUM (set here when one is found;
-Playwright cannot download its own browser on this network).
 """
 
 from __future__ import annotations
@@ -91,10 +88,6 @@ def base_env() -> dict[str, str]:
     env["CANARYHUB_ENV"] = "test"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    if "CANARYHUB_CHROMIUM" not in env:
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if chromium:
-            env["CANARYHUB_CHROMIUM"] = chromium
     return env
 
 
