@@ -1,3 +1,10 @@
+from django.urls import path
+
+from governance import views
+
 app_name = "governance"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.audit_list, name="audit-list"),
+    path("verify/", views.audit_verify_view, name="audit-verify"),
+]

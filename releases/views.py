@@ -1,11 +1,203 @@
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""HTML views of the Model Register. Each parses its input, asks governance.permissions
+whether the user may, reads through releases.selectors, writes only through releases.services,
+and renders; domain errors become form errors or messages."""
 
-from releases import selectors
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_http_methods
+
+from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
+from governance.permissions import MODEL_SCOPED, Action, decide
+from releases import selectors, services
+from releases.forms import (
+    METRIC_LABELS,
+    THRESHOLD_TEXT,
+    ModelFilterForm,
+    ModelRegisterForm,
+    VersionRegisterForm,
+)
+from releases.models import AIModel, ModelVersion
+from releases.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES
+
+
+def _require(user: Any, action: Action, *, model: AIModel | None = None) -> None:
+    decision = decide(user, action, model=model)
+    if not decision.allowed:
+        if action in MODEL_SCOPED and model is None:
+            # Asked about "some model", decide() gives no specific reason; name the refusal.
+            raise PermissionDenied(f"your roles may not {action.value.replace('_', ' ')}")
+        raise PermissionDenied(decision.reason)
+
+
+def _is_fragment_request(request: HttpRequest) -> bool:
+    # htmx asks for the whole page again when it restores history it has no snapshot of.
+    htmx = request.htmx  # type: ignore[attr-defined]
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def _model_or_404(user: Any, name: str) -> AIModel:
+    try:
+        return selectors.model_get(actor=user, name=name)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+
+
+def _register_rows(models: QuerySet[AIModel]) -> list[dict[str, Any]]:
+    # One extra query for every model's versions instead of two per row; versions arrive
+    # newest first, so the first one is the latest.
+    newest_first = ModelVersion.objects.order_by("-major", "-minor", "-patch")
+    rows = []
+    for model in models.prefetch_related(Prefetch("versions", queryset=newest_first, to_attr="newest_first")):
+        versions = model.newest_first
+        production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
+        rows.append({"model": model, "production": production, "latest": versions[0] if versions else None})
+    return rows
 
 
 @login_required
+@require_GET
 def model_list(request: HttpRequest) -> HttpResponse:
-    models = selectors.model_list(actor=request.user, q=request.GET.get("q", ""))
-    return render(request, "releases/model_list.html", {"models": models})
+    _require(request.user, Action.VIEW)
+    filter_form = ModelFilterForm(request.GET)
+    filters = filter_form.filters()
+    context = {
+        "filter_form": filter_form,
+        "filters": filters,
+        "rows": _register_rows(selectors.model_list(actor=request.user, **filters)),
+        "can_register_model": decide(request.user, Action.REGISTER_MODEL).allowed,
+    }
+    if _is_fragment_request(request):
+        response = render(request, "releases/partials/_model_table.html", context)
+    else:
+        response = render(request, "releases/model_list.html", context)
+    # The same URL answers with a fragment or a page: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    _require(request.user, Action.VIEW)
+    model = _model_or_404(request.user, name)
+    versions = selectors.version_list(actor=request.user, model_name=model.name)
+    return render(
+        request,
+        "releases/model_detail.html",
+        {
+            "model": model,
+            "consumers": model.consumers.all(),
+            "versions": versions,
+            "production": selectors.production_version(model=model),
+            "can_register_version": decide(request.user, Action.REGISTER_VERSION, model=model).allowed,
+        },
+    )
+
+
+def _threshold_rows(version: ModelVersion) -> list[dict[str, Any]]:
+    rows = []
+    for key, text in THRESHOLD_TEXT.items():
+        row: dict[str, Any] = {"label": text["label"]}
+        for section in ("promote", "rollback"):
+            if key not in DEFAULT_THRESHOLDS[section]:
+                row[section] = None
+                continue
+            value = version.thresholds.get(section, {}).get(key)
+            default = DEFAULT_THRESHOLDS[section][key]
+            row[section] = {
+                "text": text[section].format(v=f"{value:g}" if value is not None else "?"),
+                "default": text[section].format(v=f"{default:g}"),
+                "tightened": value is not None and value != default,
+            }
+        rows.append(row)
+    return rows
+
+
+@login_required
+@require_GET
+def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    _require(request.user, Action.VIEW)
+    try:
+        obj = selectors.version_get(actor=request.user, model_name=name, version=version)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+    queries = obj.metrics.get("queries", {})
+    return render(
+        request,
+        "releases/version_detail.html",
+        {
+            "model": obj.model,
+            "version": obj,
+            "threshold_rows": _threshold_rows(obj),
+            "provider": obj.metrics.get("provider", ""),
+            "query_rows": [
+                {"label": METRIC_LABELS.get(metric, metric), "query": queries.get(metric, "")}
+                for metric in METRIC_NAMES
+            ],
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_create(request: HttpRequest) -> HttpResponse:
+    _require(request.user, Action.REGISTER_MODEL)
+    form = ModelRegisterForm(request.POST or None, actor=request.user)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                model = services.model_register(actor=request.user, **form.service_kwargs())
+            except ValidationFailed as exc:
+                form.add_service_errors(exc)
+            except (Conflict, PermissionRefused) as exc:
+                form.add_error(None, exc.detail)
+                status = exc.status
+            else:
+                messages.success(request, f"Model {model.name} registered.")
+                return redirect("releases:model-detail", name=model.name)
+    return render(request, "releases/model_form.html", {"form": form}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def version_create(request: HttpRequest, name: str) -> HttpResponse:
+    _require(request.user, Action.VIEW)
+    model = _model_or_404(request.user, name)
+    _require(request.user, Action.REGISTER_VERSION, model=model)
+    first_version = not selectors.version_list(actor=request.user, model_name=model.name).exists()
+    form = VersionRegisterForm(request.POST or None, first_version=first_version)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                version = services.version_register(
+                    actor=request.user, model_name=model.name, **form.service_kwargs()
+                )
+            except ValidationFailed as exc:
+                form.add_service_errors(exc)
+            except NotFound as exc:
+                raise Http404(exc.detail) from exc
+            except (Conflict, PermissionRefused) as exc:
+                form.add_error(None, exc.detail)
+                status = exc.status
+            else:
+                messages.success(request, f"Version {version.version} of {model.name} registered.")
+                return redirect("releases:version-detail", name=model.name, version=version.version)
+    return render(
+        request,
+        "releases/version_form.html",
+        {"model": model, "form": form, "first_version": first_version},
+        status=status,
+    )

@@ -1,0 +1,81 @@
+"""HTML views of the audit trail: recent events with a live filter, and a chain verification
+anyone allowed VERIFY_AUDIT can run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+
+from governance.audit import ChainVerification, audit_verify
+from governance.permissions import Action, decide
+from governance.selectors import audit_events
+
+# The page is a window on recent history; the API and the evidence export serve the rest.
+RECENT_EVENTS = 100
+
+
+def _require_audit_access(user: Any) -> None:
+    decision = decide(user, Action.VERIFY_AUDIT)
+    if not decision.allowed:
+        raise PermissionDenied(decision.reason)
+
+
+def _is_fragment_request(request: HttpRequest) -> bool:
+    # htmx asks for the whole page again when it restores history it has no snapshot of.
+    htmx = request.htmx  # type: ignore[attr-defined]
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    return {
+        "action": request.GET.get("action", "").strip()[:80],
+        "object_ref": request.GET.get("object", "").strip()[:200],
+    }
+
+
+def _audit_context(request: HttpRequest, verification: ChainVerification | None = None) -> dict[str, Any]:
+    filters = _filters(request)
+    events = list(audit_events(**filters)[:RECENT_EVENTS])
+    return {
+        "filters": filters,
+        "rows": [
+            {"event": e, "payload": json.dumps(e.payload, indent=2, sort_keys=True, ensure_ascii=False)}
+            for e in events
+        ],
+        "limit": RECENT_EVENTS,
+        "verification": verification,
+    }
+
+
+@login_required
+@require_GET
+def audit_list(request: HttpRequest) -> HttpResponse:
+    _require_audit_access(request.user)
+    context = _audit_context(request)
+    if _is_fragment_request(request):
+        response = render(request, "governance/partials/_audit_table.html", context)
+    else:
+        response = render(request, "governance/audit.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def audit_verify_view(request: HttpRequest) -> HttpResponse:
+    """A read: it recomputes every hash and changes nothing, hence GET."""
+    _require_audit_access(request.user)
+    verification = audit_verify()
+    if _is_fragment_request(request):
+        response = render(request, "governance/partials/_verify_result.html", {"verification": verification})
+    else:
+        response = render(request, "governance/audit.html", _audit_context(request, verification))
+    patch_vary_headers(response, ["HX-Request"])
+    return response
