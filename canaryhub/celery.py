@@ -1,4 +1,4 @@
-"""The Celery app. Every periodic task is scheduled here, in one place."""
+"""The Celery app. Periodic tasks are scheduled in one place: CELERY_BEAT_SCHEDULE in settings."""
 
 import os
 
@@ -9,13 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
 app = Celery("canaryhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-app.conf.beat_schedule = {
-    "prune-idempotency-keys": {
-        "task": "governance.tasks.prune_idempotency_keys",
-        "schedule": 3600.0,
-    },
-}
 
 
 @app.on_after_configure.connect

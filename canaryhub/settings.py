@@ -171,11 +171,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Rollback pushes run on their own queue so that a backlog of other work never delays them.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
 
 # --- integrations -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_TIMEOUT_S = env.float("CANARYHUB_PROMETHEUS_TIMEOUT_S", default=5.0)
+
+# Router adapters by kind; each canary names the kind it uses. The embedded default writes the
+# split as JSON into a folder (one file per model) and logs every split it was told.
+CANARYHUB_ROUTERS = {
+    "file": {"path_dir": env.str("CANARYHUB_ROUTER_FILE_DIR", default=str(VAR_DIR / "router"))},
+}
 
 # --- the canary pattern's clocks (API.md) -----------------------------------------------------
 CLOCK_SPEED = env.float("CANARYHUB_CLOCK_SPEED", default=1.0)
@@ -195,6 +203,13 @@ for _name, _value in [
 ]:
     if _value <= 0:
         raise ImproperlyConfigured(f"{_name} must be a positive number of seconds")
+
+# Every periodic task, in one place. Beat only enqueues; each task claims its own work, so a
+# second beat running by mistake is harmless.
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-canaries": {"task": "releases.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S)},
+    "prune-idempotency-keys": {"task": "governance.tasks.prune_idempotency_keys", "schedule": 3600.0},
+}
 
 # --- logging ----------------------------------------------------------------------------------
 LOGGING = {

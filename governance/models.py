@@ -88,3 +88,39 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} {self.key}"
+
+
+class Approval(models.Model):
+    """An electronic signature on one step of a canary (its start, or a promotion).
+
+    The record carries what 21 CFR Part 11-style signature manifestations need: the signer's
+    printed name, the time, the meaning of the signature (role and statement), and the hash of
+    the Evaluation the signer was shown, so that what was approved can be proven later. The
+    signer re-entered their password to make it. One signature per role per step."""
+
+    class SignatureRole(models.TextChoices):
+        OWNER = "owner", "Model owner"
+        MRM = "mrm", "Model risk (MRM)"
+
+    canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="approvals")
+    step = models.CharField(max_length=40)  # "start" or "promote:<from>-><to>"
+    stage_index = models.PositiveSmallIntegerField()  # the stage the step enters
+    role = models.CharField(max_length=10, choices=SignatureRole.choices)
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    printed_name = models.CharField(max_length=200)
+    meaning = models.CharField(max_length=300)
+    statement = models.TextField()
+    evaluation = models.ForeignKey(
+        "monitoring.Evaluation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    evaluation_hash = models.CharField(max_length=64, blank=True)
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["canary", "step", "role"], name="one_signature_per_role_per_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} signature by {self.printed_name} on canary #{self.canary_id} {self.step}"

@@ -110,8 +110,8 @@ class ModelVersion(models.Model):
     @property
     def config_frozen(self) -> bool:
         """Thresholds and metric configuration are frozen once a canary of the version has
-        started (any status past `registered`); changing them is then a governance act."""
-        return self.status != self.Status.REGISTERED
+        started, even if it was aborted since: changing them is then a governance act."""
+        return self.status != self.Status.REGISTERED or self.canaries.exists()
 
 
 class Canary(models.Model):

@@ -18,6 +18,15 @@ from tests.factories import UserFactory
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Unit tests run tasks inline when their transaction commits; the integration tests that
+    # need a real worker and broker start them themselves.
+    from canaryhub.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     if on_postgres:
@@ -61,7 +70,9 @@ def role_user(db):
     def make(*roles: Role | str, **kwargs):
         user = UserFactory(**kwargs)
         for role in roles:
-            user.groups.add(Group.objects.get(name=str(role)))
+            # get_or_create: the flush after a transactional test also empties the groups that
+            # the roles migration created.
+            user.groups.add(Group.objects.get_or_create(name=str(role))[0])
         return user
 
     return make

@@ -51,3 +51,30 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     thresholds = factory.LazyFunction(lambda: {k: dict(v) for k, v in DEFAULT_THRESHOLDS.items()})
     metrics = factory.LazyFunction(lambda: {"provider": "push", "queries": {}})
     registered_by = factory.SelfAttribute("model.owner")
+
+
+def make_evaluation(canary, *, status: str = "green", window_end=None, stage_index: int | None = None, **gate_status):
+    """An Evaluation record as the evaluator would write it: every promotion gate `status`
+    unless overridden per gate (`latency_p99="red"`)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring.evaluations import PROMOTION_GATES, Gate, evaluation_hash, normalise_json, overall_verdict
+    from monitoring.models import Evaluation
+
+    window_end = window_end or timezone.now()
+    window_start = window_end - timedelta(minutes=5)
+    stage_index = canary.stage_index if stage_index is None else stage_index
+    gates = [Gate(name=name, status=gate_status.get(name, status), value=0.0, limit=0.0).to_dict() for name in PROMOTION_GATES]
+    gates = normalise_json(gates)
+    verdict = overall_verdict(gates).value
+    inputs = normalise_json({"source": "test"})
+    return Evaluation.objects.create(
+        canary=canary, stage_index=stage_index, window_start=window_start, window_end=window_end, gates=gates,
+        verdict=verdict, inputs=inputs,
+        content_hash=evaluation_hash(
+            canary_id=canary.pk, stage_index=stage_index, window_start=window_start, window_end=window_end,
+            gates=gates, verdict=verdict, inputs=inputs,
+        ),
+    )
