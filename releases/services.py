@@ -21,6 +21,8 @@ from releases.thresholds import metrics_with_defaults, thresholds_with_defaults
 User = get_user_model()
 
 MODEL_FIELDS = ("display_name", "description", "risk_tier", "owner", "on_call")
+# Names that are paths of the register's own pages (/models/new/).
+RESERVED_MODEL_NAMES = frozenset({"new"})
 
 
 def _clean(instance: models.Model, *, exclude: Iterable[str] = ()) -> None:
@@ -101,6 +103,8 @@ def model_register(
     model.owner = _owner(owner)
     require(actor, Action.REGISTER_MODEL, model=model)
     _clean(model)
+    if name in RESERVED_MODEL_NAMES:
+        raise ValidationFailed.field("name", f"{name!r} is reserved; choose another name")
     parsed_consumers = _consumers(consumers)
     principal = as_principal(actor)
     with transaction.atomic():

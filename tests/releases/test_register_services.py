@@ -72,7 +72,7 @@ def test_duplicate_model_name_is_a_conflict(model, platform):
         services.model_register(actor=platform, name="fraud-scorer", display_name="X", risk_tier="low", owner="owner", on_call="c")
 
 
-@pytest.mark.parametrize("name", ["Fraud", "fraud_scorer", "-fraud", "fraud-", "a" * 65, ""])
+@pytest.mark.parametrize("name", ["Fraud", "fraud_scorer", "-fraud", "fraud-", "a" * 65, "", "new"])
 def test_model_name_must_be_a_slug(platform, owner, name):
     with pytest.raises(ValidationFailed) as exc:
         services.model_register(actor=platform, name=name, display_name="X", risk_tier="low", owner="owner", on_call="c")
