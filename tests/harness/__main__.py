@@ -93,6 +93,8 @@ def base_env() -> dict[str, str]:
 
 def run_pytest(name: str, pytest_args: list[str], env: dict[str, str]) -> int:
     var_dir = tempfile.mkdtemp(prefix=f"canaryhub-test-{name}-")
+    # STATIC_ROOT lives there; WhiteNoise warns on every request handler when it is missing.
+    os.mkdir(os.path.join(var_dir, "staticfiles"))
     env = {**env, "CANARYHUB_VAR_DIR": var_dir}
     argv = [sys.executable, "-m", "pytest", "-p", "tests.harness.plugin", *pytest_args]
     log(f"{name} pass: {' '.join(argv[1:])}")
