@@ -162,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
             say("launcher", f"CanaryHub is running at {url} — log in as {' / '.join(DEMO_LOGINS)}, "
                             f"password: {args.demo_password}")
             say("launcher", "press Ctrl-C to stop")
+        elif all(c.returncode is None for c in children):
+            say("launcher", f"{url}healthz has not answered yet; the processes keep running (Ctrl-C to stop)")
         while True:
             for child in children:
                 code = child.returncode
                 if code is not None:
-                    exit_code = code or 1
+                    exit_code = 128 - code if code < 0 else (code or 1)  # -N: killed by signal N
                     raise Stop(f"{child.name} exited with code {code}")
             time.sleep(0.5)
     except Stop as stop:
