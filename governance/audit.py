@@ -166,8 +166,10 @@ def audit_verify(*, chunk_size: int = 2000) -> ChainVerification:
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION canaryhub_audit_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'governance_auditevent is append-only: % refused', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
+    -- No percent-sign placeholders: the DB-API driver would try to fill them in.
+    RAISE EXCEPTION USING
+        MESSAGE = 'governance_auditevent is append-only: ' || TG_OP || ' refused',
+        ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
 """

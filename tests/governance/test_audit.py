@@ -154,10 +154,18 @@ def test_auditlog_field_changes_are_sealed_into_the_chain(platform, role_user):
 # --- real PostgreSQL ------------------------------------------------------------------------------
 
 
+def _fire_deferred_constraints() -> None:
+    # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED; PostgreSQL refuses TRUNCATE and
+    # ALTER TABLE on a table with checks still pending in the (test's) open transaction.
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_postgres_refuses_truncate():
     _append(1)
+    _fire_deferred_constraints()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE governance_auditevent CASCADE")
 
@@ -166,6 +174,7 @@ def test_postgres_refuses_truncate():
 @pytest.mark.django_db
 def test_postgres_superuser_disabling_the_trigger_is_caught_by_verification():
     _append(4)
+    _fire_deferred_constraints()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE governance_auditevent SET action = 'forged' WHERE seq = 2")
     with connection.cursor() as cursor:
