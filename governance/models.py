@@ -124,3 +124,47 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} signature by {self.printed_name} on canary #{self.canary_id} {self.step}"
+
+
+class Incident(models.Model):
+    """An incident about a canary: a rollback (P2, contained degradation) or a failure of the
+    control plane itself (P1: the monitor went silent, a rollback could not be confirmed, the
+    audit chain failed verification). The on-call engineer files the root cause within 48 h."""
+
+    class Severity(models.TextChoices):
+        P1 = "P1", "P1 — control plane failure"
+        P2 = "P2", "P2 — degradation detected, contained"
+
+    class Kind(models.TextChoices):
+        ROLLBACK = "rollback", "Canary rolled back"
+        MONITOR_SILENT = "monitor_silent", "Evaluator heartbeat missing"
+        ROLLBACK_UNCONFIRMED = "rollback_unconfirmed", "Rollback not confirmed at 0%"
+        AUDIT_CHAIN = "audit_chain", "Audit chain failed verification"
+        ROUTER = "router", "Traffic router failure"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ROOT_CAUSE_FILED = "root_cause_filed", "Root cause filed"
+        RESOLVED = "resolved", "Resolved"
+
+    severity = models.CharField(max_length=2, choices=Severity.choices)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    canary = models.ForeignKey(
+        "releases.Canary", null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
+    evaluation = models.ForeignKey(
+        "monitoring.Evaluation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    summary = models.TextField()
+    details = models.JSONField(default=dict)
+    opened_at = models.DateTimeField()
+    root_cause_due_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "severity"])]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.get_kind_display()} #{self.pk}"

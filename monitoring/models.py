@@ -85,3 +85,27 @@ class Evaluation(models.Model):
             "inputs": self.inputs,
             "content_hash": self.content_hash,
         }
+
+
+class NotificationEvent(models.Model):
+    """The outbox of things people must be told (rollback, early warning, promotion, escalation).
+
+    Writers add a row in the same transaction as the fact it reports; a sender delivers and
+    stamps `sent_at` (the embedded default "sends" to the log and the database)."""
+
+    kind = models.CharField(max_length=60)
+    canary = models.ForeignKey(
+        "releases.Canary", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
+    audience = models.JSONField(default=list)  # e.g. ["owner", "on_call", "consumers"]
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["sent_at", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({'sent' if self.sent_at else 'pending'})"

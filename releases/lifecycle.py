@@ -29,7 +29,8 @@ from django.utils import timezone
 
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.audit import audit_append
-from governance.models import Approval
+from governance.incidents import incident_open
+from governance.models import Approval, Incident
 from governance.permissions import Action, Role, as_principal, require, roles_of
 from monitoring.evaluations import readiness
 from monitoring.models import Evaluation
@@ -459,6 +460,13 @@ def canary_rollback(
             push=True, push_queue="rollbacks",
         )
         ModelVersion.objects.filter(pk=canary.version_id).update(status=ModelVersion.Status.ROLLED_BACK)
+        incident_open(
+            severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary=canary,
+            evaluation=Evaluation.objects.filter(pk=evaluation_id).first() if evaluation_id else None,
+            summary=f"Canary #{canary.pk} of {canary.version} rolled back "
+                    f"{'automatically' if automatic else 'by hand'}: {reason.strip()}",
+            details={"automatic": automatic, "stage_index": canary.stage_index}, actor=actor,
+        )
     return canary
 
 

@@ -187,3 +187,28 @@ class Canary(models.Model):
 
     def __str__(self) -> str:
         return f"canary #{self.pk} of {self.version}"
+
+
+class RouterPush(models.Model):
+    """One attempt-series to carry a split to a router: what was asked, what the router says it
+    applied, how long it took. The evidence that traffic really moved (or did not)."""
+
+    canary = models.ForeignKey(Canary, on_delete=models.PROTECT, related_name="pushes")
+    router = models.CharField(max_length=40)
+    generation = models.PositiveBigIntegerField()
+    requested = models.JSONField()  # the Split as sent
+    applied = models.JSONField(null=True, blank=True)  # the split the router read back
+    reason = models.CharField(max_length=40, default="transition")  # transition | reconcile | retry
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["canary", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"push gen {self.generation} of canary #{self.canary_id} to {self.router}"

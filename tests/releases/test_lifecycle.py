@@ -318,6 +318,9 @@ def test_rollback_sets_zero_percent_and_blocks_the_version(people, django_captur
     assert (canary.state, canary.traffic_percent) == (State.ROLLED_BACK, 0)
     assert json.loads((tmp_path / "scorer.json").read_text())["percent"] == 0
     assert ModelVersion.objects.get(version="1.1.0").status == "rolled_back"
+    incident = canary.incidents.get()
+    assert (incident.severity, incident.kind, incident.status) == ("P2", "rollback", "open")
+    assert incident.root_cause_due_at == incident.opened_at + timedelta(hours=48)
     with pytest.raises(Conflict, match="rolled_back"):
         lifecycle.canary_abort(actor=people["owner"], canary_id=canary.pk, reason="again")
     with pytest.raises(Conflict, match="root cause"):
