@@ -8,6 +8,7 @@ Production mode (CANARYHUB_ENV=production) refuses to start on a default secret 
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 env = environ.Env()
@@ -209,7 +210,34 @@ for _name, _value in [
 CELERY_BEAT_SCHEDULE = {
     "reconcile-canaries": {"task": "releases.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S)},
     "prune-idempotency-keys": {"task": "governance.tasks.prune_idempotency_keys", "schedule": 3600.0},
+
+    # Nightly (default 02:30 UTC): verify the whole audit chain and export its head.
+    "verify-audit-chain": {
+        "task": "governance.tasks.verify_audit_chain",
+        "schedule": crontab(
+            hour=env.str("CANARYHUB_AUDIT_VERIFY_HOUR", default="2"),
+            minute=env.str("CANARYHUB_AUDIT_VERIFY_MINUTE", default="30"),
+        ),
+    },
 }
+
+# --- governance evidence ----------------------------------------------------------------------
+# Where the nightly verification writes the audit chain head (files created with O_EXCL, never
+# overwritten). Point it at a write-once store (WORM bucket mount, append-only share) that the
+# database owner cannot rewrite.
+AUDIT_HEAD_EXPORT_DIR = env.str("CANARYHUB_AUDIT_HEAD_EXPORT_DIR", default=str(VAR_DIR / "audit-heads"))
+EVIDENCE_EXPORT_DIR = env.str("CANARYHUB_EVIDENCE_EXPORT_DIR", default=str(VAR_DIR / "evidence-exports"))
+# Retention floors of the EU AI Act: 6 months for automatically generated logs (audit events,
+# incidents; Art. 19, 26(6)) and 10 years for technical documentation (certificates, evidence
+# exports; Art. 18). Configurable upward only. (Evaluation snapshots: EVALUATION_RETENTION_DAYS.)
+RETENTION_LOGS_DAYS = env.int("CANARYHUB_RETENTION_LOGS_DAYS", default=184)
+RETENTION_DOCUMENTATION_DAYS = env.int("CANARYHUB_RETENTION_DOCUMENTATION_DAYS", default=3653)
+for _name, _value, _floor in [
+    ("CANARYHUB_RETENTION_LOGS_DAYS", RETENTION_LOGS_DAYS, 184),
+    ("CANARYHUB_RETENTION_DOCUMENTATION_DAYS", RETENTION_DOCUMENTATION_DAYS, 3653),
+]:
+    if _value < _floor:
+        raise ImproperlyConfigured(f"{_name} must be at least {_floor} days")
 
 # --- logging ----------------------------------------------------------------------------------
 LOGGING = {

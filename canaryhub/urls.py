@@ -21,5 +21,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("audit/", include("governance.urls")),
+    path("governance/", include("governance.pages")),
     path("", include("releases.urls")),
 ]

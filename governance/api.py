@@ -1,20 +1,34 @@
-"""REST API of the audit trail (`/api/v1/audit/…`)."""
+"""REST API of the governance evidence: the audit trail (`/api/v1/audit/…`), incidents and
+root-cause reports, completion certificates and the evidence bundle."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from django.http import StreamingHttpResponse
 from django.urls import path
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, paginated, problems
+from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
+from canaryhub.errors import NotFound
 from canaryhub.pagination import Pagination
 from governance import selectors
-from governance.audit import audit_verify
+from governance.audit import audit_append, audit_verify
 from governance.authentication import principal_of
-from governance.permissions import Action, require
+from governance.certificates import certificate_decide, certificate_verify, verify_url
+from governance.evidence import bundle_stream, canaries_for
+from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from governance.models import Certificate, Incident
+from governance.permissions import Action, require, visible_models_filter
+from governance.rootcause import incident_is_overdue, incidents, root_cause_file
+from releases.models import AIModel
 
 
 class AuditEventOutput(serializers.Serializer):
@@ -79,7 +93,210 @@ class AuditVerify(APIView):
         return Response(audit_verify().as_dict())
 
 
+# --- incidents and root causes -------------------------------------------------------------------
+
+
+def _visible_canary(principal: Any, canary_id: int) -> Any:
+    from releases.models import Canary
+
+    qs = Canary.objects.select_related("model", "version")
+    scope = visible_models_filter(principal)
+    if scope is not None:
+        qs = qs.filter(model__in=AIModel.objects.filter(**scope))
+    canary = qs.filter(pk=canary_id).first()
+    if canary is None:
+        raise NotFound(f"no canary #{canary_id}")
+    return canary
+
+
+class RootCauseOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    cause = serializers.CharField()
+    contributing_factors = serializers.CharField()
+    fix = serializers.CharField()
+    version_change_ref = serializers.CharField()
+    filed_by = serializers.CharField(source="filed_by.username")
+    filed_at = serializers.DateTimeField()
+    filed_late = serializers.BooleanField()
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+    review_note = serializers.CharField()
+
+
+class IncidentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    severity = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    canary = serializers.IntegerField(source="canary_id", allow_null=True)
+    evaluation = serializers.IntegerField(source="evaluation_id", allow_null=True)
+    summary = serializers.CharField()
+    opened_at = serializers.DateTimeField()
+    root_cause_due_at = serializers.DateTimeField(allow_null=True)
+    overdue = serializers.SerializerMethodField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    root_causes = RootCauseOutput(many=True, source="root_cause_reports.all")
+
+    def get_overdue(self, incident: Incident) -> bool:
+        return incident_is_overdue(incident, now=timezone.now())
+
+
+class IncidentFilters(QueryFilters):
+    status = serializers.ChoiceField(choices=Incident.Status.choices, required=False, default="")
+    kind = serializers.ChoiceField(choices=Incident.Kind.choices, required=False, default="")
+    model = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class IncidentList(APIView):
+    @extend_schema(operation_id="incidents_list", parameters=[IncidentFilters],
+                   responses={200: paginated(IncidentOutput), **problems(400, 401, 403, 404)})
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        filters = IncidentFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        qs = incidents(status=data["status"], kind=data["kind"], model=data["model"])
+        scope = visible_models_filter(principal)
+        if scope is not None:
+            qs = qs.filter(canary__model__in=AIModel.objects.filter(**scope))
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(IncidentOutput(page, many=True).data)
+
+
+class RootCauseInput(StrictSerializer):
+    cause = serializers.CharField(max_length=10000)
+    contributing_factors = serializers.CharField(max_length=10000, required=False, default="", allow_blank=True)
+    fix = serializers.CharField(max_length=10000)
+    version_change_ref = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class IncidentRootCause(APIView):
+    @extend_schema(operation_id="incidents_root_cause_create", request=RootCauseInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={201: RootCauseOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        data = RootCauseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = root_cause_file(actor=principal_of(request), incident_id=id, **data.validated_data)
+        return Response(RootCauseOutput(report).data, status=status.HTTP_201_CREATED)
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+
+class CertificateOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    canary = serializers.IntegerField(source="canary_id")
+    status = serializers.CharField()
+    checklist = serializers.JSONField()
+    reasons = serializers.CharField()
+    reviewer = serializers.CharField(source="reviewer_name")
+    decided_at = serializers.DateTimeField()
+    body = serializers.JSONField()
+    evidence_hash = serializers.CharField()
+    chain_head = serializers.SerializerMethodField()
+    content_hash = serializers.CharField()
+    pdf_sha256 = serializers.CharField()
+    audit_seq = serializers.IntegerField(allow_null=True)
+    verify_url = serializers.SerializerMethodField()
+
+    def get_chain_head(self, cert: Certificate) -> dict[str, Any]:
+        return {"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}
+
+    def get_verify_url(self, cert: Certificate) -> str:
+        request = self.context.get("request")
+        url = verify_url(cert.pk)
+        return request.build_absolute_uri(url) if request is not None else url
+
+
+class CertificateInput(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("issue", "issue"), ("return", "return")], default="issue")
+    reasons = serializers.CharField(max_length=5000, required=False, default="", allow_blank=True)
+
+
+CertificateVerifyOutput = inline_serializer(
+    name="CertificateVerification",
+    fields={
+        "ok": serializers.BooleanField(),
+        "certificate": serializers.CharField(),
+        "status": serializers.CharField(),
+        "checks": serializers.ListField(child=serializers.DictField()),
+        "changed": serializers.ListField(child=serializers.CharField()),
+    },
+)
+
+
+class CanaryCertificate(APIView):
+    @extend_schema(operation_id="canaries_certificate_create", request=CertificateInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={201: CertificateOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        _visible_canary(principal, id)
+        data = CertificateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        cert = certificate_decide(actor=principal, canary_id=id, issue=data.validated_data["decision"] == "issue",
+                                  reasons=data.validated_data["reasons"])
+        return Response(CertificateOutput(cert, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class CertificateDetail(APIView):
+    @extend_schema(operation_id="certificates_retrieve", responses={200: CertificateOutput, **problems(401, 403, 404)})
+    def get(self, request: Request, id: uuid.UUID) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        cert = Certificate.objects.filter(pk=id).first()
+        if cert is None:
+            raise NotFound(f"no certificate {id}")
+        _visible_canary(principal, cert.canary_id)
+        return Response(CertificateOutput(cert, context={"request": request}).data)
+
+
+class CertificateVerify(APIView):
+    @extend_schema(operation_id="certificates_verify", responses={200: CertificateVerifyOutput,
+                                                                  **problems(401, 403, 404)})
+    def get(self, request: Request, id: uuid.UUID) -> Response:
+        require(principal_of(request), Action.VIEW)
+        return Response(certificate_verify(certificate_id=id).as_dict())
+
+
+# --- evidence bundle ------------------------------------------------------------------------------
+
+
+class CanaryEvidence(APIView):
+    @extend_schema(
+        operation_id="canaries_evidence_retrieve",
+        responses={(200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="the bundle (zip)"),
+                   **problems(401, 403, 404)},
+    )
+    def get(self, request: Request, id: int) -> StreamingHttpResponse:
+        principal = principal_of(request)
+        canary = _visible_canary(principal, id)
+        require(principal, Action.EXPORT_EVIDENCE, model=canary.model)
+        audit_append(actor=principal.user, action="evidence.downloaded", object_type="canary", object_id=canary.pk,
+                     payload={"via_token": principal.token_prefix})
+        stream = bundle_stream(canaries_for(canary_id=canary.pk), scope={"kind": "canary", "canary": canary.pk})
+        response = StreamingHttpResponse(stream, content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="canaryhub-evidence-canary-{canary.pk}-{canary.model.name}-'
+            f'{canary.version.version}.zip"'
+        )
+        return response
+
+
 urlpatterns = [
     path("audit/", AuditList.as_view(), name="api-audit-list"),
     path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
+    path("incidents/", IncidentList.as_view(), name="api-incident-list"),
+    path("incidents/<int:id>/root-cause/", IncidentRootCause.as_view(), name="api-incident-root-cause"),
+    path("canaries/<int:id>/certificate/", CanaryCertificate.as_view(), name="api-canary-certificate"),
+    path("canaries/<int:id>/evidence/", CanaryEvidence.as_view(), name="api-canary-evidence"),
+    path("certificates/<uuid:id>/", CertificateDetail.as_view(), name="api-certificate-detail"),
+    path("certificates/<uuid:id>/verify/", CertificateVerify.as_view(), name="api-certificate-verify"),
 ]

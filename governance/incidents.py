@@ -44,4 +44,8 @@ def incident_open(
                 "details": incident.details,
             },
         )
+        if kind == Incident.Kind.ROLLBACK and canary is not None:
+            from governance.rootcause import escalation_check
+
+            escalation_check(canary=canary, now=now)
     return incident

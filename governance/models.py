@@ -168,3 +168,220 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity} {self.get_kind_display()} #{self.pk}"
+
+
+class RootCauseReport(models.Model):
+    """The on-call engineer's root-cause analysis of a rollback incident (pattern §10.3).
+
+    A report is filed, then accepted or returned by MRM. A returned report stays as history and
+    a new one is filed; only an accepted report (with a signed re-initiation approval) lifts the
+    block on canarying the same version again."""
+
+    class Status(models.TextChoices):
+        FILED = "filed", "Filed, awaiting MRM review"
+        ACCEPTED = "accepted", "Accepted by MRM"
+        RETURNED = "returned", "Returned by MRM"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="root_cause_reports")
+    cause = models.TextField()
+    contributing_factors = models.TextField(blank=True)
+    fix = models.TextField()
+    version_change_ref = models.CharField(
+        max_length=500, blank=True, help_text="link to the version change that fixes it"
+    )
+    filed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    filed_at = models.DateTimeField()
+    filed_late = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.FILED)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-filed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"root cause #{self.pk} of incident #{self.incident_id} ({self.status})"
+
+
+class ReinitiationApproval(models.Model):
+    """A human e-signature (password re-entered) allowing a rolled-back version to be canaried
+    again, after MRM accepted the root cause. Used up by the next canary of the version."""
+
+    version = models.ForeignKey("releases.ModelVersion", on_delete=models.PROTECT, related_name="reinitiations")
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="+")
+    root_cause = models.ForeignKey(RootCauseReport, on_delete=models.PROTECT, related_name="+")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    printed_name = models.CharField(max_length=200)
+    meaning = models.CharField(max_length=300)
+    statement = models.TextField()
+    signed_at = models.DateTimeField()
+    used_by = models.OneToOneField(
+        "releases.Canary", null=True, blank=True, on_delete=models.PROTECT, related_name="reinitiation"
+    )
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["incident"], name="one_reinitiation_per_incident")]
+
+    def __str__(self) -> str:
+        return f"re-initiation of {self.version_id} signed by {self.printed_name}"
+
+
+class CommitteeEscalation(models.Model):
+    """Three consecutive rollbacks of one version: the model risk committee must look at it."""
+
+    version = models.ForeignKey("releases.ModelVersion", on_delete=models.PROTECT, related_name="escalations")
+    canary_ids = models.JSONField()  # the rolled-back canaries, oldest first
+    reason = models.TextField()
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"committee escalation #{self.pk} of version {self.version_id}"
+
+
+class Certificate(models.Model):
+    """AI Governance's decision on a completed canary: issued (a completion certificate) or
+    returned with reasons. The id is a UUID because the verification page is open to anyone who
+    holds the certificate: it must not be enumerable.
+
+    `body` is what the certificate states; `sealed` maps each record it depends on
+    (`canary:7`, `evaluation:12`, `approval:3`…) to the SHA-256 of that record's fields at
+    issue; `content_hash` is the SHA-256 of body + sealed, appended to the audit chain."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued", "Issued"
+        RETURNED = "returned", "Returned with reasons"
+
+    id = models.UUIDField(primary_key=True)
+    canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="certificates")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    checklist = models.JSONField()
+    reasons = models.TextField(blank=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewer_name = models.CharField(max_length=200)
+    decided_at = models.DateTimeField()
+    body = models.JSONField(default=dict)
+    sealed = models.JSONField(default=dict)
+    evidence_hash = models.CharField(max_length=64, blank=True)
+    chain_head_seq = models.BigIntegerField(null=True, blank=True)
+    chain_head_hash = models.CharField(max_length=64, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    pdf_sha256 = models.CharField(max_length=64, blank=True)
+    audit_seq = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["canary"], condition=models.Q(status="issued"), name="one_certificate_per_canary"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"certificate {self.pk} ({self.status}) of canary #{self.canary_id}"
+
+
+class ThresholdChangeRequest(models.Model):
+    """A governance request to change a running canary's thresholds. Needs AI Governance and
+    MRM approval (two different people); takes effect when the canary next enters a stage."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting review"
+        APPROVED = "approved", "Approved, applies at the next stage"
+        REJECTED = "rejected", "Rejected"
+        APPLIED = "applied", "Applied"
+        LAPSED = "lapsed", "Lapsed (canary ended first)"
+
+    canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="threshold_changes")
+    current = models.JSONField()
+    proposed = models.JSONField()
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    requested_at_stage = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    governance_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    governance_at = models.DateTimeField(null=True, blank=True)
+    mrm_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    mrm_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_stage_index = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"threshold change #{self.pk} of canary #{self.canary_id} ({self.status})"
+
+
+class ChainHeadExport(models.Model):
+    """One scheduled verification of the whole chain and the head written outside the database."""
+
+    verified_at = models.DateTimeField()
+    ok = models.BooleanField()
+    length = models.BigIntegerField()
+    head_seq = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    first_bad_seq = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["-verified_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"chain check {self.verified_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'FAILED'}"
+
+
+class EvidenceExport(models.Model):
+    """A bundle built in the background for the export page: its scope, progress and file."""
+
+    class Scope(models.TextChoices):
+        CANARY = "canary", "One canary"
+        MODEL = "model", "One model"
+        RANGE = "range", "Date range"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Building"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    canary = models.ForeignKey("releases.Canary", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey("releases.AIModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    path = models.CharField(max_length=500, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evidence export #{self.pk} ({self.scope}, {self.status})"
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.status == self.Status.DONE else int(100 * self.done / self.total) if self.total else 0

@@ -24,6 +24,9 @@ through a token scoped to a list of models. The rules, as a table:
 | verify_audit           | yes         | yes      | yes | yes           | yes          | yes     | yes     |                 |
 | manage_routers         |             | yes      |     |               |              |         |         |                 |
 | manage_tokens          |             | yes      |     |               |              |         |         |                 |
+| approve_reinitiation   | own         |          |     |               |              |         |         | never           |
+| request_threshold_change | own       | yes      |     |               |              |         |         |                 |
+| review_threshold_change |            |          | yes | yes           |              |         |         | never           |
 
 "own" means the model's registered owner; "as owner" means registering a model with oneself
 as its owner (the service passes the unsaved model, so the same "own" rule decides). Risk officers and auditors read everything and change
@@ -73,10 +76,16 @@ class Action(StrEnum):
     VERIFY_AUDIT = "verify_audit"
     MANAGE_ROUTERS = "manage_routers"
     MANAGE_TOKENS = "manage_tokens"
+    APPROVE_REINITIATION = "approve_reinitiation"
+    REQUEST_THRESHOLD_CHANGE = "request_threshold_change"
+    REVIEW_THRESHOLD_CHANGE = "review_threshold_change"
 
 
 # Actions that are acts of a person (signatures, certificates, acceptance): never a machine.
-HUMAN_ONLY = frozenset({Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE})
+HUMAN_ONLY = frozenset(
+    {Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE,
+     Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE}
+)
 
 # Actions a role may take on any model.
 _ANY_MODEL: dict[Role, frozenset[Action]] = {
@@ -85,12 +94,12 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
             Action.VIEW, Action.REGISTER_MODEL, Action.CHANGE_MODEL, Action.REGISTER_VERSION,
             Action.CHANGE_VERSION, Action.START_CANARY, Action.ABORT_CANARY, Action.ROLLBACK_CANARY,
             Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE, Action.EXPORT_EVIDENCE,
-            Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS,
+            Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS, Action.REQUEST_THRESHOLD_CHANGE,
         }
     ),
     Role.MODEL_OWNER: frozenset({Action.VIEW, Action.VERIFY_AUDIT}),
-    Role.MRM: frozenset({Action.VIEW, Action.SIGN_MRM, Action.ACCEPT_ROOT_CAUSE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
-    Role.AI_GOVERNANCE: frozenset({Action.VIEW, Action.ISSUE_CERTIFICATE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
+    Role.MRM: frozenset({Action.VIEW, Action.SIGN_MRM, Action.ACCEPT_ROOT_CAUSE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT, Action.REVIEW_THRESHOLD_CHANGE}),
+    Role.AI_GOVERNANCE: frozenset({Action.VIEW, Action.ISSUE_CERTIFICATE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT, Action.REVIEW_THRESHOLD_CHANGE}),
     Role.RISK_OFFICER: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
     Role.ON_CALL: frozenset({Action.VIEW, Action.FILE_ROOT_CAUSE, Action.VERIFY_AUDIT}),
     Role.AUDITOR: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
@@ -101,6 +110,7 @@ _OWN_MODEL = frozenset(
     {
         Action.REGISTER_MODEL, Action.CHANGE_MODEL, Action.REGISTER_VERSION, Action.CHANGE_VERSION, Action.START_CANARY,
         Action.ABORT_CANARY, Action.ROLLBACK_CANARY, Action.SIGN_OWNER, Action.EXPORT_EVIDENCE,
+        Action.APPROVE_REINITIATION, Action.REQUEST_THRESHOLD_CHANGE,
     }
 )
 

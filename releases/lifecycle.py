@@ -225,12 +225,17 @@ def canary_initiate(
                 f"{model.name} already has an active canary (#{active.pk}, {active.state}); "
                 "finish, roll back or abort it first"
             )
+        reinitiation = None
         if obj.status == ModelVersion.Status.ROLLED_BACK:
-            raise Conflict(
-                f"{obj} was rolled back; it cannot be canaried again until its root cause is accepted "
-                "and a re-initiation is approved"
-            )
-        if obj.status != ModelVersion.Status.REGISTERED:
+            from governance.rootcause import reinitiation_claim
+
+            reinitiation = reinitiation_claim(version=obj)
+            if reinitiation is None:
+                raise Conflict(
+                    f"{obj} was rolled back; it cannot be canaried again until its root cause is accepted "
+                    "and a re-initiation is approved"
+                )
+        elif obj.status != ModelVersion.Status.REGISTERED:
             raise Conflict(f"{obj} is {obj.status}; only a registered version can be canaried")
         baseline = model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
         if baseline is None:
@@ -274,6 +279,10 @@ def canary_initiate(
         except IntegrityError as exc:  # the unique "one active canary" constraint
             raise Conflict(f"{model.name} already has an active canary") from exc
         ModelVersion.objects.filter(pk=obj.pk).update(status=ModelVersion.Status.CANARY)
+        if reinitiation is not None:
+            from governance.rootcause import reinitiation_use
+
+            reinitiation_use(approval=reinitiation, canary=canary)
         audit_append(
             actor=principal.user,
             action="canary.initiated",
@@ -418,6 +427,11 @@ def _take_step(canary: Canary, *, step: rules.Step, actor: Any, now: datetime) -
                     payload={"step": step.key}, fields=fields, push=True)
         _make_production(canary, actor=actor)
         return
+    if step.kind is rules.StepKind.PROMOTE:
+        # An approved threshold change takes effect as the canary enters its next stage.
+        from governance.threshold_changes import threshold_change_apply_due
+
+        threshold_change_apply_due(canary=canary, fields=fields, to_index=step.to_index, actor=actor, now=now)
     action = "canary.started" if step.kind is rules.StepKind.START else "canary.promoted"
     _transition(canary, to=State.RUNNING, actor=actor, action=action, payload={"step": step.key},
                 fields=fields, push=True)
@@ -434,6 +448,12 @@ def _make_production(canary: Canary, *, actor: Any) -> None:
         object_id=str(canary.version),
         payload={"canary": canary.pk, "deprecated": [v.version for v in previous]},
     )
+
+
+def canary_mark_certified(*, canary: Canary, actor: Any, payload: dict[str, Any]) -> Canary:
+    """COMPLETED → CERTIFIED, for governance.certificates.certificate_decide, which has locked the
+    row, checked the issuer's right and sealed the certificate in the same transaction."""
+    return _transition(canary, to=State.CERTIFIED, actor=actor, action="canary.certified", payload=payload)
 
 
 # --- stopping -------------------------------------------------------------------------------------

@@ -89,6 +89,9 @@ class ModelVersion(models.Model):
     metrics = models.JSONField()
     registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     registered_at = models.DateTimeField(auto_now_add=True)
+    # Set when three consecutive rollbacks sent the version to the model risk committee
+    # (governance.CommitteeEscalation holds the record).
+    committee_escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["model", "-major", "-minor", "-patch"]

@@ -177,10 +177,17 @@ class Router(abc.ABC):
     def read_back(self, model: str) -> Split | None:
         """The split the data plane applies for the model now, or None if it was never told."""
 
+    def manual_override(self, model: str) -> str:
+        """What a person does by hand to send all of the model's traffic to production when
+        pushes fail: named in the P1 incident of an unconfirmed rollback."""
+        return f"set the {self.kind} router's canary weight for {model} to 0% by hand in the data plane"
+
 
 # kind -> "module:ClassName"; imported on first use.
 _KINDS: dict[str, str] = {
     "file": "releases.routers.file:FileRouter",
+    "nginx": "releases.routers.nginx:NginxRouter",
+    "webhook": "releases.routers.webhook:WebhookRouter",
 }
 _REGISTERED: dict[str, type[Router]] = {}
 

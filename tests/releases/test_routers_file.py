@@ -311,7 +311,7 @@ def test_register_router_adds_a_kind(monkeypatch):
 
     monkeypatch.setattr("releases.routers.base._REGISTERED", {})
     register_router("memory", MemoryRouter)
-    assert router_kinds() == ("file", "memory")
+    assert router_kinds() == ("file", "memory", "nginx", "webhook")
     router = get_router("memory")
     assert router.apply(split()).changed and router.read_back("support-bot") == split()
 
