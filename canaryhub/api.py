@@ -8,11 +8,35 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    """Where a JSON value holds a NUL character (keys included): PostgreSQL cannot store one in
+    text or jsonb, so it is refused at the door instead of failing at the database."""
+    if isinstance(value, str):
+        return [path or "non_field_errors"] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                found.append(path or "non_field_errors")
+            found.extend(_nul_paths(item, name))
+        return found
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}[{index}]")]
+    return []
+
+
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know: a misspelt `threshold` is a 400, not silently ignored."""
+    """Refuses fields it does not know (a misspelt `threshold` is a 400, not silently ignored)
+    and NUL characters anywhere in the input."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
+            with_nul = _nul_paths(dict(data))
+            if with_nul:
+                raise serializers.ValidationError(
+                    {path.replace("\x00", "\\u0000"): ["null characters are not allowed"] for path in with_nul}
+                )
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["unknown field"] for name in unknown})

@@ -59,8 +59,19 @@ def event_digest(
 
 def _normalise(payload: Any) -> Any:
     # Store exactly what was hashed: a JSON round trip turns tuples into lists, Decimals and
-    # datetimes into strings, so verification later sees the same value.
-    return json.loads(canonical_json(payload))
+    # datetimes into strings, so verification later sees the same value. NUL characters (which
+    # PostgreSQL's jsonb cannot hold) become U+FFFD so that recording a refusal never fails.
+    return _without_nul(json.loads(canonical_json(payload)))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def audit_append(

@@ -211,3 +211,10 @@ def test_postgres_concurrent_appends_never_fork_the_chain():
     assert not errors
     result = audit_verify()
     assert result.ok and result.length == writers * per_writer
+
+
+@pytest.mark.django_db
+def test_nul_characters_in_a_payload_are_stored_and_verify():
+    event = audit_append(actor=None, action="x", object_type="t", object_id=1, payload={"reason": "bad\x00input"})
+    assert event.payload == {"reason": "bad\ufffdinput"}
+    assert audit_verify().ok
