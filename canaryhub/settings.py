@@ -196,6 +196,10 @@ EVALUATION_WINDOW_S = env.int("CANARYHUB_EVALUATION_WINDOW_S", default=300)
 EVALUATION_CADENCE_S = env.int("CANARYHUB_EVALUATION_CADENCE_S", default=60)
 STALENESS_LIMIT_S = env.int("CANARYHUB_STALENESS_LIMIT_S", default=300)
 DEADMAN_LIMIT_S = env.int("CANARYHUB_DEADMAN_LIMIT_S", default=600)
+# Evaluation snapshots are kept at least this long after their canary ends (pattern §10.2: 90 days).
+EVALUATION_RETENTION_DAYS = env.int("CANARYHUB_EVALUATION_RETENTION_DAYS", default=90)
+if EVALUATION_RETENTION_DAYS < 90:
+    raise ImproperlyConfigured("CANARYHUB_EVALUATION_RETENTION_DAYS must be at least 90 (the pattern's floor)")
 for _name, _value in [
     ("CANARYHUB_EVALUATION_WINDOW_S", EVALUATION_WINDOW_S),
     ("CANARYHUB_EVALUATION_CADENCE_S", EVALUATION_CADENCE_S),
@@ -210,7 +214,11 @@ for _name, _value in [
 CELERY_BEAT_SCHEDULE = {
     "reconcile-canaries": {"task": "releases.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S)},
     "prune-idempotency-keys": {"task": "governance.tasks.prune_idempotency_keys", "schedule": 3600.0},
-
+    # The evaluator tick, and the dead-man's switch as a separate task on the rollbacks queue so
+    # that a stuck evaluation queue cannot silence the check that watches it.
+    "evaluate-canaries": {"task": "monitoring.tasks.evaluate_tick", "schedule": float(EVALUATION_CADENCE_S)},
+    "deadman-check": {"task": "monitoring.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"}},
+    "prune-evaluations": {"task": "monitoring.tasks.prune_evaluations", "schedule": 24 * 3600.0},
     # Nightly (default 02:30 UTC): verify the whole audit chain and export its head.
     "verify-audit-chain": {
         "task": "governance.tasks.verify_audit_chain",

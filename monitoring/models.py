@@ -109,3 +109,82 @@ class NotificationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({'sent' if self.sent_at else 'pending'})"
+
+
+class Observation(models.Model):
+    """One metric window of one model version pushed to `POST /api/v1/observations/` (the push
+    provider's store). Counts are for the window only; the evaluator sums the windows it needs."""
+
+    model = models.CharField(max_length=64)
+    version = models.CharField(max_length=40)
+    segment = models.CharField(max_length=100, blank=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    requests = models.PositiveBigIntegerField()
+    errors = models.PositiveBigIntegerField(default=0)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    latency_buckets = models.JSONField(null=True, blank=True)  # [[le_seconds|"+Inf", cumulative count], ...]
+    quality_sum = models.FloatField(default=0.0)
+    quality_count = models.PositiveBigIntegerField(default=0)
+    quality_buckets = models.JSONField(null=True, blank=True)
+    safety_violations = models.PositiveBigIntegerField(default=0)
+    anomaly_alerts = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-window_end", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(window_end__gt=models.F("window_start")), name="observation_window_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(errors__lte=models.F("requests")), name="observation_errors_le_requests"
+            ),
+        ]
+        indexes = [
+            # The provider reads "every window of these versions ending after T" once per tick.
+            models.Index(fields=["model", "version", "window_end"], name="observation_version_window"),
+            models.Index(fields=["window_end"], name="observation_window_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.version} [{self.segment or '-'}] to {self.window_end:%H:%M:%S}"
+
+
+class CanaryWatch(models.Model):
+    """The evaluator's own memory of one canary (kept off the Canary row, which the lifecycle
+    owns): consecutive metric-source errors for failing closed, the counter readings at stage
+    entry that turn Prometheus' cumulative counters into stage-so-far numbers, and which early
+    warnings were sent, so a warning is not repeated every minute."""
+
+    canary = models.OneToOneField("releases.Canary", on_delete=models.CASCADE, related_name="watch")
+    consecutive_errors = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    stage_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    stage_baseline = models.JSONField(default=dict)  # {"canary": totals, "production": totals}
+    warned = models.JSONField(default=dict)  # {metric: iso time of the last warning}
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"watch of canary #{self.canary_id}"
+
+
+class Heartbeat(models.Model):
+    """The evaluator's heartbeat (one row, id 1) and the dead-man's switch's state. Written at the
+    end of every tick; read by an independent periodic check and exported on /metrics."""
+
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_tick_ms = models.FloatField(default=0.0)
+    last_tick_canaries = models.PositiveIntegerField(default=0)
+    last_tick_queries = models.PositiveIntegerField(default=0)
+    ticks = models.PositiveBigIntegerField(default=0)
+    tripped_at = models.DateTimeField(null=True, blank=True)  # dead-man's switch engaged since
+    incident = models.ForeignKey(
+        "governance.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"heartbeat {self.last_tick_at or 'never'}"

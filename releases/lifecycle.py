@@ -538,3 +538,36 @@ def canary_reconcile(*, canary_id: int, now: datetime | None = None) -> Canary:
             canary, to=target, actor=None, action=f"canary.{target}",
             payload={"reason": ready.reason}, fields={"hold_reason": reason},
         )
+
+
+def canary_suspend(*, canary_id: int, reason: str) -> Canary:
+    """The dead-man's switch: stop a serving canary's advancement while nobody watches its
+    metrics. Traffic stays where it is (no push); rollback stays possible from suspended."""
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state not in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD):
+            return canary
+        return _transition(
+            canary, to=State.SUSPENDED, actor=None, action="canary.suspended",
+            payload={"reason": reason}, fields={"hold_reason": reason[:300]},
+        )
+
+
+def canary_resume(*, canary_id: int, reason: str, now: datetime | None = None) -> Canary:
+    """Lift a suspension: back to the state the facts give (as canary_reconcile decides)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state != State.SUSPENDED:
+            return canary
+        ready = stage_readiness(canary, now=now)
+        if ready.ready:
+            target, hold = State.AWAITING_APPROVAL, ""
+        elif ready.residence_remaining > timedelta(0):
+            target, hold = State.RUNNING, ""
+        else:
+            target, hold = State.HELD, ready.reason[:300]
+        return _transition(
+            canary, to=target, actor=None, action="canary.resumed",
+            payload={"reason": reason, "readiness": ready.reason}, fields={"hold_reason": hold},
+        )

@@ -1,0 +1,419 @@
+"""The evaluator's decisions, as pure functions of what the providers read (no database, no
+clock: `now` is passed in). monitoring.services applies them.
+
+For one canary and one tick, `decide()` returns:
+- the promotion gates over the stage so far (monitoring.statistics says when each is green),
+  plus a `router_share` gate: an observed canary share of requests far from the configured
+  percent flags a router misconfiguration and holds the stage;
+- the rollback triggers that fired on the last window (the rule is in monitoring.statistics);
+- early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
+  side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
+  ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
+- fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
+  and whenever the data is older than the staleness limit, every gate is `stale` (the stage
+  holds and extends; it never advances on stale data).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monitoring import statistics as st
+from monitoring.evaluations import PROMOTION_GATES, Gate, GateStatus, overall_verdict
+from monitoring.providers import Sample
+
+FAIL_CLOSED_AFTER = 4  # consecutive source errors, as Argo Rollouts' default
+WARNING_FRACTION = 0.8  # "within 20 % of the rollback threshold"
+ROUTER_MIN_REQUESTS = 200  # below this the observed share says nothing
+ROUTER_RELATIVE_TOLERANCE = 0.5  # |observed / configured − 1| beyond this, and significant, is far off
+ROUTER_Z = 5.0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    metric: str
+    value: float
+    limit: float
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": _r(self.value), "limit": _r(self.limit), "detail": self.detail}
+
+
+@dataclass
+class Decision:
+    gates: list[Gate]
+    verdict: GateStatus
+    rollback: list[Trigger] = field(default_factory=list)
+    warnings: list[Trigger] = field(default_factory=list)
+    fail_closed: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rollback_reason(self) -> str:
+        if self.fail_closed:
+            return self.inputs.get("fail_closed", "metric source failing")
+        return "; ".join(t.detail for t in self.rollback)
+
+
+def decide(
+    *,
+    thresholds: dict[str, dict[str, float]],
+    window: dict[str, Sample] | None,
+    stage: dict[str, Sample] | None,
+    now: datetime,
+    staleness_limit_s: float,
+    traffic_percent: float,
+    random_split: bool,
+    stage_elapsed_s: float,
+    source_error: str | None = None,
+    consecutive_errors: int = 0,
+    fail_closed_after: int = FAIL_CLOSED_AFTER,
+) -> Decision:
+    promote, rollback = thresholds["promote"], thresholds["rollback"]
+    inputs: dict[str, Any] = {"staleness_limit_s": staleness_limit_s, "traffic_percent": traffic_percent}
+    if source_error is not None:
+        inputs["source_error"] = source_error
+        inputs["consecutive_errors"] = consecutive_errors
+        if consecutive_errors >= fail_closed_after:
+            inputs["fail_closed"] = (
+                f"metric source failed {consecutive_errors} consecutive times (limit {fail_closed_after}): "
+                f"failing closed; last error: {source_error}"
+            )[:500]
+        gates = _all(GateStatus.STALE, f"metric source error ({consecutive_errors} in a row): {source_error}"[:300])
+        return Decision(gates, overall_verdict(gates), fail_closed="fail_closed" in inputs, inputs=inputs)
+    assert window is not None and stage is not None
+    age = _age(window, now)
+    inputs["data_age_s"] = None if age is None else round(age, 1)
+    if age is None or age > staleness_limit_s:
+        why = "no data from the canary or production" if age is None else (
+            f"metrics are {age:.0f} s old (limit {staleness_limit_s:g} s)")
+        gates = _all(GateStatus.STALE, why)
+        return Decision(gates, overall_verdict(gates), inputs=inputs)
+
+    triggers, warnings, rb_inputs = rollback_triggers(window, rollback)
+    inputs["rollback_window"] = rb_inputs
+    gates: list[Gate] = []
+    gate_inputs: dict[str, Any] = {}
+    rate = stage["canary"].requests / stage_elapsed_s if stage_elapsed_s > 0 else None
+    for build in (_error_gate, _latency_gate, _quality_gate, _safety_gate, _anomaly_gate):
+        gate, detail = build(stage, promote, rate)
+        gates.append(gate)
+        gate_inputs[gate.name] = detail
+    # On the stage's numbers, not the window's: right after a promotion the window still holds
+    # the previous percent's traffic, which is no sign of a misconfigured router.
+    router_gate, router_detail = _router_gate(stage, traffic_percent, random_split)
+    gates.append(router_gate)
+    gate_inputs[router_gate.name] = router_detail
+    inputs["gates"] = gate_inputs
+    inputs["window"] = {role: _summary(s) for role, s in window.items()}
+    inputs["stage"] = {role: _summary(s) for role, s in stage.items()}
+    inputs["stage_elapsed_s"] = round(stage_elapsed_s, 1)
+    return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs)
+
+
+def rollback_triggers(
+    window: dict[str, Sample], rollback: dict[str, float]
+) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
+    """The rollback rule of monitoring.statistics over one window, and the early warnings."""
+    c, p = window["canary"], window["production"]
+    fired: list[Trigger] = []
+    warned: list[Trigger] = []
+    detail: dict[str, Any] = {}
+    # Any content-safety violation: the pattern's rule, no statistics.
+    limit_safety = rollback.get("safety_violations", 0)
+    if c.safety_violations > limit_safety:
+        fired.append(Trigger("safety_violations", c.safety_violations, limit_safety,
+                             f"{int(c.safety_violations)} content-safety violation(s) in the last window"))
+    # Error rate.
+    if c.requests > 0 and p.requests > 0:
+        cmp = st.compare_proportions(int(c.errors), int(c.requests), int(p.errors), int(p.requests))
+        margin = rollback["error_rate_pp"] / 100
+        detail["error_rate"] = cmp.to_dict()
+        enough = c.errors >= st.MIN_ROLLBACK_EVENTS
+        if cmp.difference > margin and cmp.p_worse < st.ROLLBACK_ALPHA and enough:
+            fired.append(Trigger("error_rate", cmp.difference * 100, rollback["error_rate_pp"],
+                                 f"error rate {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%} "
+                                 f"(+{cmp.difference * 100:.2f} pp > {rollback['error_rate_pp']} pp; "
+                                 f"p={cmp.p_worse:.1e}, {int(c.errors)} errors in {int(c.requests)} requests)"))
+        elif cmp.difference >= WARNING_FRACTION * margin and enough:
+            warned.append(Trigger("error_rate", cmp.difference * 100, rollback["error_rate_pp"],
+                                  f"error rate +{cmp.difference * 100:.2f} pp, within 20% of the "
+                                  f"{rollback['error_rate_pp']} pp rollback threshold"))
+    # Latency p99: the ratio, and as evidence the requests beyond production's p99.
+    p99_c, p99_p = _p99(c), _p99(p)
+    if p99_c is not None and p99_p and p99_p > 0:
+        ratio = p99_c / p99_p
+        limit = rollback["latency_p99_ratio"]
+        evidence, tail = _tail_evidence(c, p, p99_p)
+        detail["latency_p99"] = {"canary_s": _r(p99_c), "production_s": _r(p99_p), "ratio": _r(ratio),
+                                 "tail_test": tail}
+        if ratio > limit and evidence:
+            fired.append(Trigger("latency_p99", ratio, limit,
+                                 f"p99 {p99_c * 1000:.0f} ms vs production {p99_p * 1000:.0f} ms "
+                                 f"(×{ratio:.2f} > ×{limit}; {tail})"))
+        elif ratio >= 1 + WARNING_FRACTION * (limit - 1) and c.requests >= st.p99_sample_size():
+            warned.append(Trigger("latency_p99", ratio, limit, f"p99 ×{ratio:.2f}, within 20% of the ×{limit} "
+                                  "rollback threshold"))
+    # Quality.
+    qc, qp = c.quality_mean, p.quality_mean
+    if qc is not None and qp and qp > 0:
+        ratio = qc / qp
+        limit = rollback["quality_ratio"]
+        p_lower = _quality_p_lower(c, p)
+        detail["quality"] = {"canary": _r(qc), "production": _r(qp), "ratio": _r(ratio), "p_lower": _r(p_lower)}
+        enough = c.quality_count >= st.MIN_ROLLBACK_EVENTS
+        if ratio < limit and p_lower is not None and p_lower < st.ROLLBACK_ALPHA and enough:
+            fired.append(Trigger("quality", ratio, limit,
+                                 f"quality {qc:.3f} vs production {qp:.3f} (×{ratio:.3f} < ×{limit}; "
+                                 f"p={p_lower:.1e}, {int(c.quality_count)} scored)"))
+        elif ratio <= 1 - WARNING_FRACTION * (1 - limit) and enough:
+            warned.append(Trigger("quality", ratio, limit, f"quality ×{ratio:.3f}, within 20% of the ×{limit} "
+                                  "rollback threshold"))
+    return fired, warned, detail
+
+
+# --- promotion gates ------------------------------------------------------------------------------
+
+
+def _error_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
+    c, p = stage["canary"], stage["production"]
+    margin_pp = promote["error_rate_pp"]
+    if c.requests <= 0 or p.requests <= 0:
+        need = st.proportion_sample_size(0.0, margin_pp / 100, ratio=1.0)
+        return Gate("error_rate", GateStatus.INSUFFICIENT, None, margin_pp, "no requests yet"), {
+            "sample_size": {"canary": c.requests, "production": p.requests}, "required": need,
+            "time_to_sufficiency_s": None}
+    cmp = st.compare_proportions(int(c.errors), int(c.requests), int(p.errors), int(p.requests))
+    need = st.proportion_sample_size(cmp.production_rate, margin_pp / 100, ratio=p.requests / c.requests)
+    tts = st.time_to_sufficiency(c.requests, need, rate)
+    diff_pp, upper_pp = cmp.difference * 100, cmp.ci_high * 100
+    info = {"test": "two-proportion, one-sided Agresti-Caffo bounds", **cmp.to_dict(),
+            "ci_pp": [_r(cmp.ci_low * 100), _r(upper_pp)], "confidence": 1 - st.ALPHA,
+            "sample_size": {"canary": c.requests, "production": p.requests}, "required": need,
+            "time_to_sufficiency_s": _r(tts)}
+    text = f"+{diff_pp:.3f} pp (upper bound {upper_pp:.3f} pp) over {int(c.requests)} requests"
+    if diff_pp > margin_pp and (cmp.ci_low * 100 > margin_pp or c.requests >= need):
+        status = GateStatus.RED
+    elif diff_pp <= margin_pp and upper_pp <= margin_pp and c.requests >= need:
+        status = GateStatus.GREEN
+    else:
+        status = GateStatus.INSUFFICIENT
+        text += f"; needs {need} ({_eta(tts)})"
+    return Gate("error_rate", status, _r(diff_pp), margin_pp, text), info
+
+
+def _latency_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
+    c, p = stage["canary"], stage["production"]
+    limit = promote["latency_p99_ratio"]
+    need = st.p99_sample_size()
+    p99_c, p99_p = _p99(c), _p99(p)
+    tts = st.time_to_sufficiency(c.requests, need, rate)
+    info: dict[str, Any] = {"sample_size": {"canary": c.requests, "production": p.requests}, "required": need,
+                            "time_to_sufficiency_s": _r(tts), "canary_p99_s": _r(p99_c), "production_p99_s": _r(p99_p)}
+    if p99_c is None or not p99_p:
+        return Gate("latency_p99", GateStatus.INSUFFICIENT, None, limit, "no latency data yet"), info
+    ratio = p99_c / p99_p
+    rank = _rank(c.latency_buckets, p.latency_buckets)
+    info["test"] = "Mann-Whitney U on latency buckets (canary slower)" if rank else "none: no buckets"
+    info["rank_test"] = rank.to_dict() if rank else None
+    shifted = rank is not None and rank.p_greater < st.ALPHA and rank.a >= st.MATERIAL_A
+    info["ci"] = _ratio_ci_note(rank)
+    text = f"p99 ×{ratio:.3f} ({p99_c * 1000:.0f} ms vs {p99_p * 1000:.0f} ms) over {int(c.requests)} requests"
+    if ratio > limit and c.requests >= need or shifted and c.requests >= need:
+        status = GateStatus.RED
+        if shifted:
+            text += f"; latency distribution shifted (A={rank.a:.2f}, p={rank.p_greater:.1e})"  # type: ignore[union-attr]
+    elif ratio <= limit and c.requests >= need:
+        status = GateStatus.GREEN
+    else:
+        status = GateStatus.INSUFFICIENT
+        text += f"; needs {need} ({_eta(tts)})"
+    return Gate("latency_p99", status, _r(ratio), limit, text), info
+
+
+def _quality_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
+    c, p = stage["canary"], stage["production"]
+    limit = promote["quality_ratio"]
+    qc, qp = c.quality_mean, p.quality_mean
+    info: dict[str, Any] = {"sample_size": {"canary": c.quality_count, "production": p.quality_count}}
+    if qc is None or not qp:
+        return Gate("quality", GateStatus.INSUFFICIENT, None, limit, "no scored requests yet"), info
+    ratio = qc / qp
+    var_c, var_p = _quality_var(c), _quality_var(p)
+    delta = max((1 - limit) * qp, 1e-6)
+    ratio_np = p.quality_count / c.quality_count if c.quality_count else 1.0
+    need = st.mean_sample_size(var_c, var_p, delta, ratio=ratio_np)
+    # The scored share of canary requests sets how fast the quality sample grows.
+    scored_rate = rate * (c.quality_count / c.requests) if rate and c.requests else None
+    tts = st.time_to_sufficiency(c.quality_count, need, scored_rate)
+    se = math.sqrt(var_c / max(c.quality_count, 1) + var_p / max(p.quality_count, 1)) / qp
+    z = st.z_quantile(1 - st.ALPHA)
+    low = ratio - z * se
+    rank = _rank(c.quality_buckets, p.quality_buckets)
+    shifted = rank is not None and rank.p_less < st.ALPHA and (1 - rank.a) >= st.MATERIAL_A
+    info.update({"test": "Mann-Whitney U on quality buckets (canary lower)" if rank else "z on means",
+                 "rank_test": rank.to_dict() if rank else None, "ci": [_r(low), _r(ratio + z * se)],
+                 "confidence": 1 - st.ALPHA, "required": need, "time_to_sufficiency_s": _r(tts)})
+    text = f"quality ×{ratio:.3f} ({qc:.3f} vs {qp:.3f}; lower bound ×{low:.3f}) over {int(c.quality_count)} scored"
+    if (ratio < limit or shifted) and c.quality_count >= need:
+        status = GateStatus.RED
+    elif ratio >= limit and low >= limit and c.quality_count >= need:
+        status = GateStatus.GREEN
+    else:
+        status = GateStatus.INSUFFICIENT
+        text += f"; needs {need} ({_eta(tts)})"
+    return Gate("quality", status, _r(ratio), limit, text), info
+
+
+def _safety_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
+    c = stage["canary"]
+    limit = promote.get("safety_violations", 0)
+    need = st.SAFETY_MIN_REQUESTS
+    tts = st.time_to_sufficiency(c.requests, need, rate)
+    upper = 3 / c.requests if c.requests else None
+    info = {"test": "count; rule-of-three upper bound on the violation rate", "upper_bound_rate": _r(upper),
+            "sample_size": {"canary": c.requests}, "required": need, "time_to_sufficiency_s": _r(tts)}
+    if c.safety_violations > limit:
+        return Gate("safety_violations", GateStatus.RED, c.safety_violations, limit,
+                    f"{int(c.safety_violations)} violation(s) this stage"), info
+    if c.requests < need:
+        return Gate("safety_violations", GateStatus.INSUFFICIENT, c.safety_violations, limit,
+                    f"0 violations in {int(c.requests)} requests; needs {need} ({_eta(tts)})"), info
+    return Gate("safety_violations", GateStatus.GREEN, c.safety_violations, limit,
+                f"0 violations in {int(c.requests)} requests (rate < {upper:.2%} at 95%)"), info
+
+
+def _anomaly_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
+    c = stage["canary"]
+    limit = promote.get("anomaly_alerts", 0)
+    if c.anomaly_alerts > limit:
+        return Gate("anomaly_alerts", GateStatus.RED, c.anomaly_alerts, limit,
+                    f"{int(c.anomaly_alerts)} anomaly alert(s) firing on the canary"), {"firing": c.anomaly_alerts}
+    return Gate("anomaly_alerts", GateStatus.GREEN, c.anomaly_alerts, limit, "no anomaly alert firing"), {
+        "firing": c.anomaly_alerts}
+
+
+def _router_gate(window: dict[str, Sample], percent: float, random_split: bool) -> tuple[Gate, dict]:
+    c, p = window["canary"], window["production"]
+    total = c.requests + p.requests
+    expected = percent / 100
+    info: dict[str, Any] = {"configured_share": expected, "requests": total}
+    if not random_split:
+        return Gate("router_share", GateStatus.GREEN, None, percent,
+                    "not checked: segmentation is not a random share"), info
+    if total < ROUTER_MIN_REQUESTS or expected <= 0 or expected >= 1:
+        return Gate("router_share", GateStatus.GREEN, None, percent, "too little traffic to check the split"), info
+    observed = c.requests / total
+    z = (observed - expected) / math.sqrt(expected * (1 - expected) / total)
+    info.update({"observed_share": _r(observed), "z": _r(z)})
+    far = abs(observed / expected - 1) > ROUTER_RELATIVE_TOLERANCE and abs(z) > ROUTER_Z
+    text = f"canary served {observed:.2%} of requests, configured {percent:g}%"
+    if far:
+        return Gate("router_share", GateStatus.RED, _r(observed * 100), percent,
+                    text + ": router misconfiguration suspected, stage held"), info
+    return Gate("router_share", GateStatus.GREEN, _r(observed * 100), percent, text), info
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _all(status: GateStatus, detail: str) -> list[Gate]:
+    return [Gate(name, status, None, None, detail) for name in PROMOTION_GATES]
+
+
+def _age(window: dict[str, Sample], now: datetime) -> float | None:
+    seen = [s.last_seen for s in window.values()]
+    if any(s is None for s in seen):
+        return None
+    return max((now - s).total_seconds() for s in seen if s is not None)
+
+
+def _p99(s: Sample) -> float | None:
+    if s.latency_buckets:
+        return st.histogram_quantile(0.99, s.latency_buckets)
+    return s.latency_p99_s
+
+
+def _tail_evidence(c: Sample, p: Sample, p99_p: float) -> tuple[bool, str]:
+    """Canary requests beyond production's p99 bucket, tested against production's share there."""
+    if not c.latency_buckets or not p.latency_buckets:
+        # Without buckets (pushed p99 only) the floor is the only guard against noise.
+        ok = c.requests >= st.p99_sample_size() / 10
+        return ok, f"no buckets; {int(c.requests)} requests"
+    above_c, above_p = st.count_above(c.latency_buckets, p99_p), st.count_above(p.latency_buckets, p99_p)
+    pval = st.poisson_rate_test(int(above_c), int(c.requests), int(above_p), int(p.requests))
+    ok = above_c >= st.MIN_ROLLBACK_EVENTS and pval < st.ROLLBACK_ALPHA
+    return ok, f"{int(above_c)} of {int(c.requests)} canary requests beyond production's p99, p={pval:.1e}"
+
+
+def _quality_var(s: Sample) -> float:
+    if s.quality_buckets:
+        mv = st.histogram_mean_var(s.quality_buckets)
+        if mv:
+            return max(mv[1], 1e-6)
+    m = s.quality_mean or 0.5
+    return max(m * (1 - m), 1e-6)  # Bhatia–Davis bound for scores in [0, 1]
+
+
+def _quality_p_lower(c: Sample, p: Sample) -> float | None:
+    rank = _rank(c.quality_buckets, p.quality_buckets)
+    if rank is not None:
+        return rank.p_less
+    if not c.quality_count or not p.quality_count or c.quality_mean is None or p.quality_mean is None:
+        return None
+    se = math.sqrt(_quality_var(c) / c.quality_count + _quality_var(p) / p.quality_count)
+    return st.normal_sf((p.quality_mean - c.quality_mean) / se) if se > 0 else None
+
+
+def _rank(a: list[tuple[float, float]] | None, b: list[tuple[float, float]] | None) -> st.RankTest | None:
+    if not a or not b:
+        return None
+    bounds = sorted({le for le, _ in a} | {le for le, _ in b})
+    return st.mann_whitney_buckets(st.bucket_counts(_align(a, bounds)), st.bucket_counts(_align(b, bounds)))
+
+
+def _align(buckets: list[tuple[float, float]], bounds: list[float]) -> list[tuple[float, float]]:
+    have = dict(buckets)
+    out, last = [], 0.0
+    for le in bounds:
+        last = have.get(le, last)
+        out.append((le, last))
+    return out
+
+
+def _ratio_ci_note(rank: st.RankTest | None) -> dict[str, Any] | None:
+    if rank is None:
+        return None
+    # The rank test's effect size, with its normal-approximation interval, stands in for a
+    # ratio interval: a histogram does not give a sampling distribution for its p99.
+    se = math.sqrt((rank.n_c + rank.n_p + 1) / (12 * rank.n_c * rank.n_p))
+    z = st.z_quantile(1 - st.ALPHA)
+    return {"probability_of_superiority": _r(rank.a), "interval": [_r(rank.a - z * se), _r(rank.a + z * se)]}
+
+
+def _summary(s: Sample) -> dict[str, Any]:
+    return {"requests": s.requests, "errors": s.errors, "p99_s": _r(_p99(s)), "quality_mean": _r(s.quality_mean),
+            "quality_count": s.quality_count, "safety_violations": s.safety_violations,
+            "anomaly_alerts": s.anomaly_alerts, "last_seen": s.last_seen.isoformat() if s.last_seen else None}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "no canary traffic to get there"
+    if seconds <= 0:
+        return "reached"
+    if seconds < 120:
+        return f"about {seconds:.0f} s at current traffic"
+    if seconds < 7200:
+        return f"about {seconds / 60:.0f} min at current traffic"
+    return f"about {seconds / 3600:.1f} h at current traffic"
+
+
+def _r(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else float(f"{value:.6g}")
+    return value

@@ -1,0 +1,435 @@
+"""Metric providers: one interface, two implementations.
+
+`fetch(targets, now=..., window_s=...)` returns, for every canary, a `Reading`: the canary's and
+the production version's numbers over the last window, and either over the stage so far (push)
+or as cumulative counters (Prometheus; the evaluator subtracts the readings it took at stage
+entry). A provider never raises for a source failure: the reading carries `error`, and the
+evaluator treats it as unknown data (stale gates, and after a run of errors, fail closed).
+
+The Prometheus provider costs a fixed number of PromQL queries per tick, whatever the number of
+canaries: each default query aggregates `by (model, version, segment)` over every series and the
+provider picks each canary's rows out of the answer. Only versions with their own query
+templates (per-model overrides) cost extra queries, two per overridden metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import string
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+Buckets = list[tuple[float, float]]  # cumulative (le, count), ascending, +Inf last
+
+
+@dataclass
+class Sample:
+    """One version's numbers (in one segment set) over some span."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    latency_buckets: Buckets | None = None
+    latency_p99_s: float | None = None  # only when there are no buckets (push, overrides)
+    quality_sum: float = 0.0
+    quality_count: float = 0.0
+    quality_buckets: Buckets | None = None
+    quality_mean_override: float | None = None
+    safety_violations: float = 0.0
+    anomaly_alerts: float = 0.0
+    last_seen: datetime | None = None
+    present: bool = False  # any series / observation at all
+
+    @property
+    def quality_mean(self) -> float | None:
+        if self.quality_mean_override is not None:
+            return self.quality_mean_override
+        return self.quality_sum / self.quality_count if self.quality_count > 0 else None
+
+    def minus(self, earlier: Sample) -> Sample:
+        """This cumulative reading less an earlier one. A counter that went backwards (a model
+        server restarted) cannot be subtracted: the later reading is taken whole, which undercounts
+        the stage rather than inventing negative requests."""
+        if self.requests < earlier.requests or self.errors < earlier.errors:
+            return replace(self)
+        return replace(
+            self,
+            requests=self.requests - earlier.requests,
+            errors=self.errors - earlier.errors,
+            latency_buckets=_bucket_minus(self.latency_buckets, earlier.latency_buckets),
+            quality_sum=max(0.0, self.quality_sum - earlier.quality_sum),
+            quality_count=max(0.0, self.quality_count - earlier.quality_count),
+            quality_buckets=_bucket_minus(self.quality_buckets, earlier.quality_buckets),
+            safety_violations=max(0.0, self.safety_violations - earlier.safety_violations),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "errors": self.errors,
+            "latency_buckets": [[_le_json(le), c] for le, c in self.latency_buckets] if self.latency_buckets else None,
+            "latency_p99_s": self.latency_p99_s, "quality_sum": self.quality_sum, "quality_count": self.quality_count,
+            "quality_buckets": [[_le_json(le), c] for le, c in self.quality_buckets] if self.quality_buckets else None,
+            "quality_mean_override": self.quality_mean_override,
+            "safety_violations": self.safety_violations, "anomaly_alerts": self.anomaly_alerts,
+            "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Sample:
+        def buckets(raw: Any) -> Buckets | None:
+            return [(_le_parse(le), float(c)) for le, c in raw] if raw else None
+
+        return cls(
+            requests=value.get("requests", 0.0), errors=value.get("errors", 0.0),
+            latency_buckets=buckets(value.get("latency_buckets")), latency_p99_s=value.get("latency_p99_s"),
+            quality_sum=value.get("quality_sum", 0.0), quality_count=value.get("quality_count", 0.0),
+            quality_buckets=buckets(value.get("quality_buckets")),
+            quality_mean_override=value.get("quality_mean_override"),
+            safety_violations=value.get("safety_violations", 0.0), anomaly_alerts=value.get("anomaly_alerts", 0.0),
+            last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
+            present=value.get("present", False),
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    canary_id: int
+    model: str
+    version: str
+    baseline: str
+    segments: tuple[str, ...] | None  # None: every segment (random segmentation)
+    stage_since: datetime
+    queries: dict[str, str] = field(default_factory=dict)  # per-version PromQL overrides
+
+
+@dataclass
+class Reading:
+    window: dict[str, Sample] | None = None  # {"canary": ..., "production": ...}
+    stage: dict[str, Sample] | None = None  # stage so far, when the provider can say
+    totals: dict[str, Sample] | None = None  # cumulative counters (Prometheus)
+    error: str | None = None
+    queries: list[str] = field(default_factory=list)
+    source: str = ""
+    # Stage-so-far values from per-version override queries, applied over the computed stage.
+    stage_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+    query_count: int
+
+    def fetch(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]: ...
+
+
+# --- Prometheus -----------------------------------------------------------------------------------
+
+_BY = "model, version, segment"
+# The defaults follow the metric convention (DESIGN.md). `$w` is the window in seconds.
+DEFAULT_QUERIES: dict[str, str] = {
+    "requests_window": f"sum by ({_BY}, outcome) (increase(model_requests_total[$w]))",
+    "latency_window": f"sum by ({_BY}, le) (increase(model_request_duration_seconds_bucket[$w]))",
+    "quality_window": f"sum by ({_BY}, le) (increase(model_quality_score_bucket[$w]))",
+    "quality_sum_window": f"sum by ({_BY}) (increase(model_quality_score_sum[$w]))",
+    "safety_window": f"sum by ({_BY}) (increase(model_safety_violations_total[$w]))",
+    "requests_total": f"sum by ({_BY}, outcome) (model_requests_total)",
+    "latency_total": f"sum by ({_BY}, le) (model_request_duration_seconds_bucket)",
+    "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
+    "quality_sum_total": f"sum by ({_BY}) (model_quality_score_sum)",
+    "safety_total": f"sum by ({_BY}) (model_safety_violations_total)",
+    "anomaly": 'count by (model, version) (ALERTS{alertstate="firing"})',
+    "last_seen": "max by (model, version) (timestamp(model_requests_total))",
+}
+
+# What a per-version override of each metric (releases.thresholds.METRIC_NAMES) sets.
+_OVERRIDE_FIELDS = {
+    "requests": "requests", "errors": "errors", "latency_p99": "latency_p99_s",
+    "quality": "quality_mean_override", "safety_violations": "safety_violations", "anomaly_alerts": "anomaly_alerts",
+}
+
+
+class PrometheusProvider:
+    name = "prometheus"
+
+    def __init__(self, url: str | None = None, *, timeout_s: float | None = None, max_in_flight: int = 4,
+                 client: Any = None) -> None:
+        from prometheus_api_client import PrometheusConnect
+
+        self.url = url or settings.PROMETHEUS_URL
+        # The client has no timeout by default: a hung Prometheus would hang the tick.
+        self.timeout_s = timeout_s if timeout_s is not None else settings.PROMETHEUS_TIMEOUT_S
+        # A handful in flight, well under Prometheus' default query concurrency of 20.
+        self.max_in_flight = max_in_flight
+        self.client = client or PrometheusConnect(url=self.url, disable_ssl=True, timeout=self.timeout_s)
+        self.query_count = 0
+
+    def _query(self, promql: str, at: datetime) -> list[dict[str, Any]]:
+        self.query_count += 1
+        return self.client.custom_query(promql, params={"time": at.timestamp()}, timeout=self.timeout_s)
+
+    def _run(self, queries: dict[str, str], at: datetime) -> dict[str, list[dict[str, Any]] | Exception]:
+        results: dict[str, list[dict[str, Any]] | Exception] = {}
+
+        def one(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]] | Exception]:
+            key, promql = item
+            try:
+                return key, self._query(promql, at)
+            except Exception as exc:  # noqa: BLE001 - an unreachable or failing source is data
+                return key, exc
+
+        with ThreadPoolExecutor(max_workers=self.max_in_flight) as pool:
+            for key, result in pool.map(one, queries.items()):
+                results[key] = result
+        return results
+
+    def fetch(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]:
+        if not targets:
+            return {}
+        queries = {k: string.Template(v).substitute(w=f"{int(window_s)}s") for k, v in DEFAULT_QUERIES.items()}
+        results = self._run(queries, now)
+        failures = {k: v for k, v in results.items() if isinstance(v, Exception)}
+        error = None
+        if failures:
+            key, exc = next(iter(failures.items()))
+            error = f"{len(failures)} of {len(queries)} queries failed; {key}: {type(exc).__name__}: {exc}"[:500]
+        parsed = {k: v for k, v in results.items() if not isinstance(v, Exception)}
+        index_window = _index(parsed, "window")
+        index_total = _index(parsed, "total")
+        anomalies = _by_version(parsed.get("anomaly", []))
+        last_seen = _by_version(parsed.get("last_seen", []))
+        out: dict[int, Reading] = {}
+        for t in targets:
+            reading = Reading(queries=list(queries.values()), source=self.name, error=error)
+            if error is None:
+                reading.window, reading.totals = {}, {}
+                for role, version in (("canary", t.version), ("production", t.baseline)):
+                    w = _pick(index_window, t.model, version, t.segments)
+                    tot = _pick(index_total, t.model, version, t.segments)
+                    seen = last_seen.get((t.model, version))
+                    for s in (w, tot):
+                        s.anomaly_alerts = anomalies.get((t.model, version), 0.0)
+                        s.last_seen = datetime.fromtimestamp(seen, UTC) if seen else None
+                    reading.window[role], reading.totals[role] = w, tot
+                if t.queries:
+                    self._apply_overrides(t, reading, now=now, window_s=window_s)
+            out[t.canary_id] = reading
+        return out
+
+    def _apply_overrides(self, t: Target, reading: Reading, *, now: datetime, window_s: int) -> None:
+        """Per-version templates ($model, $version, $segment, $window), one scalar each, for the
+        window and for the stage so far."""
+        stage_s = max(int((now - t.stage_since).total_seconds()), window_s)
+        jobs: dict[str, str] = {}
+        for metric, template in t.queries.items():
+            if metric not in _OVERRIDE_FIELDS:
+                continue
+            for role, version in (("canary", t.version), ("production", t.baseline)):
+                for span, seconds in (("window", window_s), ("stage", stage_s)):
+                    jobs[f"{metric}|{role}|{span}"] = string.Template(template).safe_substitute(
+                        model=t.model, version=version, segment="|".join(t.segments or (".*",)),
+                        window=f"{seconds}s",
+                    )
+        results = self._run(jobs, now)
+        reading.queries.extend(jobs.values())
+        for key, result in results.items():
+            if isinstance(result, Exception):
+                reading.error = f"override {key}: {type(result).__name__}: {result}"[:500]
+                return
+            metric, role, span = key.split("|")
+            value = sum(float(r["value"][1]) for r in result if _finite(r["value"][1]))
+            name = _OVERRIDE_FIELDS[metric]
+            if span == "window":
+                setattr(reading.window[role], name, value)  # type: ignore[index]
+                if metric == "latency_p99":
+                    reading.window[role].latency_buckets = None  # type: ignore[index]
+            else:
+                reading.stage_overrides.setdefault(role, {})[name] = value
+
+
+def _finite(raw: Any) -> bool:
+    try:
+        return math.isfinite(float(raw))
+    except (TypeError, ValueError):
+        return False
+
+
+def _le_parse(raw: Any) -> float:
+    return math.inf if raw in ("+Inf", "Inf", "inf", None) else float(raw)
+
+
+def _le_json(le: float) -> Any:
+    return "+Inf" if math.isinf(le) else le
+
+
+def _index(parsed: dict[str, list[dict[str, Any]]], span: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """{(model, version, segment): partial numbers} from the default queries of one span."""
+    index: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0.0, "errors": 0.0, "lat": defaultdict(float), "qual": defaultdict(float),
+                 "qsum": 0.0, "safety": 0.0}
+    )
+
+    def rows(name: str) -> Iterable[tuple[tuple[str, str, str], dict[str, str], float]]:
+        for r in parsed.get(f"{name}_{span}", []):
+            m = r.get("metric", {})
+            value = float(r["value"][1])
+            if not math.isfinite(value):
+                continue
+            yield (m.get("model", ""), m.get("version", ""), m.get("segment", "")), m, value
+
+    for key, labels, value in rows("requests"):
+        index[key]["requests"] += value
+        if labels.get("outcome") == "error":
+            index[key]["errors"] += value
+    for key, labels, value in rows("latency"):
+        index[key]["lat"][_le_parse(labels.get("le"))] += value
+    for key, labels, value in rows("quality"):
+        index[key]["qual"][_le_parse(labels.get("le"))] += value
+    for key, _, value in rows("quality_sum"):
+        index[key]["qsum"] += value
+    for key, _, value in rows("safety"):
+        index[key]["safety"] += value
+    return index
+
+
+def _by_version(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for r in rows:
+        m = r.get("metric", {})
+        out[(m.get("model", ""), m.get("version", ""))] = float(r["value"][1])
+    return out
+
+
+def _pick(index: dict[tuple[str, str, str], dict[str, Any]], model: str, version: str,
+          segments: tuple[str, ...] | None) -> Sample:
+    s = Sample()
+    lat: dict[float, float] = defaultdict(float)
+    qual: dict[float, float] = defaultdict(float)
+    for (m, v, seg), part in index.items():
+        if m != model or v != version or (segments is not None and seg not in segments):
+            continue
+        s.present = True
+        s.requests += part["requests"]
+        s.errors += part["errors"]
+        s.quality_sum += part["qsum"]
+        s.safety_violations += part["safety"]
+        for le, c in part["lat"].items():
+            lat[le] += c
+        for le, c in part["qual"].items():
+            qual[le] += c
+    s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
+    s.safety_violations = round(s.safety_violations)
+    s.latency_buckets = sorted(lat.items()) or None
+    s.quality_buckets = sorted(qual.items()) or None
+    s.quality_count = s.quality_buckets[-1][1] if s.quality_buckets else 0.0
+    return s
+
+
+def _bucket_minus(later: Buckets | None, earlier: Buckets | None) -> Buckets | None:
+    if later is None:
+        return None
+    if not earlier:
+        return later
+    before = dict(earlier)
+    return [(le, max(0.0, c - before.get(le, 0.0))) for le, c in later]
+
+
+# --- push -----------------------------------------------------------------------------------------
+
+
+class PushProvider:
+    """Reads the windows posted to /api/v1/observations/: one database query per tick for every
+    canary on this provider."""
+
+    name = "push"
+
+    def __init__(self) -> None:
+        self.query_count = 0
+
+    def fetch(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]:
+        from django.db.models import Q
+
+        from monitoring.models import Observation
+
+        if not targets:
+            return {}
+        since = min(t.stage_since for t in targets)
+        versions = Q()
+        for t in targets:
+            versions |= Q(model=t.model, version__in=[t.version, t.baseline])
+        self.query_count += 1
+        try:
+            rows = list(Observation.objects.filter(versions, window_end__gt=since, window_end__lte=now))
+        except Exception as exc:  # noqa: BLE001 - a database hiccup is data too
+            return {t.canary_id: Reading(error=f"{type(exc).__name__}: {exc}", source=self.name) for t in targets}
+        by_version: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for row in rows:
+            by_version[(row.model, row.version)].append(row)
+        window_from = now.timestamp() - window_s
+        out: dict[int, Reading] = {}
+        for t in targets:
+            reading = Reading(window={}, stage={}, source=self.name,
+                              queries=[f"observations of {t.model} {t.version},{t.baseline} since {since.isoformat()}"])
+            for role, version in (("canary", t.version), ("production", t.baseline)):
+                mine = [r for r in by_version[(t.model, version)] if t.segments is None or r.segment in t.segments]
+                stage_rows = [r for r in mine if r.window_end > t.stage_since]
+                reading.stage[role] = _sum_observations(stage_rows)  # type: ignore[index]
+                reading.window[role] = _sum_observations(  # type: ignore[index]
+                    [r for r in stage_rows if r.window_end.timestamp() > window_from]
+                )
+                last = max((r.window_end for r in mine), default=None)
+                reading.stage[role].last_seen = reading.window[role].last_seen = last  # type: ignore[index]
+            out[t.canary_id] = reading
+        return out
+
+
+def _sum_observations(rows: list[Any]) -> Sample:
+    s = Sample(present=bool(rows))
+    p99_weighted, p99_requests = 0.0, 0.0
+    lat: dict[float, float] | None = defaultdict(float)
+    qual: dict[float, float] | None = defaultdict(float)
+    for r in rows:
+        s.requests += r.requests
+        s.errors += r.errors
+        s.quality_sum += r.quality_sum
+        s.quality_count += r.quality_count
+        s.safety_violations += r.safety_violations
+        s.anomaly_alerts += r.anomaly_alerts
+        if r.latency_buckets and lat is not None:
+            for le, c in r.latency_buckets:
+                lat[_le_parse(le)] += float(c)
+        else:
+            lat = None  # windows without buckets: the rank test is not possible over this span
+            if r.latency_p99_ms is not None:
+                # A p99 of several windows is not computable from their p99s; the request-weighted
+                # mean is the documented approximation for windows pushed without buckets.
+                p99_weighted += r.latency_p99_ms / 1000.0 * r.requests
+                p99_requests += r.requests
+        if r.quality_buckets and qual is not None:
+            for le, c in r.quality_buckets:
+                qual[_le_parse(le)] += float(c)
+        else:
+            qual = None
+    s.latency_buckets = sorted(lat.items()) if lat else None
+    s.quality_buckets = sorted(qual.items()) if qual else None
+    if s.latency_buckets is None and p99_requests > 0:
+        s.latency_p99_s = p99_weighted / p99_requests
+    return s
+
+
+def provider_for(name: str) -> Provider:
+    if name == "prometheus":
+        return PrometheusProvider()
+    return PushProvider()
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(), (time.perf_counter() - started) * 1000

@@ -1,0 +1,333 @@
+"""The monitor's writes: the evaluation tick, the dead-man's switch, observations and retention.
+
+The tick claims due canaries (a conditional update of `Canary.next_eval_at`, under
+`select_for_update(skip_locked=True)` where the database has it), reads every canary's metrics
+with one provider fetch per provider, decides with monitoring.evaluator, stores one Evaluation
+per canary and window, queues rollbacks on the "rollbacks" queue, and writes the heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.audit import audit_append
+from monitoring import evaluator
+from monitoring.evaluations import evaluation_hash, normalise_json
+from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation
+from monitoring.providers import Provider, Reading, Sample, Target, provider_for
+
+logger = logging.getLogger(__name__)
+
+WARNING_REPEAT = timedelta(hours=1)  # an early warning per metric per canary at most hourly
+
+
+@dataclass
+class CanaryOutcome:
+    canary_id: int
+    verdict: str
+    rollback: str = ""
+    evaluation_id: int | None = None
+    duplicate: bool = False
+
+
+@dataclass
+class TickResult:
+    started_at: datetime
+    duration_ms: float = 0.0
+    queries: int = 0
+    outcomes: list[CanaryOutcome] = field(default_factory=list)
+
+
+def _serving_states() -> list[str]:
+    from releases.lifecycle import SERVING_STATES
+
+    return [str(s) for s in SERVING_STATES]
+
+
+def claim_due(*, now: datetime, limit: int | None = None) -> list[int]:
+    """Claim every serving canary whose next evaluation is due, for this tick only. Two ticks at
+    once (two beats, two workers) split the canaries between them instead of both acting."""
+    from releases.models import Canary
+
+    due = Q(next_eval_at__isnull=True) | Q(next_eval_at__lte=now)
+    # Not the full cadence: a beat firing a little early must not skip a canary for a whole round.
+    next_at = now + timedelta(seconds=settings.EVALUATION_CADENCE_S * 0.8)
+    with transaction.atomic():
+        qs = Canary.objects.filter(due, state__in=_serving_states()).order_by("next_eval_at", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        ids = list(qs.values_list("pk", flat=True)[:limit] if limit else qs.values_list("pk", flat=True))
+        if not ids:
+            return []
+        # The conditional update is the claim on databases without row locks (SQLite serialises
+        # writers): only rows still due are taken.
+        Canary.objects.filter(due, pk__in=ids).update(next_eval_at=next_at)
+    return ids
+
+
+def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,
+                  canary_ids: list[int] | None = None) -> TickResult:
+    """One evaluation round. `canary_ids` skips the claim (tests and `evaluate --once` of given
+    canaries); otherwise the due canaries are claimed."""
+    from releases.models import Canary
+
+    started = time.perf_counter()
+    now = now or timezone.now()
+    now = now.replace(microsecond=0)  # one record per canary and second: a repeat finds it
+    result = TickResult(started_at=now)
+    ids = canary_ids if canary_ids is not None else claim_due(now=now)
+    canaries = list(
+        Canary.objects.filter(pk__in=ids, state__in=_serving_states()).select_related("model", "version", "baseline")
+    )
+    watches = {w.canary_id: w for w in CanaryWatch.objects.filter(canary__in=canaries)}
+    groups: dict[str, list[Target]] = {}
+    for canary in canaries:
+        name = (canary.version.metrics or {}).get("provider") or ("prometheus" if settings.PROMETHEUS_URL else "push")
+        groups.setdefault(name, []).append(_target(canary))
+    providers = dict(providers or {})
+    readings: dict[int, Reading] = {}
+    for name, targets in groups.items():
+        if name == "prometheus" and "prometheus" not in providers and not settings.PROMETHEUS_URL:
+            for t in targets:
+                readings[t.canary_id] = Reading(error="provider prometheus: PROMETHEUS_URL is not configured")
+            continue
+        provider = providers.setdefault(name, provider_for(name))
+        before = provider.query_count
+        readings.update(provider.fetch(targets, now=now, window_s=settings.EVALUATION_WINDOW_S))
+        result.queries += provider.query_count - before
+    for canary in canaries:
+        try:
+            outcome = evaluate_canary(canary, readings[canary.pk], now=now, watch=watches.get(canary.pk))
+        except Exception:  # one bad canary must not stop the others being watched
+            logger.exception("evaluation of canary %s failed", canary.pk)
+            continue
+        result.outcomes.append(outcome)
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    heartbeat_beat(now=now, duration_ms=result.duration_ms, canaries=len(canaries), queries=result.queries)
+    return result
+
+
+def _target(canary: Any) -> Target:
+    seg = canary.segmentation or {}
+    segments = None if seg.get("strategy", "random") == "random" else tuple(str(v) for v in seg.get("values", []))
+    return Target(
+        canary_id=canary.pk, model=canary.model.name, version=canary.version.version,
+        baseline=canary.baseline.version, segments=segments,
+        stage_since=canary.stage_entered_at or canary.initiated_at,
+        queries=dict((canary.version.metrics or {}).get("queries") or {}),
+    )
+
+
+def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch | None = None) -> CanaryOutcome:
+    """Decide for one canary and store the outcome. Safe to repeat for the same `now`: the
+    evaluation is unique per window and a rollback is queued only with a new record."""
+    from releases.lifecycle import canary_reconcile
+
+    now = now.replace(microsecond=0)
+    window_s = settings.EVALUATION_WINDOW_S
+    with transaction.atomic():
+        watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
+            CanaryWatch.objects.create(canary_id=canary.pk)
+        stage = _stage_numbers(watch, canary, reading)
+        errors = watch.consecutive_errors + 1 if reading.error else 0
+        stage_since = canary.stage_entered_at or canary.initiated_at
+        decision = evaluator.decide(
+            thresholds=canary.thresholds, window=reading.window, stage=stage, now=now,
+            staleness_limit_s=settings.STALENESS_LIMIT_S, traffic_percent=canary.traffic_percent,
+            random_split=(canary.segmentation or {}).get("strategy", "random") == "random",
+            stage_elapsed_s=max((now - stage_since).total_seconds(), 1.0),
+            source_error=reading.error, consecutive_errors=errors,
+        )
+        inputs = normalise_json({
+            "source": reading.source, "queries": reading.queries, "window_s": window_s,
+            "raw": {"window": _dump(reading.window), "stage": _dump(stage)},
+            **decision.inputs, "rollback_triggers": [t.to_dict() for t in decision.rollback],
+            "warnings": [t.to_dict() for t in decision.warnings],
+        })
+        gates = normalise_json([g.to_dict() for g in decision.gates])
+        window_start = now - timedelta(seconds=window_s)
+        try:
+            with transaction.atomic():
+                evaluation = Evaluation.objects.create(
+                    canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start, window_end=now,
+                    gates=gates, verdict=decision.verdict.value, inputs=inputs,
+                    content_hash=evaluation_hash(
+                        canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start,
+                        window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs,
+                    ),
+                )
+        except IntegrityError:
+            # This window was judged already (a second worker, a retried task): nothing more to do.
+            return CanaryOutcome(canary.pk, decision.verdict.value, duplicate=True)
+        watch.consecutive_errors = errors
+        watch.last_error = (reading.error or "")[:1000]
+        watch.last_evaluated_at = now
+        _warn(watch, canary, decision, evaluation, now=now)
+        watch.save()
+        rollback = decision.rollback_reason if (decision.rollback or decision.fail_closed) else ""
+        if rollback:
+            from monitoring.tasks import rollback_canary
+
+            canary_id, evaluation_id = canary.pk, evaluation.pk
+            reason = f"automatic: {rollback}"[:1000]
+            # Its own queue: a backlog of evaluations never delays a rollback.
+            transaction.on_commit(lambda: rollback_canary.apply_async(
+                args=[canary_id, evaluation_id, reason], queue="rollbacks"))
+    if not rollback:
+        canary_reconcile(canary_id=canary.pk, now=now)
+    return CanaryOutcome(canary.pk, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk)
+
+
+def _stage_numbers(watch: CanaryWatch, canary: Any, reading: Reading) -> dict[str, Sample] | None:
+    """Stage-so-far numbers: given by the provider, or cumulative counters less the readings
+    taken when the stage began (stored on the watch; re-taken when the stage changes)."""
+    if reading.error or reading.window is None:
+        return None
+    if reading.stage is not None:
+        stage = reading.stage
+    elif reading.totals is not None:
+        if watch.stage_index != canary.stage_index or not watch.stage_baseline:
+            # First look at this stage: its counters start here (the stage is undercounted by at
+            # most one cadence, rather than charged with the previous stage's traffic).
+            base = reading.totals
+            watch.stage_index = canary.stage_index
+            watch.stage_baseline = normalise_json({role: s.to_dict() for role, s in base.items()})
+        base_samples = {role: Sample.from_dict(v) for role, v in watch.stage_baseline.items()}
+        stage = {role: reading.totals[role].minus(base_samples[role]) for role in reading.totals}
+    else:
+        stage = dict(reading.window)
+    for role, values in reading.stage_overrides.items():
+        for name, value in values.items():
+            setattr(stage[role], name, value)
+            if name == "latency_p99_s":
+                stage[role].latency_buckets = None
+    return stage
+
+
+def _dump(pair: dict[str, Sample] | None) -> dict[str, Any] | None:
+    return {role: s.to_dict() for role, s in pair.items()} if pair else None
+
+
+def _warn(watch: CanaryWatch, canary: Any, decision: evaluator.Decision, evaluation: Evaluation, *,
+          now: datetime) -> None:
+    for warning in decision.warnings:
+        last = watch.warned.get(warning.metric)
+        if last and now - datetime.fromisoformat(last) < WARNING_REPEAT:
+            continue
+        NotificationEvent.objects.create(
+            kind="early_warning", canary=canary, audience=["owner", "on_call"],
+            payload={"metric": warning.metric, "value": warning.value, "rollback_threshold": warning.limit,
+                     "detail": warning.detail, "evaluation": evaluation.pk, "stage_index": canary.stage_index},
+        )
+        watch.warned = {**watch.warned, warning.metric: now.isoformat()}
+
+
+# --- heartbeat and the dead-man's switch -----------------------------------------------------------
+
+
+def heartbeat_beat(*, now: datetime, duration_ms: float, canaries: int, queries: int) -> None:
+    Heartbeat.objects.get_or_create(pk=1)
+    from django.db.models import F
+
+    Heartbeat.objects.filter(pk=1).update(
+        last_tick_at=now, last_tick_ms=duration_ms, last_tick_canaries=canaries, last_tick_queries=queries,
+        ticks=F("ticks") + 1,
+    )
+
+
+def deadman_check(*, now: datetime | None = None) -> str:
+    """The independent check: with a serving canary and no heartbeat for DEADMAN_LIMIT_S, raise a
+    P1 incident (once) and suspend every serving canary's advancement; when ticks return, lift
+    the suspension. Rollback stays possible throughout (a suspended canary can be rolled back)."""
+    from governance.incidents import incident_open
+    from governance.models import Incident
+    from releases import lifecycle
+    from releases.models import Canary
+
+    now = now or timezone.now()
+    limit = timedelta(seconds=settings.DEADMAN_LIMIT_S)
+    with transaction.atomic():
+        beat, _ = Heartbeat.objects.select_for_update().get_or_create(pk=1)
+        serving = Canary.objects.filter(state__in=_serving_states())
+        oldest = serving.order_by("initiated_at").values_list("initiated_at", flat=True).first()
+        if oldest is None and beat.tripped_at is None:
+            return "idle"
+        # Never beaten: silent since the oldest serving canary began (it was never watched).
+        reference = beat.last_tick_at or oldest
+        silent = oldest is not None and reference is not None and now - reference > limit
+        if silent:
+            if beat.tripped_at is None:
+                beat.tripped_at = now
+                beat.incident = incident_open(
+                    severity=Incident.Severity.P1, kind=Incident.Kind.MONITOR_SILENT,
+                    summary=f"Evaluator heartbeat missing for {(now - reference).total_seconds():.0f} s "
+                            f"(limit {settings.DEADMAN_LIMIT_S} s) with canaries serving: advancement suspended",
+                    details={"last_tick_at": beat.last_tick_at.isoformat() if beat.last_tick_at else None,
+                             "limit_s": settings.DEADMAN_LIMIT_S}, now=now,
+                )
+                beat.save(update_fields=["tripped_at", "incident"])
+            for canary_id in serving.exclude(state=Canary.State.SUSPENDED).values_list("pk", flat=True):
+                lifecycle.canary_suspend(canary_id=canary_id, reason="evaluator heartbeat missing (dead-man's switch)")
+            return "tripped"
+        if beat.tripped_at is not None:
+            for canary_id in serving.filter(state=Canary.State.SUSPENDED).values_list("pk", flat=True):
+                lifecycle.canary_resume(canary_id=canary_id, reason="evaluator heartbeat back", now=now)
+            audit_append(actor=None, action="monitor.recovered", object_type="heartbeat", object_id=1,
+                         payload={"tripped_at": beat.tripped_at.isoformat(), "recovered_at": now.isoformat(),
+                                  "incident": beat.incident_id})
+            beat.tripped_at = None
+            beat.save(update_fields=["tripped_at"])
+            return "lifted"
+    return "ok"
+
+
+# --- observations and retention -------------------------------------------------------------------
+
+
+def observation_record(*, actor: Any, data: dict[str, Any]) -> Observation:
+    """Store one pushed window. The caller must be allowed to push for the model."""
+    from canaryhub.errors import NotFound, ValidationFailed
+    from governance.permissions import Action, require
+    from releases.models import AIModel
+
+    model = AIModel.objects.filter(name=data["model"]).first()
+    if model is None:
+        raise NotFound(f"no model named {data['model']!r}")
+    require(actor, Action.PUSH_OBSERVATIONS, model=model)
+    if not model.versions.filter(version=data["version"]).exists():
+        raise ValidationFailed.field("version", f"{model.name} has no version {data['version']!r}")
+    if data["window_end"] <= data["window_start"]:
+        raise ValidationFailed.field("window_end", "must be after window_start")
+    if data.get("errors", 0) > data["requests"]:
+        raise ValidationFailed.field("errors", "must not exceed requests")
+    if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:
+        raise ValidationFailed.field("quality_sum", "scores are in [0, 1]: the sum cannot exceed the count")
+    return Observation.objects.create(**data)
+
+
+def evaluations_prune(*, now: datetime | None = None) -> int:
+    """Delete evaluations older than the retention period after their canary ended. Never of a
+    canary still active (ended_at is only set when it ends), and never one an approval or an
+    incident points at (those are evidence with their own retention)."""
+    from governance.models import Approval, Incident
+    from releases.models import Canary
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.EVALUATION_RETENTION_DAYS)
+    qs = (
+        Evaluation.objects.filter(canary__ended_at__lt=cutoff)
+        .exclude(canary__state__in=Canary.ACTIVE_STATES)
+        .exclude(pk__in=Approval.objects.filter(evaluation__isnull=False).values("evaluation"))
+        .exclude(pk__in=Incident.objects.filter(evaluation__isnull=False).values("evaluation"))
+    )
+    deleted, _ = qs.delete()
+    return deleted

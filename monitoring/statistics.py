@@ -1,0 +1,307 @@
+"""The statistics behind gates and rollback triggers (pure functions, standard library only).
+
+Promotion gates (over the stage so far) are green only when the point estimate meets the
+threshold *and* the evidence is sufficient:
+
+- error rate: canary − production ≤ margin (0.1 pp) with the one-sided upper confidence bound of
+  the difference (Agresti–Caffo adjusted Wald, confidence `1 − ALPHA`) also ≤ margin, and at
+  least the sample size a non-inferiority test of that margin needs at `POWER`;
+- latency p99 and quality: the ratio meets the limit, the sample is large enough (p99: at least
+  `TAIL_EVENTS` requests expected beyond the 99th percentile; quality: the two-sample size for the
+  tolerance at `POWER`), and the Mann-Whitney rank test on the histogram buckets does not show a
+  material shift in the wrong direction (one-sided p < ALPHA *and* probability of superiority
+  A ≥ `MATERIAL_A`, Vargha–Delaney's "medium" effect; Kayenta's judge uses the same rank test);
+- safety: zero violations, and enough requests that the rule-of-three upper bound (3/n) is
+  below 1 %; anomaly alerts: none firing.
+Until the evidence is there the gate is `insufficient`, with the sample size it needs and the
+time to reach it at the current canary traffic.
+
+THE ROLLBACK RULE (checked on the last 5-minute window, every cadence). A trigger fires when
+1. magnitude: the point estimate is beyond the frozen rollback threshold (error > prod + 0.5 pp,
+   p99 > prod × 1.5, quality < prod × 0.9), and
+2. evidence: the canary is worse than production at all, at a per-window level
+   `ROLLBACK_ALPHA` (3 × 10⁻⁷). That is a family-wise false-rollback budget of 1 % spread over
+   every window test of a full standard schedule (3 metrics × 6 stages × 24 h × 60 ticks ≈ 26,000
+   tests; Bonferroni, conservative because consecutive windows overlap). The tests are exact for
+   rare events: errors and p99 tail exceedances (requests slower than production's p99 bucket) use
+   the conditional binomial test of two Poisson rates; quality uses the rank test (or a z-test of
+   means when only sums are pushed);
+3. floor: at least `MIN_ROLLBACK_EVENTS` (5) canary events behind it (errors, or requests beyond
+   production's p99, or scored requests), so a handful of requests never rolls back.
+It does not wait for the breach itself to be significant (a test against 0.5 pp rather than 0):
+a severe breach passes the evidence test within one window at any traffic that yields five
+errors, and a marginal one once the window holds enough requests. A content-safety violation is
+the one exception the pattern makes: any violation rolls back, without statistics.
+bench/decision_quality.py measures the false-rollback and detection rates of this rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+ALPHA = 0.05  # one-sided, promotion evidence
+POWER = 0.8
+MATERIAL_A = 0.64  # Vargha–Delaney "medium" probability of superiority
+TAIL_EVENTS = 10  # requests beyond the 99th percentile before a p99 means anything
+ROLLBACK_ALPHA = 3e-7
+MIN_ROLLBACK_EVENTS = 5
+SAFETY_MIN_REQUESTS = 300  # rule of three: 0 violations in 300 → rate < 1 % at 95 %
+
+_N = NormalDist()
+
+
+def z_quantile(p: float) -> float:
+    return _N.inv_cdf(p)
+
+
+def normal_sf(z: float) -> float:
+    """P(Z > z), accurate in the far tail (erfc, not 1 − cdf)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+# --- proportions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProportionComparison:
+    canary_rate: float
+    production_rate: float
+    difference: float  # canary − production
+    ci_low: float  # two-sided (1 − 2·alpha) interval = the two one-sided bounds
+    ci_high: float
+    z_pooled: float  # the classical pooled two-proportion z (chi-square with 1 df = z²)
+    p_two_sided: float
+    p_worse: float  # conditional binomial test: P(canary this bad or worse | rates equal)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _round(v) for k, v in asdict(self).items()}
+
+
+def compare_proportions(
+    x_c: int, n_c: int, x_p: int, n_p: int, *, alpha: float = ALPHA
+) -> ProportionComparison:
+    """Canary vs production error proportions. The interval is Agresti–Caffo's (add one success
+    and one failure to each group), which keeps sane coverage at zero or few errors."""
+    if n_c <= 0 or n_p <= 0:
+        raise ValueError("both groups need requests")
+    pc, pp = x_c / n_c, x_p / n_p
+    ac, ap = (x_c + 1) / (n_c + 2), (x_p + 1) / (n_p + 2)
+    se_adj = math.sqrt(ac * (1 - ac) / (n_c + 2) + ap * (1 - ap) / (n_p + 2))
+    z = z_quantile(1 - alpha)
+    diff_adj = ac - ap
+    pooled = (x_c + x_p) / (n_c + n_p)
+    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_p))
+    z_pooled = (pc - pp) / se_pooled if se_pooled > 0 else 0.0
+    return ProportionComparison(
+        canary_rate=pc, production_rate=pp, difference=pc - pp,
+        ci_low=diff_adj - z * se_adj, ci_high=diff_adj + z * se_adj,
+        z_pooled=z_pooled, p_two_sided=2 * normal_sf(abs(z_pooled)),
+        p_worse=poisson_rate_test(x_c, n_c, x_p, n_p),
+    )
+
+
+def binom_sf(x: int, m: int, p: float) -> float:
+    """P(X ≥ x) for X ~ Binomial(m, p), summed in log space outward from x until the terms
+    vanish (they shrink geometrically away from the mode, so this takes O(√(m·p)) terms)."""
+    if x <= 0:
+        return 1.0
+    if x > m or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    lgm = math.lgamma(m + 1)
+
+    def logpmf(k: int) -> float:
+        return lgm - math.lgamma(k + 1) - math.lgamma(m - k + 1) + k * lp + (m - k) * lq
+
+    mode = (m + 1) * p
+    if x > mode:  # the upper tail is the small side: sum it directly
+        total, k = 0.0, x
+        while k <= m:
+            term = math.exp(logpmf(k))
+            total += term
+            if term < total * 1e-16:
+                break
+            k += 1
+        return min(1.0, total)
+    total, k = 0.0, x - 1  # otherwise 1 − P(X ≤ x − 1), the lower tail summed downward
+    while k >= 0:
+        term = math.exp(logpmf(k))
+        total += term
+        if term < total * 1e-16:
+            break
+        k -= 1
+    return max(0.0, 1.0 - total)
+
+
+def poisson_rate_test(x_c: int, n_c: int, x_p: int, n_p: int) -> float:
+    """One-sided p-value that the canary's event rate exceeds production's: conditional on the
+    total number of events, the canary's share is Binomial(total, n_c / (n_c + n_p)) when the
+    rates are equal. Exact for rare events, whatever the group sizes."""
+    total = x_c + x_p
+    if total == 0 or n_c <= 0 or n_p <= 0:
+        return 1.0
+    return binom_sf(x_c, total, n_c / (n_c + n_p))
+
+
+# --- histograms -----------------------------------------------------------------------------------
+
+
+Buckets = Sequence[tuple[float, float]]  # cumulative (upper bound `le`, count), ascending, last +Inf
+
+
+def bucket_counts(buckets: Buckets) -> list[float]:
+    """Per-bucket (non-cumulative) counts from Prometheus-style cumulative buckets."""
+    out, previous = [], 0.0
+    for _, cumulative in buckets:
+        out.append(max(0.0, cumulative - previous))
+        previous = max(previous, cumulative)
+    return out
+
+
+def histogram_quantile(q: float, buckets: Buckets) -> float | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q·n.
+    None without observations; the highest finite bound when the rank falls in the +Inf bucket."""
+    if not buckets:
+        return None
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower_bound
+            if count == lower_count:
+                return le
+            return lower_bound + (le - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = le, count
+    return lower_bound
+
+
+def histogram_mean_var(buckets: Buckets) -> tuple[float, float] | None:
+    """Mean and variance from bucket midpoints (the +Inf bucket counted at the last finite bound)."""
+    counts = bucket_counts(buckets)
+    n = sum(counts)
+    if n <= 0:
+        return None
+    mids, low = [], 0.0
+    for le, _ in buckets:
+        mids.append(low if math.isinf(le) else (low + le) / 2)
+        if not math.isinf(le):
+            low = le
+    mean = sum(c * m for c, m in zip(counts, mids, strict=True)) / n
+    var = sum(c * (m - mean) ** 2 for c, m in zip(counts, mids, strict=True)) / max(n - 1, 1)
+    return mean, var
+
+
+def count_above(buckets: Buckets, bound: float) -> float:
+    """Observations above the smallest bucket bound ≥ `bound` (what a histogram can tell)."""
+    total = buckets[-1][1] if buckets else 0.0
+    for le, count in buckets:
+        if le >= bound:
+            return max(0.0, total - count)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class RankTest:
+    u: float  # Mann-Whitney U of the canary
+    z: float
+    p_greater: float  # one-sided: canary stochastically greater
+    p_less: float  # one-sided: canary stochastically smaller
+    a: float  # probability of superiority P(canary > prod) + ½ P(tie) = U / (n_c n_p)
+    rank_biserial: float  # 2A − 1, the effect size
+    n_c: int
+    n_p: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _round(v) for k, v in asdict(self).items()}
+
+
+def mann_whitney_buckets(canary: Sequence[float], production: Sequence[float]) -> RankTest | None:
+    """Mann-Whitney U on two histograms with the same buckets (per-bucket counts). Every bucket is
+    one tie group; normal approximation with tie and continuity correction (as scipy's
+    `mannwhitneyu(method="asymptotic")`)."""
+    if len(canary) != len(production):
+        raise ValueError("histograms need the same buckets")
+    n1, n2 = sum(canary), sum(production)
+    if n1 <= 0 or n2 <= 0:
+        return None
+    u, below, tie_term = 0.0, 0.0, 0.0
+    for c, p in zip(canary, production, strict=True):
+        u += c * (below + p / 2.0)
+        below += p
+        t = c + p
+        tie_term += t**3 - t
+    n = n1 + n2
+    mu = n1 * n2 / 2.0
+    var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        z_g = z_l = 0.0
+        p_g = p_l = 1.0
+    else:
+        sd = math.sqrt(var)
+        z_g = (u - mu - 0.5) / sd
+        z_l = (u - mu + 0.5) / sd
+        p_g, p_l = normal_sf(z_g), normal_sf(-z_l)
+    a = u / (n1 * n2)
+    return RankTest(u=u, z=(u - mu) / math.sqrt(var) if var > 0 else 0.0, p_greater=p_g, p_less=p_l, a=a,
+                    rank_biserial=2 * a - 1, n_c=int(n1), n_p=int(n2))
+
+
+# --- sample size and time -------------------------------------------------------------------------
+
+
+def proportion_sample_size(
+    p_base: float, margin: float, *, ratio: float, alpha: float = ALPHA, power: float = POWER
+) -> int:
+    """Canary requests a one-sided non-inferiority test of `margin` needs (true difference 0),
+    with `ratio` production requests per canary request. The base rate is floored at 0.1 %:
+    with no errors observed yet, the variance is not zero, it is unknown."""
+    if margin <= 0:
+        raise ValueError("margin must be positive")
+    p = min(max(p_base, 0.001), 0.999)
+    k = max(ratio, 1e-9)
+    zsum = z_quantile(1 - alpha) + z_quantile(power)
+    return math.ceil(zsum**2 * p * (1 - p) * (1 + 1 / k) / margin**2)
+
+
+def mean_sample_size(
+    var_c: float, var_p: float, delta: float, *, ratio: float, alpha: float = ALPHA, power: float = POWER
+) -> int:
+    """Canary observations a one-sided test of a mean shift `delta` needs (two-sample, known
+    variances, `ratio` production observations per canary observation)."""
+    if delta <= 0:
+        raise ValueError("delta must be positive")
+    k = max(ratio, 1e-9)
+    zsum = z_quantile(1 - alpha) + z_quantile(power)
+    return math.ceil(zsum**2 * (var_c + var_p / k) / delta**2)
+
+
+def p99_sample_size(q: float = 0.99, tail_events: int = TAIL_EVENTS) -> int:
+    return math.ceil(tail_events / (1 - q))
+
+
+def time_to_sufficiency(have: float, need: float, rate_per_s: float | None) -> float | None:
+    """Seconds until `need` observations at the current rate; 0 when there; None when the
+    canary gets no traffic (it never will at this rate)."""
+    if have >= need:
+        return 0.0
+    if not rate_per_s or rate_per_s <= 0:
+        return None
+    return (need - have) / rate_per_s
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.6g}")
+    return value
