@@ -366,7 +366,7 @@ class PushProvider:
             versions |= Q(model=t.model, version__in=[t.version, t.baseline])
         self.query_count += 1
         try:
-            rows = list(Observation.objects.filter(versions, window_end__gt=since, window_end__lte=now))
+            rows = list(Observation.objects.filter(versions, window_end__gt=since))
         except Exception as exc:  # noqa: BLE001 - a database hiccup is data too
             return {t.canary_id: Reading(error=f"{type(exc).__name__}: {exc}", source=self.name) for t in targets}
         by_version: dict[tuple[str, str], list[Any]] = defaultdict(list)

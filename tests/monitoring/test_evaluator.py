@@ -1,0 +1,113 @@
+"""Pure gate and rollback decisions (monitoring.evaluator), table-tested."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitoring.evaluator import decide
+from releases.thresholds import DEFAULT_THRESHOLDS
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def lat(median_bucket: int, n: float) -> list[tuple[float, float]]:
+    """n requests, ~all at or below bucket `median_bucket` of a fixed ladder."""
+    bounds = [0.1, 0.2, 0.3, 0.4, 0.6, 1.0, math.inf]
+    out, cum = [], 0.0
+    for i, b in enumerate(bounds):
+        if i == median_bucket:
+            cum += n * 0.985
+        elif i == median_bucket + 1:
+            cum += n * 0.015
+        out.append((b, cum))
+    return out
+
+
+def qual(mean_bucket: int, n: float) -> list[tuple[float, float]]:
+    bounds = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, math.inf]
+    return [(b, n if i >= mean_bucket else 0.0) for i, b in enumerate(bounds)]
+
+
+def sample(requests=100_000, errors=100, lat_bucket=1, q_bucket=4, q_mean=0.85, safety=0, alerts=0, age_s=10):
+    from monitoring.providers import Sample
+
+    return Sample(requests=requests, errors=errors, latency_buckets=lat(lat_bucket, requests),
+                  quality_sum=q_mean * requests, quality_count=requests, quality_buckets=qual(q_bucket, requests),
+                  safety_violations=safety, anomaly_alerts=alerts, last_seen=NOW - timedelta(seconds=age_s),
+                  present=True)
+
+
+def run(canary, production, *, percent=10, error=None, errors_in_row=0, window=None):
+    window = window or {"canary": canary, "production": production}
+    return decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage={"canary": canary, "production": production},
+                  now=NOW, staleness_limit_s=300, traffic_percent=percent, random_split=True, stage_elapsed_s=3600,
+                  source_error=error, consecutive_errors=errors_in_row)
+
+
+def gates(decision):
+    return {g.name: g.status.value for g in decision.gates}
+
+
+PROD = dict(requests=900_000, errors=900)
+CASES = [
+    # (name, canary kwargs, expected gate statuses (subset), rollback metrics)
+    ("healthy", dict(errors=100), {"error_rate": "green", "latency_p99": "green", "quality": "green",
+                                   "safety_violations": "green", "anomaly_alerts": "green", "router_share": "green"}, []),
+    ("tiny sample", dict(requests=50, errors=0), {"error_rate": "insufficient", "latency_p99": "insufficient",
+                                                   "safety_violations": "insufficient"}, []),
+    ("error breach", dict(errors=2000), {"error_rate": "red"}, ["error_rate"]),
+    ("error above gate, below rollback", dict(errors=400), {"error_rate": "red"}, []),
+    ("latency regression", dict(lat_bucket=4), {"latency_p99": "red"}, ["latency_p99"]),
+    ("quality drop", dict(q_bucket=1, q_mean=0.6), {"quality": "red"}, ["quality"]),
+    ("one safety violation", dict(safety=1), {"safety_violations": "red"}, ["safety_violations"]),
+    ("anomaly alert", dict(alerts=1), {"anomaly_alerts": "red"}, []),
+    # The gate is red (the lower bound is past the margin) but five events are the floor for a rollback.
+    ("handful of requests all failing", dict(requests=3, errors=3), {"error_rate": "red"}, []),
+]
+
+
+@pytest.mark.parametrize("name,canary,expected,rollback", CASES, ids=[c[0] for c in CASES])
+def test_gate_and_rollback_table(name, canary, expected, rollback):
+    d = run(sample(**canary), sample(**PROD))
+    assert {k: gates(d)[k] for k in expected} == expected
+    assert sorted(t.metric for t in d.rollback) == sorted(rollback)
+    if expected.get("error_rate") == "green":
+        info = d.inputs["gates"]["error_rate"]
+        assert info["ci_pp"][1] <= 0.1 and info["required"] <= 100_000 and info["time_to_sufficiency_s"] == 0
+
+
+def test_insufficient_gate_reports_sample_size_and_time_to_sufficiency():
+    d = run(sample(requests=2000, errors=2), sample(**PROD))
+    info = d.inputs["gates"]["error_rate"]
+    assert gates(d)["error_rate"] == "insufficient"
+    assert info["required"] > 2000 and info["time_to_sufficiency_s"] > 0  # 2000 requests in an hour
+
+
+def test_stale_data_marks_every_gate_stale_and_never_rolls_back():
+    d = run(sample(errors=50_000, age_s=400), sample(**PROD, age_s=400))
+    assert set(gates(d).values()) == {"stale"} and not d.rollback and d.verdict.value == "stale"
+
+
+def test_source_errors_hold_then_fail_closed_after_four():
+    for n in (1, 2, 3):
+        d = decide(thresholds=DEFAULT_THRESHOLDS, window=None, stage=None, now=NOW, staleness_limit_s=300,
+                   traffic_percent=5, random_split=True, stage_elapsed_s=60, source_error="timeout",
+                   consecutive_errors=n)
+        assert not d.fail_closed and set(gates(d).values()) == {"stale"}
+    d = decide(thresholds=DEFAULT_THRESHOLDS, window=None, stage=None, now=NOW, staleness_limit_s=300,
+               traffic_percent=5, random_split=True, stage_elapsed_s=60, source_error="timeout", consecutive_errors=4)
+    assert d.fail_closed and "4 consecutive" in d.rollback_reason
+
+
+def test_router_share_far_from_configured_percent_holds_the_stage():
+    d = run(sample(requests=30_000, errors=30), sample(**PROD), percent=10)  # 3.2 % observed vs 10 %
+    assert gates(d)["router_share"] == "red" and d.verdict.value == "red" and not d.rollback
+
+
+def test_early_warning_near_the_rollback_threshold():
+    # +0.42 pp: above the promotion gate, within 20 % of the 0.5 pp rollback threshold.
+    d = run(sample(errors=520), sample(**PROD))
+    assert [w.metric for w in d.warnings] == ["error_rate"] and not d.rollback
