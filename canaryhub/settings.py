@@ -185,6 +185,15 @@ PROMETHEUS_TIMEOUT_S = env.float("CANARYHUB_PROMETHEUS_TIMEOUT_S", default=5.0)
 CANARYHUB_ROUTERS = {
     "file": {"path_dir": env.str("CANARYHUB_ROUTER_FILE_DIR", default=str(VAR_DIR / "router"))},
 }
+# The nginx and webhook routers, when used without registering them in the UI: JSON objects of
+# their keyword arguments (releases/routers/nginx.py, webhook.py), e.g.
+# CANARYHUB_ROUTER_WEBHOOK='{"url": "https://mesh.example/canary", "secret": "…", "timeout_s": 5}'.
+for _kind in ("nginx", "webhook"):
+    _router_config = env.json(f"CANARYHUB_ROUTER_{_kind.upper()}", default={})
+    if _router_config:
+        CANARYHUB_ROUTERS[_kind] = _router_config
+# How long a web process reuses a model's active split and a token's principal in /api/v1/assign.
+CANARYHUB_ASSIGN_CACHE_S = env.float("CANARYHUB_ASSIGN_CACHE_S", default=1.0)
 
 # --- the canary pattern's clocks (API.md) -----------------------------------------------------
 CLOCK_SPEED = env.float("CANARYHUB_CLOCK_SPEED", default=1.0)
@@ -213,6 +222,7 @@ for _name, _value in [
 # second beat running by mistake is harmless.
 CELERY_BEAT_SCHEDULE = {
     "reconcile-canaries": {"task": "releases.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S)},
+    "reconcile-routers": {"task": "releases.tasks.reconcile_routers", "schedule": float(EVALUATION_CADENCE_S)},
     "prune-idempotency-keys": {"task": "governance.tasks.prune_idempotency_keys", "schedule": 3600.0},
     # The evaluator tick, and the dead-man's switch as a separate task on the rollbacks queue so
     # that a stuck evaluation queue cannot silence the check that watches it.

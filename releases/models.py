@@ -215,3 +215,50 @@ class RouterPush(models.Model):
 
     def __str__(self) -> str:
         return f"push gen {self.generation} of canary #{self.canary_id} to {self.router}"
+
+
+class RouterConfig(models.Model):
+    """A router registered by a platform engineer: which data plane a router kind talks to.
+
+    A canary names a router *kind* (`Canary.router`); the enabled config of that kind, when
+    there is one, overrides settings.CANARYHUB_ROUTERS for it. `secret` (the webhook's signing
+    key) is write-only: forms, pages, logs and audit payloads only ever say whether it is set."""
+
+    class Kind(models.TextChoices):
+        FILE = "file", "File (embedded default)"
+        NGINX = "nginx", "nginx (split_clients include)"
+        WEBHOOK = "webhook", "HTTP webhook"
+
+    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(SLUG_RE)])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    target = models.CharField(max_length=500)  # file: folder; nginx: include folder; webhook: URL
+    options = models.JSONField(default=dict, blank=True)  # kind-specific keyword arguments
+    secret = models.CharField(max_length=500, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            # router_for(kind) must find at most one: a canary names only the kind.
+            models.UniqueConstraint(
+                fields=["kind"], condition=models.Q(enabled=True), name="one_enabled_router_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def __repr__(self) -> str:
+        return f"<RouterConfig {self.name} kind={self.kind}>"  # never the secret
+
+    def router_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for the router class of `kind`."""
+        options = dict(self.options or {})
+        if self.kind == self.Kind.FILE:
+            return {"path_dir": self.target}
+        if self.kind == self.Kind.NGINX:
+            return {"conf_dir": self.target, **options}
+        return {"url": self.target, "secret": self.secret, **options}
