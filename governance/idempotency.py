@@ -59,7 +59,7 @@ def _replay(record: IdempotencyRecord, request_hash: str) -> Response:
             422, "idempotency-key-reused", "Idempotency key reused",
             f"the key {record.key!r} was first used with a different request; use a new key for a new request",
         )
-    response = Response(record.response_body, status=record.status_code, headers=record.response_headers)
+    response = Response(json.loads(record.response_body), status=record.status_code, headers=record.response_headers)
     if record.status_code and record.status_code >= 400:
         response.content_type = PROBLEM_CONTENT_TYPE
     response["Idempotent-Replayed"] = "true"
@@ -106,7 +106,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
                 transaction.set_rollback(True)
                 return response
             record.status_code = response.status_code
-            record.response_body = json.loads(json.dumps(response.data, default=str))
+            record.response_body = json.dumps(response.data, default=str)
             record.response_headers = {k: v for k, v in response.items() if k in ("Location",)}
             record.save(update_fields=["status_code", "response_body", "response_headers"])
             return response

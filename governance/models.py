@@ -79,7 +79,8 @@ class IdempotencyRecord(models.Model):
     principal = models.CharField(max_length=180)  # user id, plus token prefix for machines
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True)
+    # Text, not jsonb: a response may echo input that jsonb cannot hold (an escaped NUL).
+    response_body = models.TextField(default="")
     response_headers = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -377,3 +377,14 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs
     assert "cdn" not in docs.lower() and "https://" not in docs.replace("https://github", "")
+
+
+@pytest.mark.django_db
+def test_nul_characters_anywhere_in_input_are_400(as_platform, model_body):
+    body = {**model_body, "consumers": [{"name": "a\x00", "contact": "c", "channel": "email"}]}
+    assert_problem(as_platform.post("/api/v1/models/", body, format="json", HTTP_IDEMPOTENCY_KEY="nul-1"), 400, "consumers[0].name")
+    weird = {**model_body, "bad\x00key": 1}
+    response = as_platform.post("/api/v1/models/", weird, format="json", HTTP_IDEMPOTENCY_KEY="nul-2")
+    assert_problem(response, 400)
+    replay = as_platform.post("/api/v1/models/", weird, format="json", HTTP_IDEMPOTENCY_KEY="nul-2")
+    assert replay.json() == response.json()
