@@ -92,7 +92,7 @@ def test_oncall_files_root_cause_and_mrm_accepts(page: Page, login, people, brow
 
 def test_mrm_register_filters_and_exports_csv(page: Page, login, people, completed):
     login(people["risk"])
-    page.get_by_role("link", name="MRM register").click()
+    page.get_by_role("link", name="MRM", exact=True).click()
     rows = page.get_by_test_id("register-table").locator("tbody tr")
     expect(rows).to_have_count(5)
     page.get_by_test_id("register-outcome").select_option("failed")
