@@ -8,6 +8,7 @@ from monitoring import views as monitoring_views
 api_v1 = [
     path("", include("releases.api")),
     path("", include("releases.api_assign")),
+    path("", include("releases.api_canaries")),
     path("", include("governance.api")),
     path("", include("monitoring.api")),
 ]
