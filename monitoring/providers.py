@@ -30,6 +30,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 Buckets = list[tuple[float, float]]  # cumulative (le, count), ascending, +Inf last
+Index = dict[tuple[str, str], list[tuple[str, dict[str, Any]]]]  # (model, version) -> [(segment, numbers)]
 
 
 @dataclass
@@ -269,8 +270,8 @@ def _le_json(le: float) -> Any:
     return "+Inf" if math.isinf(le) else le
 
 
-def _index(parsed: dict[str, list[dict[str, Any]]], span: str) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """{(model, version, segment): partial numbers} from the default queries of one span."""
+def _index(parsed: dict[str, list[dict[str, Any]]], span: str) -> Index:
+    """{(model, version): [(segment, partial numbers)]} from the default queries of one span."""
     index: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
         lambda: {"requests": 0.0, "errors": 0.0, "lat": defaultdict(float), "qual": defaultdict(float),
                  "qsum": 0.0, "safety": 0.0}
@@ -296,7 +297,11 @@ def _index(parsed: dict[str, list[dict[str, Any]]], span: str) -> dict[tuple[str
         index[key]["qsum"] += value
     for key, _, value in rows("safety"):
         index[key]["safety"] += value
-    return index
+    # Grouped by version: each canary looks up its own rows instead of scanning every series.
+    by_version: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for (model, version, segment), part in index.items():
+        by_version[(model, version)].append((segment, part))
+    return by_version
 
 
 def _by_version(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
@@ -307,13 +312,13 @@ def _by_version(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     return out
 
 
-def _pick(index: dict[tuple[str, str, str], dict[str, Any]], model: str, version: str,
+def _pick(index: Index, model: str, version: str,
           segments: tuple[str, ...] | None) -> Sample:
     s = Sample()
     lat: dict[float, float] = defaultdict(float)
     qual: dict[float, float] = defaultdict(float)
-    for (m, v, seg), part in index.items():
-        if m != model or v != version or (segments is not None and seg not in segments):
+    for seg, part in index.get((model, version), ()):
+        if segments is not None and seg not in segments:
             continue
         s.present = True
         s.requests += part["requests"]

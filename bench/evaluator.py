@@ -1,0 +1,161 @@
+"""Evaluator tick cost against a real Prometheus: wall time and PromQL queries per tick for 10,
+100 and 1,000 active canaries.
+
+    python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3]
+
+Starts the simulator's model servers for every model (one exporter, production and canary series
+per model), a real Prometheus (Debian package) scraping them every 5 s, a throwaway SQLite
+database with the canaries, and times `monitoring.services.evaluate_tick` over all of them (the
+tick includes writing every Evaluation record and reconciling every canary). Prints the figures;
+not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["CANARYHUB_VAR_DIR"] = tempfile.mkdtemp(prefix="canaryhub-bench-")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from prometheus_client import CollectorRegistry, start_http_server  # noqa: E402
+
+from monitoring.simulator import ModelServer  # noqa: E402
+from tests.harness.prometheus import PrometheusServer, free_port  # noqa: E402
+
+
+class Many:
+    """One exporter for many simulated model servers."""
+
+    def __init__(self, servers: list[ModelServer]) -> None:
+        self.servers = servers
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        merged: dict[str, object] = {}
+        for s in self.servers:
+            for family in s.collect():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)  # type: ignore[attr-defined]
+                else:
+                    merged[family.name] = family
+        yield from merged.values()
+
+
+def make_canaries(n: int, start: int) -> list[int]:
+    """Canaries through the lifecycle service for the first, then row copies of it (setup cost
+    is not what is measured)."""
+    from django.contrib.auth.models import Group
+
+    from governance.permissions import Role
+    from releases import lifecycle, services
+    from releases.models import AIModel, Canary, ModelVersion
+    from tests.factories import UserFactory
+
+    owner = UserFactory(username="owner")
+    owner.groups.add(Group.objects.get_or_create(name=str(Role.MODEL_OWNER))[0])
+    platform = UserFactory(username="platform")
+    platform.groups.add(Group.objects.get_or_create(name=str(Role.PLATFORM))[0])
+    ids = []
+    for i in range(start, start + n):
+        name = f"bench-{i}"
+        if i == 0:
+            services.model_register(actor=platform, name=name, display_name=name, risk_tier="medium",
+                                    owner="owner", on_call="x")
+            services.version_register(actor=platform, model_name=name, version="1.0.0", artifact_uri="s3://1",
+                                      status="production")
+            services.version_register(actor=platform, model_name=name, version="1.1.0", artifact_uri="s3://2")
+            ids.append(lifecycle.canary_initiate(actor=owner, model_name=name, version="1.1.0").pk)
+            continue
+        template = Canary.objects.select_related("model", "version", "baseline").get(model__name="bench-0")
+        model = AIModel.objects.create(name=name, display_name=name, risk_tier="medium", owner=owner, on_call="x")
+        v = {}
+        for src in (template.baseline, template.version):
+            v[src.version] = ModelVersion.objects.create(
+                model=model, version=src.version, major=src.major, minor=src.minor, patch=src.patch,
+                artifact_uri=src.artifact_uri, status=src.status, change_type=src.change_type,
+                thresholds=src.thresholds, metrics=src.metrics, registered_by=owner)
+        c = Canary.objects.create(
+            model=model, version=v["1.1.0"], baseline=v["1.0.0"], schedule=template.schedule, stages=template.stages,
+            segmentation=template.segmentation, thresholds=template.thresholds, rollback_contact="x",
+            router=template.router, state=template.state, stage_index=0, stage_entered_at=template.stage_entered_at,
+            traffic_percent=template.traffic_percent, split_generation=1, initiated_by=owner)
+        ids.append(c.pk)
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--ticks", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    call_command("migrate", verbosity=0)
+    servers: list[ModelServer] = []
+    for i in range(max(sizes)):
+        servers += [ModelServer(f"bench-{i}", "1.0.0", seed=i), ModelServer(f"bench-{i}", "1.1.0", seed=i + 1)]
+    registry = CollectorRegistry()
+    registry.register(Many(servers))  # type: ignore[arg-type]
+    port = free_port()
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.wait(5.0):
+            for s in servers:
+                s.serve(4950 if s.version == "1.0.0" else 50, "eu")
+
+    threading.Thread(target=load, daemon=True).start()
+    prometheus = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval="5s").start()
+    settings.PROMETHEUS_URL = prometheus.url
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": tempfile.mkdtemp(prefix="canaryhub-bench-router-")}}
+    try:
+        # Wait for a few scrapes of every series, so increase() has two samples everywhere.
+        import requests
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            r = requests.get(f"{prometheus.url}/api/v1/query", timeout=5, params={
+                "query": "count(count_over_time(model_requests_total[1m]) >= 3)"}).json()["data"]["result"]
+            if r and float(r[0]["value"][1]) >= 2 * len(servers):
+                break
+            time.sleep(2)
+        from monitoring.services import evaluate_tick
+
+        print(f"evaluator tick against Prometheus {prometheus.url} on {os.cpu_count()} CPUs "
+              f"(SQLite, {args.ticks} ticks per size)")
+        made: list[int] = []
+        for n in sizes:
+            made += make_canaries(n - len(made), len(made))
+            walls, fetches, queries, verdicts = [], [], [], {}
+            for _ in range(args.ticks):
+                result = evaluate_tick(canary_ids=made)
+                walls.append(result.duration_ms / 1000)
+                fetches.append(result.fetch_ms / 1000)
+                queries.append(result.queries)
+                for o in result.outcomes:
+                    verdicts[o.verdict] = verdicts.get(o.verdict, 0) + 1
+                time.sleep(1.1)  # a new second: a new evaluation window
+            print(f"  {n:5d} canaries: tick {statistics.median(walls):6.2f} s median (max {max(walls):.2f} s), "
+                  f"of which metric reads {statistics.median(fetches):.2f} s; {max(queries)} PromQL queries per tick; "
+                  f"verdicts {verdicts}")
+    finally:
+        stop.set()
+        prometheus.stop()
+
+
+if __name__ == "__main__":
+    main()
