@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases import views
+from releases import canary_views, views
 
 app_name = "releases"
 
@@ -11,4 +11,11 @@ urlpatterns = [
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/versions/new/", views.version_create, name="version-create"),
     path("models/<slug:name>/versions/<str:version>/", views.version_detail, name="version-detail"),
+    path("models/<slug:name>/versions/<str:version>/canary/new/", canary_views.canary_create, name="canary-create"),
+    path("canaries/", canary_views.canary_list, name="canary-list"),
+    path("canaries/<int:pk>/", canary_views.canary_detail, name="canary-detail"),
+    path("canaries/<int:pk>/sign/<str:role>/", canary_views.canary_sign, name="canary-sign"),
+    path("canaries/<int:pk>/rollback/", canary_views.canary_rollback, name="canary-rollback"),
+    path("canaries/<int:pk>/abort/", canary_views.canary_abort, name="canary-abort"),
+    path("inbox/", canary_views.inbox, name="inbox"),
 ]
