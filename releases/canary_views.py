@@ -646,7 +646,7 @@ def sign_context(canary: Canary, *, user: Any, role: str, now: datetime) -> dict
     if step is not None and step.kind is rules.StepKind.PROMOTE:
         evaluation = lifecycle.latest_evaluation(canary)
     # The meaning recorded with the signature, word for word: the signer reads what they sign.
-    meaning = lifecycle._meaning(role=role, step=step, canary=canary) if step is not None else ""
+    meaning = lifecycle.signature_meaning(role=role, step=step, canary=canary) if step is not None else ""
     return {
         "canary": canary,
         "role": role,

@@ -378,7 +378,7 @@ def canary_sign(
         required = rules.required_signatures(step=step, risk_tier=model.risk_tier)
         if role not in {r.value for r in required}:
             raise Conflict(f"step {step.key} of canary #{canary.pk} does not need a {role} signature")
-        meaning = _meaning(role=role, step=step, canary=canary)
+        meaning = signature_meaning(role=role, step=step, canary=canary)
         try:
             with transaction.atomic():
                 approval = Approval.objects.create(
@@ -404,7 +404,8 @@ def canary_sign(
     return approval
 
 
-def _meaning(*, role: str, step: rules.Step, canary: Canary) -> str:
+def signature_meaning(*, role: str, step: rules.Step, canary: Canary) -> str:
+    """What a signature on `step` means, in the words recorded with it (and shown before signing)."""
     stages = canary_stages(canary)
     who = "Model owner" if role == "owner" else "Model risk (MRM) validator"
     if step.kind is rules.StepKind.START:
