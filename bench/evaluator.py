@@ -103,6 +103,10 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    import signal
+
+    # A terminated bench must still stop its Prometheus (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     call_command("migrate", verbosity=0)
     servers: list[ModelServer] = []
     for i in range(max(sizes)):
