@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable
@@ -38,12 +39,15 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 
 
 def _request_hash(request: Any) -> str:
+    """A keyed hash (HMAC with SECRET_KEY) of method, path and canonical body. Keyed, because a
+    body may carry a password (a signature's re-authentication): a plain digest stored in the
+    database would let its reader test password guesses offline."""
     raw = request.body or b""
     try:
         canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, UnicodeDecodeError):
         canonical = raw
-    digest = hashlib.sha256()
+    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
     digest.update(request.method.encode() + b" " + request.path.encode() + b"\n")
     digest.update(canonical)
     return digest.hexdigest()

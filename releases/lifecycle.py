@@ -215,7 +215,12 @@ def canary_initiate(
         model = AIModel.objects.select_for_update().filter(name=model_name).first()
         if model is None:
             raise NotFound(f"no model named {model_name!r}")
+        if principal.scope is not None and model.pk not in principal.scope:
+            # A scoped token does not learn that models outside its scope exist (reads say 404 too).
+            raise NotFound(f"no model named {model_name!r}")
         require(principal, Action.START_CANARY, model=model)
+        if rollback_contact and (not isinstance(rollback_contact, str) or len(rollback_contact) > 200):
+            raise ValidationFailed.field("rollback_contact", "at most 200 characters")
         obj = model.versions.filter(version=version).first()
         if obj is None:
             raise ValidationFailed.field("version", f"{model.name} has no version {version!r}")
@@ -383,7 +388,7 @@ def canary_sign(
             with transaction.atomic():
                 approval = Approval.objects.create(
                     canary=canary, step=step.key, stage_index=step.to_index, role=role, signer=user,
-                    printed_name=user.get_full_name() or user.get_username(), meaning=meaning,
+                    printed_name=(user.get_full_name() or user.get_username())[:200], meaning=meaning,
                     statement=statement.strip(), evaluation=evaluation,
                     evaluation_hash=evaluation.content_hash if evaluation else "", signed_at=now,
                 )

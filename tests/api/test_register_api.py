@@ -388,3 +388,17 @@ def test_nul_characters_anywhere_in_input_are_400(as_platform, model_body):
     assert_problem(response, 400)
     replay = as_platform.post("/api/v1/models/", weird, format="json", HTTP_IDEMPOTENCY_KEY="nul-2")
     assert replay.json() == response.json()
+
+
+@pytest.mark.django_db
+def test_stored_request_hash_is_keyed_not_a_plain_digest_of_the_body(as_platform, model_body):
+    import hashlib
+    import json
+
+    from governance.models import IdempotencyRecord
+
+    as_platform.post("/api/v1/models/", model_body, format="json", HTTP_IDEMPOTENCY_KEY="hmac-1")
+    record = IdempotencyRecord.objects.get(key="hmac-1")
+    body = json.dumps(model_body, sort_keys=True, separators=(",", ":")).encode()
+    plain = hashlib.sha256(b"POST /api/v1/models/\n" + body).hexdigest()
+    assert record.request_hash != plain and len(record.request_hash) == 64

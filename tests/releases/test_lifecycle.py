@@ -399,3 +399,26 @@ def test_transition_table_every_pair(people, current, target):
 def test_terminal_states_go_nowhere():
     for state in (State.ROLLED_BACK, State.ABORTED, State.CERTIFIED):
         assert ALLOWED_TRANSITIONS[state] == frozenset()
+
+
+def test_service_account_outside_its_scope_does_not_learn_the_model_exists(people):
+    make_model(people)
+    with pytest.raises(NotFound):
+        lifecycle.canary_initiate(actor=Principal(user=people["bot"], scope=frozenset()), model_name="scorer", version="1.1.0")
+
+
+def test_overlong_rollback_contact_is_a_field_error(people):
+    make_model(people)
+    with pytest.raises(ValidationFailed) as exc:
+        lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0", rollback_contact="x" * 201)
+    assert "rollback_contact" in exc.value.errors
+
+
+def test_printed_name_fits_its_column_for_the_longest_names(people):
+    owner = people["owner"]
+    owner.first_name, owner.last_name = "F" * 150, "L" * 150
+    owner.save()
+    canary = start(people)
+    evaluation = ready_stage(canary, T0 + DAY)
+    approval = sign(people, canary, "owner", "owner", now=T0 + DAY, evaluation=evaluation)
+    assert len(approval.printed_name) == 200
