@@ -106,7 +106,10 @@ def build_children(host: str, port: int) -> list[Child]:
     return [
         Child("web", web),
         Child("worker", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queues, "-c", "2",
-                         "--loglevel=INFO"]),
+                         "-n", "worker@%h", "--loglevel=INFO"]),
+        # Rollbacks have a worker of their own, so a backlog of evaluations never delays one.
+        Child("rollbacks", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "rollbacks", "-c", "1",
+                            "-n", "rollbacks@%h", "--loglevel=INFO"]),
         Child("beat", [python, "-m", "celery", "-A", "canaryhub", "beat", "--loglevel=INFO"]),
     ]
 
