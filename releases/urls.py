@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases import canary_views, views
+from releases import canary_views, router_views, views
 
 app_name = "releases"
 
@@ -18,4 +18,8 @@ urlpatterns = [
     path("canaries/<int:pk>/rollback/", canary_views.canary_rollback, name="canary-rollback"),
     path("canaries/<int:pk>/abort/", canary_views.canary_abort, name="canary-abort"),
     path("inbox/", canary_views.inbox, name="inbox"),
+    path("canaries/<int:pk>/pushes/", router_views.canary_pushes, name="canary-pushes"),
+    path("routers/", router_views.router_list, name="router-list"),
+    path("routers/<slug:name>/", router_views.router_edit, name="router-edit"),
+    path("routers/<slug:name>/disable/", router_views.router_disable, name="router-disable"),
 ]

@@ -15,7 +15,10 @@ register = template.Library()
 
 # The releases app serves both the register and the canary pages; these URL names are the
 # canary side of it, for the navigation's "you are here".
-_CANARY_URLS = frozenset({"canary-list", "canary-detail", "canary-sign", "canary-rollback", "canary-abort"})
+_CANARY_URLS = frozenset(
+    {"canary-list", "canary-detail", "canary-sign", "canary-rollback", "canary-abort", "canary-pushes"}
+)
+_ROUTER_URLS = frozenset({"router-list", "router-edit", "router-disable"})
 
 
 @register.simple_tag(takes_context=True)
@@ -31,6 +34,8 @@ def nav_section(context: template.Context) -> str:
         return "inbox"
     if match.url_name in _CANARY_URLS:
         return "canaries"
+    if match.url_name in _ROUTER_URLS:
+        return "routers"
     return "register" if match.app_name == "releases" else ""
 
 
