@@ -229,6 +229,7 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-canaries": {"task": "monitoring.tasks.evaluate_tick", "schedule": float(EVALUATION_CADENCE_S)},
     "deadman-check": {"task": "monitoring.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"}},
     "prune-evaluations": {"task": "monitoring.tasks.prune_evaluations", "schedule": 24 * 3600.0},
+    "prune-evidence-exports": {"task": "governance.tasks.prune_evidence_exports", "schedule": 24 * 3600.0},
     # Nightly (default 02:30 UTC): verify the whole audit chain and export its head.
     "verify-audit-chain": {
         "task": "governance.tasks.verify_audit_chain",
@@ -245,6 +246,11 @@ CELERY_BEAT_SCHEDULE = {
 # database owner cannot rewrite.
 AUDIT_HEAD_EXPORT_DIR = env.str("CANARYHUB_AUDIT_HEAD_EXPORT_DIR", default=str(VAR_DIR / "audit-heads"))
 EVIDENCE_EXPORT_DIR = env.str("CANARYHUB_EVIDENCE_EXPORT_DIR", default=str(VAR_DIR / "evidence-exports"))
+# Export zips are copies built on request from records kept for RETENTION_DOCUMENTATION_DAYS, so
+# they can be built again: the daily sweep deletes them after this many days.
+EVIDENCE_EXPORT_RETENTION_DAYS = env.int("CANARYHUB_EVIDENCE_EXPORT_RETENTION_DAYS", default=7)
+if EVIDENCE_EXPORT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("CANARYHUB_EVIDENCE_EXPORT_RETENTION_DAYS must be at least 1")
 # Retention floors of the EU AI Act: 6 months for automatically generated logs (audit events,
 # incidents; Art. 19, 26(6)) and 10 years for technical documentation (certificates, evidence
 # exports; Art. 18). Configurable upward only. (Evaluation snapshots: EVALUATION_RETENTION_DAYS.)

@@ -1,5 +1,6 @@
-"""REST API of the governance evidence: the audit trail (`/api/v1/audit/…`), incidents and
-root-cause reports, completion certificates and the evidence bundle."""
+"""REST API of the governance evidence: the audit trail (`/api/v1/audit/…`), incidents,
+root-cause reports and their review, re-initiation signatures, threshold change reviews,
+completion certificates and the evidence bundle."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
-from canaryhub.errors import NotFound
+from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from canaryhub.pagination import Pagination
 from governance import selectors
 from governance.audit import audit_append, audit_verify
@@ -25,9 +26,18 @@ from governance.authentication import principal_of
 from governance.certificates import certificate_decide, certificate_verify, verify_url
 from governance.evidence import bundle_stream, canaries_for
 from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from governance.models import Certificate, Incident
+from governance.models import Certificate, Incident, ReinitiationApproval, RootCauseReport, ThresholdChangeRequest
 from governance.permissions import Action, require, visible_models_filter
-from governance.rootcause import incident_is_overdue, incidents, root_cause_file
+from governance.rootcause import (
+    incident_is_overdue,
+    incidents,
+    reinitiation_approve,
+    root_cause_file,
+    root_cause_review,
+)
+from governance.threshold_changes import threshold_change_request, threshold_change_review
+from releases.api import ThresholdsField
+from releases.api_canaries import PASSWORD_MAX, STATEMENT_MAX, StrictCharField
 from releases.models import AIModel
 
 
@@ -186,6 +196,190 @@ class IncidentRootCause(APIView):
         return Response(RootCauseOutput(report).data, status=status.HTTP_201_CREATED)
 
 
+def _human(principal: Any, what: str) -> None:
+    # Checked before any lookup, so a token learns nothing about the object it may not act on.
+    if principal.is_service_account:
+        raise PermissionRefused(f"service accounts never {what}: it is a human act")
+
+
+def _visible_incident(principal: Any, incident_id: int) -> Incident:
+    incident = Incident.objects.select_related("canary__model").filter(pk=incident_id).first()
+    if incident is None:
+        raise NotFound(f"no incident #{incident_id}")
+    if incident.canary_id is not None:
+        _visible_canary(principal, incident.canary_id)
+    return incident
+
+
+class RootCauseReviewInput(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("accept", "accept"), ("return", "return")])
+    note = StrictCharField(max_length=10000, required=False, default="", allow_blank=True,
+                           help_text="required (10+ characters) to return the report")
+
+
+class IncidentRootCauseReview(APIView):
+    @extend_schema(operation_id="incidents_root_cause_review_create", request=RootCauseReviewInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={200: RootCauseOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        """MRM accepts the incident's filed root-cause report (the incident is resolved) or
+        returns it with a note (the incident is open again)."""
+        principal = principal_of(request)
+        _human(principal, "review a root cause")
+        require(principal, Action.ACCEPT_ROOT_CAUSE)
+        incident = _visible_incident(principal, id)
+        data = RootCauseReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = incident.root_cause_reports.filter(status=RootCauseReport.Status.FILED).first()
+        if report is None:
+            raise Conflict(f"incident #{incident.pk} is {incident.status}: no root-cause report awaits review")
+        report = root_cause_review(actor=principal, report_id=report.pk,
+                                   accept=data.validated_data["decision"] == "accept",
+                                   note=data.validated_data["note"])
+        return Response(RootCauseOutput(report).data)
+
+
+class ReinitiationInput(StrictSerializer):
+    statement = StrictCharField(min_length=10, max_length=STATEMENT_MAX,
+                                help_text="what you approve, in your words (10+ characters)")
+    password = StrictCharField(max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True,
+                               style={"input_type": "password"}, help_text="your password (re-authentication)")
+
+
+class ReinitiationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    incident = serializers.IntegerField(source="incident_id")
+    root_cause = serializers.IntegerField(source="root_cause_id")
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.version")
+    signer = serializers.CharField(source="signer.username")
+    printed_name = serializers.CharField()
+    meaning = serializers.CharField()
+    statement = serializers.CharField()
+    signed_at = serializers.DateTimeField()
+    used_by = serializers.IntegerField(source="used_by_id", allow_null=True)
+
+
+class IncidentReinitiation(APIView):
+    @extend_schema(operation_id="incidents_reinitiation_create", request=ReinitiationInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={201: ReinitiationOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        """The model owner's e-signature that the rolled-back version may be canaried again
+        (its root cause accepted by MRM); the password is re-entered."""
+        principal = principal_of(request)
+        _human(principal, "sign a re-initiation")
+        _visible_incident(principal, id)
+        data = ReinitiationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        approval = reinitiation_approve(actor=principal, incident_id=id, **data.validated_data)
+        approval = ReinitiationApproval.objects.select_related("version__model", "signer").get(pk=approval.pk)
+        return Response(ReinitiationOutput(approval).data, status=status.HTTP_201_CREATED)
+
+
+# --- threshold change reviews ---------------------------------------------------------------------
+
+
+class ThresholdChangeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    canary = serializers.IntegerField(source="canary_id")
+    status = serializers.CharField()
+    status_display = serializers.CharField(source="get_status_display")
+    current = ThresholdsField(help_text="the canary's thresholds when the change was requested")
+    proposed = ThresholdsField()
+    reason = serializers.CharField()
+    requested_by = serializers.CharField(source="requested_by.username")
+    requested_at = serializers.DateTimeField()
+    requested_at_stage = serializers.IntegerField()
+    governance_by = serializers.CharField(source="governance_by.username", allow_null=True, default=None)
+    governance_at = serializers.DateTimeField(allow_null=True)
+    mrm_by = serializers.CharField(source="mrm_by.username", allow_null=True, default=None)
+    mrm_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField()
+    applied_at = serializers.DateTimeField(allow_null=True)
+    applied_stage_index = serializers.IntegerField(allow_null=True)
+
+
+class ThresholdChangeInput(StrictSerializer):
+    proposed = ThresholdsField(help_text="the new thresholds (partial: the rest keep the pattern's defaults)")
+    reason = StrictCharField(min_length=10, max_length=5000, help_text="why (10+ characters)")
+
+
+class ThresholdChangeFilters(QueryFilters):
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+def _threshold_changes() -> Any:
+    return ThresholdChangeRequest.objects.select_related("requested_by", "governance_by", "mrm_by")
+
+
+def _renamed(path: str) -> str:
+    return "proposed" + path.removeprefix("thresholds") if path.startswith("thresholds") else path
+
+
+class CanaryThresholdChanges(APIView):
+    @extend_schema(operation_id="canaries_threshold_changes_list", parameters=[ThresholdChangeFilters],
+                   responses={200: paginated(ThresholdChangeOutput), **problems(400, 401, 403, 404)})
+    def get(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        _visible_canary(principal, id)
+        ThresholdChangeFilters(data=request.query_params).is_valid(raise_exception=True)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(_threshold_changes().filter(canary_id=id), request, view=self)
+        return paginator.get_paginated_response(ThresholdChangeOutput(page, many=True).data)
+
+    @extend_schema(operation_id="canaries_threshold_changes_create", request=ThresholdChangeInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={201: ThresholdChangeOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        """Request a change of a running canary's thresholds. It needs AI Governance and MRM
+        approval and applies when the canary next enters a stage."""
+        principal = principal_of(request)
+        _visible_canary(principal, id)
+        data = ThresholdChangeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            change = threshold_change_request(actor=principal, canary_id=id, **data.validated_data)
+        except ValidationFailed as exc:
+            # The thresholds validator names its paths `thresholds.…`; here the field is `proposed`.
+            errors = {_renamed(name): msgs for name, msgs in exc.errors.items()}
+            raise ValidationFailed(_renamed(exc.detail), errors=errors) from exc
+        return Response(ThresholdChangeOutput(_threshold_changes().get(pk=change.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ThresholdChangeReviewInput(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+    note = StrictCharField(max_length=5000, required=False, default="", allow_blank=True,
+                           help_text="required (10+ characters) to reject")
+
+
+class ThresholdChangeApprovals(APIView):
+    @extend_schema(operation_id="threshold_changes_approvals_create", request=ThresholdChangeReviewInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={200: ThresholdChangeOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        """AI Governance or MRM approves (or rejects) a threshold change; with both approvals it
+        applies at the canary's next stage."""
+        principal = principal_of(request)
+        _human(principal, "review a threshold change")
+        change = ThresholdChangeRequest.objects.filter(pk=id).first()
+        if change is None:
+            raise NotFound(f"no threshold change request #{id}")
+        _visible_canary(principal, change.canary_id)
+        data = ThresholdChangeReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        threshold_change_review(actor=principal, request_id=id, approve=data.validated_data["decision"] == "approve",
+                                note=data.validated_data["note"])
+        return Response(ThresholdChangeOutput(_threshold_changes().get(pk=id)).data)
+
+
 # --- certificates ---------------------------------------------------------------------------------
 
 
@@ -295,6 +489,12 @@ urlpatterns = [
     path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
     path("incidents/", IncidentList.as_view(), name="api-incident-list"),
     path("incidents/<int:id>/root-cause/", IncidentRootCause.as_view(), name="api-incident-root-cause"),
+    path("incidents/<int:id>/root-cause/review/", IncidentRootCauseReview.as_view(),
+         name="api-incident-root-cause-review"),
+    path("incidents/<int:id>/reinitiation/", IncidentReinitiation.as_view(), name="api-incident-reinitiation"),
+    path("canaries/<int:id>/threshold-changes/", CanaryThresholdChanges.as_view(), name="api-canary-threshold-changes"),
+    path("threshold-changes/<int:id>/approvals/", ThresholdChangeApprovals.as_view(),
+         name="api-threshold-change-approvals"),
     path("canaries/<int:id>/certificate/", CanaryCertificate.as_view(), name="api-canary-certificate"),
     path("canaries/<int:id>/evidence/", CanaryEvidence.as_view(), name="api-canary-evidence"),
     path("certificates/<uuid:id>/", CertificateDetail.as_view(), name="api-certificate-detail"),

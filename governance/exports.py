@@ -4,7 +4,8 @@ built to a file in chunks with progress recorded as each file of the bundle is w
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,49 @@ def evidence_export_build(*, export_id: int) -> EvidenceExport:
             payload={"sha256": sha.hexdigest(), "size": size, "canaries": [c.pk for c in canaries]},
         )
     return EvidenceExport.objects.get(pk=export_id)
+
+
+# Only files this module writes match; nothing else in the folder (or a misconfigured folder
+# shared with the audit heads) is ever deleted.
+_EXPORT_FILE = re.compile(r"^evidence-\d+\.zip$")
+
+
+def evidence_export_prune(*, now: datetime | None = None) -> int:
+    """Delete export zips older than EVIDENCE_EXPORT_RETENTION_DAYS and mark their rows expired.
+
+    Only the zip files go: the export rows, audit events and certificates stay. A file left by a
+    build that failed or was lost is swept by its age too. Returns how many files were deleted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.EVIDENCE_EXPORT_RETENTION_DAYS)
+    directory = Path(settings.EVIDENCE_EXPORT_DIR)
+    if not directory.is_dir():
+        return 0
+    # A running build is writing its file: never pull it from under the worker.
+    running = {f"evidence-{pk}.zip" for pk in EvidenceExport.objects.filter(
+        status__in=[EvidenceExport.Status.QUEUED, EvidenceExport.Status.RUNNING]).values_list("pk", flat=True)}
+    recent = {f"evidence-{pk}.zip" for pk in EvidenceExport.objects.filter(
+        status__in=[EvidenceExport.Status.DONE, EvidenceExport.Status.FAILED], finished_at__gte=cutoff,
+    ).values_list("pk", flat=True)}
+    deleted: list[int] = []
+    for file in directory.iterdir():
+        if not _EXPORT_FILE.match(file.name) or not file.is_file() or file.name in running | recent:
+            continue
+        if datetime.fromtimestamp(file.stat().st_mtime, tz=now.tzinfo) >= cutoff:
+            continue
+        file.unlink(missing_ok=True)
+        deleted.append(int(file.name.removeprefix("evidence-").removesuffix(".zip")))
+    # A failed export keeps its status and error: only a ready one becomes "expired".
+    expired = EvidenceExport.objects.filter(status=EvidenceExport.Status.DONE, finished_at__lt=cutoff)
+    with transaction.atomic():
+        ids = list(expired.values_list("pk", flat=True))
+        expired.filter(pk__in=ids).update(status=EvidenceExport.Status.EXPIRED, path="")
+        if deleted or ids:
+            audit_append(
+                actor=None, action="evidence.exports_expired", object_type="evidence_export", object_id="*",
+                payload={"files_deleted": sorted(deleted), "exports_expired": sorted(ids),
+                         "retention_days": settings.EVIDENCE_EXPORT_RETENTION_DAYS},
+            )
+    return len(deleted)
 
 
 def _scope(export: EvidenceExport) -> dict[str, Any]:

@@ -238,7 +238,12 @@ class CommitteeEscalation(models.Model):
     canary_ids = models.JSONField()  # the rolled-back canaries, oldest first
     reason = models.TextField()
     created_at = models.DateTimeField()
+    # Resolution closes the escalation; the version's committee_escalated_at stays as history.
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -360,6 +365,9 @@ class EvidenceExport(models.Model):
         RUNNING = "running", "Building"
         DONE = "done", "Ready"
         FAILED = "failed", "Failed"
+        # The zip was removed after EVIDENCE_EXPORT_RETENTION_DAYS; the row stays, as the record
+        # of who asked for what, and the same export can be built again.
+        EXPIRED = "expired", "Expired"
 
     scope = models.CharField(max_length=10, choices=Scope.choices)
     canary = models.ForeignKey("releases.Canary", null=True, blank=True, on_delete=models.PROTECT, related_name="+")

@@ -1,6 +1,7 @@
 """HTML pages of the governance evidence: certificate review queue and certificate page, the
-public certificate verification page, incidents with the root-cause form, the MRM register and
-the evidence export with progress. Views parse, check access, call a service, render."""
+public certificate verification page, incidents with the root-cause form and committee
+escalations, threshold change reviews, the MRM register and the evidence export with progress.
+Views parse, check access, call a service, render."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from canaryhub.errors import DomainError
 from governance import certificates as certs
 from governance import rootcause
+from governance import threshold_changes as tc
 from governance.exports import evidence_export_request
-from governance.models import Certificate, EvidenceExport, Incident, RootCauseReport
+from governance.models import Certificate, EvidenceExport, Incident, RootCauseReport, ThresholdChangeRequest
 from governance.permissions import Action, decide
 from governance.register import register_csv, register_entries
 
@@ -156,6 +158,10 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
                                                statement=request.POST.get("statement", ""),
                                                password=request.POST.get("password", ""))
                 messages.success(request, "Re-initiation approved: the version may be canaried again.")
+            elif verb == "resolve-escalation":
+                rootcause.escalation_resolve(actor=request.user, escalation_id=int(request.POST.get("escalation", 0)),
+                                             note=request.POST.get("note", ""))
+                messages.success(request, "Committee escalation resolved.")
             else:
                 raise Http404("unknown action")
             return redirect("evidence:incident-detail", incident_id=incident.pk)
@@ -179,7 +185,99 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
         and not ReinitiationApproval.objects.filter(incident=incident).exists(),
         "reinitiation": ReinitiationApproval.objects.filter(incident=incident).first(),
         "filed": RootCauseReport.Status.FILED,
+        "escalations": list(rootcause.escalations_for(version=incident.canary.version)) if incident.canary else [],
+        "can_resolve_escalation": decide(request.user, Action.RESOLVE_ESCALATION).allowed,
     })
+
+
+# --- threshold changes ----------------------------------------------------------------------------
+
+
+def _threshold_rows(current: dict[str, Any], proposed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    from releases.thresholds import DEFAULT_THRESHOLDS
+
+    rows = [
+        {"name": f"{section}.{key}", "current": current.get(section, {}).get(key),
+         "proposed": (proposed or {}).get(section, {}).get(key),
+         "integer": isinstance(default, int)}
+        for section, keys in DEFAULT_THRESHOLDS.items() for key, default in keys.items()
+    ]
+    for row in rows:
+        row["value"] = row["current"] if row["proposed"] is None else row["proposed"]
+    return rows
+
+
+def _proposed_from(post: Any) -> tuple[dict[str, dict[str, float | int]], dict[str, list[str]]]:
+    from releases.thresholds import DEFAULT_THRESHOLDS
+
+    proposed: dict[str, dict[str, float | int]] = {}
+    errors: dict[str, list[str]] = {}
+    for section, keys in DEFAULT_THRESHOLDS.items():
+        for key, default in keys.items():
+            name, raw = f"{section}.{key}", post.get(f"{section}.{key}", "").strip()
+            try:
+                proposed.setdefault(section, {})[key] = int(raw) if isinstance(default, int) else float(raw)
+            except ValueError:
+                errors[name] = ["a number is needed"]
+    return proposed, errors
+
+
+def _changed(change: ThresholdChangeRequest) -> list[dict[str, Any]]:
+    return [row for row in _threshold_rows(change.current, change.proposed) if row["current"] != row["proposed"]]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def threshold_changes(request: HttpRequest) -> HttpResponse:
+    """Model owners request a change of a running canary's frozen thresholds (the form starts
+    from them); AI Governance and MRM each approve it; it applies at the canary's next stage."""
+    _require(request.user, Action.VIEW)
+    from releases.models import Canary
+
+    active = [c for c in Canary.objects.filter(state__in=Canary.ACTIVE_STATES).select_related("model", "version")
+              .order_by("-initiated_at")[:200]
+              if decide(request.user, Action.REQUEST_THRESHOLD_CHANGE, model=c.model).allowed]
+    raw_canary = request.POST.get("canary", "") if request.method == "POST" else request.GET.get("canary", "")
+    selected = next((c for c in active if str(c.pk) == raw_canary), None)
+    errors: dict[str, list[str]] = {}
+    posted: dict[str, Any] | None = None
+    reason = ""
+    if request.method == "POST":
+        verb = request.POST.get("verb", "")
+        try:
+            if verb == "request":
+                reason = request.POST.get("reason", "")
+                posted, errors = _proposed_from(request.POST)
+                if selected is None:
+                    errors["canary"] = ["choose a running canary of a model you own"]
+                if not errors:
+                    tc.threshold_change_request(actor=request.user, canary_id=selected.pk, proposed=posted,
+                                                reason=reason)
+                    messages.success(request, f"Threshold change requested for canary #{selected.pk}.")
+                    return redirect("evidence:threshold-changes")
+            elif verb in ("approve", "reject"):
+                change_id = request.POST.get("change", "")
+                tc.threshold_change_review(actor=request.user, request_id=int(change_id) if change_id.isdigit() else 0,
+                                           approve=verb == "approve", note=request.POST.get("note", ""))
+                messages.success(request, "Threshold change approved." if verb == "approve"
+                                 else "Threshold change rejected.")
+                return redirect("evidence:threshold-changes")
+            else:
+                raise Http404("unknown action")
+        except DomainError as exc:
+            errors = exc.errors or {"__all__": [exc.detail]}
+    can_review = decide(request.user, Action.REVIEW_THRESHOLD_CHANGE).allowed
+    changes = ThresholdChangeRequest.objects.select_related(
+        "canary__model", "canary__version", "requested_by", "governance_by", "mrm_by")[:100]
+    rows = [{"change": c, "changed": _changed(c),
+             "can_review": can_review and c.status == ThresholdChangeRequest.Status.PENDING
+             and request.user.pk not in (c.requested_by_id, c.governance_by_id, c.mrm_by_id)}
+            for c in changes]
+    context = {
+        "rows": rows, "active": active, "selected": selected, "errors": errors, "reason": reason,
+        "fields": _threshold_rows(selected.thresholds, posted) if selected else [],
+    }
+    return _render(request, "governance/threshold_changes.html", "governance/partials/_threshold_form.html", context)
 
 
 # --- MRM register ---------------------------------------------------------------------------------
@@ -279,6 +377,7 @@ urlpatterns = [
     path("verify/<uuid:certificate_id>/", certificate_verify_page, name="certificate-verify-page"),
     path("incidents/", incident_list, name="incident-list"),
     path("incidents/<int:incident_id>/", incident_detail, name="incident-detail"),
+    path("threshold-changes/", threshold_changes, name="threshold-changes"),
     path("register/", mrm_register, name="mrm-register"),
     path("register.csv", mrm_register_csv, name="mrm-register-csv"),
     path("evidence/", evidence_page, name="evidence"),

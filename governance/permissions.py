@@ -27,6 +27,7 @@ through a token scoped to a list of models. The rules, as a table:
 | approve_reinitiation   | own         |          |     |               |              |         |         | never           |
 | request_threshold_change | own       | yes      |     |               |              |         |         |                 |
 | review_threshold_change |            |          | yes | yes           |              |         |         | never           |
+| resolve_escalation     |             |          | yes | yes           |              |         |         | never           |
 
 "own" means the model's registered owner; "as owner" means registering a model with oneself
 as its owner (the service passes the unsaved model, so the same "own" rule decides). Risk officers and auditors read everything and change
@@ -79,12 +80,13 @@ class Action(StrEnum):
     APPROVE_REINITIATION = "approve_reinitiation"
     REQUEST_THRESHOLD_CHANGE = "request_threshold_change"
     REVIEW_THRESHOLD_CHANGE = "review_threshold_change"
+    RESOLVE_ESCALATION = "resolve_escalation"
 
 
 # Actions that are acts of a person (signatures, certificates, acceptance): never a machine.
 HUMAN_ONLY = frozenset(
     {Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE,
-     Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE}
+     Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION}
 )
 
 # Actions a role may take on any model.
@@ -98,8 +100,10 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
         }
     ),
     Role.MODEL_OWNER: frozenset({Action.VIEW, Action.VERIFY_AUDIT}),
-    Role.MRM: frozenset({Action.VIEW, Action.SIGN_MRM, Action.ACCEPT_ROOT_CAUSE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT, Action.REVIEW_THRESHOLD_CHANGE}),
-    Role.AI_GOVERNANCE: frozenset({Action.VIEW, Action.ISSUE_CERTIFICATE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT, Action.REVIEW_THRESHOLD_CHANGE}),
+    Role.MRM: frozenset({Action.VIEW, Action.SIGN_MRM, Action.ACCEPT_ROOT_CAUSE, Action.EXPORT_EVIDENCE,
+                         Action.VERIFY_AUDIT, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION}),
+    Role.AI_GOVERNANCE: frozenset({Action.VIEW, Action.ISSUE_CERTIFICATE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT,
+                                   Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION}),
     Role.RISK_OFFICER: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
     Role.ON_CALL: frozenset({Action.VIEW, Action.FILE_ROOT_CAUSE, Action.VERIFY_AUDIT}),
     Role.AUDITOR: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),

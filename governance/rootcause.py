@@ -230,3 +230,34 @@ def incidents(*, status: str = "", kind: str = "", model: str = "") -> QuerySet[
     if model:
         qs = qs.filter(canary__model__name=model)
     return qs
+
+
+def escalation_resolve(
+    *, actor: Any, escalation_id: int, note: str, now: datetime | None = None
+) -> CommitteeEscalation:
+    """MRM or AI Governance records the committee's outcome. The escalation is closed; the
+    version's `committee_escalated_at` is left alone, as history of what happened to it."""
+    now = now or timezone.now()
+    principal = as_principal(actor)
+    if principal.is_service_account:
+        raise PermissionRefused("service accounts never resolve a committee escalation")
+    note = _text("note", note)
+    with transaction.atomic():
+        escalation = CommitteeEscalation.objects.select_for_update().filter(pk=escalation_id).first()
+        if escalation is None:
+            raise NotFound(f"no committee escalation #{escalation_id}")
+        require(principal, Action.RESOLVE_ESCALATION)
+        if escalation.resolved_at is not None:
+            raise Conflict(f"committee escalation #{escalation.pk} is already resolved")
+        escalation.resolved_at, escalation.resolved_by, escalation.resolution_note = now, principal.user, note
+        escalation.save(update_fields=["resolved_at", "resolved_by", "resolution_note"])
+        audit_append(
+            actor=principal.user, action="version.escalation_resolved", object_type="model_version",
+            object_id=str(escalation.version), payload={"escalation": escalation.pk, "note": note,
+                                                        "canaries": escalation.canary_ids},
+        )
+    return escalation
+
+
+def escalations_for(*, version: Any) -> QuerySet[CommitteeEscalation]:
+    return CommitteeEscalation.objects.filter(version=version).select_related("resolved_by")

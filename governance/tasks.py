@@ -21,3 +21,11 @@ def build_evidence_export(export_id: int) -> None:
     from governance.exports import evidence_export_build
 
     evidence_export_build(export_id=export_id)
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def prune_evidence_exports() -> int:
+    """Daily: delete evidence-export zips older than EVIDENCE_EXPORT_RETENTION_DAYS."""
+    from governance.exports import evidence_export_prune
+
+    return evidence_export_prune()

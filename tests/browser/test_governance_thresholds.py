@@ -1,0 +1,52 @@
+"""Threshold change review in a real browser: the owner requests a change from the canary's
+frozen thresholds, AI Governance and MRM approve, and it waits for the next stage."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from governance.models import ThresholdChangeRequest
+from governance.permissions import Role
+from releases import lifecycle
+from tests.governance.helpers import make_model
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def people(role_user):
+    return {r: role_user(role, username=r, first_name=r.title(), last_name="Test") for r, role in [
+        ("owner", Role.MODEL_OWNER), ("platform", Role.PLATFORM), ("mrm", Role.MRM), ("gov", Role.AI_GOVERNANCE)]}
+
+
+def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_stage(page: Page, login, people,
+                                                                                    screenshot):
+    make_model(people["platform"])
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
+    login(people["owner"])
+    page.get_by_role("link", name="Thresholds").click()
+    page.get_by_test_id("threshold-canary").select_option(str(canary.pk))
+    form = page.get_by_test_id("threshold-change-form")
+    latency = form.get_by_test_id("threshold-promote.latency_p99_ratio")
+    expect(latency).to_have_value("1.2")  # the canary's frozen value
+    expect(form.get_by_test_id("threshold-rollback.quality_ratio")).to_have_value("0.9")
+    latency.fill("1.1")
+    form.get_by_label("Reason").fill("The consumer team tightened its latency budget.")
+    form.get_by_role("button", name="Request change").click()
+    change = ThresholdChangeRequest.objects.get()
+    status = page.get_by_test_id(f"threshold-change-status-{change.pk}")
+    expect(status).to_have_text("Awaiting review")
+    expect(page.get_by_test_id(f"threshold-change-{change.pk}")).to_contain_text("1.2 → 1.1")
+
+    for reviewer in ("gov", "mrm"):
+        page.get_by_role("button", name="Log out").click()
+        login(people[reviewer])
+        page.get_by_role("link", name="Thresholds").click()
+        page.get_by_test_id(f"threshold-change-{change.pk}").get_by_role("button", name="Approve change").click()
+        expect(page.get_by_text("Threshold change approved.")).to_be_visible()
+    expect(status).to_have_text("Approved, applies at the next stage")
+    expect(page.get_by_test_id(f"threshold-change-{change.pk}").get_by_role("button")).to_have_count(0)
+    screenshot("threshold-changes")
+    canary.refresh_from_db()
+    assert canary.thresholds["promote"]["latency_p99_ratio"] == 1.2
