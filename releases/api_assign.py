@@ -1,24 +1,40 @@
 """`GET /api/v1/assign`: which version an application should serve a user (pattern §4.4, §4.5).
 
 For applications that route in their own code instead of through the nginx or webhook router.
-The hot path is built to be cheap: the bearer token's principal and the model's active split
-are cached in the process for a few seconds (CANARYHUB_ASSIGN_CACHE_S; a promotion or a
-rollback reaches every web process within that time), there is no per-request audit event (an
-answer changes nothing), and the sticky store costs one Redis round trip (two for a user newly
-put on the canary). See releases.assignment for the arithmetic and the store's rules.
+The hot path is built to be cheap:
+
+- `AssignFastPathMiddleware` (second in MIDDLEWARE, after SecurityMiddleware) answers a
+  `GET /api/v1/assign` that carries a bearer token itself, as a plain Django view: no session,
+  CSRF, messages, auditlog or htmx middleware, no URL resolution, no DRF dispatch, content
+  negotiation or renderer. Nothing on this path reads a session, a cookie or a form, and an
+  answer changes nothing, so there is nothing for them to do. Anything else on the path
+  (another method, session authentication) goes through the full stack to `AssignView`, which
+  answers the same way and is what the OpenAPI schema documents.
+- The bearer token's principal is cached in the process, keyed by the SHA-256 of the token,
+  for 10 × CANARYHUB_ASSIGN_CACHE_S (10 s by default), and so is the token's access decision per
+  model: a revoked or narrowed token, or a deactivated user, stops working within that time.
+- The model's active split is cached for CANARYHUB_ASSIGN_CACHE_S (a promotion or a rollback
+  reaches every web process within that time).
+- The sticky store costs one Redis round trip (`EXISTS`, or `SET NX EX` for a user hashed onto
+  the canary). There is no per-request audit event.
+
+See releases.assignment for the arithmetic and the store's rules.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from prometheus_client import Counter
@@ -43,6 +59,8 @@ ASSIGNMENTS = Counter(
 )
 STORE_DOWN_ALERT_INTERVAL_S = 300.0
 MIN_STORE_TTL_S = 60
+PRINCIPAL_CACHE_FACTOR = 10  # principals and access decisions live 10 × CANARYHUB_ASSIGN_CACHE_S
+PATH = "/api/v1/assign"  # where canaryhub.urls mounts this module's urlpatterns
 
 
 @dataclass(frozen=True)
@@ -132,25 +150,81 @@ def active_split(model: str) -> ActiveSplit | None:
     return value
 
 
+def _bearer_principal(raw: str) -> Principal | None:
+    """The token's principal (None: unknown or revoked), cached by the token's SHA-256 so that
+    the secret itself is never kept as a key."""
+    key = hashlib.sha256(raw.encode()).hexdigest()
+    cached = _principals.get(key)
+    if cached is None:
+        cached = (token_authenticate(raw),)
+        _principals.put(key, cached, settings.CANARYHUB_ASSIGN_CACHE_S * PRINCIPAL_CACHE_FACTOR)
+    return cached[0]
+
+
+def _bearer_token(meta: Mapping[str, Any]) -> str | None:
+    keyword, _, raw = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
+    raw = raw.strip()
+    return raw if keyword.lower() == "bearer" and raw else None
+
+
 def _principal(request: Request) -> Principal | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    keyword, _, raw = header.partition(" ")
-    if keyword.lower() == "bearer" and raw.strip():
-        key = hashlib.sha256(raw.strip().encode()).hexdigest()
-        cached = _principals.get(key)
-        if cached is None:
-            cached = (token_authenticate(raw.strip()),)
-            _principals.put(key, cached, settings.CANARYHUB_ASSIGN_CACHE_S * 10)
-        return cached[0]
+    raw = _bearer_token(request.META)
+    if raw is not None:
+        return _bearer_principal(raw)
     user = getattr(request._request, "user", None)
     if user is not None and user.is_authenticated:
         return Principal(user=user)
     return None
 
 
-def _refuse(status: int, slug: str, title: str, detail: str, **errors: list[str]) -> Response:
-    return Response(problem(status, slug, title, detail, errors or None), status=status,
-                    content_type=PROBLEM_CONTENT_TYPE)
+def _refusal(status: int, slug: str, title: str, detail: str, **errors: list[str]) -> tuple[int, dict[str, Any]]:
+    return status, problem(status, slug, title, detail, errors or None)
+
+
+_counters: dict[tuple[str, str], Any] = {}
+
+
+def _count(variant: str, source: str) -> None:
+    child = _counters.get((variant, source))
+    if child is None:
+        child = _counters[(variant, source)] = ASSIGNMENTS.labels(variant, source)
+    child.inc()
+
+
+def answer(principal: Principal | None, params: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    """The status and body of an /assign answer: the assignment, or a problem document."""
+    if principal is None:
+        return _refusal(401, "not-authenticated", "Not authenticated", "Send a bearer token.")
+    model, user = params.get("model", ""), params.get("user", "")
+    errors = {name: ["required"] for name, value in (("model", model), ("user", user)) if not value}
+    if len(user) > 256:
+        errors["user"] = ["at most 256 characters"]
+    if errors:
+        return _refusal(400, "invalid", "Invalid input", "model and user are required", **errors)
+    active = active_split(model)
+    if active is None:
+        return _refusal(404, "not-found", "Not found", f"No model {model!r}.")
+    access_key = ("allowed", principal.user.pk, principal.scope, active.model_pk)
+    allowed = _principals.get(access_key)
+    if allowed is None:
+        from releases.models import AIModel
+
+        allowed = decide(principal, Action.VIEW, model=AIModel.objects.get(pk=active.model_pk)).allowed
+        _principals.put(access_key, allowed, settings.CANARYHUB_ASSIGN_CACHE_S * PRINCIPAL_CACHE_FACTOR)
+    if not allowed:
+        return _refusal(403, "forbidden", "Not allowed", f"You may not read {model}.")
+    if active.split is None:
+        _count("production", "no-canary")
+        return 200, {"model": model, "user": user, "variant": "production", "version": active.production_version,
+                     "canary_id": None, "percent": 0, "sticky": False, "fallback": False, "detail": ""}
+    attributes = {"region": params.get("region"), "tier": params.get("tier"), "cohort": params.get("cohort")}
+    result = assignment.assign(active.split, user=user, attributes=attributes, store=_the_store(),
+                               ttl_s=active.ttl_s)
+    if result.fallback:
+        _alert_store_down(result.detail)
+    _count(result.variant, "fallback" if result.fallback else "store" if result.sticky else "hash")
+    return 200, {"model": model, "user": user, **result.to_dict(), "canary_id": active.split.canary_id,
+                 "percent": active.split.percent}
 
 
 def _alert_store_down(detail: str) -> None:
@@ -175,7 +249,45 @@ def _alert_store_down(detail: str) -> None:
         logger.exception("could not record the assignment-store alert")
 
 
+def _json_response(status: int, body: dict[str, Any]) -> HttpResponse:
+    # The bytes DRF's JSONRenderer would write (compact, UTF-8), without its machinery.
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return HttpResponse(content, status=status,
+                        content_type="application/json" if status == 200 else PROBLEM_CONTENT_TYPE)
+
+
+class AssignFastPathMiddleware:
+    """Answers bearer-token `GET /api/v1/assign` without the rest of the middleware chain or DRF.
+
+    Placed right after SecurityMiddleware, so its response headers (nosniff, referrer policy)
+    and SSL redirect still apply; the host is still checked against ALLOWED_HOSTS, the response
+    still carries X-Frame-Options, and an unhandled error is still a logged problem document.
+    Every other request, /assign without a bearer token included, goes down the chain."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info != PATH or request.method != "GET":
+            return self.get_response(request)
+        raw = _bearer_token(request.META)
+        if raw is None:
+            return self.get_response(request)
+        request.get_host()  # DisallowedHost → 400, as CommonMiddleware would
+        try:
+            response = _json_response(*answer(_bearer_principal(raw), request.GET))
+        except Exception:
+            logger.exception("unhandled error on %s", request.path)
+            response = _json_response(500, problem(500, "internal-error", "Internal error",
+                                                   "The server failed; the error was logged."))
+        response["X-Frame-Options"] = "DENY"
+        return response
+
+
 class AssignView(APIView):
+    """The full-stack twin of AssignFastPathMiddleware (session-authenticated callers, HEAD,
+    OPTIONS) and what the OpenAPI schema documents. Same answers, same problem documents."""
+
     # Authentication is done here with a cached principal; DRF's would query the token each time.
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
@@ -201,42 +313,8 @@ class AssignView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        principal = _principal(request)
-        if principal is None:
-            return _refuse(401, "not-authenticated", "Not authenticated", "Send a bearer token.")
-        params = request.query_params
-        model, user = params.get("model", ""), params.get("user", "")
-        errors = {name: ["required"] for name, value in (("model", model), ("user", user)) if not value}
-        if len(user) > 256:
-            errors["user"] = ["at most 256 characters"]
-        if errors:
-            return _refuse(400, "invalid", "Invalid input", "model and user are required", **errors)
-        active = active_split(model)
-        if active is None:
-            return _refuse(404, "not-found", "Not found", f"No model {model!r}.")
-        access_key = ("allowed", principal.user.pk, principal.scope, active.model_pk)
-        allowed = _principals.get(access_key)
-        if allowed is None:
-            from releases.models import AIModel
-
-            allowed = decide(principal, Action.VIEW, model=AIModel.objects.get(pk=active.model_pk)).allowed
-            _principals.put(access_key, allowed, settings.CANARYHUB_ASSIGN_CACHE_S * 10)
-        if not allowed:
-            return _refuse(403, "forbidden", "Not allowed", f"You may not read {model}.")
-        body: dict[str, Any] = {"model": model, "user": user}
-        if active.split is None:
-            ASSIGNMENTS.labels("production", "no-canary").inc()
-            return Response({**body, "variant": "production", "version": active.production_version,
-                             "canary_id": None, "percent": 0, "sticky": False, "fallback": False, "detail": ""})
-        attributes = {"region": params.get("region"), "tier": params.get("tier"), "cohort": params.get("cohort")}
-        answer = assignment.assign(active.split, user=user, attributes=attributes, store=_the_store(),
-                                   ttl_s=active.ttl_s)
-        if answer.fallback:
-            _alert_store_down(answer.detail)
-        source = "fallback" if answer.fallback else "store" if answer.sticky else "hash"
-        ASSIGNMENTS.labels(answer.variant, source).inc()
-        return Response({**body, **answer.to_dict(), "canary_id": active.split.canary_id,
-                         "percent": active.split.percent})
+        status, body = answer(_principal(request), request.query_params)
+        return Response(body, status=status, content_type=None if status == 200 else PROBLEM_CONTENT_TYPE)
 
 
 urlpatterns = [path("assign", AssignView.as_view(), name="assign")]

@@ -113,9 +113,10 @@ class StoreUnavailable(Exception):
 
 
 class AssignmentStore(Protocol):
-    def remembered(self, key: str) -> bool: ...
-
-    def remember(self, key: str, ttl_s: int) -> None: ...
+    def check(self, key: str, remember_ttl_s: int | None) -> bool:
+        """Whether `key` was remembered; with `remember_ttl_s`, also remember it (if it was not)
+        for that long. One round trip."""
+        ...
 
 
 def store_key(split: Split, user: str) -> str:
@@ -130,11 +131,14 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._max = max_keys
 
-    def remembered(self, key: str) -> bool:
+    def check(self, key: str, remember_ttl_s: int | None) -> bool:
         expires = self._data.get(key)
-        return expires is not None and expires > time.monotonic()
+        seen = expires is not None and expires > time.monotonic()
+        if remember_ttl_s is not None and not seen:
+            self._remember(key, remember_ttl_s)
+        return seen
 
-    def remember(self, key: str, ttl_s: int) -> None:
+    def _remember(self, key: str, ttl_s: int) -> None:
         with self._lock:
             if len(self._data) >= self._max:
                 now = time.monotonic()
@@ -165,18 +169,15 @@ class RedisStore:
         self._down_until = time.monotonic() + self._retry_after_s
         return StoreUnavailable(f"redis: {exc}")
 
-    def remembered(self, key: str) -> bool:
+    def check(self, key: str, remember_ttl_s: int | None) -> bool:
         self._guard()
         try:
-            return self._client.exists(key) == 1
+            if remember_ttl_s is None:
+                return self._client.execute_command("EXISTS", key) == 1
+            # SET NX answers None when the key was already there: a remembered canary user.
+            # (SET … NX GET would say the same but needs Redis 7; this works from 2.6.12.)
+            return self._client.execute_command("SET", key, b"1", "EX", max(int(remember_ttl_s), 1), "NX") is None
         except Exception as exc:  # redis raises ConnectionError, TimeoutError, ResponseError…
-            raise self._failed(exc) from exc
-
-    def remember(self, key: str, ttl_s: int) -> None:
-        self._guard()
-        try:
-            self._client.set(key, "1", ex=max(int(ttl_s), 1), nx=True)
-        except Exception as exc:
             raise self._failed(exc) from exc
 
 
@@ -210,10 +211,10 @@ def assign(
         return Assignment(variant, version(variant), sticky=False, fallback=False)
     key = store_key(split, user)
     try:
-        if store.remembered(key):
+        # One round trip: a user hashed onto the canary is remembered in the same command that
+        # tells whether they already were; others are only looked up.
+        if store.check(key, ttl_s if variant == CANARY else None):
             return Assignment(CANARY, split.canary_version, sticky=True, fallback=False)
-        if variant == CANARY:
-            store.remember(key, ttl_s)
     except StoreUnavailable as exc:
         return Assignment(
             variant, version(variant), sticky=False, fallback=True,
