@@ -1,13 +1,16 @@
 """`python -m canaryhub.launcher`: the embedded CanaryHub in one terminal (what `make run` ends with).
 
-Starts three children — web (Django's server), a Celery worker and Celery beat — prefixes each
+Starts its children — web (Django's server), a Celery worker, a Celery worker of its own for
+rollbacks, Celery beat and the built-in traffic simulator for the demo model — prefixes each
 line they print with the process name, and stops them all on Ctrl-C or SIGTERM, or as soon as
 any one of them exits (a half-running CanaryHub is worse than a stopped one: without the worker
 no evaluation or rollback happens).
 
 Environment: HOST (default 127.0.0.1), PORT (8000), CANARYHUB_DEMO_PASSWORD (the password
 `seed_demo` was given, only printed), CANARYHUB_WORKER_QUEUES (default "celery"),
-CANARYHUB_WEB_SERVER ("runserver", default, or "gunicorn").
+CANARYHUB_WEB_SERVER ("runserver", default, or "gunicorn"), CANARYHUB_SIMULATE ("1", default: simulate
+the demo model's production and canary traffic and push each window to the push provider; "0": no
+simulated traffic, e.g. when real model servers publish to Prometheus).
 
 Migrations, demo data and static files are not done here: `make run` does them first.
 """
@@ -103,6 +106,12 @@ def build_children(host: str, port: int) -> list[Child]:
                "--access-logfile", "-"]
     else:
         web = [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
+    simulator = []
+    if os.environ.get("CANARYHUB_SIMULATE", "1") == "1":
+        # The demo model of seed_demo: its production version and the version a canary can start.
+        # The simulator follows the file router's split, so traffic moves as the canary does.
+        simulator = [Child("simulator", [python, "manage.py", "simulate", "support-assistant", "--production", "1.4.2",
+                                         "--canary", "1.5.0", "--rps", "50"])]
     return [
         Child("web", web),
         Child("worker", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queues, "-c", "2",
@@ -111,7 +120,9 @@ def build_children(host: str, port: int) -> list[Child]:
         Child("rollbacks", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "rollbacks", "-c", "1",
                             "-n", "rollbacks@%h", "--loglevel=INFO"]),
         Child("beat", [python, "-m", "celery", "-A", "canaryhub", "beat", "--loglevel=INFO"]),
-    ]
+    ] + simulator
+
+
 
 
 def wait_until_serving(url: str, children: list[Child], timeout_s: float = 60.0) -> bool:

@@ -199,6 +199,10 @@ def answer(principal: Principal | None, params: Mapping[str, str]) -> tuple[int,
     errors = {name: ["required"] for name, value in (("model", model), ("user", user)) if not value}
     if len(user) > 256:
         errors["user"] = ["at most 256 characters"]
+    for name in ("model", "user", "region", "tier", "cohort"):
+        if "\x00" in (params.get(name) or ""):
+            # PostgreSQL cannot compare text holding NUL: refuse it here rather than fail there.
+            errors[name] = ["null characters are not allowed"]
     if errors:
         return _refusal(400, "invalid", "Invalid input", "model and user are required", **errors)
     active = active_split(model)

@@ -49,17 +49,25 @@ class Command(BaseCommand):
         sim.start(serve_metrics=False)
         self.stdout.write(f"model servers on :{sim.production.port} (production) and :{sim.canary.port} (canary)"
                           f"{'; pushing windows to the push provider' if push else ''}")
-        owner = AIModel.objects.filter(name=opts["model"]).values_list("owner", flat=True).first()
+        model_pk = AIModel.objects.filter(name=opts["model"]).values_list("pk", flat=True).first()
         pusher = None
         if push:
-            from django.contrib.auth import get_user_model
-
-            actor = get_user_model().objects.filter(pk=owner).first()
-            if actor is None:
+            if model_pk is None:
                 raise CommandError(f"no model named {opts['model']!r} to push observations for")
+            # The simulator pushes as a machine would: a service account scoped to this model.
+            from django.contrib.auth import get_user_model
+            from django.contrib.auth.models import Group
+
             from governance.permissions import Principal
 
-            principal = Principal(user=actor)
+            bot, created = get_user_model().objects.get_or_create(
+                username="simulator", defaults={"first_name": "Traffic", "last_name": "Simulator"}
+            )
+            if created:
+                bot.set_unusable_password()
+                bot.save(update_fields=["password"])
+            bot.groups.add(Group.objects.get_or_create(name="service_account")[0])
+            principal = Principal(user=bot, scope=frozenset({model_pk}))
             pusher = Pusher(sim, lambda body: observation_record(actor=principal, data=body))
         started, last_push = time.monotonic(), time.monotonic()
         try:
