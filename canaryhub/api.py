@@ -96,3 +96,14 @@ def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Ser
             "results": serializer_class(many=True),
         },
     )
+
+
+def paginate(request: Any, view: Any, queryset: Any, serializer_class: Any, *, to_item: Any = None) -> Any:
+    """One page of `queryset` as a paginated response; `to_item` turns each row into what the
+    serializer reads."""
+    from canaryhub.pagination import Pagination
+
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    items = [to_item(obj) for obj in page] if to_item else page
+    return paginator.get_paginated_response(serializer_class(items, many=True).data)

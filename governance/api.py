@@ -17,9 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
+from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, problems
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
-from canaryhub.pagination import Pagination
 from governance import selectors
 from governance.audit import audit_append, audit_verify
 from governance.authentication import principal_of
@@ -91,9 +90,7 @@ class AuditList(APIView):
         qs = selectors.audit_events(
             object_ref=data["object"], actor=data["actor"], action=data["action"], since=data["since"]
         )
-        paginator = Pagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)
+        return paginate(request, self, qs, AuditEventOutput)
 
 
 class AuditVerify(APIView):
@@ -172,9 +169,7 @@ class IncidentList(APIView):
         scope = visible_models_filter(principal)
         if scope is not None:
             qs = qs.filter(canary__model__in=AIModel.objects.filter(**scope))
-        paginator = Pagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(IncidentOutput(page, many=True).data)
+        return paginate(request, self, qs, IncidentOutput)
 
 
 class RootCauseInput(StrictSerializer):
@@ -328,9 +323,7 @@ class CanaryThresholdChanges(APIView):
         require(principal, Action.VIEW)
         _visible_canary(principal, id)
         ThresholdChangeFilters(data=request.query_params).is_valid(raise_exception=True)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(_threshold_changes().filter(canary_id=id), request, view=self)
-        return paginator.get_paginated_response(ThresholdChangeOutput(page, many=True).data)
+        return paginate(request, self, _threshold_changes().filter(canary_id=id), ThresholdChangeOutput)
 
     @extend_schema(operation_id="canaries_threshold_changes_create", request=ThresholdChangeInput,
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],

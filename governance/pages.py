@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -20,6 +19,7 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from canaryhub.errors import DomainError
+from canaryhub.web import is_fragment_request, require_page
 from governance import certificates as certs
 from governance import rootcause
 from governance import threshold_changes as tc
@@ -31,19 +31,8 @@ from governance.register import register_csv, register_entries
 app_name = "evidence"
 
 
-def _require(user: Any, action: Action, model: Any = None) -> None:
-    decision = decide(user, action, model=model)
-    if not decision.allowed:
-        raise PermissionDenied(decision.reason)
-
-
-def _fragment(request: HttpRequest) -> bool:
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request
-
-
 def _render(request: HttpRequest, page: str, partial: str, context: dict[str, Any]) -> HttpResponse:
-    response = render(request, partial if _fragment(request) else page, context)
+    response = render(request, partial if is_fragment_request(request) else page, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 
@@ -61,7 +50,7 @@ def _day(value: str, *, end: bool = False) -> datetime | None:
 @login_required
 @require_GET
 def certificate_queue(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     rows = [{"canary": c, "checklist": certs.certificate_checklist(c, chain_ok=None),
              "returned": [x for x in c.certificates.all() if x.status == Certificate.Status.RETURNED]}
             for c in certs.certificate_review_queue()[:50]]
@@ -92,7 +81,7 @@ def certificate_decide_view(request: HttpRequest, canary_id: int) -> HttpRespons
 @login_required
 @require_GET
 def certificate_detail(request: HttpRequest, certificate_id: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     cert = get_object_or_404(Certificate.objects.select_related("canary__model"), pk=certificate_id)
     return render(request, "governance/certificate_detail.html", {"cert": cert})
 
@@ -100,7 +89,7 @@ def certificate_detail(request: HttpRequest, certificate_id: str) -> HttpRespons
 @login_required
 @require_GET
 def certificate_pdf(request: HttpRequest, certificate_id: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     cert = get_object_or_404(Certificate, pk=certificate_id, status=Certificate.Status.ISSUED)
     response = HttpResponse(certs.render_pdf(cert), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="certificate-{cert.pk}.pdf"'
@@ -125,7 +114,7 @@ def certificate_verify_page(request: HttpRequest, certificate_id: str) -> HttpRe
 @login_required
 @require_GET
 def incident_list(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     filters = {"status": request.GET.get("status", "")[:20], "model": request.GET.get("model", "")[:64]}
     now = timezone.now()
     rows = [{"incident": i, "overdue": rootcause.incident_is_overdue(i, now=now)}
@@ -137,7 +126,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     incident = get_object_or_404(Incident.objects.select_related("canary__model", "canary__version"), pk=incident_id)
     form_values: dict[str, str] = {}
     errors: dict[str, list[str]] = {}
@@ -231,7 +220,7 @@ def _changed(change: ThresholdChangeRequest) -> list[dict[str, Any]]:
 def threshold_changes(request: HttpRequest) -> HttpResponse:
     """Model owners request a change of a running canary's frozen thresholds (the form starts
     from them); AI Governance and MRM each approve it; it applies at the canary's next stage."""
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     from releases.models import Canary
 
     active = [c for c in Canary.objects.filter(state__in=Canary.ACTIVE_STATES).select_related("model", "version")
@@ -296,7 +285,7 @@ def _register_filters(request: HttpRequest) -> dict[str, Any]:
 @login_required
 @require_GET
 def mrm_register(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     filters = _register_filters(request)
     entries = register_entries(**filters)
     return _render(request, "governance/mrm_register.html", "governance/partials/_register_table.html",
@@ -306,7 +295,7 @@ def mrm_register(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def mrm_register_csv(request: HttpRequest) -> StreamingHttpResponse:
-    _require(request.user, Action.EXPORT_EVIDENCE, model=None)
+    require_page(request.user, Action.EXPORT_EVIDENCE, model=None)
     response = StreamingHttpResponse(register_csv(register_entries(**_register_filters(request))),
                                      content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="mrm-register.csv"'
@@ -319,7 +308,7 @@ def mrm_register_csv(request: HttpRequest) -> StreamingHttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def evidence_page(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     from releases.models import AIModel, Canary
 
     model_name = request.GET.get("model", "").strip()[:64]

@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from canaryhub.web import is_fragment_request
 from governance.audit import ChainVerification, audit_verify
 from governance.permissions import Action, decide
 from governance.selectors import audit_events
@@ -25,12 +26,6 @@ def _require_audit_access(user: Any) -> None:
     decision = decide(user, Action.VERIFY_AUDIT)
     if not decision.allowed:
         raise PermissionDenied(decision.reason)
-
-
-def _is_fragment_request(request: HttpRequest) -> bool:
-    # htmx asks for the whole page again when it restores history it has no snapshot of.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
@@ -59,7 +54,7 @@ def _audit_context(request: HttpRequest, verification: ChainVerification | None 
 def audit_list(request: HttpRequest) -> HttpResponse:
     _require_audit_access(request.user)
     context = _audit_context(request)
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         response = render(request, "governance/partials/_audit_table.html", context)
     else:
         response = render(request, "governance/audit.html", context)
@@ -73,7 +68,7 @@ def audit_verify_view(request: HttpRequest) -> HttpResponse:
     """A read: it recomputes every hash and changes nothing, hence GET."""
     _require_audit_access(request.user)
     verification = audit_verify()
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         response = render(request, "governance/partials/_verify_result.html", {"verification": verification})
     else:
         response = render(request, "governance/audit.html", _audit_context(request, verification))

@@ -10,8 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
-from canaryhub.pagination import Pagination
+from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, problems
 from governance.authentication import principal_of
 from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from governance.permissions import Action, require
@@ -151,12 +150,6 @@ class VersionFilters(QueryFilters):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
-def _paginated(request: Request, view: APIView, queryset, serializer_class) -> Response:
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
 # --- views ----------------------------------------------------------------------------------------
 
 
@@ -175,7 +168,7 @@ class ModelCollection(APIView):
             actor=principal, q=filters.validated_data["q"], risk_tier=filters.validated_data["risk_tier"],
             owner=filters.validated_data["owner"],
         )
-        return _paginated(request, self, qs, ModelOutput)
+        return paginate(request, self, qs, ModelOutput)
 
     @extend_schema(
         operation_id="models_create",
@@ -227,7 +220,7 @@ class VersionCollection(APIView):
         filters = VersionFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
         qs = selectors.version_list(actor=principal, model_name=name, status=filters.validated_data["status"])
-        return _paginated(request, self, qs, VersionOutput)
+        return paginate(request, self, qs, VersionOutput)
 
     @extend_schema(
         operation_id="versions_create",

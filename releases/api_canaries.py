@@ -5,11 +5,9 @@ no writable `state`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.core.validators import RegexValidator
-from django.db.models import QuerySet
 from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -18,8 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictSerializer, paginated, problems
-from canaryhub.pagination import Pagination
+from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, problems
 from governance.authentication import principal_of
 from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from governance.models import Approval
@@ -269,17 +266,6 @@ def _detail(request: Request, canary_id: int) -> dict[str, Any]:
     return CanaryOutput(detail).data
 
 
-def _page(
-    request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer],
-    to_item: Callable[[Any], Any] | None = None,
-) -> Response:
-    """One page of `queryset`; `to_item` turns each row into what the serializer reads."""
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    items = [to_item(obj) for obj in page] if to_item else page
-    return paginator.get_paginated_response(serializer_class(items, many=True).data)
-
-
 class CanaryCollection(APIView):
     @extend_schema(
         operation_id="canaries_list",
@@ -294,7 +280,7 @@ class CanaryCollection(APIView):
         qs = canary_selectors.canary_list(
             actor=principal, model=filters.validated_data["model"], state=filters.validated_data["state"]
         )
-        return _page(request, self, qs, CanarySummaryOutput, canary_selectors.canary_row)
+        return paginate(request, self, qs, CanarySummaryOutput, to_item=canary_selectors.canary_row)
 
     @extend_schema(
         operation_id="canaries_create",
@@ -340,7 +326,7 @@ class CanaryEvaluations(APIView):
         require(principal, Action.VIEW)
         canary = canary_selectors.canary_get(actor=principal, canary_id=id)
         PageFilters(data=request.query_params).is_valid(raise_exception=True)
-        return _page(request, self, canary_selectors.canary_evaluations(canary=canary), EvaluationOutput)
+        return paginate(request, self, canary_selectors.canary_evaluations(canary=canary), EvaluationOutput)
 
 
 class CanaryApprovals(APIView):

@@ -20,7 +20,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,8 +29,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
+from canaryhub.web import is_fragment_request, require_page
 from governance.models import Approval
-from governance.permissions import MODEL_SCOPED, Action, Principal, Role, decide, roles_of
+from governance.permissions import Action, Principal, Role, decide, roles_of
 from monitoring.models import Evaluation
 from releases import approvals as rules
 from releases import canary_selectors, lifecycle, schedules, selectors
@@ -68,20 +68,6 @@ RECENT_SIGNATURES = 20
 # --- plumbing shared by the views -----------------------------------------------------------------
 
 
-def _require(user: Any, action: Action, *, model: AIModel | None = None) -> None:
-    decision = decide(user, action, model=model)
-    if not decision.allowed:
-        if action in MODEL_SCOPED and model is None:
-            raise PermissionDenied(f"your roles may not {action.value.replace('_', ' ')}")
-        raise PermissionDenied(decision.reason)
-
-
-def _is_fragment_request(request: HttpRequest) -> bool:
-    # htmx asks for the whole page again when it restores history it has no snapshot of.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request
-
-
 def _canary_or_404(user: Any, pk: int) -> Canary:
     try:
         return canary_selectors.canary_get(actor=user, canary_id=pk)
@@ -109,7 +95,7 @@ def _done(request: HttpRequest, canary: Canary) -> HttpResponse:
 @login_required
 @require_GET
 def canary_list(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     model_names = list(selectors.model_list(actor=request.user).values_list("name", flat=True))
     filter_form = CanaryFilterForm(request.GET, model_names=model_names)
     filters = filter_form.filters()
@@ -125,7 +111,7 @@ def canary_list(request: HttpRequest) -> HttpResponse:
         "canaries": list(canaries[:LIST_LIMIT]),
         "limit": LIST_LIMIT,
     }
-    template = "releases/partials/_canary_table.html" if _is_fragment_request(request) else "releases/canary_list.html"
+    template = "releases/partials/_canary_table.html" if is_fragment_request(request) else "releases/canary_list.html"
     return _varied(render(request, template, context))
 
 
@@ -137,16 +123,16 @@ def canary_list(request: HttpRequest) -> HttpResponse:
 def canary_create(request: HttpRequest, name: str, version: str) -> HttpResponse:
     """The start form. An htmx GET (sent when the schedule or segmentation changes) answers
     with the preview of the canary the current input would start."""
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     try:
         obj = selectors.version_get(actor=request.user, model_name=name, version=version)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
     model = obj.model
-    _require(request.user, Action.START_CANARY, model=model)
+    require_page(request.user, Action.START_CANARY, model=model)
     baseline = selectors.production_version(model=model)
     change_type = lifecycle.rules_change_type(obj, baseline) if baseline is not None else None
-    fragment = _is_fragment_request(request)
+    fragment = is_fragment_request(request)
     data = request.POST if request.method == "POST" else (request.GET if fragment else None)
     form = CanaryStartForm(data, model=model, change_type=change_type)
     preview = start_preview(model=model, change_type=change_type, now=timezone.now(), **form.preview_inputs())
@@ -195,10 +181,10 @@ def _started_message(canary: Canary) -> str:
 @require_GET
 def canary_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The page, or (for htmx's periodic refresh) only its live part."""
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     canary = _canary_or_404(request.user, pk)
     context = canary_page_context(canary, user=request.user, now=timezone.now())
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         return _varied(render(request, "releases/partials/_canary_live.html", context))
     return _varied(render(request, "releases/canary_detail.html", context))
 
@@ -210,7 +196,7 @@ def _dialog(
     request: HttpRequest, context: dict[str, Any], *, body: str, title: str, status: int = 200
 ) -> HttpResponse:
     """The same form as a <dialog> fragment (htmx) or as a page of its own (no JavaScript)."""
-    fragment = _is_fragment_request(request)
+    fragment = is_fragment_request(request)
     context = {**context, "dialog_body": body, "dialog_title": title, "in_dialog": fragment}
     if fragment:
         # htmx swaps only 2xx answers; a refused signature is content the dialog must show.
@@ -223,12 +209,12 @@ def _dialog(
 def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
     if role not in SIGN_ACTIONS:
         raise Http404(f"no signature role {role!r}")
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     # Refuse first whoever can never give this signature (a service account, a risk officer),
     # before the canary lookup, which may not even be visible to them.
-    _require(request.user, SIGN_ACTIONS[role])
+    require_page(request.user, SIGN_ACTIONS[role])
     canary = _canary_or_404(request.user, pk)
-    _require(request.user, SIGN_ACTIONS[role], model=canary.model)
+    require_page(request.user, SIGN_ACTIONS[role], model=canary.model)
     form = CanarySignForm(request.POST or None)
     status = 200
     if request.method == "POST":
@@ -311,9 +297,9 @@ def canary_abort(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
     stop = STOPS[kind]
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     canary = _canary_or_404(request.user, pk)
-    _require(request.user, stop.action, model=canary.model)
+    require_page(request.user, stop.action, model=canary.model)
     form = CanaryStopForm(request.POST or None)
     status = 200
     if request.method == "POST":
@@ -347,7 +333,7 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
 @login_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     recent = (
         Approval.objects.filter(signer=request.user)
         .select_related("canary", "canary__model", "canary__version")

@@ -6,8 +6,6 @@ to manage routers (platform engineers) see the form, and anyone else's write is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -17,16 +15,11 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from canaryhub.errors import NotFound, PermissionRefused, ValidationFailed
+from canaryhub.web import require_page
 from governance.permissions import Action, decide
 from releases import canary_selectors, router_selectors, router_services
 from releases.models import RouterConfig
 from releases.router_forms import RouterConfigForm
-
-
-def _require(user: Any, action: Action) -> None:
-    decision = decide(user, action)
-    if not decision.allowed:
-        raise PermissionDenied(decision.reason)
 
 
 def _save(request: HttpRequest, form: RouterConfigForm) -> tuple[RouterConfig | None, int]:
@@ -46,12 +39,12 @@ def _save(request: HttpRequest, form: RouterConfigForm) -> tuple[RouterConfig | 
 @require_http_methods(["GET", "POST"])
 def router_list(request: HttpRequest) -> HttpResponse:
     """The registry, and (for platform engineers) the form that adds a config."""
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     can_manage = decide(request.user, Action.MANAGE_ROUTERS).allowed
     form = None
     status = 200
     if request.method == "POST":
-        _require(request.user, Action.MANAGE_ROUTERS)
+        require_page(request.user, Action.MANAGE_ROUTERS)
         form = RouterConfigForm(request.POST)
         config, status = _save(request, form)
         if config is not None:
@@ -70,8 +63,8 @@ def router_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def router_edit(request: HttpRequest, name: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
-    _require(request.user, Action.MANAGE_ROUTERS)
+    require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.MANAGE_ROUTERS)
     try:
         config = router_selectors.router_config_get(actor=request.user, name=name)
     except NotFound as exc:
@@ -89,7 +82,7 @@ def router_edit(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 @require_POST
 def router_disable(request: HttpRequest, name: str) -> HttpResponse:
-    _require(request.user, Action.MANAGE_ROUTERS)
+    require_page(request.user, Action.MANAGE_ROUTERS)
     try:
         config = router_services.router_config_disable(actor=request.user, name=name)
     except NotFound as exc:
@@ -104,7 +97,7 @@ def router_disable(request: HttpRequest, name: str) -> HttpResponse:
 @require_GET
 def canary_pushes(request: HttpRequest, pk: int) -> HttpResponse:
     """The canary's router pushes: a page, or (htmx, from the canary page) only the table."""
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     try:
         canary = canary_selectors.canary_get(actor=request.user, canary_id=pk)
         pushes = list(router_selectors.canary_pushes(actor=request.user, canary_id=pk))

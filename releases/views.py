@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,7 +15,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
-from governance.permissions import MODEL_SCOPED, Action, decide
+from canaryhub.web import is_fragment_request, require_page
+from governance.permissions import Action, decide
 from releases import selectors, services
 from releases.forms import (
     METRIC_LABELS,
@@ -27,21 +27,6 @@ from releases.forms import (
 )
 from releases.models import AIModel, ModelVersion
 from releases.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES
-
-
-def _require(user: Any, action: Action, *, model: AIModel | None = None) -> None:
-    decision = decide(user, action, model=model)
-    if not decision.allowed:
-        if action in MODEL_SCOPED and model is None:
-            # Asked about "some model", decide() gives no specific reason; name the refusal.
-            raise PermissionDenied(f"your roles may not {action.value.replace('_', ' ')}")
-        raise PermissionDenied(decision.reason)
-
-
-def _is_fragment_request(request: HttpRequest) -> bool:
-    # htmx asks for the whole page again when it restores history it has no snapshot of.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request
 
 
 def _model_or_404(user: Any, name: str) -> AIModel:
@@ -66,7 +51,7 @@ def _register_rows(models: QuerySet[AIModel]) -> list[dict[str, Any]]:
 @login_required
 @require_GET
 def model_list(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     filter_form = ModelFilterForm(request.GET)
     filters = filter_form.filters()
     context = {
@@ -75,7 +60,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "rows": _register_rows(selectors.model_list(actor=request.user, **filters)),
         "can_register_model": decide(request.user, Action.REGISTER_MODEL).allowed,
     }
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         response = render(request, "releases/partials/_model_table.html", context)
     else:
         response = render(request, "releases/model_list.html", context)
@@ -87,7 +72,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     model = _model_or_404(request.user, name)
     versions = selectors.version_list(actor=request.user, model_name=model.name)
     return render(
@@ -125,7 +110,7 @@ def _threshold_rows(version: ModelVersion) -> list[dict[str, Any]]:
 @login_required
 @require_GET
 def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     try:
         obj = selectors.version_get(actor=request.user, model_name=name, version=version)
     except NotFound as exc:
@@ -150,7 +135,7 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
 @login_required
 @require_http_methods(["GET", "POST"])
 def model_create(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Action.REGISTER_MODEL)
+    require_page(request.user, Action.REGISTER_MODEL)
     form = ModelRegisterForm(request.POST or None, actor=request.user)
     status = 200
     if request.method == "POST":
@@ -172,9 +157,9 @@ def model_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def version_create(request: HttpRequest, name: str) -> HttpResponse:
-    _require(request.user, Action.VIEW)
+    require_page(request.user, Action.VIEW)
     model = _model_or_404(request.user, name)
-    _require(request.user, Action.REGISTER_VERSION, model=model)
+    require_page(request.user, Action.REGISTER_VERSION, model=model)
     first_version = not selectors.version_list(actor=request.user, model_name=model.name).exists()
     form = VersionRegisterForm(request.POST or None, first_version=first_version)
     status = 200
