@@ -116,8 +116,10 @@ def evaluation_hash(
     gates: Sequence[Gate | Mapping[str, Any]],
     verdict: str,
     inputs: Any,
+    normalised: bool = False,
 ) -> str:
-    """SHA-256 (hex) over the canonical JSON of what the evaluation decided and from what."""
+    """SHA-256 (hex) over the canonical JSON of what the evaluation decided and from what.
+    `normalised`: `inputs` is normalise_json's output already (normalising it again is a no-op)."""
     body = {
         "canary_id": canary_id,
         "stage_index": stage_index,
@@ -125,7 +127,7 @@ def evaluation_hash(
         "window_end": _utc(window_end),
         "gates": [gate.to_dict() for gate in as_gates(gates)],
         "verdict": GateStatus(verdict).value,
-        "inputs": normalise_json(inputs),
+        "inputs": inputs if normalised else normalise_json(inputs),
     }
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from governance.audit import audit_append
@@ -37,6 +37,7 @@ class CanaryOutcome:
     rollback: str = ""
     evaluation_id: int | None = None
     duplicate: bool = False
+    evaluation: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -88,8 +89,10 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
     ids = canary_ids if canary_ids is not None else claim_due(now=now)
     canaries = list(
         Canary.objects.filter(pk__in=ids, state__in=_serving_states()).select_related("model", "version", "baseline")
+        .annotate(latest_evaluation_id=Subquery(
+            Evaluation.objects.filter(canary_id=OuterRef("pk"), stage_index=OuterRef("stage_index"))
+            .order_by("-window_end", "-id").values("id")[:1]))
     )
-    watches = {w.canary_id: w for w in CanaryWatch.objects.filter(canary__in=canaries)}
     groups: dict[str, list[Target]] = {}
     for canary in canaries:
         name = (canary.version.metrics or {}).get("provider") or ("prometheus" if settings.PROMETHEUS_URL else "push")
@@ -109,19 +112,90 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
     # One transaction for the round (a savepoint per canary): on SQLite every commit is a sync to
     # disk, and a thousand of them would make the tick miss its cadence. Rollbacks are queued
     # when it commits, a few seconds at most after their decision.
+    # The watch rows are locked and created, the previous latest evaluations read, and the changed
+    # watch rows written, in a few queries for the whole round; evaluate_canary's own savepoint
+    # keeps one canary's failure from losing the others' records.
     with transaction.atomic():
+        watches = _lock_watches([c.pk for c in canaries])
+        latest = {e.canary_id: e for e in Evaluation.objects.filter(
+            pk__in=[c.latest_evaluation_id for c in canaries if c.latest_evaluation_id]
+        ).only("id", "canary_id", "stage_index", "window_end", "verdict", "gates")}
+        evaluated, changed = [], []
         for canary in canaries:
             try:
-                with transaction.atomic():
-                    outcome = evaluate_canary(canary, readings[canary.pk], now=now, watch=watches.get(canary.pk))
+                outcome = evaluate_canary(canary, readings[canary.pk], now=now, watch=watches[canary.pk],
+                                          reconcile=False, save_watch=False)
             except Exception:  # one bad canary must not stop the others being watched
                 logger.exception("evaluation of canary %s failed", canary.pk)
                 continue
             result.outcomes.append(outcome)
+            if not outcome.duplicate:
+                changed.append(watches[canary.pk])
+                if not outcome.rollback:
+                    evaluated.append((canary, outcome.evaluation))
+        _save_watches(changed)
+        _reconcile(evaluated, latest, now=now)
     result.fetch_ms = (fetched - started) * 1000
     result.duration_ms = (time.perf_counter() - started) * 1000
     heartbeat_beat(now=now, duration_ms=result.duration_ms, canaries=len(canaries), queries=result.queries)
     return result
+
+
+_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "stage_index", "stage_baseline", "warned"]
+
+
+def _lock_watches(canary_ids: list[int]) -> dict[int, CanaryWatch]:
+    """Every canary's watch row, locked (one query), the missing ones created (one more)."""
+    watches = {w.canary_id: w for w in CanaryWatch.objects.select_for_update().filter(canary_id__in=canary_ids)}
+    missing = [pk for pk in canary_ids if pk not in watches]
+    if missing:
+        CanaryWatch.objects.bulk_create([CanaryWatch(canary_id=pk) for pk in missing], ignore_conflicts=True)
+        watches.update({w.canary_id: w for w in CanaryWatch.objects.select_for_update().filter(canary_id__in=missing)})
+    return watches
+
+
+def _save_watches(watches: list[CanaryWatch]) -> None:
+    """Write the watch rows' fields with one prepared UPDATE run for every row (executemany):
+    what `save()` per row writes, without building a statement per row."""
+    if not watches:
+        return
+    meta = CanaryWatch._meta
+    fields = [meta.get_field(name) for name in _WATCH_FIELDS]
+    qn = connection.ops.quote_name
+    sql = (f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{qn(f.column)} = %s' for f in fields)} "
+           f"WHERE {qn(meta.pk.column)} = %s")
+    rows = [[f.get_db_prep_save(f.pre_save(w, False), connection) for f in fields] + [w.pk] for w in watches]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _reconcile(evaluated: list[tuple[Any, Evaluation]], latest: dict[int, Evaluation], *, now: datetime) -> None:
+    """canary_reconcile for the evaluated canaries whose state or hold reason it would change:
+    decided on their rows as they are now (read and locked in one query) and the latest
+    evaluation of their stage; only those go through the locked service."""
+    from releases.lifecycle import canary_reconcile, reconcile_needed
+    from releases.models import Canary
+
+    if not evaluated:
+        return
+    fresh = {c.pk: c for c in Canary.objects.select_for_update().filter(
+        pk__in=[c.pk for c, _ in evaluated]).order_by("pk")}
+    for canary, evaluation in evaluated:
+        current = fresh.get(canary.pk)
+        if current is None:
+            continue
+        if current.stage_index == canary.stage_index:
+            previous = latest.get(canary.pk)
+            newest = evaluation
+            if previous is not None and (previous.window_end, previous.pk) > (evaluation.window_end, evaluation.pk):
+                newest = previous
+            if not reconcile_needed(current, now=now, evaluation=newest):
+                continue
+        try:
+            with transaction.atomic():
+                canary_reconcile(canary_id=canary.pk, now=now)
+        except Exception:
+            logger.exception("reconciliation of canary %s failed", canary.pk)
 
 
 def _target(canary: Any) -> Target:
@@ -135,16 +209,21 @@ def _target(canary: Any) -> Target:
     )
 
 
-def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch | None = None) -> CanaryOutcome:
+def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch | None = None,
+                    reconcile: bool = True, save_watch: bool = True) -> CanaryOutcome:
     """Decide for one canary and store the outcome. Safe to repeat for the same `now`: the
-    evaluation is unique per window and a rollback is queued only with a new record."""
+    evaluation is unique per window and a rollback is queued only with a new record.
+
+    The tick passes the `watch` row it has locked, saves the watch rows together
+    (`save_watch=False`) and reconciles the states together (`reconcile=False`)."""
     from releases.lifecycle import canary_reconcile
 
     now = now.replace(microsecond=0)
     window_s = settings.EVALUATION_WINDOW_S
     with transaction.atomic():
-        watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
-            CanaryWatch.objects.create(canary_id=canary.pk)
+        if watch is None:
+            watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
+                CanaryWatch.objects.create(canary_id=canary.pk)
         stage = _stage_numbers(watch, canary, reading)
         errors = watch.consecutive_errors + 1 if reading.error else 0
         stage_since = canary.stage_entered_at or canary.initiated_at
@@ -170,7 +249,7 @@ def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: Cana
                     gates=gates, verdict=decision.verdict.value, inputs=inputs,
                     content_hash=evaluation_hash(
                         canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start,
-                        window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs,
+                        window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs, normalised=True,
                     ),
                 )
         except IntegrityError:
@@ -180,7 +259,8 @@ def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: Cana
         watch.last_error = (reading.error or "")[:1000]
         watch.last_evaluated_at = now
         _warn(watch, canary, decision, evaluation, now=now)
-        watch.save()
+        if save_watch:
+            watch.save()
         rollback = decision.rollback_reason if (decision.rollback or decision.fail_closed) else ""
         if rollback:
             from monitoring.tasks import rollback_canary
@@ -190,9 +270,10 @@ def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: Cana
             # Its own queue: a backlog of evaluations never delays a rollback.
             transaction.on_commit(lambda: rollback_canary.apply_async(
                 args=[canary_id, evaluation_id, reason], queue="rollbacks"))
-    if not rollback:
+    if not rollback and reconcile:
         canary_reconcile(canary_id=canary.pk, now=now)
-    return CanaryOutcome(canary.pk, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk)
+    return CanaryOutcome(canary.pk, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk,
+                         evaluation=evaluation)
 
 
 def _stage_numbers(watch: CanaryWatch, canary: Any, reading: Reading) -> dict[str, Sample] | None:

@@ -112,9 +112,14 @@ class StageReadiness:
     evaluation: Evaluation | None
 
 
-def stage_readiness(canary: Canary, *, now: datetime) -> StageReadiness:
+_LOOKUP: Any = object()
+
+
+def stage_readiness(canary: Canary, *, now: datetime, evaluation: Evaluation | None = _LOOKUP) -> StageReadiness:
+    """`evaluation`: the latest evaluation of the current stage when the caller has it already."""
     stages = canary_stages(canary)
-    evaluation = latest_evaluation(canary)
+    if evaluation is _LOOKUP:
+        evaluation = latest_evaluation(canary)
     if canary.stage_entered_at is None:
         return StageReadiness(False, "the canary has not started", timedelta(0), evaluation)
     remaining = schedules.residence_remaining(stages[canary.stage_index], entered_at=canary.stage_entered_at, now=now)
@@ -517,6 +522,24 @@ def canary_abort(*, actor: Any, canary_id: int, reason: str) -> Canary:
 # --- the system's own moves -----------------------------------------------------------------------
 
 
+def reconcile_target(ready: StageReadiness) -> tuple[str, str]:
+    """The state (and hold reason) a serving canary's readiness calls for."""
+    if ready.ready:
+        return State.AWAITING_APPROVAL, ""
+    if ready.residence_remaining > timedelta(0):
+        return State.RUNNING, ""
+    return State.HELD, ready.reason[:300]
+
+
+def reconcile_needed(canary: Canary, *, now: datetime, evaluation: Evaluation | None = _LOOKUP) -> bool:
+    """Whether canary_reconcile would change this (freshly read) canary: a serving canary whose
+    state or hold reason differs from what its readiness calls for."""
+    if canary.state not in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD):
+        return False
+    target, reason = reconcile_target(stage_readiness(canary, now=now, evaluation=evaluation))
+    return target != canary.state or reason != canary.hold_reason
+
+
 def canary_reconcile(*, canary_id: int, now: datetime | None = None) -> Canary:
     """Bring a serving canary's displayed state in line with the facts: awaiting approval when
     its stage is ready, held (with the reason) when the residence is over but the gates are
@@ -527,12 +550,7 @@ def canary_reconcile(*, canary_id: int, now: datetime | None = None) -> Canary:
         if canary.state not in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD):
             return canary
         ready = stage_readiness(canary, now=now)
-        if ready.ready:
-            target, reason = State.AWAITING_APPROVAL, ""
-        elif ready.residence_remaining > timedelta(0):
-            target, reason = State.RUNNING, ""
-        else:
-            target, reason = State.HELD, ready.reason[:300]
+        target, reason = reconcile_target(ready)
         if target == canary.state and reason == canary.hold_reason:
             return canary
         if target == canary.state:
