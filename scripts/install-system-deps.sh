@@ -21,7 +21,17 @@ have nginx || missing+=(nginx-light)
 have prometheus || missing+=(prometheus)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
+# PostgreSQL refuses to run as root; the harness runs it as the `postgres` system user, which
+# Debian's package creates. Binaries copied in without the package may lack it.
+ensure_postgres_user() {
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        log "creating the postgres system user"
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
+    ensure_postgres_user
     log "all present (postgresql, chromium, chromium-driver, redis-server, nginx-light, prometheus, fonts-dejavu-core)"
     exit 0
 fi
@@ -49,3 +59,4 @@ log "apt-get update"
 log "apt-get install ${missing[*]}"
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 log "installed: ${missing[*]}"
+ensure_postgres_user
