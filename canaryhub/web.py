@@ -25,3 +25,20 @@ def is_fragment_request(request: HttpRequest) -> bool:
     history it has no snapshot of, so that one gets the page."""
     htmx = request.htmx  # type: ignore[attr-defined]
     return bool(htmx) and not htmx.history_restore_request
+
+
+def form_refusal(form: Any, exc: Any) -> int:
+    """Put a service's refusal on the form that asked for it and return the status to render it
+    with: field errors for invalid input, a form-level message for a conflict or a refusal.
+    An unknown object is a 404 page."""
+    from django.http import Http404
+
+    from canaryhub.errors import NotFound, ValidationFailed
+
+    if isinstance(exc, NotFound):
+        raise Http404(exc.detail) from exc
+    if isinstance(exc, ValidationFailed):
+        form.add_service_errors(exc)
+        return 400
+    form.add_error(None, exc.detail)
+    return exc.status

@@ -28,8 +28,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
-from canaryhub.web import is_fragment_request, require_page
+from canaryhub.errors import DomainError, NotFound
+from canaryhub.web import form_refusal, is_fragment_request, require_page
 from governance.models import Approval
 from governance.permissions import Action, Principal, Role, decide, roles_of
 from monitoring.models import Evaluation
@@ -146,13 +146,8 @@ def canary_create(request: HttpRequest, name: str, version: str) -> HttpResponse
                 canary = lifecycle.canary_initiate(
                     actor=request.user, model_name=model.name, version=obj.version, **form.service_kwargs()
                 )
-            except ValidationFailed as exc:
-                form.add_service_errors(exc)
-            except NotFound as exc:
-                raise Http404(exc.detail) from exc
-            except (Conflict, PermissionRefused) as exc:
-                form.add_error(None, exc.detail)
-                status = exc.status
+            except DomainError as exc:
+                status = form_refusal(form, exc)
             else:
                 messages.success(request, _started_message(canary))
                 return redirect("releases:canary-detail", pk=canary.pk)
@@ -227,13 +222,8 @@ def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
                     statement=form.cleaned_data["statement"], password=form.cleaned_data["password"],
                     evaluation_hash=form.cleaned_data["evaluation_hash"],
                 )
-            except ValidationFailed as exc:
-                form.add_service_errors(exc)
-            except NotFound as exc:
-                raise Http404(exc.detail) from exc
-            except (Conflict, PermissionRefused) as exc:
-                form.add_error(None, exc.detail)
-                status = exc.status
+            except DomainError as exc:
+                status = form_refusal(form, exc)
             else:
                 canary.refresh_from_db()
                 messages.success(request, _signed_message(canary, role=role, before=before))
@@ -308,13 +298,8 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
             service = lifecycle.canary_rollback if kind == "rollback" else lifecycle.canary_abort
             try:
                 canary = service(actor=request.user, canary_id=canary.pk, reason=form.cleaned_data["reason"])
-            except ValidationFailed as exc:
-                form.add_service_errors(exc)
-            except NotFound as exc:
-                raise Http404(exc.detail) from exc
-            except (Conflict, PermissionRefused) as exc:
-                form.add_error(None, exc.detail)
-                status = exc.status
+            except DomainError as exc:
+                status = form_refusal(form, exc)
             else:
                 verb = "rolled back" if kind == "rollback" else "aborted"
                 messages.success(request, f"Canary #{canary.pk} {verb}: traffic is back on {canary.baseline.version}.")

@@ -14,8 +14,8 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
-from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
-from canaryhub.web import is_fragment_request, require_page
+from canaryhub.errors import DomainError, NotFound
+from canaryhub.web import form_refusal, is_fragment_request, require_page
 from governance.permissions import Action, decide
 from releases import selectors, services
 from releases.forms import (
@@ -143,11 +143,8 @@ def model_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 model = services.model_register(actor=request.user, **form.service_kwargs())
-            except ValidationFailed as exc:
-                form.add_service_errors(exc)
-            except (Conflict, PermissionRefused) as exc:
-                form.add_error(None, exc.detail)
-                status = exc.status
+            except DomainError as exc:
+                status = form_refusal(form, exc)
             else:
                 messages.success(request, f"Model {model.name} registered.")
                 return redirect("releases:model-detail", name=model.name)
@@ -170,13 +167,8 @@ def version_create(request: HttpRequest, name: str) -> HttpResponse:
                 version = services.version_register(
                     actor=request.user, model_name=model.name, **form.service_kwargs()
                 )
-            except ValidationFailed as exc:
-                form.add_service_errors(exc)
-            except NotFound as exc:
-                raise Http404(exc.detail) from exc
-            except (Conflict, PermissionRefused) as exc:
-                form.add_error(None, exc.detail)
-                status = exc.status
+            except DomainError as exc:
+                status = form_refusal(form, exc)
             else:
                 messages.success(request, f"Version {version.version} of {model.name} registered.")
                 return redirect("releases:version-detail", name=model.name, version=version.version)
