@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["NginxServer", "NginxUnavailable", "VersionServer", "find_nginx", "free_port"]
+from tests.harness.process import terminate
 
 
 class NginxUnavailable(RuntimeError):
@@ -141,13 +142,7 @@ class NginxServer:
             return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: fast shutdown of master and workers
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
         if self.prefix is not None:
             shutil.rmtree(self.prefix, ignore_errors=True)

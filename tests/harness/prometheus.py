@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.harness.process import terminate
+
 
 class PrometheusUnavailable(RuntimeError):
     pass
@@ -69,11 +71,6 @@ class PrometheusServer:
         raise PrometheusUnavailable("prometheus did not become ready")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process)
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

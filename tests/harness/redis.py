@@ -20,6 +20,7 @@ from pathlib import Path
 from tests.harness.nginx import free_port
 
 __all__ = ["RedisServer", "RedisUnavailable"]
+from tests.harness.process import terminate
 
 
 class RedisUnavailable(RuntimeError):
@@ -83,13 +84,7 @@ class RedisServer:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
