@@ -12,10 +12,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -47,6 +48,18 @@ class TickResult:
     fetch_ms: float = 0.0  # claiming and reading the metrics, of duration_ms
     queries: int = 0
     outcomes: list[CanaryOutcome] = field(default_factory=list)
+
+
+@dataclass
+class _Judged:
+    """One canary's decision and its evaluation, built but not yet stored."""
+
+    canary: Any
+    watch: CanaryWatch
+    reading: Reading
+    decision: evaluator.Decision
+    errors: int  # consecutive source errors, this one included
+    evaluation: Evaluation
 
 
 def _serving_states() -> list[str]:
@@ -109,36 +122,101 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
         readings.update(provider.fetch(targets, now=now, window_s=settings.EVALUATION_WINDOW_S))
         result.queries += provider.query_count - before
     fetched = time.perf_counter()
-    # One transaction for the round (a savepoint per canary): on SQLite every commit is a sync to
-    # disk, and a thousand of them would make the tick miss its cadence. Rollbacks are queued
-    # when it commits, a few seconds at most after their decision.
-    # The watch rows are locked and created, the previous latest evaluations read, and the changed
-    # watch rows written, in a few queries for the whole round; evaluate_canary's own savepoint
-    # keeps one canary's failure from losing the others' records.
+    # One transaction for the round: on SQLite every commit is a sync to disk, and a thousand of
+    # them would make the tick miss its cadence. Rollbacks are queued when it commits, a few
+    # seconds at most after their decision.
+    # Every step is a few queries for the whole round, whatever the number of canaries: the watch
+    # rows locked and created, the previous latest evaluations read, the evaluations inserted
+    # together, the changed watch rows written, the early warnings stored.
     with transaction.atomic():
         watches = _lock_watches([c.pk for c in canaries])
         latest = {e.canary_id: e for e in Evaluation.objects.filter(
             pk__in=[c.latest_evaluation_id for c in canaries if c.latest_evaluation_id]
         ).only("id", "canary_id", "stage_index", "window_end", "verdict", "gates")}
-        evaluated, changed = [], []
+        judged: list[_Judged] = []
         for canary in canaries:
             try:
-                outcome = evaluate_canary(canary, readings[canary.pk], now=now, watch=watches[canary.pk],
-                                          reconcile=False, save_watch=False)
+                judged.append(_judge(canary, readings[canary.pk], now=now, watch=watches[canary.pk]))
             except Exception:  # one bad canary must not stop the others being watched
                 logger.exception("evaluation of canary %s failed", canary.pk)
+        inserted, duplicates = ({e.canary_id for e in part} for part in _evaluations_insert(
+            [j.evaluation for j in judged]))
+        evaluated, changed, notices = [], [], []
+        for j in judged:
+            if j.canary.pk in duplicates:
+                # This window was judged already (a second worker, a retried tick): nothing more.
+                result.outcomes.append(CanaryOutcome(j.canary.pk, j.evaluation.verdict, duplicate=True))
                 continue
+            if j.canary.pk not in inserted:
+                continue  # refused by the database, and logged
+            outcome = _judged_recorded(j, now=now)
             result.outcomes.append(outcome)
-            if not outcome.duplicate:
-                changed.append(watches[canary.pk])
-                if not outcome.rollback:
-                    evaluated.append((canary, outcome.evaluation))
+            changed.append(j.watch)
+            notices += _warn(j.watch, j.canary, j.decision, j.evaluation, now=now)
+            if not outcome.rollback:
+                evaluated.append((j.canary, j.evaluation))
         _save_watches(changed)
+        NotificationEvent.objects.bulk_create(notices)
         _reconcile(evaluated, latest, now=now)
     result.fetch_ms = (fetched - started) * 1000
     result.duration_ms = (time.perf_counter() - started) * 1000
     heartbeat_beat(now=now, duration_ms=result.duration_ms, canaries=len(canaries), queries=result.queries)
     return result
+
+
+_window_key = attrgetter("canary_id", "stage_index", "window_start", "window_end")  # evaluation_once_per_window
+
+
+def _windows_stored(evaluations: list[Evaluation]) -> set[tuple[int, int, datetime, datetime]]:
+    """The windows of these evaluations that are stored already (one query)."""
+    return set(Evaluation.objects.filter(
+        canary_id__in=[e.canary_id for e in evaluations], window_end__in={e.window_end for e in evaluations},
+    ).values_list("canary_id", "stage_index", "window_start", "window_end"))
+
+
+def _evaluations_insert(evaluations: list[Evaluation]) -> tuple[list[Evaluation], list[Evaluation]]:
+    """Store a round's evaluations together: (those this call inserted, the duplicates). A
+    duplicate judges a window judged already (the unique constraint `evaluation_once_per_window`);
+    an evaluation the database refuses for another reason is in neither list (and logged).
+
+    The windows stored already are read first and left out, the rest inserted in one statement
+    (a few on SQLite). If that insert still fails (another worker committed some of the windows
+    after the read), the round falls back to one insert per evaluation, each in its own savepoint:
+    either way each window is stored once, and only its inserter queues its rollback."""
+    if not evaluations:
+        return [], []
+    stored = _windows_stored(evaluations)
+    duplicates = [e for e in evaluations if _window_key(e) in stored]
+    new = [e for e in evaluations if _window_key(e) not in stored]
+    # Without RETURNING (SQLite before 3.35) a bulk insert gives no ids, and a rollback needs the
+    # id of the evaluation that decided it.
+    if new and connection.features.can_return_rows_from_bulk_insert:
+        try:
+            with transaction.atomic():
+                Evaluation.objects.bulk_create(new)
+            return new, duplicates
+        except DatabaseError as exc:
+            logger.info("the round's evaluations could not be inserted together (%s): inserting one by one", exc)
+            for e in new:  # a batch inserted before the failing one was rolled back with it
+                e.pk = None
+    inserted = []
+    for e in new:
+        try:
+            (inserted if _evaluation_insert(e) else duplicates).append(e)
+        except DatabaseError:
+            logger.exception("storing the evaluation of canary %s failed", e.canary_id)
+    return inserted, duplicates
+
+
+def _evaluation_insert(evaluation: Evaluation) -> bool:
+    """Insert one evaluation in its own savepoint; False if its window was judged already."""
+    try:
+        with transaction.atomic():
+            evaluation.save(force_insert=True)
+    except IntegrityError:
+        evaluation.pk = None
+        return False
+    return True
 
 
 _WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "stage_index", "stage_baseline", "warned"]
@@ -209,70 +287,78 @@ def _target(canary: Any) -> Target:
     )
 
 
-def evaluate_canary(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch | None = None,
-                    reconcile: bool = True, save_watch: bool = True) -> CanaryOutcome:
+def evaluate_canary(canary: Any, reading: Reading, *, now: datetime) -> CanaryOutcome:
     """Decide for one canary and store the outcome. Safe to repeat for the same `now`: the
-    evaluation is unique per window and a rollback is queued only with a new record.
-
-    The tick passes the `watch` row it has locked, saves the watch rows together
-    (`save_watch=False`) and reconciles the states together (`reconcile=False`)."""
+    evaluation is unique per window and a rollback is queued only with a new record. (The tick
+    does the same for every canary of a round, with the writes of the round together.)"""
     from releases.lifecycle import canary_reconcile
 
     now = now.replace(microsecond=0)
-    window_s = settings.EVALUATION_WINDOW_S
     with transaction.atomic():
-        if watch is None:
-            watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
-                CanaryWatch.objects.create(canary_id=canary.pk)
-        stage = _stage_numbers(watch, canary, reading)
-        errors = watch.consecutive_errors + 1 if reading.error else 0
-        stage_since = canary.stage_entered_at or canary.initiated_at
-        decision = evaluator.decide(
-            thresholds=canary.thresholds, window=reading.window, stage=stage, now=now,
-            staleness_limit_s=settings.STALENESS_LIMIT_S, traffic_percent=canary.traffic_percent,
-            random_split=(canary.segmentation or {}).get("strategy", "random") == "random",
-            stage_elapsed_s=max((now - stage_since).total_seconds(), 1.0),
-            source_error=reading.error, consecutive_errors=errors,
-        )
-        inputs = normalise_json({
-            "source": reading.source, "queries": reading.queries, "window_s": window_s,
-            "raw": {"window": _dump(reading.window), "stage": _dump(stage)},
-            **decision.inputs, "rollback_triggers": [t.to_dict() for t in decision.rollback],
-            "warnings": [t.to_dict() for t in decision.warnings],
-        })
-        gates = normalise_json([g.to_dict() for g in decision.gates])
-        window_start = now - timedelta(seconds=window_s)
-        try:
-            with transaction.atomic():
-                evaluation = Evaluation.objects.create(
-                    canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start, window_end=now,
-                    gates=gates, verdict=decision.verdict.value, inputs=inputs,
-                    content_hash=evaluation_hash(
-                        canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start,
-                        window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs, normalised=True,
-                    ),
-                )
-        except IntegrityError:
+        watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
+            CanaryWatch.objects.create(canary_id=canary.pk)
+        judged = _judge(canary, reading, now=now, watch=watch)
+        if not _evaluation_insert(judged.evaluation):
             # This window was judged already (a second worker, a retried task): nothing more to do.
-            return CanaryOutcome(canary.pk, decision.verdict.value, duplicate=True)
-        watch.consecutive_errors = errors
-        watch.last_error = (reading.error or "")[:1000]
-        watch.last_evaluated_at = now
-        _warn(watch, canary, decision, evaluation, now=now)
-        if save_watch:
-            watch.save()
-        rollback = decision.rollback_reason if (decision.rollback or decision.fail_closed) else ""
-        if rollback:
-            from monitoring.tasks import rollback_canary
-
-            canary_id, evaluation_id = canary.pk, evaluation.pk
-            reason = f"automatic: {rollback}"[:1000]
-            # Its own queue: a backlog of evaluations never delays a rollback.
-            transaction.on_commit(lambda: rollback_canary.apply_async(
-                args=[canary_id, evaluation_id, reason], queue="rollbacks"))
-    if not rollback and reconcile:
+            return CanaryOutcome(canary.pk, judged.evaluation.verdict, duplicate=True)
+        outcome = _judged_recorded(judged, now=now)
+        NotificationEvent.objects.bulk_create(_warn(watch, canary, judged.decision, judged.evaluation, now=now))
+        watch.save()
+    if not outcome.rollback:
         canary_reconcile(canary_id=canary.pk, now=now)
-    return CanaryOutcome(canary.pk, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk,
+    return outcome
+
+
+def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch) -> _Judged:
+    """The decision for one canary and its evaluation record, unsaved. Reads no database; sets
+    the watch's stage baseline on the first look at a stage (saved only with a new record)."""
+    window_s = settings.EVALUATION_WINDOW_S
+    stage = _stage_numbers(watch, canary, reading)
+    errors = watch.consecutive_errors + 1 if reading.error else 0
+    stage_since = canary.stage_entered_at or canary.initiated_at
+    decision = evaluator.decide(
+        thresholds=canary.thresholds, window=reading.window, stage=stage, now=now,
+        staleness_limit_s=settings.STALENESS_LIMIT_S, traffic_percent=canary.traffic_percent,
+        random_split=(canary.segmentation or {}).get("strategy", "random") == "random",
+        stage_elapsed_s=max((now - stage_since).total_seconds(), 1.0),
+        source_error=reading.error, consecutive_errors=errors,
+    )
+    inputs = normalise_json({
+        "source": reading.source, "queries": reading.queries, "window_s": window_s,
+        "raw": {"window": _dump(reading.window), "stage": _dump(stage)},
+        **decision.inputs, "rollback_triggers": [t.to_dict() for t in decision.rollback],
+        "warnings": [t.to_dict() for t in decision.warnings],
+    })
+    gates = normalise_json([g.to_dict() for g in decision.gates])
+    window_start = now - timedelta(seconds=window_s)
+    evaluation = Evaluation(
+        canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start, window_end=now,
+        gates=gates, verdict=decision.verdict.value, inputs=inputs,
+        content_hash=evaluation_hash(
+            canary_id=canary.pk, stage_index=canary.stage_index, window_start=window_start,
+            window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs, normalised=True,
+        ),
+    )
+    return _Judged(canary, watch, reading, decision, errors, evaluation)
+
+
+def _judged_recorded(judged: _Judged, *, now: datetime) -> CanaryOutcome:
+    """What follows a newly stored evaluation: the watch row's fields (the caller saves it) and,
+    when the decision is a rollback, the rollback queued for when the transaction commits."""
+    watch, decision, evaluation = judged.watch, judged.decision, judged.evaluation
+    watch.consecutive_errors = judged.errors
+    watch.last_error = (judged.reading.error or "")[:1000]
+    watch.last_evaluated_at = now
+    rollback = decision.rollback_reason if (decision.rollback or decision.fail_closed) else ""
+    if rollback:
+        from monitoring.tasks import rollback_canary
+
+        canary_id, evaluation_id = judged.canary.pk, evaluation.pk
+        reason = f"automatic: {rollback}"[:1000]
+        # Its own queue: a backlog of evaluations never delays a rollback.
+        transaction.on_commit(lambda: rollback_canary.apply_async(
+            args=[canary_id, evaluation_id, reason], queue="rollbacks"))
+    return CanaryOutcome(judged.canary.pk, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk,
                          evaluation=evaluation)
 
 
@@ -307,17 +393,21 @@ def _dump(pair: dict[str, Sample] | None) -> dict[str, Any] | None:
 
 
 def _warn(watch: CanaryWatch, canary: Any, decision: evaluator.Decision, evaluation: Evaluation, *,
-          now: datetime) -> None:
+          now: datetime) -> list[NotificationEvent]:
+    """The early warnings of a new evaluation, at most one per metric per WARNING_REPEAT, as
+    outbox events for the caller to store; noted on the watch row."""
+    events = []
     for warning in decision.warnings:
         last = watch.warned.get(warning.metric)
         if last and now - datetime.fromisoformat(last) < WARNING_REPEAT:
             continue
-        NotificationEvent.objects.create(
+        events.append(NotificationEvent(
             kind="early_warning", canary=canary, audience=["owner", "on_call"],
             payload={"metric": warning.metric, "value": warning.value, "rollback_threshold": warning.limit,
                      "detail": warning.detail, "evaluation": evaluation.pk, "stage_index": canary.stage_index},
-        )
+        ))
         watch.warned = {**watch.warned, warning.metric: now.isoformat()}
+    return events
 
 
 # --- heartbeat and the dead-man's switch -----------------------------------------------------------

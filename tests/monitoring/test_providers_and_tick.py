@@ -73,9 +73,9 @@ def canary(role_user, settings, tmp_path, django_capture_on_commit_callbacks):
     return c
 
 
-def push(version, *, requests_=10_000, errors=5, end=None, safety=0):
+def push(version, *, requests_=10_000, errors=5, end=None, safety=0, model="scorer"):
     end = end or timezone.now()
-    Observation.objects.create(model="scorer", version=version, window_start=end - timedelta(seconds=60),
+    Observation.objects.create(model=model, version=version, window_start=end - timedelta(seconds=60),
                                window_end=end, requests=requests_, errors=errors, latency_p99_ms=200.0,
                                quality_sum=0.8 * requests_, quality_count=requests_, safety_violations=safety)
 
@@ -94,6 +94,63 @@ def test_tick_evaluated_twice_writes_one_record_and_one_rollback(canary, tmp_pat
     assert canary.state == Canary.State.ROLLED_BACK and canary.incidents.count() == 1
     assert json.loads((tmp_path / "scorer.json").read_text())["percent"] == 0
     assert Heartbeat.objects.get(pk=1).ticks == 2
+
+
+def another_canary(name):
+    """A second canary, of its own model, started by the `canary` fixture's users."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    platform, owner = users.get(username="platform"), users.get(username="owner")
+    register.model_register(actor=platform, name=name, display_name=name, risk_tier="medium", owner="owner", on_call="x")
+    register.version_register(actor=platform, model_name=name, version="1.0.0", artifact_uri="s3://1", status="production")
+    register.version_register(actor=platform, model_name=name, version="1.1.0", artifact_uri="s3://2")
+    return lifecycle.canary_initiate(actor=owner, model_name=name, version="1.1.0", now=NOW - timedelta(minutes=30))
+
+
+@pytest.mark.parametrize("stored_meanwhile", [False, True], ids=["found-by-the-read", "met-by-the-insert"])
+def test_tick_stores_each_window_once_and_queues_rollbacks_only_for_the_records_it_inserted(
+        canary, stored_meanwhile, monkeypatch, django_capture_on_commit_callbacks):
+    """One canary's window is judged already: found by the round's read of the stored windows,
+    or stored by another worker after that read, so that the round's insert meets it and the
+    tick falls back to one insert per evaluation. Either way the other canary's evaluation is
+    stored and its rollback queued, and nothing more for the first."""
+    from monitoring.tasks import rollback_canary
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ranker = another_canary("ranker")
+    for model in ("scorer", "ranker"):
+        push("1.0.0", requests_=100_000, errors=100, model=model)
+        push("1.1.0", requests_=1000, errors=1, safety=1, model=model)
+    now = timezone.now().replace(microsecond=0)
+    with django_capture_on_commit_callbacks(execute=False):  # its rollback is not what is tested
+        earlier = services.evaluate_tick(now=now, canary_ids=[canary.pk]).outcomes[0]
+    queued = []
+    monkeypatch.setattr(rollback_canary, "apply_async", lambda args, queue: queued.append((*args[:2], queue)))
+    if stored_meanwhile:
+        monkeypatch.setattr(services, "_windows_stored", lambda evaluations: set())
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.evaluate_tick(now=now, canary_ids=[canary.pk, ranker.pk])
+    outcomes = {o.canary_id: o for o in result.outcomes}
+    assert outcomes[canary.pk].duplicate and not outcomes[canary.pk].rollback
+    assert not outcomes[ranker.pk].duplicate and "safety" in outcomes[ranker.pk].rollback
+    assert list(Evaluation.objects.filter(canary=canary).values_list("pk", flat=True)) == [earlier.evaluation_id]
+    stored = Evaluation.objects.get(canary=ranker)
+    assert outcomes[ranker.pk].evaluation_id == stored.pk
+    assert queued == [(ranker.pk, stored.pk, "rollbacks")]
+
+
+def test_evaluate_canary_stores_a_window_once(canary, django_capture_on_commit_callbacks):
+    from monitoring.providers import Reading
+
+    now = timezone.now().replace(microsecond=0)
+    reading = Reading(error="database unavailable", source="push")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.evaluate_canary(canary, reading, now=now)
+        again = services.evaluate_canary(canary, reading, now=now)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert first.evaluation_id == Evaluation.objects.get(canary=canary).pk and first.verdict == "stale"
+    assert CanaryWatch.objects.get(canary=canary).consecutive_errors == 1  # the duplicate changed nothing
 
 
 def test_claim_takes_each_due_canary_once(canary):
