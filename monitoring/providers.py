@@ -19,7 +19,7 @@ import math
 import string
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -176,15 +176,19 @@ class PrometheusProvider:
         self.query_count += 1
         return self.client.custom_query(promql, params={"time": at.timestamp()}, timeout=self.timeout_s)
 
-    def _run(self, queries: dict[str, str], at: datetime) -> dict[str, list[dict[str, Any]] | Exception]:
-        results: dict[str, list[dict[str, Any]] | Exception] = {}
+    def _run(self, queries: dict[str, str], at: datetime,
+             parse: Callable[[str, list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
+        """Every query's answer (or its exception), `parse(key, answer)` of it if given: parsed in
+        the thread that fetched it, while Prometheus still computes the others."""
+        results: dict[str, Any] = {}
 
-        def one(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]] | Exception]:
+        def one(item: tuple[str, str]) -> tuple[str, Any]:
             key, promql = item
             try:
-                return key, self._query(promql, at)
+                answer = self._query(promql, at)
             except Exception as exc:  # noqa: BLE001 - an unreachable or failing source is data
                 return key, exc
+            return key, parse(key, answer) if parse else answer
 
         with ThreadPoolExecutor(max_workers=self.max_in_flight) as pool:
             for key, result in pool.map(one, queries.items()):
@@ -195,7 +199,7 @@ class PrometheusProvider:
         if not targets:
             return {}
         queries = {k: string.Template(v).substitute(w=f"{int(window_s)}s") for k, v in DEFAULT_QUERIES.items()}
-        results = self._run(queries, now)
+        results = self._run(queries, now, parse=_parse)
         failures = {k: v for k, v in results.items() if isinstance(v, Exception)}
         error = None
         if failures:
@@ -204,8 +208,8 @@ class PrometheusProvider:
         parsed = {k: v for k, v in results.items() if not isinstance(v, Exception)}
         index_window = _index(parsed, "window")
         index_total = _index(parsed, "total")
-        anomalies = _by_version(parsed.get("anomaly", []))
-        last_seen = _by_version(parsed.get("last_seen", []))
+        anomalies = parsed.get("anomaly", {})
+        last_seen = parsed.get("last_seen", {})
         out: dict[int, Reading] = {}
         for t in targets:
             reading = Reading(queries=list(queries.values()), source=self.name, error=error)
@@ -270,46 +274,62 @@ def _le_json(le: float) -> Any:
     return "+Inf" if math.isinf(le) else le
 
 
-def _index(parsed: dict[str, list[dict[str, Any]]], span: str) -> Index:
-    """{(model, version): [(segment, partial numbers)]} from the default queries of one span."""
-    index: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-        lambda: {"requests": 0.0, "errors": 0.0, "lat": defaultdict(float), "qual": defaultdict(float),
-                 "qsum": 0.0, "safety": 0.0}
-    )
-
-    def rows(name: str) -> Iterable[tuple[tuple[str, str, str], dict[str, str], float]]:
-        for r in parsed.get(f"{name}_{span}", []):
+def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
+    """One default query's answer, once, as {(model, version, segment): numbers}: a number, or
+    [requests, errors] for the requests queries, or {le: count} for the bucket queries. The
+    per-version queries (anomaly, last_seen) as {(model, version): number}. Values that are not
+    finite are left out of the per-segment numbers."""
+    out: dict[tuple[str, ...], Any] = {}
+    if key in ("anomaly", "last_seen"):
+        for r in answer:
             m = r.get("metric", {})
-            value = float(r["value"][1])
-            if not math.isfinite(value):
-                continue
-            yield (m.get("model", ""), m.get("version", ""), m.get("segment", "")), m, value
+            out[(m.get("model", ""), m.get("version", ""))] = float(r["value"][1])
+        return out
+    metric = key.rsplit("_", 1)[0]  # requests_window -> requests, quality_sum_total -> quality_sum
+    for r in answer:
+        value = float(r["value"][1])
+        if not math.isfinite(value):
+            continue
+        m = r.get("metric", {})
+        series = (m.get("model", ""), m.get("version", ""), m.get("segment", ""))
+        if metric == "requests":
+            counts = out.get(series)
+            if counts is None:
+                counts = out[series] = [0.0, 0.0]
+            counts[0] += value
+            if m.get("outcome") == "error":
+                counts[1] += value
+        elif metric in ("latency", "quality"):
+            buckets = out.get(series)
+            if buckets is None:
+                buckets = out[series] = {}
+            le = _le_parse(m.get("le"))
+            buckets[le] = buckets.get(le, 0.0) + value
+        else:
+            out[series] = out.get(series, 0.0) + value
+    return out
 
-    for key, labels, value in rows("requests"):
-        index[key]["requests"] += value
-        if labels.get("outcome") == "error":
-            index[key]["errors"] += value
-    for key, labels, value in rows("latency"):
-        index[key]["lat"][_le_parse(labels.get("le"))] += value
-    for key, labels, value in rows("quality"):
-        index[key]["qual"][_le_parse(labels.get("le"))] += value
-    for key, _, value in rows("quality_sum"):
-        index[key]["qsum"] += value
-    for key, _, value in rows("safety"):
-        index[key]["safety"] += value
-    # Grouped by version: each canary looks up its own rows instead of scanning every series.
-    by_version: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+
+def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
+    """{(model, version): [(segment, numbers)]} from the parsed default queries of one span:
+    each canary looks up its own rows instead of scanning every series."""
+    index: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0.0, "errors": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0}
+    )
+    for series, (requests, errors) in parsed.get(f"requests_{span}", {}).items():
+        index[series]["requests"], index[series]["errors"] = requests, errors
+    for series, buckets in parsed.get(f"latency_{span}", {}).items():
+        index[series]["lat"] = buckets
+    for series, buckets in parsed.get(f"quality_{span}", {}).items():
+        index[series]["qual"] = buckets
+    for series, value in parsed.get(f"quality_sum_{span}", {}).items():
+        index[series]["qsum"] = value
+    for series, value in parsed.get(f"safety_{span}", {}).items():
+        index[series]["safety"] = value
+    by_version: Index = defaultdict(list)
     for (model, version, segment), part in index.items():
         by_version[(model, version)].append((segment, part))
     return by_version
-
-
-def _by_version(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = {}
-    for r in rows:
-        m = r.get("metric", {})
-        out[(m.get("model", ""), m.get("version", ""))] = float(r["value"][1])
-    return out
 
 
 def _pick(index: Index, model: str, version: str,
