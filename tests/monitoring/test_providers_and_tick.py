@@ -153,6 +153,28 @@ def test_evaluate_canary_stores_a_window_once(canary, django_capture_on_commit_c
     assert CanaryWatch.objects.get(canary=canary).consecutive_errors == 1  # the duplicate changed nothing
 
 
+def test_tick_pauses_the_garbage_collector_and_always_resumes_it(canary):
+    import gc
+
+    class Recording(PushProvider):
+        def fetch(self, targets, *, now, window_s):
+            self.collecting = gc.isenabled()
+            if self.fail:
+                raise RuntimeError("provider bug")
+            return super().fetch(targets, now=now, window_s=window_s)
+
+    assert gc.isenabled()
+    for fail in (False, True):
+        provider = Recording()
+        provider.fail = fail
+        if fail:
+            with pytest.raises(RuntimeError):
+                services.evaluate_tick(canary_ids=[canary.pk], providers={"push": provider})
+        else:
+            services.evaluate_tick(canary_ids=[canary.pk], providers={"push": provider})
+        assert provider.collecting is False and gc.isenabled()
+
+
 def test_claim_takes_each_due_canary_once(canary):
     assert services.claim_due(now=NOW) == [canary.pk]
     assert services.claim_due(now=NOW) == []  # a second beat in the same cadence finds nothing due
