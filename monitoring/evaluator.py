@@ -5,7 +5,8 @@ For one canary and one tick, `decide()` returns:
 - the promotion gates over the stage so far (monitoring.statistics says when each is green),
   plus a `router_share` gate: an observed canary share of requests far from the configured
   percent flags a router misconfiguration and holds the stage;
-- the rollback triggers that fired on the last window (the rule is in monitoring.statistics);
+- the rollback triggers that fired on the last window, errors also on the last two windows
+  pooled when `earlier` (the window just before) is given (the rule is in monitoring.statistics);
 - early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
   side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
   ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
@@ -72,6 +73,7 @@ def decide(
     source_error: str | None = None,
     consecutive_errors: int = 0,
     fail_closed_after: int = FAIL_CLOSED_AFTER,
+    earlier: dict[str, Sample] | None = None,
 ) -> Decision:
     promote, rollback = thresholds["promote"], thresholds["rollback"]
     inputs: dict[str, Any] = {"staleness_limit_s": staleness_limit_s, "traffic_percent": traffic_percent}
@@ -94,7 +96,7 @@ def decide(
         gates = _all(GateStatus.STALE, why)
         return Decision(gates, overall_verdict(gates), inputs=inputs)
 
-    triggers, warnings, rb_inputs = rollback_triggers(window, rollback)
+    triggers, warnings, rb_inputs = rollback_triggers(window, rollback, earlier)
     inputs["rollback_window"] = rb_inputs
     gates: list[Gate] = []
     gate_inputs: dict[str, Any] = {}
@@ -116,9 +118,10 @@ def decide(
 
 
 def rollback_triggers(
-    window: dict[str, Sample], rollback: dict[str, float]
+    window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None
 ) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
-    """The rollback rule of monitoring.statistics over one window, and the early warnings."""
+    """The rollback rule of monitoring.statistics over the last window (errors also pooled with
+    `earlier`, the window just before it, when there is one), and the early warnings."""
     c, p = window["canary"], window["production"]
     fired: list[Trigger] = []
     warned: list[Trigger] = []
@@ -128,17 +131,25 @@ def rollback_triggers(
     if c.safety_violations > limit_safety:
         fired.append(Trigger("safety_violations", c.safety_violations, limit_safety,
                              f"{int(c.safety_violations)} content-safety violation(s) in the last window"))
-    # Error rate.
+    # Error rate: the last window, then the last two windows pooled.
     if c.requests > 0 and p.requests > 0:
         cmp = st.compare_proportions(int(c.errors), int(c.requests), int(p.errors), int(p.requests))
         margin = rollback["error_rate_pp"] / 100
         detail["error_rate"] = cmp.to_dict()
         enough = c.errors >= st.MIN_ROLLBACK_EVENTS
-        if cmp.difference > margin and cmp.p_worse < st.ROLLBACK_ALPHA and enough:
-            fired.append(Trigger("error_rate", cmp.difference * 100, rollback["error_rate_pp"],
-                                 f"error rate {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%} "
-                                 f"(+{cmp.difference * 100:.2f} pp > {rollback['error_rate_pp']} pp; "
-                                 f"p={cmp.p_worse:.1e}, {int(c.errors)} errors in {int(c.requests)} requests)"))
+        trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "")
+        if trigger is None and earlier is not None:
+            ec, ep = earlier["canary"], earlier["production"]
+            pooled_c = Sample(requests=c.requests + ec.requests, errors=c.errors + ec.errors)
+            pooled_p = Sample(requests=p.requests + ep.requests, errors=p.errors + ep.errors)
+            pooled = st.compare_proportions(int(pooled_c.errors), int(pooled_c.requests),
+                                            int(pooled_p.errors), int(pooled_p.requests))
+            detail["error_rate_two_windows"] = {
+                **pooled.to_dict(), "canary": [int(pooled_c.errors), int(pooled_c.requests)],
+                "production": [int(pooled_p.errors), int(pooled_p.requests)]}
+            trigger = _error_trigger(pooled, pooled_c, rollback["error_rate_pp"], " over the last two windows")
+        if trigger is not None:
+            fired.append(trigger)
         elif cmp.difference >= WARNING_FRACTION * margin and enough:
             warned.append(Trigger("error_rate", cmp.difference * 100, rollback["error_rate_pp"],
                                   f"error rate +{cmp.difference * 100:.2f} pp, within 20% of the "
@@ -174,6 +185,17 @@ def rollback_triggers(
             warned.append(Trigger("quality", ratio, limit, f"quality ×{ratio:.3f}, within 20% of the ×{limit} "
                                   "rollback threshold"))
     return fired, warned, detail
+
+
+def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, span: str) -> Trigger | None:
+    """The error-rate trigger on one span: beyond the margin, significant, and on enough errors."""
+    if not (cmp.difference > margin_pp / 100 and cmp.p_worse < st.ROLLBACK_ALPHA
+            and c.errors >= st.MIN_ROLLBACK_EVENTS):
+        return None
+    return Trigger("error_rate", cmp.difference * 100, margin_pp,
+                   f"error rate {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%}{span} "
+                   f"(+{cmp.difference * 100:.2f} pp > {margin_pp} pp; "
+                   f"p={cmp.p_worse:.1e}, {int(c.errors)} errors in {int(c.requests)} requests)")
 
 
 # --- promotion gates ------------------------------------------------------------------------------

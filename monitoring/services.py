@@ -26,6 +26,7 @@ from django.utils import timezone
 from governance.audit import audit_append
 from monitoring import evaluator
 from monitoring.evaluations import evaluation_hash, normalise_json
+from monitoring.history import EarlierWindow, earlier_windows
 from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation
 from monitoring.providers import Provider, Reading, Sample, Target, provider_for
 
@@ -153,10 +154,12 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
         latest = {e.canary_id: e for e in Evaluation.objects.filter(
             pk__in=[c.latest_evaluation_id for c in canaries if c.latest_evaluation_id]
         ).only("id", "canary_id", "stage_index", "window_end", "verdict", "gates")}
+        earlier = _earlier([c.pk for c in canaries], now=now)
         judged: list[_Judged] = []
         for canary in canaries:
             try:
-                judged.append(_judge(canary, readings[canary.pk], now=now, watch=watches[canary.pk]))
+                judged.append(_judge(canary, readings[canary.pk], now=now, watch=watches[canary.pk],
+                                     earlier=earlier.get(canary.pk)))
             except Exception:  # one bad canary must not stop the others being watched
                 logger.exception("evaluation of canary %s failed", canary.pk)
         inserted, duplicates = ({e.canary_id for e in part} for part in _evaluations_insert(
@@ -317,7 +320,7 @@ def evaluate_canary(canary: Any, reading: Reading, *, now: datetime) -> CanaryOu
     with transaction.atomic():
         watch = CanaryWatch.objects.select_for_update().filter(canary_id=canary.pk).first() or \
             CanaryWatch.objects.create(canary_id=canary.pk)
-        judged = _judge(canary, reading, now=now, watch=watch)
+        judged = _judge(canary, reading, now=now, watch=watch, earlier=_earlier([canary.pk], now=now).get(canary.pk))
         if not _evaluation_insert(judged.evaluation):
             # This window was judged already (a second worker, a retried task): nothing more to do.
             return CanaryOutcome(canary.pk, judged.evaluation.verdict, duplicate=True)
@@ -329,9 +332,16 @@ def evaluate_canary(canary: Any, reading: Reading, *, now: datetime) -> CanaryOu
     return outcome
 
 
-def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch) -> _Judged:
+def _earlier(canary_ids: list[int], *, now: datetime) -> dict[int, EarlierWindow]:
+    return earlier_windows(canary_ids, now=now, window_s=settings.EVALUATION_WINDOW_S,
+                           cadence_s=settings.EVALUATION_CADENCE_S)
+
+
+def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch,
+           earlier: EarlierWindow | None = None) -> _Judged:
     """The decision for one canary and its evaluation record, unsaved. Reads no database; sets
-    the watch's stage baseline on the first look at a stage (saved only with a new record)."""
+    the watch's stage baseline on the first look at a stage (saved only with a new record).
+    `earlier` is the window before this one, whose errors the rollback rule pools with these."""
     window_s = settings.EVALUATION_WINDOW_S
     stage = _stage_numbers(watch, canary, reading)
     errors = watch.consecutive_errors + 1 if reading.error else 0
@@ -342,12 +352,14 @@ def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch) 
         random_split=(canary.segmentation or {}).get("strategy", "random") == "random",
         stage_elapsed_s=max((now - stage_since).total_seconds(), 1.0),
         source_error=reading.error, consecutive_errors=errors,
+        earlier=earlier.samples if earlier else None,
     )
+    pooled = {"pooled_with": earlier.reference()} if earlier and "rollback_window" in decision.inputs else {}
     inputs = normalise_json({
         "source": reading.source, "queries": reading.queries, "window_s": window_s,
         "raw": {"window": _dump(reading.window), "stage": _dump(stage)},
         **decision.inputs, "rollback_triggers": [t.to_dict() for t in decision.rollback],
-        "warnings": [t.to_dict() for t in decision.warnings],
+        "warnings": [t.to_dict() for t in decision.warnings], **pooled,
     })
     gates = normalise_json([g.to_dict() for g in decision.gates])
     window_start = now - timedelta(seconds=window_s)

@@ -16,22 +16,32 @@ threshold *and* the evidence is sufficient:
 Until the evidence is there the gate is `insufficient`, with the sample size it needs and the
 time to reach it at the current canary traffic.
 
-THE ROLLBACK RULE (checked on the last 5-minute window, every cadence). A trigger fires when
+THE ROLLBACK RULE (checked every cadence on the last 5-minute window; error rates also on the
+last two windows pooled, the window before being the one that ends where this one starts). A
+trigger fires when
 1. magnitude: the point estimate is beyond the frozen rollback threshold (error > prod + 0.5 pp,
    p99 > prod × 1.5, quality < prod × 0.9), and
-2. evidence: the canary is worse than production at all, at a per-window level
-   `ROLLBACK_ALPHA` (3 × 10⁻⁷). That is a family-wise false-rollback budget of 1 % spread over
-   every window test of a full standard schedule (3 metrics × 6 stages × 24 h × 60 ticks ≈ 26,000
-   tests; Bonferroni, conservative because consecutive windows overlap). The tests are exact for
-   rare events: errors and p99 tail exceedances (requests slower than production's p99 bucket) use
-   the conditional binomial test of two Poisson rates; quality uses the rank test (or a z-test of
-   means when only sums are pushed);
+2. evidence: the canary is worse than production at all, at a level `ROLLBACK_ALPHA` (10⁻⁶)
+   for each test. The tests are exact for rare events: errors and p99 tail exceedances
+   (requests slower than production's p99 bucket) use the conditional binomial test of two
+   Poisson rates; quality uses the rank test (or a z-test of means when only sums are pushed);
 3. floor: at least `MIN_ROLLBACK_EVENTS` (5) canary events behind it (errors, or requests beyond
    production's p99, or scored requests), so a handful of requests never rolls back.
 It does not wait for the breach itself to be significant (a test against 0.5 pp rather than 0):
 a severe breach passes the evidence test within one window at any traffic that yields five
 errors, and a marginal one once the window holds enough requests. A content-safety violation is
 the one exception the pattern makes: any violation rolls back, without statistics.
+Why two windows for errors: at small stages of a model with modest traffic (1 % of 1,000 req/s
+is ~3,000 requests a window) one window cannot tell a +0.75 pp error rise from noise at a level
+that keeps false rollbacks rare; ten minutes of it usually can, and ten minutes is still
+within the two windows a breach must be caught in. Latency and quality keep to one window: their tests
+reach the evidence within it at every stage the benchmark runs.
+Why 10⁻⁶: the false-rollback budget is 1 % of identical canaries over a full standard schedule
+(5 compared stages × 24 h × 60 ticks × 3 metrics, errors twice). Bonferroni over those ~29,000
+tests (3 × 10⁻⁷ each) ignores that consecutive windows overlap and that beyond the smallest
+stages the magnitude condition alone is far rarer than the evidence level; the level in force
+is calibrated instead on simulated identical canaries, and keeps the measured false-rollback
+rate at about a third of the budget (README, Evaluation engine).
 bench/decision_quality.py measures the false-rollback and detection rates of this rule.
 """
 
@@ -47,7 +57,7 @@ ALPHA = 0.05  # one-sided, promotion evidence
 POWER = 0.8
 MATERIAL_A = 0.64  # Vargha–Delaney "medium" probability of superiority
 TAIL_EVENTS = 10  # requests beyond the 99th percentile before a p99 means anything
-ROLLBACK_ALPHA = 3e-7
+ROLLBACK_ALPHA = 1e-6
 MIN_ROLLBACK_EVENTS = 5
 SAFETY_MIN_REQUESTS = 300  # rule of three: 0 violations in 300 → rate < 1 % at 95 %
 

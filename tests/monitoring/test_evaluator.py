@@ -111,3 +111,33 @@ def test_early_warning_near_the_rollback_threshold():
     # +0.42 pp: above the promotion gate, within 20 % of the 0.5 pp rollback threshold.
     d = run(sample(errors=520), sample(**PROD))
     assert [w.metric for w in d.warnings] == ["error_rate"] and not d.rollback
+
+
+def _errors_only(requests, errors):
+    from monitoring.providers import Sample
+
+    return Sample(requests=requests, errors=errors, last_seen=NOW - timedelta(seconds=10), present=True)
+
+
+def test_error_rise_too_weak_for_one_window_rolls_back_on_two_windows_pooled():
+    # 1.83 % vs 1.00 % on ~3,000 canary requests: beyond the 0.5 pp threshold, but p ≈ 3e-5 in one
+    # window. The window before shows the same rise: ten minutes together give p ≈ 6e-9.
+    window = {"canary": sample(requests=3000, errors=55), "production": sample(requests=297_000, errors=2970)}
+    alone = run(window["canary"], window["production"], percent=1, window=window)
+    assert not alone.rollback
+    earlier = {"canary": _errors_only(3000, 55), "production": _errors_only(297_000, 2970)}
+    pooled = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=window, now=NOW, staleness_limit_s=300,
+                    traffic_percent=1, random_split=True, stage_elapsed_s=600, earlier=earlier)
+    assert [t.metric for t in pooled.rollback] == ["error_rate"]
+    assert "over the last two windows" in pooled.rollback_reason and "110 errors in 6000 requests" in pooled.rollback_reason
+    two = pooled.inputs["rollback_window"]["error_rate_two_windows"]
+    assert two["canary"] == [110, 6000] and two["production"] == [5940, 594_000] and two["p_worse"] < 1e-6
+
+
+def test_a_healthy_window_before_dilutes_the_pooled_evidence():
+    # The same last window after a healthy one: 85 errors in 6,000 (+0.42 pp) is within the threshold.
+    window = {"canary": sample(requests=3000, errors=55), "production": sample(requests=297_000, errors=2970)}
+    earlier = {"canary": _errors_only(3000, 30), "production": _errors_only(297_000, 2970)}
+    d = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=window, now=NOW, staleness_limit_s=300,
+               traffic_percent=1, random_split=True, stage_elapsed_s=600, earlier=earlier)
+    assert not d.rollback and d.inputs["rollback_window"]["error_rate_two_windows"]["canary"] == [85, 6000]
