@@ -242,9 +242,9 @@ def main() -> None:
     beyond = [o for (k, m), os_ in res.items() if m > 1.0 for o in os_]
     rate = sum(o.delay_s is not None for o in beyond) / len(beyond)
     print(f"  beyond the threshold (x1.5, x2, x4; all kinds): detected {rate:.2%}  [target >= 99%]")
-    by_stage = "  ".join(
-        f"{pct} %: {sum(o.delay_s is not None for o in beyond if o.percent == pct) / max(1, sum(o.percent == pct for o in beyond)):.2%}"
-        for pct in STAGES)
+    at_stage = {pct: [o for o in beyond if o.percent == pct] for pct in STAGES}
+    by_stage = "  ".join(f"{pct} %: {sum(o.delay_s is not None for o in os_) / max(1, len(os_)):.2%}"
+                         for pct, os_ in at_stage.items())
     print(f"    by stage: {by_stage}")
     late = sum(o.after_breach for o in beyond) / len(beyond)
     print(f"  within 2 windows of the breach (the 5-minute window's expected value past the threshold, "
