@@ -1,23 +1,25 @@
 """Evaluator tick cost against a real Prometheus: wall time and PromQL queries per tick for 10,
 100 and 1,000 active canaries.
 
-    python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3]
+    python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3] [--postgres]
 
 Starts the simulator's model servers for every model (one exporter, production and canary series
-per model), a real Prometheus (Debian package) scraping them every 5 s, a throwaway SQLite
-database with the canaries, and times `monitoring.services.evaluate_tick` over all of them (the
-tick includes writing every Evaluation record and reconciling every canary). Prints the figures;
-not a test.
+per model) in a process of their own, a real Prometheus (Debian package) scraping them every 5 s,
+a throwaway database with the canaries (SQLite; with --postgres a PostgreSQL server of its own,
+tests.harness.postgres), and times `monitoring.services.evaluate_tick` over all of them (the tick
+includes writing every Evaluation record and reconciling every canary). Everything shares this
+machine's cores. Prints the figures; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,15 +28,10 @@ os.environ["CANARYHUB_VAR_DIR"] = tempfile.mkdtemp(prefix="canaryhub-bench-")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from prometheus_client import CollectorRegistry, start_http_server  # noqa: E402
 
 from monitoring.simulator import ModelServer  # noqa: E402
+from tests.harness.postgres import PostgresServer  # noqa: E402
 from tests.harness.prometheus import PrometheusServer, free_port  # noqa: E402
 
 
@@ -53,6 +50,33 @@ class Many:
                 else:
                     merged[family.name] = family
         yield from merged.values()
+
+
+def run_fleet(models: int, port: int, stop: multiprocessing.synchronize.Event) -> None:
+    """The model servers of `models` models behind one exporter on `port`, serving a step of
+    requests every 5 s until `stop`. In a process of its own: a model server does not live in
+    the evaluator's process, and here its scrapes (seconds of Python at 1,000 models) would hold
+    the evaluator's interpreter lock and be timed as the tick's."""
+    servers: list[ModelServer] = []
+    for i in range(models):
+        servers += [ModelServer(f"bench-{i}", "1.0.0", seed=i), ModelServer(f"bench-{i}", "1.1.0", seed=i + 1)]
+    registry = CollectorRegistry()
+    registry.register(Many(servers))  # type: ignore[arg-type]
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    while not stop.wait(5.0):
+        for s in servers:
+            s.serve(4950 if s.version == "1.0.0" else 50, "eu")
+
+
+class StatementCounter:
+    """The SQL statements run through Django's cursors (a `connection.execute_wrapper`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        self.count += 1
+        return execute(sql, params, many, context)
 
 
 def make_canaries(n: int, start: int) -> list[int]:
@@ -101,32 +125,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--ticks", type=int, default=3)
+    parser.add_argument("--postgres", action="store_true",
+                        help="on a PostgreSQL server started for the bench instead of SQLite")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     import signal
 
-    # A terminated bench must still stop its Prometheus (the finally below).
+    # A terminated bench must still stop its servers (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    call_command("migrate", verbosity=0)
-    servers: list[ModelServer] = []
-    for i in range(max(sizes)):
-        servers += [ModelServer(f"bench-{i}", "1.0.0", seed=i), ModelServer(f"bench-{i}", "1.1.0", seed=i + 1)]
-    registry = CollectorRegistry()
-    registry.register(Many(servers))  # type: ignore[arg-type]
-    port = free_port()
-    start_http_server(port, addr="127.0.0.1", registry=registry)
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.wait(5.0):
-            for s in servers:
-                s.serve(4950 if s.version == "1.0.0" else 50, "eu")
-
-    threading.Thread(target=load, daemon=True).start()
-    prometheus = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval="5s").start()
-    settings.PROMETHEUS_URL = prometheus.url
-    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": tempfile.mkdtemp(prefix="canaryhub-bench-router-")}}
+    postgres = PostgresServer().start() if args.postgres else None
+    fork = multiprocessing.get_context("fork")
+    stop = fork.Event()
+    fleet: multiprocessing.Process | None = None
+    prometheus: PrometheusServer | None = None
     try:
+        if postgres is not None:
+            os.environ["DATABASE_URL"] = postgres.url  # read once, by django.setup() below
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", verbosity=0)
+        port = free_port()
+        # Forked with no database connection open and no thread started, for the child to copy.
+        connection.close()
+        fleet = fork.Process(target=run_fleet, args=(max(sizes), port, stop), daemon=True)
+        fleet.start()
+        prometheus = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval="5s").start()
+        settings.PROMETHEUS_URL = prometheus.url
+        settings.CANARYHUB_ROUTERS = {"file": {"path_dir": tempfile.mkdtemp(prefix="canaryhub-bench-router-")}}
         # Wait for a few scrapes of every series, so increase() has two samples everywhere.
         import requests
 
@@ -134,31 +164,42 @@ def main() -> None:
         while time.monotonic() < deadline:
             r = requests.get(f"{prometheus.url}/api/v1/query", timeout=5, params={
                 "query": "count(count_over_time(model_requests_total[1m]) >= 3)"}).json()["data"]["result"]
-            if r and float(r[0]["value"][1]) >= 2 * len(servers):
+            if r and float(r[0]["value"][1]) >= 4 * max(sizes):  # success and error, of two versions
                 break
             time.sleep(2)
         from monitoring.services import evaluate_tick
 
         print(f"evaluator tick against Prometheus {prometheus.url} on {os.cpu_count()} CPUs "
-              f"(SQLite, {args.ticks} ticks per size)")
+              f"({connection.display_name}, {args.ticks} ticks per size)")
         made: list[int] = []
         for n in sizes:
             made += make_canaries(n - len(made), len(made))
-            walls, fetches, queries, verdicts = [], [], [], {}
+            walls, fetches, queries, sql, verdicts = [], [], [], [], {}
             for _ in range(args.ticks):
-                result = evaluate_tick(canary_ids=made)
+                statements = StatementCounter()
+                with connection.execute_wrapper(statements):
+                    result = evaluate_tick(canary_ids=made)
                 walls.append(result.duration_ms / 1000)
                 fetches.append(result.fetch_ms / 1000)
                 queries.append(result.queries)
+                sql.append(statements.count)
                 for o in result.outcomes:
                     verdicts[o.verdict] = verdicts.get(o.verdict, 0) + 1
                 time.sleep(1.1)  # a new second: a new evaluation window
             print(f"  {n:5d} canaries: tick {statistics.median(walls):6.2f} s median (max {max(walls):.2f} s), "
-                  f"of which metric reads {statistics.median(fetches):.2f} s; {max(queries)} PromQL queries per tick; "
-                  f"verdicts {verdicts}")
+                  f"of which metric reads {statistics.median(fetches):.2f} s; {max(queries)} PromQL queries and "
+                  f"{min(sql)}-{max(sql)} SQL statements per tick (with the rollbacks it ran); verdicts {verdicts}")
     finally:
         stop.set()
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
+        if fleet is not None:
+            fleet.join(timeout=10)
+        if postgres is not None:
+            from django.db import connections
+
+            connections.close_all()
+            postgres.stop()
 
 
 if __name__ == "__main__":
