@@ -84,6 +84,12 @@ def _multi(rng: np.random.Generator, n: np.ndarray, p: list[float]) -> np.ndarra
     return rng.multinomial(n, p)
 
 
+def so_far(m: dict[str, np.ndarray], prefix: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
+    """Stage-so-far requests and errors at each tick (aligned with `windows`), after `prefix`
+    (requests, errors) of the stage before the simulated minutes."""
+    return {"req": prefix[0] + np.cumsum(m["req"])[WINDOW - 1:], "err": prefix[1] + np.cumsum(m["err"])[WINDOW - 1:]}
+
+
 def windows(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rolling 5-minute sums, one row per tick (ticks from minute WINDOW on)."""
     out = {}
@@ -111,7 +117,8 @@ def sample(w: dict[str, np.ndarray], i: int) -> Sample:
                   quality_buckets=list(zip(QUALITY_BOUNDS, q_cum.tolist(), strict=True)), present=True)
 
 
-def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray]) -> np.ndarray:
+def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray], sc: dict[str, np.ndarray],
+          sp: dict[str, np.ndarray]) -> np.ndarray:
     """Per tick, the metrics whose rollback trigger fires ("" where none does). A cheap, looser
     magnitude pre-check picks candidates; the real rule (monitoring.evaluator.rollback_triggers)
     decides each candidate."""
@@ -124,14 +131,19 @@ def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray]) -> np.ndarray:
         two_p = wp["err"][WINDOW:] + wp["err"][:-WINDOW], wp["req"][WINDOW:] + wp["req"][:-WINDOW]
         pooled = np.zeros(len(diff))
         pooled[WINDOW:] = two_c[0] / np.maximum(two_c[1], 1) - two_p[0] / np.maximum(two_p[1], 1)
+        stage_diff = sc["err"] / np.maximum(sc["req"], 1) - sp["err"] / np.maximum(sp["req"], 1)
     lat_ratio = p99(wc["lat"]) / p99(wp["lat"])
     margin = ROLLBACK["error_rate_pp"] / 100
-    candidates = np.where((diff > margin * 0.9) | (pooled > margin * 0.9) | (lat_ratio > 1.2)
+    candidates = np.where((diff > margin * 0.9) | (pooled > margin * 0.9) | (stage_diff > margin * 0.9)
+                          | (lat_ratio > 1.2)
                           | (qc < qp * (ROLLBACK["quality_ratio"] + 0.02)))[0]
     out = np.full(len(diff), "", dtype=object)
     for i in candidates:
         earlier = {"canary": sample(wc, i - WINDOW), "production": sample(wp, i - WINDOW)} if i >= WINDOW else None
-        fired, _, _ = rollback_triggers({"canary": sample(wc, i), "production": sample(wp, i)}, ROLLBACK, earlier)
+        stage = {"canary": Sample(requests=float(sc["req"][i]), errors=float(sc["err"][i])),
+                 "production": Sample(requests=float(sp["req"][i]), errors=float(sp["err"][i]))}
+        fired, _, _ = rollback_triggers({"canary": sample(wc, i), "production": sample(wp, i)}, ROLLBACK, earlier,
+                                        stage)
         out[i] = ",".join(t.metric for t in fired)
     return out
 
@@ -144,9 +156,9 @@ def run_aa(n: int, rps: float, hours: float, rng: np.random.Generator) -> tuple[
     for _ in range(n):
         for percent in STAGES:
             share = percent / 100
-            c = windows(minutes(rng, BASE, rps * 60 * share, per_stage + WINDOW))
-            p = windows(minutes(rng, BASE, rps * 60 * (1 - share), per_stage + WINDOW))
-            f = fires(c, p)
+            mc = minutes(rng, BASE, rps * 60 * share, per_stage + WINDOW)
+            mp = minutes(rng, BASE, rps * 60 * (1 - share), per_stage + WINDOW)
+            f = fires(windows(mc), windows(mp), so_far(mc), so_far(mp))
             ticks += len(f)
             hit = np.flatnonzero(f != "")
             if len(hit):
@@ -171,7 +183,20 @@ def breach_tick(multiple: float) -> int | None:
     return math.floor(WINDOW / multiple)
 
 
-def run_regressions(n: int, rps: float, rng: np.random.Generator) -> dict[tuple[str, float], list[Outcome]]:
+def healthy_prefix(rng: np.random.Generator, rate_per_min: float, share: float,
+                   hours: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The stage's healthy traffic before the simulated minutes, canary and production: a
+    uniform 0 to `hours` of it."""
+    span = rng.uniform(0, hours * 60)
+    out = []
+    for fraction in (share, 1 - share):
+        req = int(rng.poisson(rate_per_min * fraction * span))
+        out.append((float(req), float(rng.binomial(req, BASE.error_rate))))
+    return out[0], out[1]
+
+
+def run_regressions(n: int, rps: float, hours: float,
+                    rng: np.random.Generator) -> dict[tuple[str, float], list[Outcome]]:
     results: dict[tuple[str, float], list[Outcome]] = {}
     for kind in ("error", "latency", "quality"):
         for multiple in (1.0, 1.5, 2.0, 4.0):
@@ -183,8 +208,12 @@ def run_regressions(n: int, rps: float, rng: np.random.Generator) -> dict[tuple[
                 mc = minutes(rng, BASE, rps * 60 * share, before)
                 mr = minutes(rng, behaviour(kind, multiple), rps * 60 * share, after)
                 c = windows({k: np.concatenate([mc[k], mr[k]]) for k in mc})
-                p = windows(minutes(rng, BASE, rps * 60 * (1 - share), before + after))
-                f = fires(c, p) != ""
+                mp = minutes(rng, BASE, rps * 60 * (1 - share), before + after)
+                # The onset is at a random moment of the stage: a random healthy stretch precedes it.
+                prefix_c, prefix_p = healthy_prefix(rng, rps * 60, share, hours)
+                sc = so_far({k: np.concatenate([mc[k], mr[k]]) for k in ("req", "err")}, prefix_c)
+                sp = so_far(mp, prefix_p)
+                f = fires(c, windows(mp), sc, sp) != ""
                 onset_tick = before - WINDOW + 1  # the first tick whose window holds regressed traffic
                 hit = np.flatnonzero(f[onset_tick:])
                 first = int(hit[0]) if len(hit) else None
@@ -229,7 +258,7 @@ def main() -> None:
     where = ", ".join(f"{k} x{v}" for k, v in false_rb.most_common())
     print(f"  false rollbacks: {total} ({total / args.aa:.2%})  [target <= 1%]" + (f"  ({where})" if where else ""))
     push_ms = router_push_ms()
-    res = run_regressions(args.regressions, args.rps, rng)
+    res = run_regressions(args.regressions, args.rps, args.hours, rng)
     print(f"Regressions: {args.regressions} canaries per kind and magnitude, onset at a random stage; "
           f"detection = rollback within 2 windows (10 min) of the onset")
     all_delays: list[float] = []

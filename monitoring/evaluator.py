@@ -6,7 +6,8 @@ For one canary and one tick, `decide()` returns:
   plus a `router_share` gate: an observed canary share of requests far from the configured
   percent flags a router misconfiguration and holds the stage;
 - the rollback triggers that fired on the last window, errors also on the last two windows
-  pooled when `earlier` (the window just before) is given (the rule is in monitoring.statistics);
+  pooled when `earlier` (the window just before) is given and on the stage so far (the rule is
+  in monitoring.statistics);
 - early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
   side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
   ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
@@ -96,7 +97,7 @@ def decide(
         gates = _all(GateStatus.STALE, why)
         return Decision(gates, overall_verdict(gates), inputs=inputs)
 
-    triggers, warnings, rb_inputs = rollback_triggers(window, rollback, earlier)
+    triggers, warnings, rb_inputs = rollback_triggers(window, rollback, earlier, stage)
     inputs["rollback_window"] = rb_inputs
     gates: list[Gate] = []
     gate_inputs: dict[str, Any] = {}
@@ -118,10 +119,12 @@ def decide(
 
 
 def rollback_triggers(
-    window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None
+    window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None,
+    stage: dict[str, Sample] | None = None,
 ) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
-    """The rollback rule of monitoring.statistics over the last window (errors also pooled with
-    `earlier`, the window just before it, when there is one), and the early warnings."""
+    """The rollback rule of monitoring.statistics over the last window, and the early warnings.
+    Errors are also judged pooled with `earlier` (the window just before, when there is one) and
+    over the `stage` so far (when it holds more than those)."""
     c, p = window["canary"], window["production"]
     fired: list[Trigger] = []
     warned: list[Trigger] = []
@@ -131,23 +134,28 @@ def rollback_triggers(
     if c.safety_violations > limit_safety:
         fired.append(Trigger("safety_violations", c.safety_violations, limit_safety,
                              f"{int(c.safety_violations)} content-safety violation(s) in the last window"))
-    # Error rate: the last window, then the last two windows pooled.
+    # Error rate: the last window, then the last two windows pooled, then the stage so far.
     if c.requests > 0 and p.requests > 0:
         cmp = st.compare_proportions(int(c.errors), int(c.requests), int(p.errors), int(p.requests))
         margin = rollback["error_rate_pp"] / 100
         detail["error_rate"] = cmp.to_dict()
         enough = c.errors >= st.MIN_ROLLBACK_EVENTS
         trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "")
-        if trigger is None and earlier is not None:
+        longer: list[tuple[str, str, Sample, Sample]] = []
+        if earlier is not None:
             ec, ep = earlier["canary"], earlier["production"]
-            pooled_c = Sample(requests=c.requests + ec.requests, errors=c.errors + ec.errors)
-            pooled_p = Sample(requests=p.requests + ep.requests, errors=p.errors + ep.errors)
-            pooled = st.compare_proportions(int(pooled_c.errors), int(pooled_c.requests),
-                                            int(pooled_p.errors), int(pooled_p.requests))
-            detail["error_rate_two_windows"] = {
-                **pooled.to_dict(), "canary": [int(pooled_c.errors), int(pooled_c.requests)],
-                "production": [int(pooled_p.errors), int(pooled_p.requests)]}
-            trigger = _error_trigger(pooled, pooled_c, rollback["error_rate_pp"], " over the last two windows")
+            longer.append(("error_rate_two_windows", " over the last two windows",
+                           Sample(requests=c.requests + ec.requests, errors=c.errors + ec.errors),
+                           Sample(requests=p.requests + ep.requests, errors=p.errors + ep.errors)))
+        if stage is not None and stage["canary"].requests > (longer[-1][2] if longer else c).requests:
+            longer.append(("error_rate_stage", " over the stage so far", stage["canary"], stage["production"]))
+        for key, span, lc, lp in longer:
+            if trigger is not None or lc.requests <= 0 or lp.requests <= 0:
+                break
+            pooled = st.compare_proportions(int(lc.errors), int(lc.requests), int(lp.errors), int(lp.requests))
+            detail[key] = {**pooled.to_dict(), "canary": [int(lc.errors), int(lc.requests)],
+                           "production": [int(lp.errors), int(lp.requests)]}
+            trigger = _error_trigger(pooled, lc, rollback["error_rate_pp"], span)
         if trigger is not None:
             fired.append(trigger)
         elif cmp.difference >= WARNING_FRACTION * margin and enough:

@@ -17,8 +17,8 @@ Until the evidence is there the gate is `insufficient`, with the sample size it 
 time to reach it at the current canary traffic.
 
 THE ROLLBACK RULE (checked every cadence on the last 5-minute window; error rates also on the
-last two windows pooled, the window before being the one that ends where this one starts). A
-trigger fires when
+last two windows pooled, the window before being the one that ends where this one starts, and
+on the stage so far). A trigger fires when
 1. magnitude: the point estimate is beyond the frozen rollback threshold (error > prod + 0.5 pp,
    p99 > prod × 1.5, quality < prod × 0.9), and
 2. evidence: the canary is worse than production at all, at a level `ROLLBACK_ALPHA` (10⁻⁶)
@@ -34,14 +34,16 @@ the one exception the pattern makes: any violation rolls back, without statistic
 Why two windows for errors: at small stages of a model with modest traffic (1 % of 1,000 req/s
 is ~3,000 requests a window) one window cannot tell a +0.75 pp error rise from noise at a level
 that keeps false rollbacks rare; ten minutes of it usually can, and ten minutes is still
-within the two windows a breach must be caught in. Latency and quality keep to one window: their tests
-reach the evidence within it at every stage the benchmark runs.
+within the two windows a breach must be caught in. The stage so far catches, later, a
+sustained rise at traffic too low for even two windows to show it: such a canary would
+otherwise sit at its stage with a red gate, serving the regression. Latency and quality keep
+to one window: their tests reach the evidence within it at every stage the benchmark runs.
 Why 10⁻⁶: the false-rollback budget is 1 % of identical canaries over a full standard schedule
-(5 compared stages × 24 h × 60 ticks × 3 metrics, errors twice). Bonferroni over those ~29,000
-tests (3 × 10⁻⁷ each) ignores that consecutive windows overlap and that beyond the smallest
-stages the magnitude condition alone is far rarer than the evidence level; the level in force
-is calibrated instead on simulated identical canaries, and keeps the measured false-rollback
-rate at about a third of the budget (README, Evaluation engine).
+(5 compared stages × 24 h × 60 ticks × 3 metrics, errors on three spans). Bonferroni over those
+~36,000 tests (3 × 10⁻⁷ each) ignores that consecutive windows overlap and that beyond the
+smallest stages the magnitude condition alone is far rarer than the evidence level; the level
+in force is calibrated instead on simulated identical canaries, and keeps the measured
+false-rollback rate well inside the budget (README, Evaluation engine).
 bench/decision_quality.py measures the false-rollback and detection rates of this rule.
 """
 

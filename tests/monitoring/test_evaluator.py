@@ -141,3 +141,20 @@ def test_a_healthy_window_before_dilutes_the_pooled_evidence():
     d = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=window, now=NOW, staleness_limit_s=300,
                traffic_percent=1, random_split=True, stage_elapsed_s=600, earlier=earlier)
     assert not d.rollback and d.inputs["rollback_window"]["error_rate_two_windows"]["canary"] == [85, 6000]
+
+
+def test_a_sustained_rise_too_weak_for_two_windows_rolls_back_on_the_stage_so_far():
+    # 300 req/s at 1 %: ~900 canary requests a window. +0.8 pp is nowhere near significant in one or two
+    # windows, but an hour of it (10,800 requests, 194 errors against ~108 expected) is.
+    window = {"canary": sample(requests=900, errors=16), "production": sample(requests=89_100, errors=891)}
+    earlier = {"canary": _errors_only(900, 16), "production": _errors_only(89_100, 891)}
+    stage = {"canary": sample(requests=10_800, errors=194), "production": sample(requests=1_069_200, errors=10_692)}
+    d = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=stage, now=NOW, staleness_limit_s=300,
+               traffic_percent=1, random_split=True, stage_elapsed_s=3600, earlier=earlier)
+    assert [t.metric for t in d.rollback] == ["error_rate"] and "over the stage so far" in d.rollback_reason
+    tests = d.inputs["rollback_window"]
+    assert tests["error_rate_two_windows"]["p_worse"] > 1e-6 and tests["error_rate_stage"]["canary"] == [194, 10_800]
+    # The same stage with a healthy rate: nothing.
+    stage["canary"] = sample(requests=10_800, errors=110)
+    assert not decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=stage, now=NOW, staleness_limit_s=300,
+                      traffic_percent=1, random_split=True, stage_elapsed_s=3600, earlier=earlier).rollback
