@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery, Value
 from django.utils import timezone
 
 from governance.audit import audit_append
@@ -216,7 +216,7 @@ def _evaluations_insert(evaluations: list[Evaluation]) -> tuple[list[Evaluation]
     if new and connection.features.can_return_rows_from_bulk_insert:
         try:
             with transaction.atomic():
-                Evaluation.objects.bulk_create(new)
+                _bulk_create(new)
             return new, duplicates
         except DatabaseError as exc:
             logger.info("the round's evaluations could not be inserted together (%s): inserting one by one", exc)
@@ -229,6 +229,25 @@ def _evaluations_insert(evaluations: list[Evaluation]) -> tuple[list[Evaluation]
         except DatabaseError:
             logger.exception("storing the evaluation of canary %s failed", e.canary_id)
     return inserted, duplicates
+
+
+def _bulk_create(evaluations: list[Evaluation]) -> None:
+    """Evaluation.objects.bulk_create, as one INSERT ... VALUES list on PostgreSQL too."""
+    if connection.vendor != "postgresql":
+        Evaluation.objects.bulk_create(evaluations)
+        return
+    # Django sends many rows to PostgreSQL as one array per column (INSERT ... SELECT FROM UNNEST),
+    # and psycopg escapes each element of a jsonb array in Python: 1.1-1.5 s for a round of 1,000
+    # evaluations, against 0.6 s as a VALUES list, whose literals are escaped in C. Django keeps
+    # the VALUES list when a value is an expression: the verdict goes in as one.
+    verdicts = [e.verdict for e in evaluations]
+    for e in evaluations:
+        e.verdict = Value(e.verdict)
+    try:
+        Evaluation.objects.bulk_create(evaluations)
+    finally:
+        for e, verdict in zip(evaluations, verdicts, strict=True):
+            e.verdict = verdict
 
 
 def _evaluation_insert(evaluation: Evaluation) -> bool:
