@@ -64,6 +64,7 @@ class _Judged:
     decision: evaluator.Decision
     errors: int  # consecutive source errors, this one included
     evaluation: Evaluation
+    rebased: bool  # the stage's counters were re-taken (a new stage): the watch's stage fields changed
 
 
 def _serving_states() -> list[str]:
@@ -164,7 +165,7 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
                 logger.exception("evaluation of canary %s failed", canary.pk)
         inserted, duplicates = ({e.canary_id for e in part} for part in _evaluations_insert(
             [j.evaluation for j in judged]))
-        evaluated, changed, notices = [], [], []
+        evaluated, changed, rebased, notices = [], [], [], []
         for j in judged:
             if j.canary.pk in duplicates:
                 # This window was judged already (a second worker, a retried tick): nothing more.
@@ -175,10 +176,12 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
             outcome = _judged_recorded(j, now=now)
             result.outcomes.append(outcome)
             changed.append(j.watch)
+            if j.rebased:
+                rebased.append(j.watch)
             notices += _warn(j.watch, j.canary, j.decision, j.evaluation, now=now)
             if not outcome.rollback:
                 evaluated.append((j.canary, j.evaluation))
-        _save_watches(changed)
+        _save_watches(changed, rebased=rebased)
         NotificationEvent.objects.bulk_create(notices)
         _reconcile(evaluated, latest, now=now)
     result.fetch_ms = (fetched - started) * 1000
@@ -261,7 +264,10 @@ def _evaluation_insert(evaluation: Evaluation) -> bool:
     return True
 
 
-_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "stage_index", "stage_baseline", "warned"]
+# Written for every watch row of the round; the stage's fields only when its counters were re-taken
+# (the baseline is the row's bulk, and it changes once a stage).
+_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "warned"]
+_WATCH_STAGE_FIELDS = ["stage_index", "stage_baseline"]
 
 
 def _lock_watches(canary_ids: list[int]) -> dict[int, CanaryWatch]:
@@ -274,13 +280,19 @@ def _lock_watches(canary_ids: list[int]) -> dict[int, CanaryWatch]:
     return watches
 
 
-def _save_watches(watches: list[CanaryWatch]) -> None:
-    """Write the watch rows' fields with one prepared UPDATE run for every row (executemany):
-    what `save()` per row writes, without building a statement per row."""
+def _save_watches(watches: list[CanaryWatch], *, rebased: list[CanaryWatch]) -> None:
+    """Write the watch rows' fields, and the stage's fields of those `rebased`, each set with one
+    prepared UPDATE run for every row (executemany): what `save()` per row writes, without
+    building a statement per row."""
+    _update_each(watches, _WATCH_FIELDS)
+    _update_each(rebased, _WATCH_STAGE_FIELDS)
+
+
+def _update_each(watches: list[CanaryWatch], names: list[str]) -> None:
     if not watches:
         return
     meta = CanaryWatch._meta
-    fields = [meta.get_field(name) for name in _WATCH_FIELDS]
+    fields = [meta.get_field(name) for name in names]
     qn = connection.ops.quote_name
     sql = (f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{qn(f.column)} = %s' for f in fields)} "
            f"WHERE {qn(meta.pk.column)} = %s")
@@ -362,6 +374,7 @@ def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch,
     the watch's stage baseline on the first look at a stage (saved only with a new record).
     `earlier` is the window before this one, whose errors the rollback rule pools with these."""
     window_s = settings.EVALUATION_WINDOW_S
+    baseline = watch.stage_baseline
     stage = _stage_numbers(watch, canary, reading)
     errors = watch.consecutive_errors + 1 if reading.error else 0
     stage_since = canary.stage_entered_at or canary.initiated_at
@@ -390,7 +403,7 @@ def _judge(canary: Any, reading: Reading, *, now: datetime, watch: CanaryWatch,
             window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs, normalised=True,
         ),
     )
-    return _Judged(canary, watch, reading, decision, errors, evaluation)
+    return _Judged(canary, watch, reading, decision, errors, evaluation, rebased=watch.stage_baseline is not baseline)
 
 
 def _judged_recorded(judged: _Judged, *, now: datetime) -> CanaryOutcome:

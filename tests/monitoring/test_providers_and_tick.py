@@ -175,6 +175,32 @@ def test_tick_pauses_the_garbage_collector_and_always_resumes_it(canary):
         assert provider.collecting is False and gc.isenabled()
 
 
+def test_stage_counters_are_taken_at_the_first_look_at_a_stage_and_kept(canary):
+    from monitoring.providers import Reading, Sample
+
+    class Counters(PushProvider):
+        """Cumulative counters, as Prometheus gives them."""
+
+        def __init__(self, canary_requests, production_requests):
+            super().__init__()
+            self.totals = {"canary": canary_requests, "production": production_requests}
+
+        def fetch(self, targets, *, now, window_s):
+            samples = {role: Sample(requests=n, present=True, last_seen=now) for role, n in self.totals.items()}
+            return {t.canary_id: Reading(window=samples, totals=samples, source="counters") for t in targets}
+
+    now = timezone.now().replace(microsecond=0)
+    services.evaluate_tick(now=now, canary_ids=[canary.pk], providers={"push": Counters(100, 10_000)})
+    watch = CanaryWatch.objects.get(canary=canary)
+    assert (watch.stage_index, watch.stage_baseline["canary"]["requests"]) == (canary.stage_index, 100)
+    later = now + timedelta(seconds=1)
+    services.evaluate_tick(now=later, canary_ids=[canary.pk], providers={"push": Counters(150, 15_000)})
+    watch.refresh_from_db()
+    assert watch.stage_baseline["canary"]["requests"] == 100
+    stage = Evaluation.objects.get(canary=canary, window_end=later).inputs["raw"]["stage"]
+    assert (stage["canary"]["requests"], stage["production"]["requests"]) == (50, 5000)
+
+
 def test_claim_takes_each_due_canary_once(canary):
     assert services.claim_due(now=NOW) == [canary.pk]
     assert services.claim_due(now=NOW) == []  # a second beat in the same cadence finds nothing due
