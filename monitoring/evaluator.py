@@ -206,6 +206,27 @@ def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, sp
                    f"p={cmp.p_worse:.1e}, {int(c.errors)} errors in {int(c.requests)} requests)")
 
 
+def rollback_sensitivity(inputs: dict[str, Any], rollback: dict[str, float]) -> list[dict[str, Any]]:
+    """What the error-rate trigger could catch at an evaluation's traffic: for the last window and
+    the two windows pooled (when they were), the smallest rise of the canary's error rate over
+    production's that rolls back (`rise_pp` None: no rise at all, too few requests)."""
+    spans: list[tuple[str, Any, Any]] = []
+    window = inputs.get("window") or {}
+    c, p = window.get("canary") or {}, window.get("production") or {}
+    if c.get("requests") and p.get("requests"):
+        spans.append(("one window", (c.get("errors") or 0, c["requests"]), (p.get("errors") or 0, p["requests"])))
+    two = (inputs.get("rollback_window") or {}).get("error_rate_two_windows")
+    if two:
+        spans.append(("two windows", two["canary"], two["production"]))
+    out = []
+    margin = rollback["error_rate_pp"] / 100
+    for span, (_, n_c), (x_p, n_p) in spans:
+        x = st.smallest_rollback_errors(int(n_c), int(x_p), int(n_p), margin)
+        out.append({"span": span, "requests": int(n_c), "production_pct": _r(x_p / n_p * 100),
+                    "rise_pp": None if x is None else _r((x / n_c - x_p / n_p) * 100)})
+    return out
+
+
 # --- promotion gates ------------------------------------------------------------------------------
 
 

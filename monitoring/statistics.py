@@ -161,6 +161,30 @@ def poisson_rate_test(x_c: int, n_c: int, x_p: int, n_p: int) -> float:
     return binom_sf(x_c, total, n_c / (n_c + n_p))
 
 
+def smallest_rollback_errors(n_c: int, x_p: int, n_p: int, margin: float, *, alpha: float = ROLLBACK_ALPHA,
+                             floor: int = MIN_ROLLBACK_EVENTS) -> int | None:
+    """The fewest canary errors in `n_c` requests that the error-rate rollback trigger fires on,
+    against production's `x_p` errors in `n_p`: past the margin, significant at `alpha`, at least
+    `floor`. None when not even every request failing would do. Each condition only gets easier
+    as the errors grow (the conditional test's p-value falls with them), so a bisection finds it."""
+    if n_c <= 0 or n_p <= 0:
+        return None
+
+    def fires(x: int) -> bool:
+        return x >= floor and x / n_c - x_p / n_p > margin and poisson_rate_test(x, n_c, x_p, n_p) < alpha
+
+    if not fires(n_c):
+        return None
+    lo, hi = max(floor, int(n_c * (x_p / n_p + margin))), n_c
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fires(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 # --- histograms -----------------------------------------------------------------------------------
 
 

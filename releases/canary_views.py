@@ -32,6 +32,7 @@ from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, require_page
 from governance.models import Approval
 from governance.permissions import Action, Principal, Role, decide, roles_of
+from monitoring.evaluator import rollback_sensitivity
 from monitoring.models import Evaluation
 from releases import approvals as rules
 from releases import canary_selectors, lifecycle, schedules, selectors
@@ -592,6 +593,9 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "readiness": readiness,
         "evaluation": evaluation,
         "gates": _gate_rows(evaluation),
+        "rollback_sensitivity": rollback_sensitivity(
+            evaluation.inputs, (canary.thresholds or DEFAULT_THRESHOLDS).get("rollback", DEFAULT_THRESHOLDS["rollback"])
+        ) if evaluation is not None else [],
         "stage_rows": _stage_rows(canary, approvals, now=now),
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": canary.state in lifecycle.SERVING_STATES

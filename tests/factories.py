@@ -53,9 +53,10 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     registered_by = factory.SelfAttribute("model.owner")
 
 
-def make_evaluation(canary, *, status: str = "green", window_end=None, stage_index: int | None = None, **gate_status):
+def make_evaluation(canary, *, status: str = "green", window_end=None, stage_index: int | None = None,
+                    inputs: dict | None = None, **gate_status):
     """An Evaluation record as the evaluator would write it: every promotion gate `status`
-    unless overridden per gate (`latency_p99="red"`)."""
+    unless overridden per gate (`latency_p99="red"`), with `inputs` (default: none to speak of)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -69,7 +70,7 @@ def make_evaluation(canary, *, status: str = "green", window_end=None, stage_ind
     gates = [Gate(name=name, status=gate_status.get(name, status), value=0.0, limit=0.0).to_dict() for name in PROMOTION_GATES]
     gates = normalise_json(gates)
     verdict = overall_verdict(gates).value
-    inputs = normalise_json({"source": "test"})
+    inputs = normalise_json(inputs or {"source": "test"})
     return Evaluation.objects.create(
         canary=canary, stage_index=stage_index, window_start=window_start, window_end=window_end, gates=gates,
         verdict=verdict, inputs=inputs,

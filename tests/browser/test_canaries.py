@@ -188,13 +188,19 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
 def test_owner_rolls_back_with_a_reason(page: Page, login: Callable[..., Page], people, screenshot):
     register(people, name="churn-predictor", tier="medium")
     canary = lifecycle.canary_initiate(actor=people["owner"], model_name="churn-predictor", version="1.1.0")
-    make_evaluation(canary, window_end=timezone.now(), error_rate="red")
+    make_evaluation(canary, window_end=timezone.now(), error_rate="red", inputs={
+        "window": {"canary": {"requests": 3000, "errors": 45}, "production": {"requests": 297_000, "errors": 2970}},
+        "rollback_window": {"error_rate_two_windows": {"canary": [88, 6000], "production": [5940, 594_000]}}})
     login(people["owner"])
     nav = page.get_by_role("navigation", name="Main")
     nav.get_by_role("link", name="Canaries").click()
     page.get_by_test_id("canary-table").get_by_role("link", name=f"#{canary.pk}").click()
     expect(page.get_by_test_id("traffic-percent")).to_have_text("1%")
     expect(page.get_by_test_id("gates")).to_contain_text("red")
+    # What the error trigger can catch at this traffic (61 errors in 3,000, 102 in 6,000 against 1 %).
+    expect(page.get_by_test_id("rollback-sensitivity")).to_contain_text(
+        re.compile(r"\(production 1\.00%\):\s+a rise of \+1\.03 pp or more\s+over one window \(3000 canary requests\);"
+                   r"\s+a rise of \+0\.70 pp or more\s+over two windows \(6000 canary requests\)\."))
 
     page.get_by_role("link", name="Roll back").click()
     dialog = page.get_by_role("dialog")

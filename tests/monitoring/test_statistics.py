@@ -74,3 +74,28 @@ def test_sample_size_gives_the_stated_power():
     assert st.time_to_sufficiency(100, 1100, 10.0) == 100.0
     assert st.time_to_sufficiency(2000, 1100, 10.0) == 0.0
     assert st.time_to_sufficiency(0, 1100, 0.0) is None
+
+
+@pytest.mark.parametrize("n_c,x_p,n_p", [(3000, 2970, 297_000), (6000, 5940, 594_000), (900, 891, 89_100),
+                                         (40, 5, 5000), (150_000, 150, 150_000)])
+def test_smallest_rollback_errors_is_the_first_count_the_trigger_fires_on(n_c, x_p, n_p):
+    from monitoring.statistics import MIN_ROLLBACK_EVENTS, ROLLBACK_ALPHA, poisson_rate_test, smallest_rollback_errors
+
+    def fires(x):
+        return x >= MIN_ROLLBACK_EVENTS and x / n_c - x_p / n_p > 0.005 and poisson_rate_test(x, n_c, x_p, n_p) < ROLLBACK_ALPHA
+
+    first = next((x for x in range(n_c + 1) if fires(x)), None)
+    assert smallest_rollback_errors(n_c, x_p, n_p, 0.005) == first
+    assert smallest_rollback_errors(3, 10, 1000, 0.005) is None  # five errors are the floor: three requests never do
+
+
+def test_rollback_sensitivity_reads_an_evaluations_window_numbers():
+    from monitoring.evaluator import rollback_sensitivity
+
+    rows = rollback_sensitivity({
+        "window": {"canary": {"requests": 3000, "errors": 45}, "production": {"requests": 297_000, "errors": 2970}},
+        "rollback_window": {"error_rate_two_windows": {"canary": [88, 6000], "production": [5940, 594_000]}},
+    }, {"error_rate_pp": 0.5})
+    assert [(r["span"], r["requests"], r["rise_pp"], r["production_pct"]) for r in rows] == [
+        ("one window", 3000, 1.03333, 1.0), ("two windows", 6000, 0.7, 1.0)]
+    assert rollback_sensitivity({"source": "test"}, {"error_rate_pp": 0.5}) == []
