@@ -186,9 +186,9 @@ class PrometheusProvider:
             key, promql = item
             try:
                 answer = self._query(promql, at)
-            except Exception as exc:  # noqa: BLE001 - an unreachable or failing source is data
+                return key, parse(key, answer) if parse else answer
+            except Exception as exc:  # noqa: BLE001 - an unreachable, failing or garbled source is data
                 return key, exc
-            return key, parse(key, answer) if parse else answer
 
         with ThreadPoolExecutor(max_workers=self.max_in_flight) as pool:
             for key, result in pool.map(one, queries.items()):

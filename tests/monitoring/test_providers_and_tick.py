@@ -47,6 +47,15 @@ def test_prometheus_errors_and_timeouts_are_data_and_every_query_has_a_timeout(e
     assert provider.query_count == len(client.calls) <= 12  # one set of queries for both canaries
 
 
+def test_a_garbled_prometheus_answer_is_a_source_error_not_a_crash():
+    class Garbled:
+        def custom_query(self, query, params=None, timeout=None):
+            return [{"metric": {"model": "m", "version": "1.1.0"}, "value": "not a pair"}]
+
+    readings = PrometheusProvider(url="http://x", client=Garbled()).fetch([target()], now=NOW, window_s=300)
+    assert readings[1].error and "queries failed" in readings[1].error and readings[1].window is None
+
+
 def test_prometheus_provider_costs_the_same_queries_for_one_or_many_canaries():
     class Empty:
         def custom_query(self, query, params=None, timeout=None):
