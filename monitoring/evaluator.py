@@ -185,7 +185,7 @@ def rollback_triggers(
         p_lower = _quality_p_lower(c, p)
         detail["quality"] = {"canary": _r(qc), "production": _r(qp), "ratio": _r(ratio), "p_lower": _r(p_lower)}
         enough = c.quality_count >= st.MIN_ROLLBACK_EVENTS
-        if ratio < limit and p_lower is not None and p_lower < st.ROLLBACK_ALPHA and enough:
+        if ratio < limit and st.rollback_evidence(p_lower, c.quality_count):
             fired.append(Trigger("quality", ratio, limit,
                                  f"quality {qc:.3f} vs production {qp:.3f} (×{ratio:.3f} < ×{limit}; "
                                  f"p={p_lower:.1e}, {int(c.quality_count)} scored)"))
@@ -197,8 +197,7 @@ def rollback_triggers(
 
 def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, span: str) -> Trigger | None:
     """The error-rate trigger on one span: beyond the margin, significant, and on enough errors."""
-    if not (cmp.difference > margin_pp / 100 and cmp.p_worse < st.ROLLBACK_ALPHA
-            and c.errors >= st.MIN_ROLLBACK_EVENTS):
+    if not st.error_rollback(cmp.difference, cmp.p_worse, c.errors, margin_pp / 100):
         return None
     return Trigger("error_rate", cmp.difference * 100, margin_pp,
                    f"error rate {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%}{span} "
@@ -397,7 +396,7 @@ def _tail_evidence(c: Sample, p: Sample, p99_p: float) -> tuple[bool, str]:
         return ok, f"no buckets; {int(c.requests)} requests"
     above_c, above_p = st.count_above(c.latency_buckets, p99_p), st.count_above(p.latency_buckets, p99_p)
     pval = st.poisson_rate_test(int(above_c), int(c.requests), int(above_p), int(p.requests))
-    ok = above_c >= st.MIN_ROLLBACK_EVENTS and pval < st.ROLLBACK_ALPHA
+    ok = st.rollback_evidence(pval, above_c)
     return ok, f"{int(above_c)} of {int(c.requests)} canary requests beyond production's p99, p={pval:.1e}"
 
 

@@ -161,21 +161,32 @@ def poisson_rate_test(x_c: int, n_c: int, x_p: int, n_p: int) -> float:
     return binom_sf(x_c, total, n_c / (n_c + n_p))
 
 
-def smallest_rollback_errors(n_c: int, x_p: int, n_p: int, margin: float, *, alpha: float = ROLLBACK_ALPHA,
-                             floor: int = MIN_ROLLBACK_EVENTS) -> int | None:
-    """The fewest canary errors in `n_c` requests that the error-rate rollback trigger fires on,
-    against production's `x_p` errors in `n_p`: past the margin, significant at `alpha`, at least
-    `floor`. None when not even every request failing would do. Each condition only gets easier
-    as the errors grow (the conditional test's p-value falls with them), so a bisection finds it."""
+def rollback_evidence(p_worse: float | None, events: float) -> bool:
+    """Conditions 2 and 3 of the rollback rule (the magnitude, condition 1, is the caller's): the
+    canary is worse than production at `ROLLBACK_ALPHA`, on at least `MIN_ROLLBACK_EVENTS` events."""
+    return p_worse is not None and p_worse < ROLLBACK_ALPHA and events >= MIN_ROLLBACK_EVENTS
+
+
+def error_rollback(difference: float, p_worse: float, errors: float, margin: float) -> bool:
+    """The whole rule for error rates: the canary's rate less production's past `margin` (both
+    fractions), `p_worse` their conditional test, on `errors` canary errors."""
+    return difference > margin and rollback_evidence(p_worse, errors)
+
+
+def smallest_rollback_errors(n_c: int, x_p: int, n_p: int, margin: float) -> int | None:
+    """The fewest canary errors in `n_c` requests that the error-rate rollback fires on, against
+    production's `x_p` errors in `n_p`. None when not even every request failing would do. Each
+    condition only gets easier as the errors grow (the conditional test's p-value falls with
+    them), so a bisection finds it."""
     if n_c <= 0 or n_p <= 0:
         return None
 
     def fires(x: int) -> bool:
-        return x >= floor and x / n_c - x_p / n_p > margin and poisson_rate_test(x, n_c, x_p, n_p) < alpha
+        return error_rollback(x / n_c - x_p / n_p, poisson_rate_test(x, n_c, x_p, n_p), x, margin)
 
     if not fires(n_c):
         return None
-    lo, hi = max(floor, int(n_c * (x_p / n_p + margin))), n_c
+    lo, hi = max(MIN_ROLLBACK_EVENTS, int(n_c * (x_p / n_p + margin))), n_c
     while lo < hi:
         mid = (lo + hi) // 2
         if fires(mid):
