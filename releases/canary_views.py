@@ -593,9 +593,8 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "readiness": readiness,
         "evaluation": evaluation,
         "gates": _gate_rows(evaluation),
-        "rollback_sensitivity": rollback_sensitivity(
-            evaluation.inputs, (canary.thresholds or DEFAULT_THRESHOLDS).get("rollback", DEFAULT_THRESHOLDS["rollback"])
-        ) if evaluation is not None else [],
+        "rollback_sensitivity": rollback_sensitivity(evaluation.inputs, canary.thresholds["rollback"])
+        if evaluation is not None else [],
         "stage_rows": _stage_rows(canary, approvals, now=now),
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": canary.state in lifecycle.SERVING_STATES
