@@ -40,7 +40,7 @@ import django  # noqa: E402
 django.setup()
 
 from monitoring.evaluator import rollback_triggers  # noqa: E402
-from monitoring.providers import Sample  # noqa: E402
+from monitoring.samples import Sample  # noqa: E402
 from monitoring.simulator import (  # noqa: E402,E501
     LATENCY_BOUNDS,
     QUALITY_BOUNDS,
@@ -48,7 +48,7 @@ from monitoring.simulator import (  # noqa: E402,E501
     _lognormal_bucket_probs,
     _normal_bucket_probs,
 )
-from releases.thresholds import DEFAULT_THRESHOLDS  # noqa: E402
+from monitoring.thresholds import DEFAULT_THRESHOLDS  # noqa: E402
 
 STAGES = (1, 5, 10, 25, 50)
 WINDOW = 5

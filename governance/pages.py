@@ -183,7 +183,7 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
 
 
 def _threshold_rows(current: dict[str, Any], proposed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    from releases.thresholds import DEFAULT_THRESHOLDS
+    from monitoring.thresholds import DEFAULT_THRESHOLDS
 
     rows = [
         {"name": f"{section}.{key}", "current": current.get(section, {}).get(key),
@@ -197,7 +197,7 @@ def _threshold_rows(current: dict[str, Any], proposed: dict[str, Any] | None = N
 
 
 def _proposed_from(post: Any) -> tuple[dict[str, dict[str, float | int]], dict[str, list[str]]]:
-    from releases.thresholds import DEFAULT_THRESHOLDS
+    from monitoring.thresholds import DEFAULT_THRESHOLDS
 
     proposed: dict[str, dict[str, float | int]] = {}
     errors: dict[str, list[str]] = {}

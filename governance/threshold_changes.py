@@ -22,8 +22,8 @@ Status = ThresholdChangeRequest.Status
 def threshold_change_request(
     *, actor: Any, canary_id: int, proposed: Any, reason: str, now: datetime | None = None
 ) -> ThresholdChangeRequest:
+    from monitoring.thresholds import thresholds_with_defaults
     from releases.models import Canary
-    from releases.thresholds import thresholds_with_defaults
 
     now = now or timezone.now()
     principal = as_principal(actor)

@@ -25,7 +25,7 @@ from typing import Any
 
 from monitoring import statistics as st
 from monitoring.evaluations import PROMOTION_GATES, Gate, GateStatus, overall_verdict
-from monitoring.providers import Sample
+from monitoring.samples import Sample
 
 FAIL_CLOSED_AFTER = 4  # consecutive source errors, as Argo Rollouts' default
 WARNING_FRACTION = 0.8  # "within 20 % of the rollback threshold"

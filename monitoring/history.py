@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitoring.models import Evaluation
-from monitoring.providers import Sample
+from monitoring.samples import Sample
 
 _COUNTS = {
     (role, name): f"inputs__window__{role}__{name}"

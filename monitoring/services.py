@@ -28,7 +28,8 @@ from monitoring import evaluator
 from monitoring.evaluations import evaluation_hash, normalise_json
 from monitoring.history import EarlierWindow, earlier_windows
 from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation
-from monitoring.providers import Provider, Reading, Sample, Target, provider_for
+from monitoring.providers import Provider, provider_for
+from monitoring.samples import Reading, Sample, Target
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, p
 from governance.authentication import principal_of
 from governance.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from governance.permissions import Action, require
+from monitoring.thresholds import METRIC_NAMES
 from releases import selectors, services
 from releases.models import Consumer, ModelVersion, RiskTier
-from releases.thresholds import METRIC_NAMES
 
 
 class VersionConverter:

@@ -34,12 +34,12 @@ from governance.models import Approval
 from governance.permissions import Action, Principal, Role, decide, roles_of
 from monitoring.evaluator import rollback_sensitivity
 from monitoring.models import Evaluation
+from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases import approvals as rules
 from releases import canary_selectors, lifecycle, schedules, selectors
 from releases.canary_forms import STRATEGY_LABELS, CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
 from releases.forms import THRESHOLD_TEXT
 from releases.models import AIModel, Canary
-from releases.thresholds import DEFAULT_THRESHOLDS
 
 State = Canary.State
 

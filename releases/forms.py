@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 
 from canaryhub.errors import DomainError
 from governance.permissions import Role
+from monitoring.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES, PROVIDERS, QUERY_PLACEHOLDERS
 from releases.models import Consumer, ModelVersion, RiskTier
-from releases.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES, PROVIDERS, QUERY_PLACEHOLDERS
 
 User = get_user_model()
 

@@ -15,8 +15,8 @@ from django.db import IntegrityError, models, transaction
 from canaryhub.errors import Conflict, NotFound, ValidationFailed
 from governance.audit import audit_append
 from governance.permissions import Action, Role, as_principal, require, roles_of
+from monitoring.thresholds import metrics_with_defaults, thresholds_with_defaults
 from releases.models import SEMVER_RE, AIModel, Consumer, ModelVersion, RiskTier
-from releases.thresholds import metrics_with_defaults, thresholds_with_defaults
 
 User = get_user_model()
 

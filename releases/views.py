@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, require_page
 from governance.permissions import Action, decide
+from monitoring.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES
 from releases import selectors, services
 from releases.forms import (
     METRIC_LABELS,
@@ -26,7 +27,6 @@ from releases.forms import (
     VersionRegisterForm,
 )
 from releases.models import AIModel, ModelVersion
-from releases.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES
 
 
 def _model_or_404(user: Any, name: str) -> AIModel:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
+from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases.models import AIModel, ModelVersion, RiskTier
-from releases.thresholds import DEFAULT_THRESHOLDS
 
 PASSWORD = "correct horse battery staple"
 

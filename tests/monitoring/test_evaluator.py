@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitoring.evaluator import decide
-from releases.thresholds import DEFAULT_THRESHOLDS
+from monitoring.thresholds import DEFAULT_THRESHOLDS
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +32,7 @@ def qual(mean_bucket: int, n: float) -> list[tuple[float, float]]:
 
 
 def sample(requests=100_000, errors=100, lat_bucket=1, q_bucket=4, q_mean=0.85, safety=0, alerts=0, age_s=10):
-    from monitoring.providers import Sample
+    from monitoring.samples import Sample
 
     return Sample(requests=requests, errors=errors, latency_buckets=lat(lat_bucket, requests),
                   quality_sum=q_mean * requests, quality_count=requests, quality_buckets=qual(q_bucket, requests),
@@ -114,7 +114,7 @@ def test_early_warning_near_the_rollback_threshold():
 
 
 def _errors_only(requests, errors):
-    from monitoring.providers import Sample
+    from monitoring.samples import Sample
 
     return Sample(requests=requests, errors=errors, last_seen=NOW - timedelta(seconds=10), present=True)
 

@@ -13,7 +13,8 @@ from governance.permissions import Role
 from monitoring import services
 from monitoring.history import earlier_windows
 from monitoring.models import Evaluation, Observation
-from monitoring.providers import PushProvider, Reading
+from monitoring.providers import PushProvider
+from monitoring.samples import Reading
 from releases import lifecycle
 from releases import services as register
 from releases.models import Canary

@@ -13,7 +13,8 @@ from governance.permissions import Role
 from governance.tokens import token_create
 from monitoring import services
 from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation
-from monitoring.providers import PrometheusProvider, PushProvider, Target
+from monitoring.providers import PrometheusProvider, PushProvider
+from monitoring.samples import Target
 from releases import lifecycle
 from releases import services as register
 from releases.models import Canary
@@ -150,7 +151,7 @@ def test_tick_stores_each_window_once_and_queues_rollbacks_only_for_the_records_
 
 
 def test_evaluate_canary_stores_a_window_once(canary, django_capture_on_commit_callbacks):
-    from monitoring.providers import Reading
+    from monitoring.samples import Reading
 
     now = timezone.now().replace(microsecond=0)
     reading = Reading(error="database unavailable", source="push")
@@ -185,7 +186,7 @@ def test_tick_pauses_the_garbage_collector_and_always_resumes_it(canary):
 
 
 def test_stage_counters_are_taken_at_the_first_look_at_a_stage_and_kept(canary):
-    from monitoring.providers import Reading, Sample
+    from monitoring.samples import Reading, Sample
 
     class Counters(PushProvider):
         """Cumulative counters, as Prometheus gives them."""
@@ -229,7 +230,7 @@ def test_suspended_canary_still_rolls_back(canary, django_capture_on_commit_call
 def test_source_failing_four_times_fails_closed(canary, django_capture_on_commit_callbacks):
     class Broken(PushProvider):
         def fetch(self, targets, *, now, window_s):
-            from monitoring.providers import Reading
+            from monitoring.samples import Reading
 
             return {t.canary_id: Reading(error="database unavailable") for t in targets}
 

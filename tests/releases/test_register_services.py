@@ -5,10 +5,10 @@ import pytest
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.models import AuditEvent
 from governance.permissions import Principal, Role
+from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases import services
 from releases.models import AIModel, ModelVersion
 from releases.services import change_type_between, parse_semver
-from releases.thresholds import DEFAULT_THRESHOLDS
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from canaryhub.errors import ValidationFailed
-from releases.thresholds import DEFAULT_THRESHOLDS, metrics_with_defaults, thresholds_with_defaults
+from monitoring.thresholds import DEFAULT_THRESHOLDS, metrics_with_defaults, thresholds_with_defaults
 
 
 def test_defaults_are_the_patterns_numbers():

@@ -1,0 +1,124 @@
+"""The numbers a metric provider reads and the evaluator judges, as plain values.
+
+A `Sample` is one version's numbers over some span; a `Reading` is what a provider answers for one
+canary (the canary's and production's samples over the window, the stage so far or cumulative
+counters, or the error that made it unknown); a `Target` names what to read. Nothing here does I/O:
+the pure evaluator and the statistics import these without importing a provider.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+Buckets = list[tuple[float, float]]  # cumulative (le, count), ascending, +Inf last
+
+
+@dataclass
+class Sample:
+    """One version's numbers (in one segment set) over some span."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    latency_buckets: Buckets | None = None
+    latency_p99_s: float | None = None  # only when there are no buckets (push, overrides)
+    quality_sum: float = 0.0
+    quality_count: float = 0.0
+    quality_buckets: Buckets | None = None
+    quality_mean_override: float | None = None
+    safety_violations: float = 0.0
+    anomaly_alerts: float = 0.0
+    last_seen: datetime | None = None
+    present: bool = False  # any series / observation at all
+
+    @property
+    def quality_mean(self) -> float | None:
+        if self.quality_mean_override is not None:
+            return self.quality_mean_override
+        return self.quality_sum / self.quality_count if self.quality_count > 0 else None
+
+    def minus(self, earlier: Sample) -> Sample:
+        """This cumulative reading less an earlier one. A counter that went backwards (a model
+        server restarted) cannot be subtracted: the later reading is taken whole, which undercounts
+        the stage rather than inventing negative requests."""
+        if self.requests < earlier.requests or self.errors < earlier.errors:
+            return replace(self)
+        return replace(
+            self,
+            requests=self.requests - earlier.requests,
+            errors=self.errors - earlier.errors,
+            latency_buckets=bucket_minus(self.latency_buckets, earlier.latency_buckets),
+            quality_sum=max(0.0, self.quality_sum - earlier.quality_sum),
+            quality_count=max(0.0, self.quality_count - earlier.quality_count),
+            quality_buckets=bucket_minus(self.quality_buckets, earlier.quality_buckets),
+            safety_violations=max(0.0, self.safety_violations - earlier.safety_violations),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "errors": self.errors,
+            "latency_buckets": [[le_json(le), c] for le, c in self.latency_buckets] if self.latency_buckets else None,
+            "latency_p99_s": self.latency_p99_s, "quality_sum": self.quality_sum, "quality_count": self.quality_count,
+            "quality_buckets": [[le_json(le), c] for le, c in self.quality_buckets] if self.quality_buckets else None,
+            "quality_mean_override": self.quality_mean_override,
+            "safety_violations": self.safety_violations, "anomaly_alerts": self.anomaly_alerts,
+            "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Sample:
+        def buckets(raw: Any) -> Buckets | None:
+            return [(le_parse(le), float(c)) for le, c in raw] if raw else None
+
+        return cls(
+            requests=value.get("requests", 0.0), errors=value.get("errors", 0.0),
+            latency_buckets=buckets(value.get("latency_buckets")), latency_p99_s=value.get("latency_p99_s"),
+            quality_sum=value.get("quality_sum", 0.0), quality_count=value.get("quality_count", 0.0),
+            quality_buckets=buckets(value.get("quality_buckets")),
+            quality_mean_override=value.get("quality_mean_override"),
+            safety_violations=value.get("safety_violations", 0.0), anomaly_alerts=value.get("anomaly_alerts", 0.0),
+            last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
+            present=value.get("present", False),
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    canary_id: int
+    model: str
+    version: str
+    baseline: str
+    segments: tuple[str, ...] | None  # None: every segment (random segmentation)
+    stage_since: datetime
+    queries: dict[str, str] = field(default_factory=dict)  # per-version PromQL overrides
+
+
+@dataclass
+class Reading:
+    window: dict[str, Sample] | None = None  # {"canary": ..., "production": ...}
+    stage: dict[str, Sample] | None = None  # stage so far, when the provider can say
+    totals: dict[str, Sample] | None = None  # cumulative counters (Prometheus)
+    error: str | None = None
+    queries: list[str] = field(default_factory=list)
+    source: str = ""
+    # Stage-so-far values from per-version override queries, applied over the computed stage.
+    stage_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def le_parse(raw: Any) -> float:
+    return math.inf if raw in ("+Inf", "Inf", "inf", None) else float(raw)
+
+
+def le_json(le: float) -> Any:
+    return "+Inf" if math.isinf(le) else le
+
+
+def bucket_minus(later: Buckets | None, earlier: Buckets | None) -> Buckets | None:
+    if later is None:
+        return None
+    if not earlier:
+        return later
+    before = dict(earlier)
+    return [(le, max(0.0, c - before.get(le, 0.0))) for le, c in later]
