@@ -39,9 +39,10 @@ from tests.harness.redis import RedisServer  # noqa: E402
 SETUP = """
 import django; django.setup()
 from django.contrib.auth.models import Group
-from governance.permissions import Role
-from governance.tokens import token_create
-from releases import lifecycle, services
+from governance.access.permissions import Role
+from governance.tokens.services import token_create
+from releases.canaries import services as lifecycle
+from releases.register import services
 from tests.factories import UserFactory
 def user(name, role):
     u = UserFactory(username=name); u.groups.add(Group.objects.get_or_create(name=str(role))[0]); return u
@@ -53,7 +54,7 @@ services.version_register(actor=platform, model_name="scorer", version="1.0.0", 
                           status="production")
 services.version_register(actor=platform, model_name="scorer", version="1.1.0", artifact_uri="s3://2")
 c = lifecycle.canary_initiate(actor=owner, model_name="scorer", version="1.1.0")
-from releases.models import Canary
+from releases.canaries.models import Canary
 Canary.objects.filter(pk=c.pk).update(traffic_percent=10)
 print(token_create(actor=platform, user=app, name="bench", scope=["scorer"])[1])
 """

@@ -227,8 +227,8 @@ def run_regressions(n: int, rps: float, hours: float,
 
 
 def router_push_ms(samples: int = 50) -> float:
-    from releases.routers.base import Split
-    from releases.routers.file import FileRouter
+    from releases.routing.routers.base import Split
+    from releases.routing.routers.file import FileRouter
 
     router = FileRouter(tempfile.mkdtemp(prefix="canaryhub-bench-router-"))
     times = []

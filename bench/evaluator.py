@@ -6,7 +6,7 @@
 Starts the simulator's model servers for every model (one exporter, production and canary series
 per model) in a process of their own, a real Prometheus (Debian package) scraping them every 5 s,
 a throwaway database with the canaries (SQLite; with --postgres a PostgreSQL server of its own,
-tests.harness.postgres), and times `monitoring.services.evaluate_tick` over all of them (the tick
+tests.harness.postgres), and times `releases.canaries.loop.evaluate_tick` over all of them (the tick
 includes writing every Evaluation record and reconciling every canary). Everything shares this
 machine's cores. Prints the figures; not a test.
 """
@@ -84,9 +84,11 @@ def make_canaries(n: int, start: int) -> list[int]:
     is not what is measured)."""
     from django.contrib.auth.models import Group
 
-    from governance.permissions import Role
-    from releases import lifecycle, services
-    from releases.models import AIModel, Canary, ModelVersion
+    from governance.access.permissions import Role
+    from releases.canaries import services as lifecycle
+    from releases.canaries.models import Canary
+    from releases.register import services
+    from releases.register.models import AIModel, ModelVersion
     from tests.factories import UserFactory
 
     owner = UserFactory(username="owner")
@@ -167,7 +169,7 @@ def main() -> None:
             if r and float(r[0]["value"][1]) >= 4 * max(sizes):  # success and error, of two versions
                 break
             time.sleep(2)
-        from monitoring.services import evaluate_tick
+        from releases.canaries.loop import evaluate_tick
 
         print(f"evaluator tick against Prometheus {prometheus.url} on {os.cpu_count()} CPUs "
               f"({connection.display_name}, {args.ticks} ticks per size)")

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
 
-from releases.routers import Split  # noqa: E402
-from releases.routers.nginx import NginxRouter  # noqa: E402
+from releases.routing.routers import Split  # noqa: E402
+from releases.routing.routers.nginx import NginxRouter  # noqa: E402
 from tests.harness.nginx import NginxServer, VersionServer  # noqa: E402
 
 

@@ -7,6 +7,13 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from canaryhub.pagination import Pagination
+
+# Free text that is copied into the audit trail: bounded so one request cannot bloat the chain.
+REASON_MAX = 2000
+STATEMENT_MAX = 2000
+PASSWORD_MAX = 1024
+
 
 def _nul_paths(value: Any, path: str = "") -> list[str]:
     """Where a JSON value holds a NUL character (keys included): PostgreSQL cannot store one in
@@ -40,6 +47,15 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's CharField turns 42 into "42", which would let a wrong JSON type pass."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -101,8 +117,6 @@ def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Ser
 def paginate(request: Any, view: Any, queryset: Any, serializer_class: Any, *, to_item: Any = None) -> Any:
     """One page of `queryset` as a paginated response; `to_item` turns each row into what the
     serializer reads."""
-    from canaryhub.pagination import Pagination
-
     paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     items = [to_item(obj) for obj in page] if to_item else page

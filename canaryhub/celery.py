@@ -8,7 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
 
 app = Celery("canaryhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Task modules live in the apps' sub-packages (one per sub-domain), not in <app>.tasks.
+app.autodiscover_tasks([
+    "releases.canaries", "governance.tokens", "governance.evidence",
+])
 
 
 @app.on_after_configure.connect

@@ -72,7 +72,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def problem_for(exc: Exception) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The problem document and headers for an exception the API answers, or None for one it
+    does not (a 500, caught by ApiProblemMiddleware)."""
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
         body = problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors)
@@ -99,10 +101,24 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
     else:
         return None
-    if body["status"] == 403 or isinstance(exc, drf_exceptions.AuthenticationFailed):
-        _audit_refusal(context.get("request"), body)
+    return body, headers
+
+
+def is_refusal(exc: Exception, body: dict[str, Any]) -> bool:
+    """A refused action (403) or a bad credential (401 from authentication itself)."""
+    return body["status"] == 403 or isinstance(exc, drf_exceptions.AuthenticationFailed)
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str]) -> Response:
     set_rollback()
     return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's exception handler: every error a problem document. (The deployed handler,
+    governance.audit.api.exception_handler, also puts each refusal in the audit trail.)"""
+    found = problem_for(exc)
+    return problem_response(*found) if found is not None else None
 
 
 class ApiProblemMiddleware:
@@ -136,18 +152,3 @@ class ApiProblemMiddleware:
             content_type=PROBLEM_CONTENT_TYPE,
         )
 
-
-def _audit_refusal(request: Any, body: dict[str, Any]) -> None:
-    """A refused action leaves exactly one trace: an audit event saying who tried what."""
-    from governance.audit import audit_append
-
-    if request is None:
-        return
-    user = getattr(request, "user", None)
-    audit_append(
-        actor=user if getattr(user, "is_authenticated", False) else None,
-        action="access.refused",
-        object_type="request",
-        object_id=f"{request.method} {request.path}"[:120],
-        payload={"status": body["status"], "reason": body["detail"]},
-    )

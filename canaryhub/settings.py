@@ -54,7 +54,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Answers bearer-token GET /api/v1/assign without the rest of this chain (its docstring says why).
-    "releases.api_assign.AssignFastPathMiddleware",
+    "releases.canaries.assign.AssignFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,7 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "canaryhub.context_processors.canaryhub",
+                "governance.access.context_processors.canaryhub",
             ],
         },
     },
@@ -129,7 +129,7 @@ SESSION_COOKIE_HTTPONLY = True
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "governance.authentication.BearerTokenAuthentication",
+        "governance.tokens.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -138,7 +138,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "canaryhub.problems.exception_handler",
+    "EXCEPTION_HANDLER": "governance.audit.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -223,18 +223,22 @@ for _name, _value in [
 # Every periodic task, in one place. Beat only enqueues; each task claims its own work, so a
 # second beat running by mistake is harmless.
 CELERY_BEAT_SCHEDULE = {
-    "reconcile-canaries": {"task": "releases.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S)},
-    "reconcile-routers": {"task": "releases.tasks.reconcile_routers", "schedule": float(EVALUATION_CADENCE_S)},
-    "prune-idempotency-keys": {"task": "governance.tasks.prune_idempotency_keys", "schedule": 3600.0},
+    "reconcile-canaries": {
+        "task": "releases.canaries.tasks.reconcile_canaries", "schedule": float(EVALUATION_CADENCE_S),
+    },
+    "reconcile-routers": {"task": "releases.canaries.tasks.reconcile_routers", "schedule": float(EVALUATION_CADENCE_S)},
+    "prune-idempotency-keys": {"task": "governance.tokens.tasks.prune_idempotency_keys", "schedule": 3600.0},
     # The evaluator tick, and the dead-man's switch as a separate task on the rollbacks queue so
     # that a stuck evaluation queue cannot silence the check that watches it.
-    "evaluate-canaries": {"task": "monitoring.tasks.evaluate_tick", "schedule": float(EVALUATION_CADENCE_S)},
-    "deadman-check": {"task": "monitoring.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"}},
-    "prune-evaluations": {"task": "monitoring.tasks.prune_evaluations", "schedule": 24 * 3600.0},
-    "prune-evidence-exports": {"task": "governance.tasks.prune_evidence_exports", "schedule": 24 * 3600.0},
+    "evaluate-canaries": {"task": "releases.canaries.tasks.evaluate_tick", "schedule": float(EVALUATION_CADENCE_S)},
+    "deadman-check": {
+        "task": "releases.canaries.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"},
+    },
+    "prune-evaluations": {"task": "releases.canaries.tasks.prune_evaluations", "schedule": 24 * 3600.0},
+    "prune-evidence-exports": {"task": "governance.evidence.tasks.prune_evidence_exports", "schedule": 24 * 3600.0},
     # Nightly (default 02:30 UTC): verify the whole audit chain and export its head.
     "verify-audit-chain": {
-        "task": "governance.tasks.verify_audit_chain",
+        "task": "governance.evidence.tasks.verify_audit_chain",
         "schedule": crontab(
             hour=env.str("CANARYHUB_AUDIT_VERIFY_HOUR", default="2"),
             minute=env.str("CANARYHUB_AUDIT_VERIFY_MINUTE", default="30"),

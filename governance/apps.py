@@ -1,32 +1,27 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.db.models.signals import post_save
 
 
 class GovernanceConfig(AppConfig):
     name = "governance"
-    verbose_name = "Governance: roles, audit trail, evidence"
+    verbose_name = "Governance: roles, audit trail, incidents, evidence"
 
     def ready(self) -> None:
+        # Local: Django imports apps.py before the models and task modules can be loaded.
         from auditlog.models import LogEntry
 
-        post_save.connect(_seal_auditlog_entry, sender=LogEntry, dispatch_uid="seal-auditlog-entry")
+        from canaryhub import events, metrics
+        from governance.audit.services import auditlog_entry_seal, metrics_refresh
+        from governance.evidence import tasks as evidence_tasks
 
+        def seal(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+            # django-auditlog's rows are ordinary mutable rows: each new one is sealed into the
+            # hash chain in the same transaction.
+            if created:
+                auditlog_entry_seal(instance)
 
-def _seal_auditlog_entry(sender, instance, created: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    """django-auditlog's rows are ordinary mutable rows; sealing each one into the hash chain,
-    in the same transaction, makes them part of the record of truth."""
-    if not created:
-        return
-    from governance.audit import audit_append
-
-    audit_append(
-        actor=instance.actor,
-        action=f"field_changes.{instance.get_action_display().lower()}",
-        object_type=instance.content_type.model_class()._meta.label_lower if instance.content_type else "unknown",
-        object_id=instance.object_pk,
-        payload={
-            "auditlog_entry": instance.pk,
-            "object_repr": instance.object_repr,
-            "changes": instance.changes,
-        },
-    )
+        post_save.connect(seal, sender=LogEntry, dispatch_uid="seal-auditlog-entry", weak=False)
+        events.subscribe("evidence.export_requested", evidence_tasks.enqueue_build)
+        metrics.on_scrape(metrics_refresh)

@@ -19,7 +19,6 @@ Decisions:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from governance.audit import canonical_json
+from canaryhub.canonical import canonical_json, normalise_json
 
 
 class GateStatus(StrEnum):
@@ -98,15 +97,6 @@ def overall_verdict(gates: Iterable[Gate | Mapping[str, Any]]) -> GateStatus:
         return GateStatus.INSUFFICIENT
     return next(status for status in _SEVERITY if status in statuses)
 
-
-def normalise_json(value: Any) -> Any:
-    """The value as it reads back from a JSON column, refusing NaN and infinities (which are not
-    JSON, and which PostgreSQL's jsonb refuses). Store this, so the stored record rehashes
-    to the same digest."""
-    # canonical_json's spelling, refusing what is not finite in the same pass (ValueError): the
-    # tick normalises every canary's inputs, and a walk of its own doubled the cost.
-    return json.loads(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
-                                 allow_nan=False))
 
 
 def evaluation_hash(

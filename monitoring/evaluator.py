@@ -1,5 +1,6 @@
 """The evaluator's decisions, as pure functions of what the providers read (no database, no
-clock: `now` is passed in). monitoring.services applies them.
+clock: `now` is passed in; no I/O: the numbers are monitoring.samples values). The control loop
+(releases.canaries.loop) asks for them through monitoring.services.judge and acts on them.
 
 For one canary and one tick, `decide()` returns:
 - the promotion gates over the stage so far (monitoring.statistics says when each is green),
@@ -53,6 +54,12 @@ class Decision:
     warnings: list[Trigger] = field(default_factory=list)
     fail_closed: bool = False
     inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rolls_back(self) -> bool:
+        """Whether this decision sends the canary back to 0 %: a trigger fired, or the metric
+        source failed closed."""
+        return bool(self.rollback) or self.fail_closed
 
     @property
     def rollback_reason(self) -> str:

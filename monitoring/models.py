@@ -88,10 +88,12 @@ class Evaluation(models.Model):
 
 
 class NotificationEvent(models.Model):
-    """The outbox of things people must be told (rollback, early warning, promotion, escalation).
-
-    Writers add a row in the same transaction as the fact it reports; a sender delivers and
-    stamps `sent_at` (the embedded default "sends" to the log and the database)."""
+    """The outbox of things people must be told, and their history: every canary transition and
+    threshold change move (releases.canaries.services), every act on an incident's follow-up
+    (governance.rootcause), control-plane incidents (monitoring.services.incident_raise), early
+    warnings (the control loop) and committee escalations each add a row in the same transaction
+    as the fact it reports. `audience` names who must hear of it; `sent_at` and `error` are for
+    the delivery, which nothing performs yet: rows are recorded, not sent."""
 
     kind = models.CharField(max_length=60)
     canary = models.ForeignKey(

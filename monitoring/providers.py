@@ -25,7 +25,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db.models import Q
+from prometheus_api_client import PrometheusConnect
 
+from monitoring.models import Observation
 from monitoring.samples import Reading, Sample, Target, le_parse
 
 logger = logging.getLogger(__name__)
@@ -71,8 +74,6 @@ class PrometheusProvider:
 
     def __init__(self, url: str | None = None, *, timeout_s: float | None = None, max_in_flight: int = 4,
                  client: Any = None) -> None:
-        from prometheus_api_client import PrometheusConnect
-
         self.url = url or settings.PROMETHEUS_URL
         # The client has no timeout by default: a hung Prometheus would hang the tick.
         self.timeout_s = timeout_s if timeout_s is not None else settings.PROMETHEUS_TIMEOUT_S
@@ -277,10 +278,6 @@ class PushProvider:
         self.query_count = 0
 
     def fetch(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]:
-        from django.db.models import Q
-
-        from monitoring.models import Observation
-
         if not targets:
             return {}
         since = min(t.stage_since for t in targets)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitoring import metrics as own_metrics
+from canaryhub import metrics as own_metrics
 
 
 @require_GET
@@ -39,8 +41,6 @@ def _check_broker() -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
         return None if folder.is_dir() and _writable(folder) else f"broker folder {folder} is not writable"
     if url.startswith(("redis://", "rediss://")):
-        import redis
-
         try:
             redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
         except Exception as exc:  # noqa: BLE001
@@ -52,8 +52,6 @@ def _check_broker() -> str | None:
 
 
 def _writable(folder: Path) -> bool:
-    import os
-
     return os.access(folder, os.W_OK)
 
 
@@ -87,5 +85,4 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    own_metrics.refresh()
-    return HttpResponse(generate_latest(own_metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(own_metrics.scrape(), content_type=CONTENT_TYPE_LATEST)

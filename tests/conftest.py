@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from governance.audit import protection_install_sql, protection_remove_sql, protection_run
-from governance.permissions import Role
+from governance.access.permissions import Role
+from governance.audit.services import protection_install_sql, protection_remove_sql, protection_run
 from tests.factories import UserFactory
 
 # A speed setting only: real password hashing costs ~0.3 s per user and the matrix makes

@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from monitoring.thresholds import DEFAULT_THRESHOLDS
-from releases.models import AIModel, ModelVersion, RiskTier
+from releases.register.models import AIModel, ModelVersion, RiskTier
 
 PASSWORD = "correct horse battery staple"
 
@@ -61,7 +61,8 @@ def make_evaluation(canary, *, status: str = "green", window_end=None, stage_ind
 
     from django.utils import timezone
 
-    from monitoring.evaluations import PROMOTION_GATES, Gate, evaluation_hash, normalise_json, overall_verdict
+    from canaryhub.canonical import normalise_json
+    from monitoring.evaluations import PROMOTION_GATES, Gate, evaluation_hash, overall_verdict
     from monitoring.models import Evaluation
 
     window_end = window_end or timezone.now()

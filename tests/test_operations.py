@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from governance.audit import audit_verify
-from governance.models import ApiToken
-from releases.models import AIModel, ModelVersion
+from governance.audit.services import audit_verify
+from governance.tokens.models import ApiToken
+from releases.register.models import AIModel, ModelVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 import pytest
 
-from governance.audit import audit_append, audit_verify
+from governance.audit.services import audit_append, audit_verify
 
 
 @pytest.mark.django_db

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from governance.audit import protection_install_sql, protection_remove_sql
+from governance.audit.services import protection_install_sql, protection_remove_sql
 
 ROLES = ["model_owner", "platform", "mrm", "ai_governance", "risk_officer", "on_call", "auditor", "service_account"]
 

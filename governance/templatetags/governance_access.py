@@ -8,7 +8,7 @@ from typing import Any
 
 from django import template
 
-from governance.permissions import Action, Role, decide
+from governance.access.permissions import Action, Role, decide
 
 register = template.Library()
 

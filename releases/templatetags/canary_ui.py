@@ -9,7 +9,9 @@ from typing import Any
 from django import template
 from django.db.models import QuerySet
 
-from releases.models import AIModel, Canary, ModelVersion
+from releases.canaries import presenters
+from releases.canaries.models import Canary
+from releases.register.models import AIModel, ModelVersion
 
 register = template.Library()
 
@@ -43,13 +45,11 @@ def nav_section(context: template.Context) -> str:
 def inbox_count(context: template.Context) -> int | None:
     """`{% inbox_count as waiting %}`: steps waiting for the user's signature; None when the
     user signs nothing (then there is no inbox to show)."""
-    from releases.canary_views import inbox_count as count
-
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    return count(user)
+    return presenters.inbox_count(user)
 
 
 @register.simple_tag

@@ -12,9 +12,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
 from canaryhub.wsgi import application
-from governance.permissions import Role
-from governance.tokens import token_create
-from releases import lifecycle, services
+from governance.access.permissions import Role
+from governance.tokens.services import token_create
+from releases.canaries import services as lifecycle
+from releases.register import services
 from tests.factories import make_evaluation
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)

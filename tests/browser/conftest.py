@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from governance.permissions import Role
+from governance.access.permissions import Role
 from tests.factories import PASSWORD
 
 # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a

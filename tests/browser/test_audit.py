@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from releases import services
+from releases.register import services
 
 pytestmark = pytest.mark.browser
 

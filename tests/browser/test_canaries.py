@@ -13,9 +13,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from governance.permissions import Role
-from releases import lifecycle, services
-from releases.models import Canary
+from governance.access.permissions import Role
+from releases.canaries import services as lifecycle
+from releases.canaries.models import Canary
+from releases.register import services
 from tests.browser.conftest import SCREENSHOT_DIR, TIMEOUT_MS
 from tests.factories import PASSWORD, make_evaluation
 

@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from playwright.sync_api import Page, expect
 
-from governance.permissions import Role
-from releases import lifecycle
+from governance.access.permissions import Role
+from releases.canaries import services as lifecycle
 from tests.governance.helpers import make_model, run_to_completion
 
 pytestmark = pytest.mark.browser
@@ -60,7 +60,7 @@ def test_governance_issues_certificate_and_risk_officer_downloads_and_verifies(p
 
 
 def test_public_verification_page_needs_no_login(page: Page, people, completed):
-    from governance.certificates import certificate_decide
+    from governance.certificates.services import certificate_decide
 
     cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
     page.goto(f"/governance/verify/{cert.pk}/")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from governance.models import ThresholdChangeRequest
-from governance.permissions import Role
-from releases import lifecycle
+from governance.access.permissions import Role
+from releases.canaries import services as lifecycle
+from releases.canaries.models import ThresholdChangeRequest
 from tests.governance.helpers import make_model
 
 pytestmark = pytest.mark.browser

@@ -8,8 +8,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from governance.permissions import Role
-from releases.models import AIModel, Consumer, ModelVersion
+from governance.access.permissions import Role
+from releases.register.models import AIModel, Consumer, ModelVersion
 from tests.factories import AIModelFactory, ModelVersionFactory
 
 pytestmark = pytest.mark.browser

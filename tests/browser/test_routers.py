@@ -10,9 +10,10 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from governance.permissions import Role
-from releases import lifecycle, services
-from releases.models import RouterConfig
+from governance.access.permissions import Role
+from releases.canaries import services as lifecycle
+from releases.register import services
+from releases.routing.models import RouterConfig
 
 pytestmark = pytest.mark.browser
 

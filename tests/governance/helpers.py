@@ -1,12 +1,16 @@
-"""Drive a canary through its whole schedule with signatures, as tests/releases/test_lifecycle does."""
+"""Drive a canary through its whole schedule with signatures, as tests/releases/canaries/test_services does."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from releases import lifecycle, services
+from governance.tokens.services import token_create
+from releases.canaries import services as lifecycle
+from releases.register import services
 from tests.factories import PASSWORD, make_evaluation
 
 DAY = timedelta(hours=24)
@@ -44,3 +48,15 @@ def run_to_completion(*, owner, mrm, model_name: str = "scorer", version: str = 
     canary.refresh_from_db()
     assert canary.state == "completed", canary.state
     return canary
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def bot_client(people) -> Client:
+    """A client with the CI service account's token, scoped to the helpers' model."""
+    _, secret = token_create(actor=people["bot"], user=people["bot"], name="ci", scope=["scorer"])
+    return Client(HTTP_AUTHORIZATION=f"Bearer {secret}")

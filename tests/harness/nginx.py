@@ -95,7 +95,7 @@ class NginxServer:
         return f"http://127.0.0.1:{self.port}"
 
     def router_config(self, upstreams: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        """Keyword arguments for releases.routers.nginx.NginxRouter against this server."""
+        """Keyword arguments for releases.routing.routers.nginx.NginxRouter against this server."""
         assert self.prefix is not None
         return {
             "conf_dir": str(self.conf_dir), "main_conf": str(self.main_conf), "upstreams": upstreams,

@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from governance.audit import canonical_json
+from canaryhub.canonical import canonical_json, normalise_json
 from monitoring.evaluations import (
     PROMOTION_GATES,
     Gate,
     GateStatus,
     evaluation_hash,
     is_ready,
-    normalise_json,
     overall_verdict,
     readiness,
 )

@@ -1,8 +1,9 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 from canaryhub.errors import DomainError
-from governance.tokens import token_create
+from governance.tokens.services import token_create
 
 
 class Command(BaseCommand):
@@ -18,8 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="a label for the token (default: cli)")
 
     def handle(self, *args, username: str, service_account: bool, models: str, name: str, **options) -> None:
-        from django.contrib.auth.models import Group
-
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:

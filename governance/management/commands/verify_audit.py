@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.audit import audit_verify
+from governance.audit.services import audit_verify
 
 
 class Command(BaseCommand):

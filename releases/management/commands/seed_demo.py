@@ -8,8 +8,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from releases import services
-from releases.models import AIModel, ModelVersion
+from releases.register import services
+from releases.register.models import AIModel, ModelVersion
 
 DEMO_USERS = [
     ("owner", "model_owner", "Olivia", "Owner"),

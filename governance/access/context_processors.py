@@ -1,0 +1,12 @@
+from django.conf import settings
+from django.http import HttpRequest
+
+from governance.access.permissions import roles_of
+
+
+def canaryhub(request: HttpRequest) -> dict:
+    user = getattr(request, "user", None)
+    return {
+        "clock_speed": settings.CLOCK_SPEED,
+        "user_roles": roles_of(user) if user is not None and user.is_authenticated else frozenset(),
+    }

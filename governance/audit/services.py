@@ -1,0 +1,241 @@
+"""The hash-chained audit trail: append and verify.
+
+Every state change in CanaryHub calls `audit_append` inside the same transaction as the change,
+so the event and the change commit or roll back together. The digest of an event is SHA-256
+over a canonical JSON serialisation of all its fields and the previous event's hash; changing
+any field of any event, or removing one, breaks every hash after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from prometheus_client import Gauge
+
+from canaryhub.canonical import canonical_json
+from canaryhub.metrics import REGISTRY
+from governance.audit.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+def event_digest(
+    *,
+    seq: int,
+    created_at: datetime,
+    actor_id: int | None,
+    actor_name: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    payload: Any,
+    prev_hash: str,
+) -> str:
+    """The one definition of an event's hash. The evidence bundle's stand-alone verifier
+    repeats it with the standard library only, so keep it to plain JSON and SHA-256."""
+    body = canonical_json(
+        {
+            "seq": seq,
+            "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "payload": payload,
+            "prev_hash": prev_hash,
+        }
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _normalise(payload: Any) -> Any:
+    # Store exactly what was hashed: a JSON round trip turns tuples into lists, Decimals and
+    # datetimes into strings, so verification later sees the same value. NUL characters (which
+    # PostgreSQL's jsonb cannot hold) become U+FFFD so that recording a refusal never fails.
+    return _without_nul(json.loads(canonical_json(payload)))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def audit_append(
+    *,
+    actor: Any,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    payload: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain. `actor` is a user, or None for the system itself."""
+    with transaction.atomic():
+        # Conditional increment first: it takes the head's row lock (PostgreSQL) or the
+        # database write lock (SQLite) before we read the previous hash.
+        AuditChainHead.objects.get_or_create(id=1)
+        AuditChainHead.objects.filter(id=1).update(seq=F("seq") + 1)
+        head = AuditChainHead.objects.get(id=1)
+        actor_id = actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
+        actor_name = actor.get_username() if actor_id is not None else "system"
+        created_at = timezone.now()
+        body = _normalise(payload or {})
+        digest = event_digest(
+            seq=head.seq,
+            created_at=created_at,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            payload=body,
+            prev_hash=head.hash,
+        )
+        event = AuditEvent.objects.create(
+            seq=head.seq,
+            created_at=created_at,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            payload=body,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        AuditChainHead.objects.filter(id=1).update(hash=digest)
+        return event
+
+
+def auditlog_entry_seal(entry: Any) -> AuditEvent:
+    """Seal one django-auditlog entry (field-level change history) into the chain."""
+    return audit_append(
+        actor=entry.actor,
+        action=f"field_changes.{entry.get_action_display().lower()}",
+        object_type=entry.content_type.model_class()._meta.label_lower if entry.content_type else "unknown",
+        object_id=entry.object_pk,
+        payload={"auditlog_entry": entry.pk, "object_repr": entry.object_repr, "changes": entry.changes},
+    )
+
+
+AUDIT_CHAIN_LENGTH = Gauge("canaryhub_audit_chain_length", "Events in the audit chain", registry=REGISTRY)
+
+
+def metrics_refresh() -> None:
+    head = AuditChainHead.objects.filter(id=1).first()
+    AUDIT_CHAIN_LENGTH.set(head.seq if head else 0)
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    ok: bool
+    length: int
+    head_hash: str
+    first_bad_seq: int | None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "length": self.length,
+            "head_hash": self.head_hash,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+        }
+
+
+def audit_verify(*, chunk_size: int = 2000) -> ChainVerification:
+    """Recompute the whole chain, streaming it in seq order, and name the first bad link."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    length = 0
+    rows = AuditEvent.objects.order_by("seq").values_list(
+        "seq", "created_at", "actor_id", "actor_name", "action", "object_type", "object_id",
+        "payload", "prev_hash", "hash",
+    )
+    for seq, created_at, actor_id, actor_name, action, otype, oid, payload, prev_hash, digest in rows.iterator(
+        chunk_size=chunk_size
+    ):
+        if seq != expected_seq:
+            return ChainVerification(False, length, expected_prev, expected_seq, f"event {expected_seq} is missing")
+        if prev_hash != expected_prev:
+            return ChainVerification(False, length, expected_prev, seq, "previous-hash link is broken")
+        recomputed = event_digest(
+            seq=seq, created_at=created_at, actor_id=actor_id, actor_name=actor_name, action=action,
+            object_type=otype, object_id=oid, payload=payload, prev_hash=prev_hash,
+        )
+        if recomputed != digest:
+            return ChainVerification(False, length, expected_prev, seq, "content does not match its hash")
+        expected_prev = digest
+        expected_seq += 1
+        length += 1
+    head = AuditChainHead.objects.filter(id=1).first()
+    if head is not None and (head.seq != length or head.hash != expected_prev):
+        # Events were removed from the end (or the head was rewound): the head remembers.
+        return ChainVerification(False, length, expected_prev, length + 1, "chain is shorter than its head")
+    return ChainVerification(True, length, expected_prev, None)
+
+
+# --- database protection -------------------------------------------------------------------------
+# The same SQL is used by the migration and by the test harness, which must lift the protection
+# to flush the database between transactional tests.
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION canaryhub_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    -- No percent-sign placeholders: the DB-API driver would try to fill them in.
+    RAISE EXCEPTION USING
+        MESSAGE = 'governance_auditevent is append-only: ' || TG_OP || ' refused',
+        ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+"""
+_PG_TRIGGERS = [
+    "CREATE OR REPLACE TRIGGER audit_no_update_delete BEFORE UPDATE OR DELETE ON governance_auditevent "
+    "FOR EACH ROW EXECUTE FUNCTION canaryhub_audit_append_only();",
+    "CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON governance_auditevent "
+    "FOR EACH STATEMENT EXECUTE FUNCTION canaryhub_audit_append_only();",
+]
+_SQLITE_TRIGGERS = [
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON governance_auditevent "
+    "BEGIN SELECT RAISE(ABORT, 'governance_auditevent is append-only: UPDATE refused'); END;",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON governance_auditevent "
+    "BEGIN SELECT RAISE(ABORT, 'governance_auditevent is append-only: DELETE refused'); END;",
+]
+
+
+def protection_install_sql(vendor: str) -> list[str]:
+    if vendor == "postgresql":
+        return [_PG_FUNCTION, *_PG_TRIGGERS]
+    if vendor == "sqlite":
+        return list(_SQLITE_TRIGGERS)
+    raise NotImplementedError(f"no audit protection for database vendor {vendor!r}")
+
+
+def protection_remove_sql(vendor: str) -> list[str]:
+    if vendor == "postgresql":
+        return [
+            "DROP TRIGGER IF EXISTS audit_no_update_delete ON governance_auditevent;",
+            "DROP TRIGGER IF EXISTS audit_no_truncate ON governance_auditevent;",
+        ]
+    if vendor == "sqlite":
+        return ["DROP TRIGGER IF EXISTS audit_no_update;", "DROP TRIGGER IF EXISTS audit_no_delete;"]
+    raise NotImplementedError(f"no audit protection for database vendor {vendor!r}")
+
+
+def protection_run(statements: list[str]) -> None:
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)

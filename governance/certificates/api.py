@@ -1,0 +1,107 @@
+"""REST API of completion certificates: AI Governance issues (or returns) one for a completed
+canary; anyone who may view reads and verifies it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.urls import path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from canaryhub.api import StrictSerializer, problems
+from canaryhub.errors import NotFound
+from governance.access.permissions import Action, principal_of, require
+from governance.certificates.models import Certificate
+from governance.certificates.services import certificate_decide, certificate_verify
+from governance.reports.pdf import verify_url
+from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from releases.canaries.selectors import canary_get
+
+
+class CertificateOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    canary = serializers.IntegerField(source="canary_id")
+    status = serializers.CharField()
+    checklist = serializers.JSONField()
+    reasons = serializers.CharField()
+    reviewer = serializers.CharField(source="reviewer_name")
+    decided_at = serializers.DateTimeField()
+    body = serializers.JSONField()
+    evidence_hash = serializers.CharField()
+    chain_head = serializers.SerializerMethodField()
+    content_hash = serializers.CharField()
+    pdf_sha256 = serializers.CharField()
+    audit_seq = serializers.IntegerField(allow_null=True)
+    verify_url = serializers.SerializerMethodField()
+
+    def get_chain_head(self, cert: Certificate) -> dict[str, Any]:
+        return {"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}
+
+    def get_verify_url(self, cert: Certificate) -> str:
+        request = self.context.get("request")
+        url = verify_url(cert.pk)
+        return request.build_absolute_uri(url) if request is not None else url
+
+
+class CertificateInput(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("issue", "issue"), ("return", "return")], default="issue")
+    reasons = serializers.CharField(max_length=5000, required=False, default="", allow_blank=True)
+
+
+CertificateVerifyOutput = inline_serializer(
+    name="CertificateVerification",
+    fields={
+        "ok": serializers.BooleanField(),
+        "certificate": serializers.CharField(),
+        "status": serializers.CharField(),
+        "checks": serializers.ListField(child=serializers.DictField()),
+        "changed": serializers.ListField(child=serializers.CharField()),
+    },
+)
+
+
+class CanaryCertificate(APIView):
+    @extend_schema(operation_id="canaries_certificate_create", request=CertificateInput,
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={201: CertificateOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        canary_get(actor=principal, canary_id=id)
+        data = CertificateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        cert = certificate_decide(actor=principal, canary_id=id, issue=data.validated_data["decision"] == "issue",
+                                  reasons=data.validated_data["reasons"])
+        return Response(CertificateOutput(cert, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class CertificateDetail(APIView):
+    @extend_schema(operation_id="certificates_retrieve", responses={200: CertificateOutput, **problems(401, 403, 404)})
+    def get(self, request: Request, id: uuid.UUID) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        cert = Certificate.objects.filter(pk=id).first()
+        if cert is None:
+            raise NotFound(f"no certificate {id}")
+        canary_get(actor=principal, canary_id=cert.canary_id)
+        return Response(CertificateOutput(cert, context={"request": request}).data)
+
+
+class CertificateVerify(APIView):
+    @extend_schema(operation_id="certificates_verify", responses={200: CertificateVerifyOutput,
+                                                                  **problems(401, 403, 404)})
+    def get(self, request: Request, id: uuid.UUID) -> Response:
+        require(principal_of(request), Action.VIEW)
+        return Response(certificate_verify(certificate_id=id).as_dict())
+
+
+urlpatterns = [
+    path("canaries/<int:id>/certificate/", CanaryCertificate.as_view(), name="api-canary-certificate"),
+    path("certificates/<uuid:id>/", CertificateDetail.as_view(), name="api-certificate-detail"),
+    path("certificates/<uuid:id>/verify/", CertificateVerify.as_view(), name="api-certificate-verify"),
+]

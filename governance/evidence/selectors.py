@@ -1,0 +1,94 @@
+"""The MRM register (pattern §9.2): every stage completed with green gates is a model
+validation event; every rollback is a validation failure, with its root cause once filed.
+Derived from the approvals and incidents on each read, so it can never disagree with them."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from governance.incidents.models import Incident, RootCauseReport
+from releases.canaries.models import Approval
+
+
+@dataclass(frozen=True)
+class RegisterEntry:
+    at: datetime
+    model: str
+    version: str
+    risk_tier: str
+    canary_id: int
+    outcome: str  # "passed" | "failed"
+    stage: str
+    evidence: str
+    root_cause: str
+
+    def row(self) -> list[Any]:
+        return [self.at.isoformat(), self.model, self.version, self.risk_tier, self.canary_id, self.outcome,
+                self.stage, self.evidence, self.root_cause]
+
+
+CSV_HEADER = ["at", "model", "version", "risk_tier", "canary", "outcome", "stage", "evidence", "root_cause"]
+
+
+def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "", since: datetime | None = None,
+                     until: datetime | None = None) -> list[RegisterEntry]:
+    entries: list[RegisterEntry] = []
+    if outcome in ("", "passed"):
+        # The signature that took a promotion step closes the stage it left: one event per step.
+        approvals = Approval.objects.filter(step__startswith="promote:", evaluation__verdict="green").select_related(
+            "canary__model", "canary__version", "evaluation")
+        if model:
+            approvals = approvals.filter(canary__model__name=model)
+        if risk_tier:
+            approvals = approvals.filter(canary__model__risk_tier=risk_tier)
+        last: dict[tuple[int, str], Approval] = {}
+        for approval in approvals.order_by("signed_at", "id"):
+            last[(approval.canary_id, approval.step)] = approval
+        for approval in last.values():
+            canary = approval.canary
+            left = canary.stages[approval.stage_index - 1]["percent"]
+            entries.append(RegisterEntry(
+                approval.signed_at, canary.model.name, canary.version.version, canary.model.risk_tier, canary.pk,
+                "passed", f"stage {approval.stage_index - 1} ({left}%) completed green",
+                f"evaluation #{approval.evaluation_id} {approval.evaluation_hash[:12]}", "",
+            ))
+    if outcome in ("", "failed"):
+        incidents = Incident.objects.filter(kind=Incident.Kind.ROLLBACK).select_related(
+            "canary__model", "canary__version").prefetch_related("root_cause_reports")
+        if model:
+            incidents = incidents.filter(canary__model__name=model)
+        if risk_tier:
+            incidents = incidents.filter(canary__model__risk_tier=risk_tier)
+        for incident in incidents:
+            canary = incident.canary
+            reports = sorted(incident.root_cause_reports.all(), key=lambda r: r.filed_at)
+            accepted = [r for r in reports if r.status == RootCauseReport.Status.ACCEPTED]
+            report = (accepted or reports or [None])[-1]
+            cause = f"{report.cause} ({report.get_status_display()})" if report else "root cause not yet filed"
+            stage = incident.details.get("stage_index")
+            entries.append(RegisterEntry(
+                incident.opened_at, canary.model.name, canary.version.version, canary.model.risk_tier, canary.pk,
+                "failed", f"rolled back at stage {stage}", f"incident #{incident.pk}", cause,
+            ))
+    if since is not None:
+        entries = [e for e in entries if e.at >= since]
+    if until is not None:
+        entries = [e for e in entries if e.at < until]
+    return sorted(entries, key=lambda e: e.at, reverse=True)
+
+
+def register_csv(entries: list[RegisterEntry]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    for entry in entries:
+        writer.writerow(entry.row())
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()

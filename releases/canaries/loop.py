@@ -1,0 +1,371 @@
+"""The control loop: what the system itself does to canaries, every cadence, in a fixed order.
+
+One round (`evaluate_tick`, enqueued by beat every CANARYHUB_EVALUATION_CADENCE_S):
+
+1. claim the due canaries (`claim_due`): serving canaries whose `next_eval_at` has come, under
+   `SELECT ... FOR UPDATE SKIP LOCKED` and a conditional update, so two beats or two workers split
+   the canaries instead of both acting;
+2. read their metrics through monitoring (`monitoring.services.read_metrics`): one fetch per
+   provider for all its canaries, whatever their number;
+3. decide, purely (`monitoring.services.judge` → `monitoring.evaluator.decide`): gates, rollback
+   triggers, early warnings, staleness, fail-closed;
+4. store the evaluations (one per canary and window), the monitor's watch rows and the early
+   warnings (`monitoring.services`), all in one transaction for the round;
+5. act: a decision that rolls back (`Decision.rolls_back`) announces "canary.rollback_decided",
+   run on the "rollbacks" queue by `canary_rollback`; every other canary whose state or hold
+   reason its new evaluation changes goes through `canary_reconcile` (running, awaiting approval
+   or held);
+6. push: each transition that changes a split announces it; `push` carries it to the canary's
+   router through releases.routing, after the commit.
+
+The round ends with the heartbeat. Around it: the dead-man's switch (`deadman_check`, its own
+task on the rollbacks queue, so a stuck evaluation queue cannot silence the check that watches
+it), the periodic refresh of every serving canary's displayed state (`reconcile_all`), and the
+periodic check that every router holds its canary's split (`routers_reconcile`). Rules are pure
+functions elsewhere; this module orders the steps and owns no rule of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from canaryhub import events
+from canaryhub.errors import Conflict
+from governance.audit.services import audit_append
+from governance.incidents.models import Incident
+from monitoring import services as monitor
+from monitoring.models import Evaluation, Heartbeat, NotificationEvent
+from monitoring.providers import Provider
+from monitoring.samples import Reading, Target
+from releases.canaries import selectors, services, states
+from releases.canaries.models import Canary
+from releases.routing.services import PushOrder, push_and_record, router_reconcile
+
+logger = logging.getLogger(__name__)
+
+State = states.State
+
+
+@dataclass
+class CanaryOutcome:
+    canary_id: int
+    verdict: str
+    rollback: str = ""
+    evaluation_id: int | None = None
+    duplicate: bool = False
+    evaluation: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class TickResult:
+    started_at: datetime
+    duration_ms: float = 0.0
+    fetch_ms: float = 0.0  # claiming and reading the metrics, of duration_ms
+    queries: int = 0
+    outcomes: list[CanaryOutcome] = field(default_factory=list)
+
+
+# --- 1. claim ---------------------------------------------------------------------------------------
+
+
+def claim_due(*, now: datetime, limit: int | None = None) -> list[int]:
+    """Claim every serving canary whose next evaluation is due, for this round only. Two rounds at
+    once (two beats, two workers) split the canaries between them instead of both acting."""
+    due = Q(next_eval_at__isnull=True) | Q(next_eval_at__lte=now)
+    # Not the full cadence: a beat firing a little early must not skip a canary for a whole round.
+    next_at = now + timedelta(seconds=settings.EVALUATION_CADENCE_S * 0.8)
+    with transaction.atomic():
+        qs = Canary.objects.filter(due, state__in=states.SERVING).order_by("next_eval_at", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        ids = list(qs.values_list("pk", flat=True)[:limit] if limit else qs.values_list("pk", flat=True))
+        if not ids:
+            return []
+        # The conditional update is the claim on databases without row locks (SQLite serialises
+        # writers): only rows still due are taken.
+        Canary.objects.filter(due, pk__in=ids).update(next_eval_at=next_at)
+    return ids
+
+
+def subject_of(canary: Canary) -> monitor.Subject:
+    """What the monitor needs to judge this canary: plain values, no canary."""
+    seg = canary.segmentation or {}
+    random_split = seg.get("strategy", "random") == "random"
+    metrics = canary.version.metrics or {}
+    stage_since = canary.stage_entered_at or canary.initiated_at
+    return monitor.Subject(
+        canary_id=canary.pk, stage_index=canary.stage_index, thresholds=canary.thresholds,
+        traffic_percent=canary.traffic_percent, random_split=random_split, stage_since=stage_since,
+        provider=metrics.get("provider") or monitor.default_provider(),
+        target=Target(
+            canary_id=canary.pk, model=canary.model.name, version=canary.version.version,
+            baseline=canary.baseline.version,
+            segments=None if random_split else tuple(str(v) for v in seg.get("values", [])),
+            stage_since=stage_since, queries=dict(metrics.get("queries") or {}),
+        ),
+    )
+
+
+# --- the round --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a round. A round at 1,000 canaries allocates a
+    million objects that live until its end (the metric answers, every canary's inputs): each
+    few hundred thousand set off a full collection that walks the whole heap, seconds in all.
+    Nothing in a round waits on a cycle being collected; the collector resumes after it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@_collector_paused()
+def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,
+                  canary_ids: list[int] | None = None) -> TickResult:
+    """One round of the loop (the order: module docstring). `canary_ids` skips the claim (tests
+    and `evaluate --once` of given canaries); otherwise the due canaries are claimed."""
+    started = time.perf_counter()
+    now = (now or timezone.now()).replace(microsecond=0)  # one record per canary and second: a repeat finds it
+    result = TickResult(started_at=now)
+    # 1. claim
+    ids = canary_ids if canary_ids is not None else claim_due(now=now)
+    canaries = list(
+        Canary.objects.filter(pk__in=ids, state__in=states.SERVING).select_related("model", "version", "baseline")
+        .annotate(latest_evaluation_id=Subquery(
+            Evaluation.objects.filter(canary_id=OuterRef("pk"), stage_index=OuterRef("stage_index"))
+            .order_by("-window_end", "-id").values("id")[:1]))
+    )
+    subjects = {c.pk: subject_of(c) for c in canaries}
+    # 2. read
+    readings, result.queries = monitor.read_metrics(list(subjects.values()), now=now, providers=providers)
+    fetched = time.perf_counter()
+    # One transaction for the round: on SQLite every commit is a sync to disk, and a thousand of
+    # them would make the tick miss its cadence. Rollbacks are announced when it commits, a few
+    # seconds at most after their decision. Every step is a few queries for the whole round.
+    with transaction.atomic():
+        watches = monitor.watches_lock(list(subjects))
+        latest = {e.canary_id: e for e in Evaluation.objects.filter(
+            pk__in=[c.latest_evaluation_id for c in canaries if c.latest_evaluation_id]
+        ).only("id", "canary_id", "stage_index", "window_end", "verdict", "gates")}
+        earlier = monitor.earlier(list(subjects), now=now)
+        # 3. decide
+        judged: list[monitor.Judged] = []
+        for canary in canaries:
+            try:
+                judged.append(monitor.judge(subjects[canary.pk], readings[canary.pk], now=now,
+                                            watch=watches[canary.pk], earlier=earlier.get(canary.pk)))
+            except Exception:  # one bad canary must not stop the others being watched
+                logger.exception("evaluation of canary %s failed", canary.pk)
+        # 4. store
+        inserted, duplicates = ({e.canary_id for e in part} for part in monitor.evaluations_store(
+            [j.evaluation for j in judged]))
+        by_id = {c.pk: c for c in canaries}
+        to_reconcile, changed, rebased, notices = [], [], [], []
+        for j in judged:
+            canary_id = j.subject.canary_id
+            if canary_id in duplicates:
+                # This window was judged already (a second worker, a retried tick): nothing more.
+                result.outcomes.append(CanaryOutcome(canary_id, j.evaluation.verdict, duplicate=True))
+                continue
+            if canary_id not in inserted:
+                continue  # refused by the database, and logged
+            monitor.judged_recorded(j, now=now)
+            changed.append(j.watch)
+            if j.rebased:
+                rebased.append(j.watch)
+            notices += monitor.warnings_for(j, now=now)
+            # 5. act
+            outcome = _act(j)
+            result.outcomes.append(outcome)
+            if not outcome.rollback:
+                to_reconcile.append((by_id[canary_id], j.evaluation))
+        monitor.watches_save(changed, rebased=rebased)
+        NotificationEvent.objects.bulk_create(notices)
+        _reconcile(to_reconcile, latest, now=now)
+    result.fetch_ms = (fetched - started) * 1000
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    monitor.heartbeat_beat(now=now, duration_ms=result.duration_ms, canaries=len(canaries), queries=result.queries)
+    return result
+
+
+def _act(judged: monitor.Judged) -> CanaryOutcome:
+    """Step 5 for one newly stored evaluation: a decision that rolls back is announced for the
+    rollbacks queue (after the round commits: the evaluation it names exists by then)."""
+    decision, evaluation = judged.decision, judged.evaluation
+    canary_id = judged.subject.canary_id
+    rollback = decision.rollback_reason if decision.rolls_back else ""
+    if rollback:
+        events.announce("canary.rollback_decided", canary_id=canary_id, evaluation_id=evaluation.pk,
+                        reason=f"automatic: {rollback}"[:1000])
+    return CanaryOutcome(canary_id, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk,
+                         evaluation=evaluation)
+
+
+def _reconcile(evaluated: list[tuple[Canary, Evaluation]], latest: dict[int, Evaluation], *, now: datetime) -> None:
+    """canary_reconcile for the evaluated canaries whose state or hold reason it would change:
+    decided on their rows as they are now (read and locked in one query) and the latest
+    evaluation of their stage; only those go through the locked service."""
+    if not evaluated:
+        return
+    fresh = {c.pk: c for c in Canary.objects.select_for_update().select_related("model").filter(
+        pk__in=[c.pk for c, _ in evaluated]).order_by("pk")}
+    for canary, evaluation in evaluated:
+        current = fresh.get(canary.pk)
+        if current is None:
+            continue
+        if current.stage_index == canary.stage_index:
+            previous = latest.get(canary.pk)
+            newest = evaluation
+            if previous is not None and (previous.window_end, previous.pk) > (evaluation.window_end, evaluation.pk):
+                newest = previous
+            if not selectors.reconcile_needed(current, now=now, evaluation=newest):
+                continue
+        try:
+            with transaction.atomic():
+                services.canary_reconcile(canary_id=canary.pk, now=now)
+        except Exception:
+            logger.exception("reconciliation of canary %s failed", canary.pk)
+
+
+def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> CanaryOutcome:
+    """One round for one canary whose reading the caller has (tests). Safe to repeat for the
+    same `now`: the evaluation is unique per window and a rollback is announced only with a new
+    record."""
+    now = now.replace(microsecond=0)
+    subject = subject_of(canary)
+    with transaction.atomic():
+        watch = monitor.watches_lock([canary.pk])[canary.pk]
+        judged = monitor.judge(subject, reading, now=now, watch=watch,
+                               earlier=monitor.earlier([canary.pk], now=now).get(canary.pk))
+        if not monitor.evaluation_insert(judged.evaluation):
+            # This window was judged already (a second worker, a retried task): nothing more to do.
+            return CanaryOutcome(canary.pk, judged.evaluation.verdict, duplicate=True)
+        monitor.judged_recorded(judged, now=now)
+        NotificationEvent.objects.bulk_create(monitor.warnings_for(judged, now=now))
+        watch.save()
+        outcome = _act(judged)
+    if not outcome.rollback:
+        services.canary_reconcile(canary_id=canary.pk, now=now)
+    return outcome
+
+
+def rollback_decided(*, canary_id: int, evaluation_id: int | None, reason: str) -> str:
+    """Carry out an automatic rollback the loop decided. A canary that is no longer serving
+    (rolled back by an earlier run, aborted) is left alone: running this twice rolls back once."""
+    state = Canary.objects.filter(pk=canary_id).values_list("state", flat=True).first()
+    if state not in states.SERVING:
+        return f"skipped: canary {canary_id} is {state}"
+    try:
+        services.canary_rollback(actor=None, canary_id=canary_id, reason=reason, automatic=True,
+                                 evaluation_id=evaluation_id)
+    except Conflict as exc:  # raced with another rollback or an abort
+        return f"skipped: {exc}"
+    logger.warning("canary %s rolled back automatically: %s", canary_id, reason)
+    return "rolled back"
+
+
+# --- 6. push ----------------------------------------------------------------------------------------
+
+
+def push_order(canary: Canary) -> PushOrder:
+    return PushOrder(
+        canary_id=canary.pk, router=canary.router, split=selectors.split_of(canary),
+        stopping=canary.state in states.STOPPED and canary.traffic_percent == 0, ended_at=canary.ended_at,
+        label=f"canary #{canary.pk} ({canary.version})",
+    )
+
+
+def push(*, canary_id: int, generation: int) -> str:
+    """Carry the canary's current split to its router. A push for an older generation than the
+    canary's current one does nothing: the newer push carries the newer split."""
+    canary = Canary.objects.select_related("model", "version", "baseline").get(pk=canary_id)
+    if canary.split_generation != generation:
+        return f"skipped: generation {generation} superseded by {canary.split_generation}"
+    record = push_and_record(push_order(canary), reason="transition")
+    state = "confirmed" if record.ok else f"failed after {record.attempts} attempt(s): {record.error[:200]}"
+    return f"generation {generation} ({canary.traffic_percent}%): {state}"
+
+
+def routers_reconcile(*, sleep: Any = time.sleep) -> dict[str, int]:
+    """Every router holds its canary's intended split: the newest pushed canary of each model is
+    the one whose split the router should hold. Safe to run twice at once: pushes are idempotent."""
+    newest: dict[int, Canary] = {}
+    for canary in (
+        Canary.objects.filter(split_generation__gt=0).select_related("model", "version", "baseline").order_by("-pk")
+    ):
+        newest.setdefault(canary.model_id, canary)
+    outcome: dict[str, int] = {}
+    for canary in newest.values():
+        result = router_reconcile(push_order(canary), sleep=sleep)
+        outcome[result] = outcome.get(result, 0) + 1
+    return outcome
+
+
+# --- around the round -------------------------------------------------------------------------------
+
+
+def reconcile_all() -> int:
+    """Refresh the displayed state (running / awaiting approval / held) of every serving canary."""
+    ids = list(Canary.objects.filter(state__in=states.ADVANCING).values_list("pk", flat=True))
+    for canary_id in ids:
+        services.canary_reconcile(canary_id=canary_id)
+    return len(ids)
+
+
+def deadman_check(*, now: datetime | None = None) -> str:
+    """The dead-man's switch: with a serving canary and no heartbeat for DEADMAN_LIMIT_S, raise a
+    P1 incident (once) and suspend every serving canary's advancement; when ticks return, lift
+    the suspension. Rollback stays possible throughout (a suspended canary can be rolled back)."""
+    now = now or timezone.now()
+    limit = timedelta(seconds=settings.DEADMAN_LIMIT_S)
+    with transaction.atomic():
+        beat, _ = Heartbeat.objects.select_for_update().get_or_create(pk=1)
+        serving = Canary.objects.filter(state__in=states.SERVING)
+        oldest = serving.order_by("initiated_at").values_list("initiated_at", flat=True).first()
+        if oldest is None and beat.tripped_at is None:
+            return "idle"
+        # Never beaten: silent since the oldest serving canary began (it was never watched).
+        reference = beat.last_tick_at or oldest
+        silent = oldest is not None and reference is not None and now - reference > limit
+        if silent:
+            if beat.tripped_at is None:
+                beat.tripped_at = now
+                beat.incident = monitor.incident_raise(
+                    severity=Incident.Severity.P1, kind=Incident.Kind.MONITOR_SILENT,
+                    summary=f"Evaluator heartbeat missing for {(now - reference).total_seconds():.0f} s "
+                            f"(limit {settings.DEADMAN_LIMIT_S} s) with canaries serving: advancement suspended",
+                    details={"last_tick_at": beat.last_tick_at.isoformat() if beat.last_tick_at else None,
+                             "limit_s": settings.DEADMAN_LIMIT_S}, now=now,
+                )
+                beat.save(update_fields=["tripped_at", "incident"])
+            for canary_id in serving.exclude(state=State.SUSPENDED).values_list("pk", flat=True):
+                services.canary_suspend(canary_id=canary_id, reason="evaluator heartbeat missing (dead-man's switch)")
+            return "tripped"
+        if beat.tripped_at is not None:
+            for canary_id in serving.filter(state=State.SUSPENDED).values_list("pk", flat=True):
+                services.canary_resume(canary_id=canary_id, reason="evaluator heartbeat back", now=now)
+            audit_append(actor=None, action="monitor.recovered", object_type="heartbeat", object_id=1,
+                         payload={"tripped_at": beat.tripped_at.isoformat(), "recovered_at": now.isoformat(),
+                                  "incident": beat.incident_id})
+            beat.tripped_at = None
+            beat.save(update_fields=["tripped_at"])
+            return "lifted"
+    return "ok"

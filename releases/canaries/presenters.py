@@ -1,0 +1,306 @@
+"""How a canary reads to a person: the read models of the canary pages (its stage timeline, the
+signatures its step still needs and whether this user may give one, the start form's preview,
+the inbox). Every rule applied here is one of releases.canaries.selectors' readers or a pure
+function of releases.canaries.approvals / .schedules / .states, never restated."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.access.permissions import Action, decide
+from monitoring.evaluator import rollback_sensitivity
+from monitoring.models import Evaluation
+from monitoring.thresholds import DEFAULT_THRESHOLDS
+from releases.canaries import approvals as rules
+from releases.canaries import schedules, selectors, states
+from releases.canaries.forms import STRATEGY_LABELS
+from releases.canaries.models import Approval, Canary
+from releases.register.forms import THRESHOLD_TEXT
+from releases.register.models import AIModel
+
+State = states.State
+
+ROLE_LABELS = {rules.SignatureRole.OWNER.value: "owner", rules.SignatureRole.MRM.value: "MRM"}
+ROLE_ORDER = (rules.SignatureRole.OWNER.value, rules.SignatureRole.MRM.value)
+GATE_LABELS = {
+    "error_rate": "Error rate",
+    "latency_p99": "Latency p99",
+    "quality": "Quality score",
+    "safety_violations": "Content-safety violations",
+    "anomaly_alerts": "Anomaly alerts firing",
+}
+STAGE_STATUS_LABELS = {
+    State.ROLLED_BACK: "rolled back here",
+    State.ABORTED: "aborted here",
+}
+
+
+def stage_label(stage: schedules.Stage) -> str:
+    if stage.cohort is not None:
+        return f"cohort {stage.cohort}"
+    if stage.is_final:
+        return "100% (everyone)"
+    return f"{stage.percent}%"
+
+
+def role_labels(roles: Iterable[str]) -> list[str]:
+    return [ROLE_LABELS[role] for role in ROLE_ORDER if role in {str(r) for r in roles}]
+
+
+def signature_label(roles: Iterable[str], *, start: bool, first_stage: schedules.Stage) -> str:
+    """"owner", "owner + MRM", or for a start nobody signs: "none (starts at 1% immediately)"."""
+    labels = role_labels(roles)
+    if labels:
+        return " + ".join(labels)
+    return f"none (starts at {stage_label(first_stage)} immediately)" if start else "none"
+
+
+def step_label(canary: Canary, step: rules.Step) -> str:
+    stages = selectors.canary_stages(canary)
+    if step.kind is rules.StepKind.START:
+        return f"Start at {stage_label(stages[0])}"
+    return f"Promote {stage_label(stages[step.to_index - 1])} → {stage_label(stages[step.to_index])}"
+
+
+def start_preview(
+    *, model: AIModel, change_type: str | None, schedule: str, strategy: str, values: list[str], now: datetime
+) -> dict[str, Any]:
+    """What a canary started with these inputs would look like: its stages and their minimum
+    residence, the earliest timeline from now, who signs each step, and the pattern's advice."""
+    cohort_first = schedule == schedules.ScheduleKind.COHORT_FIRST
+    cohorts = tuple(values) if cohort_first and strategy == schedules.SegmentationStrategy.COHORT else ()
+    stages = schedules.expand_schedule(
+        schedule, risk_tier=model.risk_tier, clock_speed=settings.CLOCK_SPEED, cohorts=cohorts
+    )
+    rows = []
+    for stage, earliest in schedules.expected_timeline(stages, start=now):
+        start = stage.index == 0
+        step = rules.Step.start() if start else rules.promotion_step(stages, from_index=stage.index - 1)
+        roles = rules.required_signatures(step=step, risk_tier=model.risk_tier)
+        rows.append({
+            "stage": stage,
+            "label": stage_label(stage),
+            "earliest": earliest,
+            "signatures": signature_label(roles, start=start, first_stage=stages[0]),
+        })
+    warnings: list[str] = []
+    if change_type is not None:
+        warnings = schedules.initiation_warnings(
+            schedule=schedule, risk_tier=model.risk_tier, change_type=change_type,
+            segmentation={"strategy": strategy, "values": values},
+        )
+    return {
+        "model": model,
+        "schedule": schedule,
+        "change_type": change_type,
+        "rows": rows,
+        "completes": rows[-1]["earliest"],
+        "residence": stages[0].min_residence,
+        "warnings": warnings,
+        "clock_speed": settings.CLOCK_SPEED,
+    }
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    canary: Canary
+    step: str
+    roles: list[dict[str, str]]  # {role, label}: the signatures this user may give on the step
+
+
+def waiting_for_signature(user: Any, *, now: datetime) -> list[InboxItem]:
+    """Canaries whose current step can be signed now and needs a signature this user may give
+    and has not given: the owner's for models they own, MRM's for an MRM member."""
+    if not selectors.may_sign_anything(user):
+        return []
+    canaries = selectors.canary_list(actor=user).filter(state__in=states.SIGNABLE)
+    if not decide(user, Action.SIGN_MRM).allowed:
+        # Only an owner signature is possible, and only on one's own models: skip the rest
+        # before the readiness check, which reads each canary's latest evaluation.
+        canaries = canaries.filter(model__owner=user)
+    items = []
+    for canary in canaries.prefetch_related("approvals"):
+        facts = selectors.step_facts(canary, now=now)
+        roles = [role for role in ROLE_ORDER
+                 if selectors.signing_refusal(user, canary, role=role, facts=facts) is None]
+        if facts.step is None or not roles:
+            continue
+        items.append(InboxItem(
+            canary=canary, step=step_label(canary, facts.step),
+            roles=[{"role": role, "label": ROLE_LABELS[role]} for role in roles],
+        ))
+    return items
+
+
+def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime) -> list[dict[str, Any]]:
+    """Every stage: what it serves, when it was (or can earliest be) entered, its residence,
+    and the signatures on the step that entered it."""
+    stages = selectors.canary_stages(canary)
+    by_stage: dict[int, list[Approval]] = defaultdict(list)
+    for approval in approvals:
+        by_stage[approval.stage_index].append(approval)
+    active = canary.state in states.ACTIVE
+    started = canary.stage_entered_at is not None
+    earliest: dict[int, datetime] = {}
+    if active:
+        # The earliest the remaining stages can be entered, if every later step is signed the
+        # moment it is ready: approvals and holds only make it later.
+        if not started:
+            upcoming = schedules.expected_timeline(stages, start=now)
+        else:
+            until = selectors.residence_until(canary) or now
+            upcoming = schedules.expected_timeline(stages[canary.stage_index + 1:], start=max(until, now))
+        earliest = {stage.index: at for stage, at in upcoming}
+    rows = []
+    for stage in stages:
+        signatures = by_stage.get(stage.index, [])
+        entered_at: datetime | None = None
+        remaining: timedelta | None = None
+        if started and stage.index < canary.stage_index:
+            status = "passed"
+            # The step's last signature took it; a stage 0 nobody had to sign started at initiation.
+            entered_at = max((a.signed_at for a in signatures), default=canary.initiated_at)
+        elif started and stage.index == canary.stage_index:
+            entered_at = canary.stage_entered_at
+            if active:
+                status = "current"
+                assert entered_at is not None
+                remaining = schedules.residence_remaining(stage, entered_at=entered_at, now=now)
+            elif canary.state in states.COMPLETE:
+                status = "reached"
+            else:
+                status = canary.state  # rolled back / aborted here
+        else:
+            status = "upcoming" if active else "not reached"
+        note = "—"
+        if not signatures and entered_at is not None:
+            note = "none needed: started on initiation"
+        rows.append({
+            "stage": stage,
+            "number": stage.index + 1,
+            "label": stage_label(stage),
+            "status": status,
+            "status_label": STAGE_STATUS_LABELS.get(status, status),
+            "signature_note": note,
+            "entered_at": entered_at,
+            "earliest": earliest.get(stage.index) if status == "upcoming" else None,
+            "remaining": remaining,
+            "signatures": signatures,
+        })
+    return rows
+
+
+def _gate_rows(evaluation: Evaluation | None) -> list[dict[str, Any]]:
+    if evaluation is None:
+        return []
+    return [
+        {"label": GATE_LABELS.get(gate.name, gate.name), "gate": gate, "status": gate.status.value}
+        for gate in evaluation.gate_list()
+    ]
+
+
+def _threshold_rows(thresholds: dict[str, Any]) -> list[dict[str, Any]]:
+    """The canary's frozen thresholds in words, as the version page words them."""
+    rows = []
+    for key, text in THRESHOLD_TEXT.items():
+        row: dict[str, Any] = {"label": text["label"]}
+        for section in ("promote", "rollback"):
+            value = thresholds.get(section, {}).get(key)
+            if key not in DEFAULT_THRESHOLDS[section]:
+                row[section] = ""
+            else:
+                row[section] = text[section].format(v=f"{value:g}" if value is not None else "?")
+        rows.append(row)
+    return rows
+
+
+def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str, Any]:
+    approvals = list(canary.approvals.select_related("signer"))
+    stages = selectors.canary_stages(canary)
+    evaluation = selectors.latest_evaluation(canary)
+    facts = selectors.step_facts(canary, now=now, approvals=approvals, evaluation=evaluation)
+    step = facts.step
+    required = selectors.required_roles(canary, step) if step is not None else frozenset()
+    readiness = selectors.SigningReadiness(*rules.step_readiness(facts))
+    signable = [role for role in ROLE_ORDER
+                if selectors.signing_refusal(user, canary, role=role, facts=facts) is None]
+    step_signatures = [a for a in approvals if step is not None and a.step == step.key]
+    remaining = None
+    if canary.state in states.ACTIVE and canary.stage_entered_at is not None:
+        remaining = schedules.residence_remaining(
+            stages[canary.stage_index], entered_at=canary.stage_entered_at, now=now
+        )
+    return {
+        "canary": canary,
+        "model": canary.model,
+        "stage": stages[canary.stage_index],
+        "stage_count": len(stages),
+        "stage_label": stage_label(stages[canary.stage_index]),
+        "remaining": remaining,
+        "residence_until": selectors.residence_until(canary),
+        "live": canary.state in states.LIVE,
+        "cadence_s": settings.EVALUATION_CADENCE_S,
+        "step": step,
+        "step_label": step_label(canary, step) if step is not None else "",
+        "required": [
+            {"role": role, "label": ROLE_LABELS[role],
+             "signature": next((a for a in step_signatures if a.role == role), None)}
+            for role in ROLE_ORDER if role in required
+        ],
+        "readiness": readiness,
+        "evaluation": evaluation,
+        "gates": _gate_rows(evaluation),
+        "rollback_sensitivity": rollback_sensitivity(evaluation.inputs, canary.thresholds["rollback"])
+        if evaluation is not None else [],
+        "stage_rows": _stage_rows(canary, approvals, now=now),
+        "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
+        "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)
+        and decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed,
+        "can_abort": states.allows(canary.state, states.Act.ABORT)
+        and decide(user, Action.ABORT_CANARY, model=canary.model).allowed,
+        "threshold_rows": _threshold_rows(canary.thresholds),
+        "strategy_label": STRATEGY_LABELS.get(canary.segmentation.get("strategy", ""), ""),
+        "now": now,
+    }
+
+
+def sign_context(canary: Canary, *, user: Any, role: str, now: datetime) -> dict[str, Any]:
+    """What the signing dialog shows: exactly what is approved, on which evaluation, and
+    whether this signature can be given now (if not, why)."""
+    facts = selectors.step_facts(canary, now=now)
+    step = facts.step
+    refusal = selectors.signing_refusal(user, canary, role=role, facts=facts)
+    blocked = refusal.reason if refusal is not None else None
+    evaluation = None
+    if step is not None and step.kind is rules.StepKind.PROMOTE:
+        evaluation = selectors.latest_evaluation(canary)
+    # The meaning recorded with the signature, word for word: the signer reads what they sign.
+    meaning = rules.signature_meaning(role=role, step=step, stages=selectors.canary_stages(canary),
+                                      canary_id=canary.pk, version=str(canary.version)) if step is not None else ""
+    return {
+        "canary": canary,
+        "role": role,
+        "role_label": ROLE_LABELS[role],
+        "step": step,
+        "step_label": step_label(canary, step) if step is not None else "",
+        "meaning": meaning,
+        "evaluation": evaluation,
+        "blocked": blocked,
+        "others": [a for a in canary.approvals.select_related("signer") if step is not None and a.step == step.key],
+        "action_url": reverse("releases:canary-sign", kwargs={"pk": canary.pk, "role": role}),
+    }
+
+
+def inbox_count(user: Any) -> int | None:
+    """For the navigation: how many steps wait for this user's signature (None: they sign nothing)."""
+    if not selectors.may_sign_anything(user):
+        return None
+    return len(waiting_for_signature(user, now=timezone.now()))

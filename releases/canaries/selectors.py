@@ -1,0 +1,314 @@
+"""Reads of canaries: filtered by what the principal may see, and the computed view of one canary
+that the API, the pages and the services share — its stages and current step, whether that step
+can be signed now (and by whom), its latest evaluation, the split its router should hold.
+
+Nothing here writes or decides a transition; the rules are the pure functions of
+releases.canaries.approvals, releases.canaries.schedules and monitoring.evaluations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from prometheus_client import Gauge
+
+from canaryhub.errors import NotFound
+from canaryhub.metrics import REGISTRY
+from governance.access.permissions import Action, Role, as_principal, decide, roles_of, visible_models_filter
+from monitoring.evaluations import readiness
+from monitoring.models import Evaluation
+from releases.canaries import approvals as rules
+from releases.canaries import schedules, states
+from releases.canaries.models import Approval, Canary
+from releases.routing.models import RouterPush
+from releases.routing.routers import Split
+
+State = states.State
+
+SIGN_ACTIONS = {rules.SignatureRole.OWNER.value: Action.SIGN_OWNER, rules.SignatureRole.MRM.value: Action.SIGN_MRM}
+PUSH_LIMIT = 500
+
+
+# --- the canary's rules, read off the record --------------------------------------------------------
+
+
+def canary_stages(canary: Canary) -> tuple[schedules.Stage, ...]:
+    return tuple(schedules.Stage.from_dict(s) for s in canary.stages)
+
+
+def current_step(canary: Canary) -> rules.Step | None:
+    """The step the canary is waiting to take, or None when it takes no more signed steps."""
+    if canary.state == State.PENDING_APPROVAL:
+        return rules.Step.start()
+    if canary.state in states.SERVING:
+        stages = canary_stages(canary)
+        if canary.stage_index < len(stages) - 1:
+            return rules.promotion_step(stages, from_index=canary.stage_index)
+    return None
+
+
+def required_roles(canary: Canary, step: rules.Step | None = None) -> frozenset[str]:
+    step = step or current_step(canary)
+    if step is None:
+        return frozenset()
+    return frozenset(r.value for r in rules.required_signatures(step=step, risk_tier=canary.model.risk_tier))
+
+
+def latest_evaluation(canary: Canary) -> Evaluation | None:
+    return canary.evaluations.filter(stage_index=canary.stage_index).order_by("-window_end", "-id").first()
+
+
+def residence_until(canary: Canary) -> datetime | None:
+    if canary.stage_entered_at is None:
+        return None
+    stage = canary_stages(canary)[canary.stage_index]
+    return canary.stage_entered_at + stage.min_residence
+
+
+@dataclass(frozen=True)
+class StageReadiness:
+    """Whether the current stage may collect promotion signatures now, and if not, why."""
+
+    ready: bool
+    reason: str
+    residence_remaining: timedelta
+    evaluation: Evaluation | None
+
+
+_LOOKUP: Any = object()
+
+
+def stage_readiness(canary: Canary, *, now: datetime, evaluation: Evaluation | None = _LOOKUP) -> StageReadiness:
+    """`evaluation`: the latest evaluation of the current stage when the caller has it already."""
+    stages = canary_stages(canary)
+    if evaluation is _LOOKUP:
+        evaluation = latest_evaluation(canary)
+    if canary.stage_entered_at is None:
+        return StageReadiness(False, "the canary has not started", timedelta(0), evaluation)
+    remaining = schedules.residence_remaining(stages[canary.stage_index], entered_at=canary.stage_entered_at, now=now)
+    if remaining > timedelta(0):
+        return StageReadiness(False, f"minimum residence: {human(remaining)} remaining", remaining, evaluation)
+    verdict = readiness(evaluation, now=now, staleness_limit_s=settings.STALENESS_LIMIT_S)
+    return StageReadiness(verdict.ready, verdict.reason, timedelta(0), evaluation)
+
+
+def reconcile_target(canary: Canary, *, now: datetime, evaluation: Evaluation | None = _LOOKUP) -> tuple[str, str]:
+    """The state and hold reason a serving, unsuspended canary's readiness calls for."""
+    ready = stage_readiness(canary, now=now, evaluation=evaluation)
+    return states.reconcile_target(ready=ready.ready, reason=ready.reason,
+                                   residence_remaining=ready.residence_remaining)
+
+
+def reconcile_needed(canary: Canary, *, now: datetime, evaluation: Evaluation | None = _LOOKUP) -> bool:
+    """Whether canary_reconcile would change this (freshly read) canary: a serving canary whose
+    state or hold reason differs from what its readiness calls for."""
+    if canary.state not in states.ADVANCING:
+        return False
+    target, reason = reconcile_target(canary, now=now, evaluation=evaluation)
+    return target != canary.state or reason != canary.hold_reason
+
+
+def human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds() + 0.999)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def split_of(canary: Canary) -> Split:
+    """The split the canary's router should hold now."""
+    seg = schedules.stage_segmentation(canary_stages(canary), canary.stage_index, segmentation=canary.segmentation)
+    return Split(
+        model=canary.model.name, production_version=canary.baseline.version, canary_version=canary.version.version,
+        percent=canary.traffic_percent, canary_id=canary.pk, generation=canary.split_generation,
+        strategy=seg["strategy"], values=tuple(seg["values"]),
+    )
+
+
+# --- may this person sign this step now? ------------------------------------------------------------
+
+
+def signed_on(step: rules.Step | None, approvals: Any) -> dict[str, Any]:
+    """The step's signatures: role -> signer id (what segregation of duties compares)."""
+    if step is None:
+        return {}
+    return {a.role: a.signer_id for a in approvals if a.step == step.key}
+
+
+def step_facts(canary: Canary, *, now: datetime, approvals: Any = None,
+               evaluation: Evaluation | None = _LOOKUP) -> rules.StepFacts:
+    step = current_step(canary)
+    ready = stage_readiness(canary, now=now, evaluation=evaluation) if step is not None and \
+        step.kind is rules.StepKind.PROMOTE else None
+    return rules.StepFacts(
+        state=canary.state, step=step, risk_tier=canary.model.risk_tier, initiator_id=canary.initiated_by_id,
+        owner_id=canary.model.owner_id,
+        signed=signed_on(step, canary.approvals.all() if approvals is None else approvals),
+        stage_ready=ready.ready if ready else True, stage_reason=ready.reason if ready else "",
+    )
+
+
+def signer_facts(actor: Any, canary: Canary, role: str) -> rules.SignerFacts:
+    principal = as_principal(actor)
+    decision = decide(principal, SIGN_ACTIONS[role], model=canary.model)
+    return rules.SignerFacts(
+        user_id=principal.user.pk, is_service_account=principal.is_service_account,
+        has_mrm_role=Role.MRM in roles_of(principal.user), permitted=decision.allowed,
+        permission_reason=decision.reason,
+    )
+
+
+def signing_refusal(actor: Any, canary: Canary, *, role: str, facts: rules.StepFacts) -> rules.Refusal | None:
+    return rules.signing_refusal(role=role, facts=facts, signer=signer_facts(actor, canary, role))
+
+
+def may_sign_anything(user: Any) -> bool:
+    # Without a model, decide answers "on some model": enough to know whether an inbox applies.
+    return any(decide(user, action).allowed for action in SIGN_ACTIONS.values())
+
+
+# --- lists and the API's view of one canary ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurrentStage:
+    index: int
+    percent: int
+    cohort: str | None
+    entered_at: datetime | None
+    min_residence_until: datetime | None
+
+
+@dataclass(frozen=True)
+class SigningReadiness:
+    """Whether the canary's current step can be signed now, and if not, why."""
+
+    ready: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequiredApprovals:
+    """The signatures the current step needs (`step` None: the canary takes no more signed steps)."""
+
+    step: str | None
+    roles: list[str]
+    outstanding: list[str]
+
+
+@dataclass(frozen=True)
+class CanaryRow:
+    """A canary as a list shows it: the record and where it stands."""
+
+    canary: Canary
+    stage: CurrentStage
+
+
+@dataclass(frozen=True)
+class CanaryDetail(CanaryRow):
+    readiness: SigningReadiness
+    latest_evaluation: Evaluation | None
+    gates: list[dict[str, Any]]
+    required_approvals: RequiredApprovals
+    approvals: list[Approval]
+
+
+def _visible(actor: Any) -> QuerySet[Canary]:
+    qs = Canary.objects.select_related("model", "version", "baseline", "initiated_by")
+    restriction = visible_models_filter(actor)
+    if restriction is not None:
+        # The restriction is written for AIModel; a canary is visible when its model is.
+        qs = qs.filter(**{f"model__{name}": value for name, value in restriction.items()})
+    return qs
+
+
+def canary_list(*, actor: Any, model: str = "", state: str = "") -> QuerySet[Canary]:
+    """Newest first; `-id` breaks ties between canaries initiated in the same instant."""
+    qs = _visible(actor)
+    if model:
+        qs = qs.filter(model__name=model)
+    if state:
+        qs = qs.filter(state=state)
+    return qs.order_by("-initiated_at", "-id")
+
+
+def canary_get(*, actor: Any, canary_id: int) -> Canary:
+    """The canary, or 404 when it does not exist or lies outside what the principal may see."""
+    canary = _visible(actor).filter(pk=canary_id).first()
+    if canary is None:
+        raise NotFound(f"no canary #{canary_id}")
+    return canary
+
+
+def canary_evaluations(*, canary: Canary) -> QuerySet[Evaluation]:
+    # Served by the evaluation_canary_latest index (canary, -window_end).
+    return canary.evaluations.order_by("-window_end", "-id")
+
+
+def canary_pushes(*, actor: Any, canary_id: int) -> QuerySet[RouterPush]:
+    """The canary's pushes, newest first (served by the (canary, -started_at) index). NotFound
+    when the canary is outside what the principal may see."""
+    canary = canary_get(actor=actor, canary_id=canary_id)
+    return RouterPush.objects.filter(canary=canary).order_by("-started_at", "-id")[:PUSH_LIMIT]
+
+
+def current_stage(canary: Canary) -> CurrentStage:
+    stage = canary_stages(canary)[canary.stage_index]
+    return CurrentStage(
+        index=stage.index,
+        percent=stage.percent,
+        cohort=stage.cohort,
+        entered_at=canary.stage_entered_at,
+        min_residence_until=residence_until(canary),
+    )
+
+
+def canary_row(canary: Canary) -> CanaryRow:
+    return CanaryRow(canary=canary, stage=current_stage(canary))
+
+
+def signing_readiness(canary: Canary, *, now: datetime) -> SigningReadiness:
+    """The question a signer asks: may the current step be signed now? The canary's half of
+    releases.canaries.approvals.signing_refusal, so the answer shown is the answer a signature gets."""
+    ready, reason = rules.step_readiness(step_facts(canary, now=now))
+    return SigningReadiness(ready, reason)
+
+
+def required_approvals(canary: Canary, approvals: list[Approval]) -> RequiredApprovals:
+    step = current_step(canary)
+    if step is None:
+        return RequiredApprovals(step=None, roles=[], outstanding=[])
+    roles = sorted(required_roles(canary, step))
+    signed = {a.role for a in approvals if a.step == step.key}
+    return RequiredApprovals(step=step.key, roles=roles, outstanding=[r for r in roles if r not in signed])
+
+
+def canary_detail(*, actor: Any, canary_id: int, now: datetime) -> CanaryDetail:
+    canary = canary_get(actor=actor, canary_id=canary_id)
+    approvals = list(canary.approvals.select_related("signer").order_by("signed_at", "id"))
+    evaluation = latest_evaluation(canary)
+    return CanaryDetail(
+        canary=canary,
+        stage=current_stage(canary),
+        readiness=signing_readiness(canary, now=now),
+        latest_evaluation=evaluation,
+        gates=list(evaluation.gates) if evaluation is not None else [],
+        required_approvals=required_approvals(canary, approvals),
+        approvals=approvals,
+    )
+
+
+
+ACTIVE_CANARIES = Gauge("canaryhub_active_canaries", "Canaries serving traffic", registry=REGISTRY)
+
+
+def metrics_refresh() -> None:
+    """The canaries' gauges on /metrics, from the database at each scrape."""
+    ACTIVE_CANARIES.set(Canary.objects.filter(state__in=states.SERVING).count())

@@ -1,0 +1,615 @@
+"""The canary's service functions: every change of a canary's state, stage, split, signatures
+and threshold changes goes through one of these. (The control loop's claim of a due canary —
+`next_eval_at`, a scheduling mark, not the canary's record — is releases.canaries.loop.claim_due.)
+
+Each takes the acting principal (None for the system itself), locks the canary row
+(`select_for_update`), refuses an illegal transition with 409 naming the current state
+(releases.canaries.states), and in the same transaction writes its audit event and its
+notification outbox row. The router push is announced to run after commit
+("canary.split_changed", carried out by releases.canaries.tasks.push_split; rollbacks and aborts
+on the "rollbacks" queue). The rules they apply are pure functions: releases.canaries.states,
+.schedules and .approvals, and monitoring.evaluations.
+
+The control loop that calls the system's own moves (reconcile, suspend, resume, automatic
+rollback) is releases.canaries.loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from canaryhub import events
+from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
+from governance.access.permissions import Action, as_principal, require
+from governance.audit.services import audit_append
+from governance.incidents.models import Incident
+from governance.incidents.services import (
+    committee_escalation_open,
+    incident_open,
+    reinitiation_claim,
+    reinitiation_use,
+)
+from monitoring.models import Evaluation
+from monitoring.services import notification_record
+from releases.canaries import approvals as rules
+from releases.canaries import schedules, selectors, states
+from releases.canaries.models import Approval, Canary, ThresholdChangeRequest
+from releases.register.models import AIModel, ModelVersion
+from releases.register.services import change_type_between, version_flag_escalated, version_transition
+from releases.routing.routers import router_kinds
+
+State = states.State
+ESCALATION_AFTER = 3  # consecutive rollbacks of one version go to the model risk committee (pattern §10.3)
+
+# Who each transition's outbox row is for (the notification table of the pattern, §4.3, §4.7,
+# §10.1-10.2). "signers": the people whose signature the canary's step now waits for.
+AUDIENCE: dict[str, tuple[str, ...]] = {
+    "canary.initiated": ("consumers", "owner", "rollback_contact"),
+    "canary.started": ("consumers", "owner"),
+    "canary.promoted": ("consumers", "owner"),
+    "canary.completed": ("consumers", "owner"),
+    "canary.certified": ("consumers", "owner", "ai_governance"),
+    "canary.awaiting_approval": ("signers",),
+    "canary.held": ("owner", "platform"),
+    "canary.running": (),
+    "canary.suspended": ("on_call", "platform", "owner"),
+    "canary.resumed": ("on_call", "platform", "owner"),
+    "canary.rolled_back": ("owner", "on_call", "rollback_contact", "consumers"),
+    "canary.aborted": ("owner", "consumers"),
+    # A threshold change request's moves: its reviewers, then whoever asked.
+    "canary.threshold_change_requested": ("ai_governance", "mrm"),
+    "canary.threshold_change_approved": ("requester",),
+    "canary.threshold_change_rejected": ("requester",),
+    "canary.threshold_change_applied": ("requester", "owner"),
+    "canary.threshold_change_lapsed": ("requester",),
+}
+
+
+# --- the one transition function -------------------------------------------------------------------
+
+
+def _lock(canary_id: int) -> Canary:
+    canary = Canary.objects.select_for_update().filter(pk=canary_id).first()
+    if canary is None:
+        raise NotFound(f"no canary #{canary_id}")
+    return canary
+
+
+def _transition(
+    canary: Canary,
+    *,
+    to: str,
+    actor: Any,
+    action: str,
+    payload: dict[str, Any],
+    fields: dict[str, Any] | None = None,
+    push: bool = False,
+    push_queue: str = "celery",
+) -> Canary:
+    """Move a locked canary to `to`: save, audit, write the outbox row, and announce the router
+    push for after the commit."""
+    current = canary.state
+    if not states.may_become(current, to):
+        raise Conflict(f"canary #{canary.pk} is {current}; it cannot become {to}")
+    changes = {"state": to, **(fields or {})}
+    for name, value in changes.items():
+        setattr(canary, name, value)
+    if push:
+        canary.split_generation += 1
+        changes["split_generation"] = canary.split_generation
+    canary.save(update_fields=list(changes))
+    record = {"from": current, "to": to, "stage_index": canary.stage_index,
+              "traffic_percent": canary.traffic_percent, **payload}
+    audit_append(actor=as_principal(actor).user if actor is not None else None, action=action,
+                 object_type="canary", object_id=canary.pk, payload=record)
+    _notify(canary, kind=action, payload=record)
+    if push:
+        _announce_push(canary, queue=push_queue)
+    return canary
+
+
+def _notify(canary: Canary, *, kind: str, payload: dict[str, Any]) -> None:
+    notification_record(
+        kind=kind, canary_id=canary.pk, audience=list(AUDIENCE.get(kind, ())),
+        payload={"model": canary.model.name, "version": canary.version.version, **payload},
+    )
+
+
+def _announce_push(canary: Canary, *, queue: str = "celery") -> None:
+    events.announce("canary.split_changed", canary_id=canary.pk, generation=canary.split_generation, queue=queue)
+
+
+# --- initiation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitiationPlan:
+    """What a canary started with these inputs would be (pure: releases.canaries.services.initiation_plan)."""
+
+    change_type: str
+    stages: tuple[schedules.Stage, ...]
+    segmentation: schedules.Segmentation
+    timeline: list[dict[str, Any]]
+    warnings: list[str]
+    start_roles: frozenset[rules.SignatureRole]
+    rollback_contact: str
+
+    @property
+    def starts_now(self) -> bool:
+        return not self.start_roles
+
+
+def initiation_plan(
+    *, risk_tier: str, on_call: str, version: tuple[int, int, int], baseline: tuple[int, int, int],
+    baseline_label: str, schedule: str, segmentation: Any, rationale: str, shadow_evidence_ref: str,
+    rollback_contact: str, router: str, known_routers: Sequence[str], clock_speed: float, now: datetime,
+) -> InitiationPlan:
+    """The canary these inputs start, or ValidationFailed naming the input that cannot be used.
+    Pure: the caller reads the model, the version and its production baseline."""
+    if rollback_contact and (not isinstance(rollback_contact, str) or len(rollback_contact) > 200):
+        raise ValidationFailed.field("rollback_contact", "at most 200 characters")
+    if version <= baseline:
+        raise ValidationFailed.field("version", f"must be greater than the production version {baseline_label}")
+    change_type = change_type_between(version, baseline)
+    schedules.validate_initiation(
+        schedule=schedule, risk_tier=risk_tier, segmentation=segmentation, rationale=rationale,
+        shadow_evidence_ref=shadow_evidence_ref, change_type=change_type,
+    )
+    if router not in known_routers:
+        raise ValidationFailed.field("router", f"must be one of {', '.join(known_routers)}")
+    seg = schedules.parse_segmentation(segmentation)
+    stages = schedules.expand_schedule(
+        schedule, risk_tier=risk_tier, clock_speed=clock_speed,
+        cohorts=tuple(seg["values"]) if schedule == schedules.ScheduleKind.COHORT_FIRST else (),
+    )
+    return InitiationPlan(
+        change_type=change_type, stages=stages, segmentation=seg,
+        timeline=[
+            {"index": stage.index, "percent": stage.percent, "cohort": stage.cohort, "earliest_entry": at.isoformat()}
+            for stage, at in schedules.expected_timeline(stages, start=now)
+        ],
+        warnings=schedules.initiation_warnings(schedule=schedule, risk_tier=risk_tier, change_type=change_type,
+                                               segmentation=seg),
+        start_roles=rules.required_signatures(step=rules.Step.start(), risk_tier=risk_tier),
+        rollback_contact=rollback_contact or on_call,
+    )
+
+
+def canary_initiate(
+    *,
+    actor: Any,
+    model_name: str,
+    version: str,
+    schedule: str = schedules.ScheduleKind.STANDARD,
+    segmentation: dict[str, Any] | None = None,
+    rationale: str = "",
+    shadow_evidence_ref: str = "",
+    rollback_contact: str = "",
+    router: str = "file",
+    now: datetime | None = None,
+) -> Canary:
+    """Start a canary of a registered version: freeze its schedule, segmentation and thresholds,
+    and either start traffic at the first stage or wait for the start signatures."""
+    now = now or timezone.now()
+    principal = as_principal(actor)
+    with transaction.atomic():
+        # The model row lock serialises initiations of one model: the "one active canary"
+        # check below cannot race (and the unique constraint backs it up).
+        model = AIModel.objects.select_for_update().filter(name=model_name).first()
+        if model is None:
+            raise NotFound(f"no model named {model_name!r}")
+        if principal.scope is not None and model.pk not in principal.scope:
+            # A scoped token does not learn that models outside its scope exist (reads say 404 too).
+            raise NotFound(f"no model named {model_name!r}")
+        require(principal, Action.START_CANARY, model=model)
+        obj = model.versions.filter(version=version).first()
+        if obj is None:
+            raise ValidationFailed.field("version", f"{model.name} has no version {version!r}")
+        active = model.canaries.filter(state__in=states.ACTIVE).first()
+        if active is not None:
+            raise Conflict(
+                f"{model.name} already has an active canary (#{active.pk}, {active.state}); "
+                "finish, roll back or abort it first"
+            )
+        reinitiation = None
+        if obj.status == ModelVersion.Status.ROLLED_BACK:
+            reinitiation = reinitiation_claim(version=obj)
+            if reinitiation is None:
+                raise Conflict(
+                    f"{obj} was rolled back; it cannot be canaried again until its root cause is accepted "
+                    "and a re-initiation is approved"
+                )
+        elif obj.status != ModelVersion.Status.REGISTERED:
+            raise Conflict(f"{obj} is {obj.status}; only a registered version can be canaried")
+        baseline = model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
+        if baseline is None:
+            raise Conflict(f"{model.name} has no production version to compare a canary with")
+        plan = initiation_plan(
+            risk_tier=model.risk_tier, on_call=model.on_call, version=obj.semver, baseline=baseline.semver,
+            baseline_label=baseline.version, schedule=schedule, segmentation=segmentation, rationale=rationale,
+            shadow_evidence_ref=shadow_evidence_ref, rollback_contact=rollback_contact, router=router,
+            known_routers=router_kinds(), clock_speed=settings.CLOCK_SPEED, now=now,
+        )
+        starts_now = plan.starts_now
+        canary = Canary(
+            model=model, version=obj, baseline=baseline, schedule=schedule,
+            stages=[s.to_dict() for s in plan.stages], segmentation=plan.segmentation, rationale=rationale or "",
+            shadow_evidence_ref=shadow_evidence_ref or "", thresholds=obj.thresholds,
+            expected_timeline=plan.timeline, rollback_contact=plan.rollback_contact, router=router,
+            clock_speed=settings.CLOCK_SPEED, state=State.RUNNING if starts_now else State.PENDING_APPROVAL,
+            stage_index=0, stage_entered_at=now if starts_now else None,
+            traffic_percent=plan.stages[0].percent if starts_now else 0,
+            split_generation=1 if starts_now else 0, initiated_by=principal.user,
+        )
+        try:
+            with transaction.atomic():
+                canary.save()
+        except IntegrityError as exc:  # the unique "one active canary" constraint
+            raise Conflict(f"{model.name} already has an active canary") from exc
+        version_transition(version=obj, to=ModelVersion.Status.CANARY, actor=principal, canary_id=canary.pk,
+                           reason="canary initiated")
+        if reinitiation is not None:
+            reinitiation_use(approval=reinitiation, canary=canary)
+        record = {
+            "model": model.name, "version": obj.version, "baseline": baseline.version,
+            "risk_tier": model.risk_tier, "change_type": plan.change_type, "schedule": schedule,
+            "stages": canary.stages, "segmentation": plan.segmentation, "rationale": canary.rationale,
+            "shadow_evidence_ref": canary.shadow_evidence_ref, "thresholds": canary.thresholds,
+            "expected_timeline": plan.timeline, "rollback_contact": canary.rollback_contact,
+            "router": router, "state": canary.state, "traffic_percent": canary.traffic_percent,
+            "start_signatures_required": sorted(r.value for r in plan.start_roles),
+            "warnings": plan.warnings, "clock_speed": settings.CLOCK_SPEED, "via_token": principal.token_prefix,
+        }
+        audit_append(actor=principal.user, action="canary.initiated", object_type="canary", object_id=canary.pk,
+                     payload=record)
+        _notify(canary, kind="canary.initiated", payload=record)
+        if starts_now:
+            _announce_push(canary)
+    return canary
+
+
+# --- signatures -----------------------------------------------------------------------------------
+
+
+def canary_sign(
+    *,
+    actor: Any,
+    canary_id: int,
+    role: str,
+    statement: str,
+    password: str,
+    evaluation_hash: str = "",
+    now: datetime | None = None,
+) -> Approval:
+    """An e-signature on the canary's current step. The last required one takes the step:
+    starts the canary, or promotes it to the next stage (completing it at 100 %). Whether this
+    person may sign now is releases.canaries.approvals.signing_refusal's answer."""
+    now = now or timezone.now()
+    principal = as_principal(actor)
+    if role not in {r.value for r in rules.SignatureRole}:
+        raise ValidationFailed.field("role", "must be owner or mrm")
+    if not isinstance(statement, str) or len(statement.strip()) < 10:
+        raise ValidationFailed.field("statement", "state what you are approving (at least 10 characters)")
+    if principal.is_service_account:
+        raise PermissionRefused("service accounts never sign: an approval is a human act")
+    user = principal.user
+    if not isinstance(password, str) or not user.check_password(password):
+        raise PermissionRefused("re-authentication failed: the password does not match")
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        ready = selectors.stage_readiness(canary, now=now)
+        facts = selectors.step_facts(canary, now=now, evaluation=ready.evaluation)
+        refusal = selectors.signing_refusal(principal, canary, role=role, facts=facts)
+        if refusal is not None:
+            if refusal.status == 403:
+                raise PermissionRefused(refusal.reason)
+            raise Conflict(f"canary #{canary.pk} is {canary.state}: {refusal.reason}")
+        step = facts.step
+        assert step is not None  # signing_refusal refuses a canary without a step
+        evaluation: Evaluation | None = None
+        if step.kind is rules.StepKind.PROMOTE:
+            evaluation = ready.evaluation
+            assert evaluation is not None  # readiness needs one
+            if not evaluation_hash:
+                raise ValidationFailed.field(
+                    "evaluation_hash", "sign what you saw: give the hash of the evaluation shown"
+                )
+            if evaluation_hash != evaluation.content_hash:
+                raise Conflict(
+                    "the evaluation you were shown is no longer the newest; review the latest evaluation "
+                    f"({evaluation.content_hash[:12]}…) and sign again"
+                )
+        meaning = rules.signature_meaning(role=role, step=step, stages=selectors.canary_stages(canary),
+                                          canary_id=canary.pk, version=str(canary.version))
+        try:
+            with transaction.atomic():
+                approval = Approval.objects.create(
+                    canary=canary, step=step.key, stage_index=step.to_index, role=role, signer=user,
+                    printed_name=(user.get_full_name() or user.get_username())[:200], meaning=meaning,
+                    statement=statement.strip(), evaluation=evaluation,
+                    evaluation_hash=evaluation.content_hash if evaluation else "", signed_at=now,
+                )
+        except IntegrityError as exc:
+            raise Conflict(f"step {step.key} already has its {role} signature") from exc
+        audit_append(
+            actor=user, action="canary.signed", object_type="canary", object_id=canary.pk,
+            payload={
+                "approval": approval.pk, "step": step.key, "role": role, "printed_name": approval.printed_name,
+                "meaning": meaning, "statement": approval.statement, "signed_at": now.isoformat(),
+                "evaluation": evaluation.pk if evaluation else None, "evaluation_hash": approval.evaluation_hash,
+                "reauthenticated": True,
+            },
+        )
+        required = rules.required_signatures(step=step, risk_tier=facts.risk_tier)
+        if not rules.outstanding_signatures(required=required, signed={**facts.signed, role: user.pk}):
+            _take_step(canary, step=step, actor=user, now=now)
+    return approval
+
+
+def _take_step(canary: Canary, *, step: rules.Step, actor: Any, now: datetime) -> None:
+    stages = selectors.canary_stages(canary)
+    target = stages[step.to_index]
+    fields = {"stage_index": step.to_index, "stage_entered_at": now, "traffic_percent": target.percent,
+              "hold_reason": ""}
+    if target.is_final:
+        fields["ended_at"] = now
+        _transition(canary, to=State.COMPLETED, actor=actor, action="canary.completed",
+                    payload={"step": step.key}, fields=fields, push=True)
+        _make_production(canary, actor=actor)
+        _lapse_threshold_changes(canary, now=now)
+        return
+    if step.kind is rules.StepKind.PROMOTE:
+        # An approved threshold change takes effect as the canary enters its next stage.
+        threshold_change_apply_due(canary=canary, fields=fields, to_index=step.to_index, now=now)
+    action = "canary.started" if step.kind is rules.StepKind.START else "canary.promoted"
+    _transition(canary, to=State.RUNNING, actor=actor, action=action, payload={"step": step.key},
+                fields=fields, push=True)
+
+
+def _make_production(canary: Canary, *, actor: Any) -> None:
+    previous = list(
+        ModelVersion.objects.select_for_update().select_related("model")
+        .filter(model=canary.model, status=ModelVersion.Status.PRODUCTION)
+    )
+    # The old production version goes first: a model has at most one production version.
+    for old in previous:
+        version_transition(version=old, to=ModelVersion.Status.DEPRECATED, actor=actor, canary_id=canary.pk,
+                           reason=f"replaced by {canary.version.version}")
+    version_transition(version=canary.version, to=ModelVersion.Status.PRODUCTION, actor=actor, canary_id=canary.pk,
+                       reason="canary completed", action="version.promoted_to_production",
+                       extra={"deprecated": [v.version for v in previous]})
+
+
+def canary_mark_certified(*, canary: Canary, actor: Any, payload: dict[str, Any]) -> Canary:
+    """COMPLETED → CERTIFIED, for governance.certificates.services.certificate_decide, which has
+    locked the row, checked the issuer's right and sealed the certificate in the same transaction."""
+    return _transition(canary, to=State.CERTIFIED, actor=actor, action="canary.certified", payload=payload)
+
+
+# --- stopping -------------------------------------------------------------------------------------
+
+
+def canary_rollback(
+    *, actor: Any, canary_id: int, reason: str, automatic: bool = False, evaluation_id: int | None = None,
+) -> Canary:
+    """Send every user back to production. Manual (owner or platform) or automatic (the
+    control loop, actor None). The 0 % push is announced first, for the rollbacks queue. The
+    rollback opens its P2 incident and, on a version's third consecutive rollback, the model risk
+    committee's escalation."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed.field("reason", "say why the canary is rolled back")
+    now = timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if not automatic:
+            require(actor, Action.ROLLBACK_CANARY, model=canary.model)
+        if canary.state == State.PENDING_APPROVAL:
+            raise Conflict(f"canary #{canary.pk} is {canary.state}: it never served traffic; abort it instead")
+        _transition(
+            canary, to=State.ROLLED_BACK, actor=actor, action="canary.rolled_back",
+            payload={"reason": reason.strip(), "automatic": automatic, "evaluation": evaluation_id,
+                     "from_percent": canary.traffic_percent},
+            fields={"traffic_percent": 0, "ended_at": now, "end_reason": reason.strip()},
+            push=True, push_queue="rollbacks",
+        )
+        version_transition(version=canary.version, to=ModelVersion.Status.ROLLED_BACK, actor=actor,
+                           canary_id=canary.pk, reason=reason.strip())
+        _lapse_threshold_changes(canary, now=now)
+        incident_open(
+            severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary_id=canary.pk,
+            evaluation_id=evaluation_id if Evaluation.objects.filter(pk=evaluation_id).exists() else None,
+            summary=f"Canary #{canary.pk} of {canary.version} rolled back "
+                    f"{'automatically' if automatic else 'by hand'}: {reason.strip()}",
+            details={"automatic": automatic, "stage_index": canary.stage_index}, actor=actor, now=now,
+        )
+        _escalate_if_due(canary, now=now)
+    return canary
+
+
+def escalation_due(finished_states: Sequence[str]) -> bool:
+    """Pure: the version's last finished canaries (newest first) call for the model risk committee."""
+    return len(finished_states) >= ESCALATION_AFTER and all(
+        s == State.ROLLED_BACK for s in finished_states[:ESCALATION_AFTER]
+    )
+
+
+def _escalate_if_due(canary: Canary, *, now: datetime) -> None:
+    """After a rollback: when the version's last three finished canaries were all rolled back,
+    escalate to the model risk committee — the record, a flag on the version, an outbox row."""
+    version = canary.version
+    finished = list(
+        Canary.objects.filter(version=version).exclude(state__in=states.ACTIVE)
+        .order_by("-initiated_at", "-id").values_list("pk", "state")[:ESCALATION_AFTER]
+    )
+    if not escalation_due([state for _, state in finished]):
+        return
+    ids = [pk for pk, _ in reversed(finished)]
+    reason = f"{ESCALATION_AFTER} consecutive rollbacks of {version} (canaries {', '.join(f'#{i}' for i in ids)})"
+    escalation = committee_escalation_open(version=version, canary_ids=ids, reason=reason, now=now)
+    if escalation is None:
+        return
+    version_flag_escalated(version=version, at=now)
+    notification_record(
+        kind="committee.escalation", canary_id=canary.pk, audience=["model_risk_committee", "owner", "mrm"],
+        payload={"escalation": escalation.pk, "model": version.model.name, "version": version.version,
+                 "canaries": ids, "reason": reason},
+    )
+
+
+def canary_abort(*, actor: Any, canary_id: int, reason: str) -> Canary:
+    """Stop a canary before completion (a human or CI decision, not a metric breach). Traffic
+    goes to 0 % first; the version may be canaried again (its thresholds stay frozen)."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed.field("reason", "say why the canary is aborted")
+    now = timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        require(actor, Action.ABORT_CANARY, model=canary.model)
+        _transition(
+            canary, to=State.ABORTED, actor=actor, action="canary.aborted",
+            payload={"reason": reason.strip(), "from_percent": canary.traffic_percent},
+            fields={"traffic_percent": 0, "ended_at": now, "end_reason": reason.strip()},
+            push=True, push_queue="rollbacks",
+        )
+        version_transition(version=canary.version, to=ModelVersion.Status.REGISTERED, actor=actor,
+                           canary_id=canary.pk, reason=reason.strip())
+        _lapse_threshold_changes(canary, now=now)
+    return canary
+
+
+# --- the system's own moves (called by releases.canaries.loop) -----------------------------------
+
+
+def canary_reconcile(*, canary_id: int, now: datetime | None = None) -> Canary:
+    """Bring a serving canary's displayed state in line with the facts: awaiting approval when
+    its stage is ready, held (with the reason) when the residence is over but the gates are
+    not green, running while the residence lasts. Suspended canaries are left to the monitor."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state not in states.ADVANCING:
+            return canary
+        ready = selectors.stage_readiness(canary, now=now)
+        target, reason = states.reconcile_target(ready=ready.ready, reason=ready.reason,
+                                                 residence_remaining=ready.residence_remaining)
+        if target == canary.state and reason == canary.hold_reason:
+            return canary
+        if target == canary.state:
+            # Same state, new reason: keep the reason current without an audit event per tick.
+            Canary.objects.filter(pk=canary.pk).update(hold_reason=reason)
+            canary.hold_reason = reason
+            return canary
+        return _transition(
+            canary, to=target, actor=None, action=f"canary.{target}",
+            payload={"reason": ready.reason}, fields={"hold_reason": reason},
+        )
+
+
+def canary_suspend(*, canary_id: int, reason: str) -> Canary:
+    """The dead-man's switch: stop a serving canary's advancement while nobody watches its
+    metrics. Traffic stays where it is (no push); rollback stays possible from suspended."""
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state not in states.ADVANCING:
+            return canary
+        return _transition(
+            canary, to=State.SUSPENDED, actor=None, action="canary.suspended",
+            payload={"reason": reason}, fields={"hold_reason": reason[:300]},
+        )
+
+
+def canary_resume(*, canary_id: int, reason: str, now: datetime | None = None) -> Canary:
+    """Lift a suspension: back to the state the facts give (as canary_reconcile decides)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state != State.SUSPENDED:
+            return canary
+        ready = selectors.stage_readiness(canary, now=now)
+        target, hold = states.reconcile_target(ready=ready.ready, reason=ready.reason,
+                                               residence_remaining=ready.residence_remaining)
+        return _transition(
+            canary, to=target, actor=None, action="canary.resumed",
+            payload={"reason": reason, "readiness": ready.reason}, fields={"hold_reason": hold},
+        )
+
+
+# --- threshold changes: their status moves, and their effect at stage entry ------------------------
+
+
+def threshold_change_transition(
+    change: ThresholdChangeRequest, *, to: str, actor: Any, action: str, payload: dict[str, Any],
+    fields: dict[str, Any] | None = None,
+) -> ThresholdChangeRequest:
+    """Move a locked threshold change request to `to` (table: releases.canaries.states), save and
+    audit on its canary, in the caller's transaction. The reviews that call it are
+    governance.thresholds.services; its application at a stage entry is below."""
+    current = change.status
+    if not states.threshold_change_may_become(current, to):
+        raise Conflict(f"threshold change #{change.pk} is {current}")
+    changes = {"status": to, **(fields or {})}
+    for name, value in changes.items():
+        setattr(change, name, value)
+    change.save(update_fields=list(changes))
+    record = {"request": change.pk, **payload}
+    audit_append(actor=actor, action=action, object_type="canary", object_id=change.canary_id, payload=record)
+    notification_record(kind=action, canary_id=change.canary_id, audience=list(AUDIENCE.get(action, ())),
+                        payload={**record, "status": to, "requested_by": change.requested_by_id})
+    return change
+
+
+def threshold_change_apply_due(*, canary: Canary, fields: dict[str, Any], to_index: int,
+                               now: datetime) -> ThresholdChangeRequest | None:
+    """While a (locked) canary is promoted: an approved change is added to the promotion's saved
+    fields, so it governs the stage being entered, never the stage it was approved in."""
+    change = (
+        ThresholdChangeRequest.objects.select_for_update()
+        .filter(canary=canary, status=ThresholdChangeRequest.Status.APPROVED)
+        .order_by("requested_at")
+        .first()
+    )
+    if change is None:
+        return None
+    fields["thresholds"] = change.proposed
+    return threshold_change_transition(
+        change, to=ThresholdChangeRequest.Status.APPLIED, actor=None, action="canary.threshold_change_applied",
+        payload={"from": change.current, "to": change.proposed, "stage_index": to_index},
+        fields={"applied_at": now, "applied_stage_index": to_index},
+    )
+
+
+def _lapse_threshold_changes(canary: Canary, *, now: datetime) -> None:
+    """The canary ended: a change still under review or waiting for the next stage never applies."""
+    for change in ThresholdChangeRequest.objects.select_for_update().filter(
+        canary=canary, status__in=states.THRESHOLD_CHANGE_OPEN,
+    ):
+        threshold_change_transition(
+            change, to=ThresholdChangeRequest.Status.LAPSED, actor=None, action="canary.threshold_change_lapsed",
+            payload={"canary_state": canary.state},
+        )
+
+
+# --- retention --------------------------------------------------------------------------------------
+
+
+def evaluations_prune(*, now: datetime | None = None) -> int:
+    """Delete evaluations older than the retention period after their canary ended. Never of a
+    canary still active (ended_at is only set when it ends), and never one an approval or an
+    incident points at (those are evidence with their own retention)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.EVALUATION_RETENTION_DAYS)
+    qs = (
+        Evaluation.objects.filter(canary__ended_at__lt=cutoff)
+        .exclude(canary__state__in=states.ACTIVE)
+        .exclude(pk__in=Approval.objects.filter(evaluation__isnull=False).values("evaluation"))
+        .exclude(pk__in=Incident.objects.filter(evaluation__isnull=False).values("evaluation"))
+    )
+    deleted, _ = qs.delete()
+    return deleted

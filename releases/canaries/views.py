@@ -1,0 +1,307 @@
+"""HTML views of canaries: the list, the start form with its live preview, the canary page
+(refreshed in place while the canary can still change), the signing, rollback and abort
+dialogs, the approvals inbox and a canary's router pushes.
+
+Thin: parse, ask governance.access.permissions, call a releases.canaries.services function,
+render the read model of releases.canaries.presenters; a DomainError becomes a form error or a
+message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from canaryhub.errors import DomainError, NotFound
+from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_on_htmx
+from governance.access.permissions import Action, require_page
+from releases.canaries import presenters, selectors, services, states
+from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
+from releases.canaries.models import Approval, Canary
+from releases.register import selectors as register_selectors
+from releases.register.services import change_type_between
+
+State = states.State
+
+LIST_LIMIT = 200
+RECENT_SIGNATURES = 20
+
+
+# --- plumbing shared by the views -----------------------------------------------------------------
+
+
+def _canary_or_404(user: Any, pk: int) -> Canary:
+    try:
+        return selectors.canary_get(actor=user, canary_id=pk)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+
+
+def _done(request: HttpRequest, canary: Canary) -> HttpResponse:
+    """After a dialog's action: the canary page, reloaded whole (its state changed)."""
+    url = reverse("releases:canary-detail", kwargs={"pk": canary.pk})
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+# --- the list -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def canary_list(request: HttpRequest) -> HttpResponse:
+    require_page(request.user, Action.VIEW)
+    model_names = list(register_selectors.model_list(actor=request.user).values_list("name", flat=True))
+    filter_form = CanaryFilterForm(request.GET, model_names=model_names)
+    filters = filter_form.filters()
+    active = filters["state"] == CanaryFilterForm.ACTIVE
+    canaries = selectors.canary_list(
+        actor=request.user, model=filters["model"], state="" if active else filters["state"]
+    )
+    if active:
+        canaries = canaries.filter(state__in=states.ACTIVE)
+    context = {
+        "filter_form": filter_form,
+        "filters": filters,
+        "canaries": list(canaries[:LIST_LIMIT]),
+        "limit": LIST_LIMIT,
+    }
+    return render_page(request, "releases/canary_list.html", "releases/partials/_canary_table.html", context)
+
+
+# --- starting a canary ----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_create(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """The start form. An htmx GET (sent when the schedule or segmentation changes) answers
+    with the preview of the canary the current input would start."""
+    require_page(request.user, Action.VIEW)
+    try:
+        obj = register_selectors.version_get(actor=request.user, model_name=name, version=version)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+    model = obj.model
+    require_page(request.user, Action.START_CANARY, model=model)
+    baseline = register_selectors.production_version(model=model)
+    change_type = change_type_between(obj.semver, baseline.semver) if baseline is not None else None
+    fragment = is_fragment_request(request)
+    data = request.POST if request.method == "POST" else (request.GET if fragment else None)
+    form = CanaryStartForm(data, model=model, change_type=change_type)
+    preview = presenters.start_preview(
+        model=model, change_type=change_type, now=timezone.now(), **form.preview_inputs()
+    )
+    if request.method == "GET" and fragment:
+        return vary_on_htmx(render(request, "releases/partials/_canary_preview.html", {"preview": preview}))
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                canary = services.canary_initiate(
+                    actor=request.user, model_name=model.name, version=obj.version, **form.service_kwargs()
+                )
+            except DomainError as exc:
+                status = form_refusal(form, exc)
+            else:
+                messages.success(request, _started_message(canary))
+                return redirect("releases:canary-detail", pk=canary.pk)
+    context = {
+        "model": model,
+        "version": obj,
+        "baseline": baseline,
+        "form": form,
+        "preview": preview,
+        "active_canary": model.canaries.filter(state__in=states.ACTIVE).first(),
+    }
+    return vary_on_htmx(render(request, "releases/canary_form.html", context, status=status))
+
+
+def _started_message(canary: Canary) -> str:
+    if canary.state == State.PENDING_APPROVAL:
+        roles = " + ".join(presenters.role_labels(selectors.required_roles(canary)))
+        return f"Canary #{canary.pk} of {canary.version} initiated. It starts when {roles} have signed the start."
+    return f"Canary #{canary.pk} of {canary.version} started at {canary.traffic_percent}% of traffic."
+
+
+# --- the canary page ------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def canary_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page, or (for htmx's periodic refresh) only its live part."""
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    context = presenters.canary_page_context(canary, user=request.user, now=timezone.now())
+    return render_page(request, "releases/canary_detail.html", "releases/partials/_canary_live.html", context)
+
+
+# --- the dialogs: sign, roll back, abort ----------------------------------------------------------
+
+
+def _dialog(
+    request: HttpRequest, context: dict[str, Any], *, body: str, title: str, status: int = 200
+) -> HttpResponse:
+    """The same form as a <dialog> fragment (htmx) or as a page of its own (no JavaScript)."""
+    fragment = is_fragment_request(request)
+    context = {**context, "dialog_body": body, "dialog_title": title, "in_dialog": fragment}
+    if fragment:
+        # htmx swaps only 2xx answers; a refused signature is content the dialog must show.
+        return vary_on_htmx(render(request, "releases/partials/_canary_dialog.html", context))
+    return vary_on_htmx(render(request, "releases/canary_action.html", context, status=status))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
+    if role not in selectors.SIGN_ACTIONS:
+        raise Http404(f"no signature role {role!r}")
+    require_page(request.user, Action.VIEW)
+    # Refuse first whoever can never give this signature (a service account, a risk officer),
+    # before the canary lookup, which may not even be visible to them.
+    require_page(request.user, selectors.SIGN_ACTIONS[role])
+    canary = _canary_or_404(request.user, pk)
+    require_page(request.user, selectors.SIGN_ACTIONS[role], model=canary.model)
+    form = CanarySignForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            before = (canary.state, canary.stage_index)
+            try:
+                services.canary_sign(
+                    actor=request.user, canary_id=canary.pk, role=role,
+                    statement=form.cleaned_data["statement"], password=form.cleaned_data["password"],
+                    evaluation_hash=form.cleaned_data["evaluation_hash"],
+                )
+            except DomainError as exc:
+                status = form_refusal(form, exc)
+            else:
+                canary.refresh_from_db()
+                messages.success(request, _signed_message(canary, role=role, before=before))
+                return _done(request, canary)
+            # Whatever was refused, show the step as it is now: the newest evaluation, the
+            # signatures given meanwhile. The hidden hash then names what is on screen.
+            canary.refresh_from_db()
+    context = presenters.sign_context(canary, user=request.user, role=role, now=timezone.now())
+    return _dialog(
+        request, {**context, "form": form}, body="releases/partials/_canary_sign_form.html",
+        title=f"Sign as {presenters.ROLE_LABELS[role]}", status=status,
+    )
+
+
+def _signed_message(canary: Canary, *, role: str, before: tuple[str, int]) -> str:
+    signed = f"Your {presenters.ROLE_LABELS[role]} signature on canary #{canary.pk} is recorded."
+    if canary.state == State.COMPLETED:
+        return f"{signed} The canary completed: {canary.version.version} serves 100% of traffic."
+    if (canary.state, canary.stage_index) != before:
+        stage = selectors.canary_stages(canary)[canary.stage_index]
+        return f"{signed} Stage {stage.index + 1} entered: {presenters.stage_label(stage)}."
+    outstanding = selectors.required_approvals(canary, list(canary.approvals.all())).outstanding
+    if outstanding:
+        return f"{signed} Still needed: {' + '.join(presenters.role_labels(outstanding))}."
+    return signed
+
+
+@dataclass(frozen=True)
+class _Stop:
+    action: Action
+    title: str
+    button: str
+    effect: str
+
+
+STOPS = {
+    "rollback": _Stop(
+        Action.ROLLBACK_CANARY, "Roll back", "Roll back now",
+        "Every user goes back to the production version (0% canary) at once. The version is blocked "
+        "from another canary until its root cause is filed and a re-initiation approved.",
+    ),
+    "abort": _Stop(
+        Action.ABORT_CANARY, "Abort", "Abort the canary",
+        "Traffic goes back to the production version (0% canary). The version returns to registered "
+        "and may be canaried again with the same frozen thresholds.",
+    ),
+}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_rollback(request: HttpRequest, pk: int) -> HttpResponse:
+    return _stop(request, pk, kind="rollback")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_abort(request: HttpRequest, pk: int) -> HttpResponse:
+    return _stop(request, pk, kind="abort")
+
+
+def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
+    stop = STOPS[kind]
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    require_page(request.user, stop.action, model=canary.model)
+    form = CanaryStopForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            service = services.canary_rollback if kind == "rollback" else services.canary_abort
+            try:
+                canary = service(actor=request.user, canary_id=canary.pk, reason=form.cleaned_data["reason"])
+            except DomainError as exc:
+                status = form_refusal(form, exc)
+            else:
+                verb = "rolled back" if kind == "rollback" else "aborted"
+                messages.success(request, f"Canary #{canary.pk} {verb}: traffic is back on {canary.baseline.version}.")
+                return _done(request, canary)
+    return _dialog(
+        request,
+        {"canary": canary, "form": form, "stop": stop,
+         "action_url": reverse(f"releases:canary-{kind}", kwargs={"pk": canary.pk})},
+        body="releases/partials/_canary_stop_form.html", title=f"{stop.title} canary #{canary.pk}", status=status,
+    )
+
+
+# --- the inbox ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def inbox(request: HttpRequest) -> HttpResponse:
+    require_page(request.user, Action.VIEW)
+    recent = (
+        Approval.objects.filter(signer=request.user)
+        .select_related("canary", "canary__model", "canary__version")
+        .order_by("-signed_at", "-id")[:RECENT_SIGNATURES]
+    )
+    context = {
+        "items": presenters.waiting_for_signature(request.user, now=timezone.now()),
+        "recent": list(recent),
+        "may_sign": selectors.may_sign_anything(request.user),
+    }
+    return render(request, "releases/canary_inbox.html", context)
+
+
+@login_required
+@require_GET
+def canary_pushes(request: HttpRequest, pk: int) -> HttpResponse:
+    """The canary's router pushes: a page, or (htmx, from the canary page) only the table."""
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    pushes = list(selectors.canary_pushes(actor=request.user, canary_id=pk))
+    context = {"canary": canary, "pushes": pushes, "limit": selectors.PUSH_LIMIT}
+    return render_page(request, "releases/router_pushes.html", "releases/partials/_router_pushes.html", context)

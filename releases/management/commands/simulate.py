@@ -1,0 +1,85 @@
+"""`python manage.py simulate`: serve simulated production and canary model servers and drive
+traffic through them; with no Prometheus configured, push each window to the push provider."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from governance.access.permissions import Principal
+from monitoring.simulator import FAULTS, Pusher, Simulator, inject
+from releases.register.models import AIModel
+from releases.register.services import observation_push
+
+
+class Command(BaseCommand):
+    help = "Run the traffic simulator for one model (production and canary versions)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("model")
+        parser.add_argument("--production", required=True, help="production version, e.g. 1.0.0")
+        parser.add_argument("--canary", required=True, help="canary version, e.g. 1.1.0")
+        parser.add_argument("--rps", type=float, default=200.0)
+        parser.add_argument("--production-port", type=int, default=9101)
+        parser.add_argument("--canary-port", type=int, default=9102)
+        parser.add_argument("--fault", action="append", default=[], metavar="FAULT[@SECONDS]",
+                            help="inject on the canary after SECONDS: error_spike, latency_regression, quality_drop, "
+                                 "safety_violation, silence")
+        parser.add_argument("--push", action="store_true", help="feed the push provider (default without Prometheus)")
+        parser.add_argument("--push-every", type=float, default=15.0)
+        parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: run until Ctrl-C)")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        router_dir = Path(settings.CANARYHUB_ROUTERS.get("file", {}).get("path_dir", settings.VAR_DIR / "router"))
+        sim = Simulator(opts["model"], opts["production"], opts["canary"], rps=opts["rps"], router_dir=router_dir)
+        faults: list[tuple[float, str]] = []
+        for spec in opts["fault"]:
+            name, _, at = spec.partition("@")
+            if name not in FAULTS:
+                raise CommandError(f"unknown fault {name!r}; one of {', '.join(FAULTS)}")
+            faults.append((float(at or 0), name))
+        push = opts["push"] or not settings.PROMETHEUS_URL
+        sim.production.start(opts["production_port"])
+        sim.canary.start(opts["canary_port"])
+        sim.start(serve_metrics=False)
+        self.stdout.write(f"model servers on :{sim.production.port} (production) and :{sim.canary.port} (canary)"
+                          f"{'; pushing windows to the push provider' if push else ''}")
+        model_pk = AIModel.objects.filter(name=opts["model"]).values_list("pk", flat=True).first()
+        pusher = None
+        if push:
+            if model_pk is None:
+                raise CommandError(f"no model named {opts['model']!r} to push observations for")
+            # The simulator pushes as a machine would: a service account scoped to this model.
+            bot, created = get_user_model().objects.get_or_create(
+                username="simulator", defaults={"first_name": "Traffic", "last_name": "Simulator"}
+            )
+            if created:
+                bot.set_unusable_password()
+                bot.save(update_fields=["password"])
+            bot.groups.add(Group.objects.get_or_create(name="service_account")[0])
+            principal = Principal(user=bot, scope=frozenset({model_pk}))
+            pusher = Pusher(sim, lambda body: observation_push(actor=principal, data=body))
+        started, last_push = time.monotonic(), time.monotonic()
+        try:
+            while not opts["seconds"] or time.monotonic() - started < opts["seconds"]:
+                time.sleep(0.5)
+                elapsed = time.monotonic() - started
+                for at, name in list(faults):
+                    if elapsed >= at:
+                        inject(sim.canary, name)
+                        faults.remove((at, name))
+                        self.stdout.write(f"{datetime.now(UTC):%H:%M:%S} injected {name} on the canary")
+                if pusher and time.monotonic() - last_push >= opts["push_every"]:
+                    pusher.push()
+                    last_push = time.monotonic()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sim.stop()

@@ -1,0 +1,344 @@
+"""REST API of the Model Register (`/api/v1/models/…`). One view per resource; each parses,
+asks the service or selector, and renders. Access is decided in governance.access.permissions."""
+
+from __future__ import annotations
+
+from django.urls import path, register_converter
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, problems
+from governance.access.permissions import Action, principal_of, require
+from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from monitoring.thresholds import METRIC_NAMES
+from releases.register import selectors, services
+from releases.register.models import Consumer, ModelVersion, RiskTier
+
+
+class VersionConverter:
+    regex = r"[0-9A-Za-z.+\-]{1,40}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(VersionConverter, "semver")
+
+
+# --- serializers ----------------------------------------------------------------------------------
+
+
+class ConsumerSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=120)
+    contact = serializers.CharField(max_length=300)
+    channel = serializers.ChoiceField(choices=Consumer.Channel.choices, default=Consumer.Channel.EMAIL)
+
+
+class ModelInput(StrictSerializer):
+    name = serializers.CharField(max_length=64, help_text="slug: lower-case letters, digits, hyphens")
+    display_name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices)
+    owner = serializers.CharField(max_length=150, help_text="username of the model owner")
+    on_call = serializers.CharField(max_length=200)
+    consumers = ConsumerSerializer(many=True, required=False, default=list)
+
+
+class ModelPatch(StrictSerializer):
+    display_name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(allow_blank=True, required=False)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+    owner = serializers.CharField(max_length=150, required=False)
+    on_call = serializers.CharField(max_length=200, required=False)
+    consumers = ConsumerSerializer(many=True, required=False)
+
+
+class ModelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    display_name = serializers.CharField()
+    description = serializers.CharField()
+    risk_tier = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    on_call = serializers.CharField()
+    consumers = ConsumerSerializer(many=True, source="consumers.all")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class _GateThresholds(serializers.Serializer):
+    error_rate_pp = serializers.FloatField(required=False)
+    latency_p99_ratio = serializers.FloatField(required=False)
+    quality_ratio = serializers.FloatField(required=False)
+    safety_violations = serializers.IntegerField(required=False)
+    anomaly_alerts = serializers.IntegerField(required=False)
+
+
+class _Thresholds(serializers.Serializer):
+    promote = _GateThresholds(required=False)
+    rollback = _GateThresholds(required=False)
+
+
+class _Metrics(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=["prometheus", "push"], required=False)
+    queries = serializers.DictField(
+        child=serializers.CharField(), required=False,
+        help_text=f"PromQL templates per metric ({', '.join(METRIC_NAMES)}); placeholders $model, $version, "
+        "$segment, $window",
+    )
+
+
+@extend_schema_field(_Thresholds)
+class ThresholdsField(serializers.JSONField):
+    """Validated in the service (bounds, tightening only, unknown keys); documented as _Thresholds."""
+
+
+@extend_schema_field(_Metrics)
+class MetricsField(serializers.JSONField):
+    pass
+
+
+class VersionInput(StrictSerializer):
+    version = serializers.CharField(max_length=40, help_text="semver MAJOR.MINOR.PATCH")
+    artifact_uri = serializers.CharField(max_length=500)
+    thresholds = ThresholdsField(required=False, allow_null=True, default=None)
+    metrics = MetricsField(required=False, allow_null=True, default=None)
+    status = serializers.ChoiceField(
+        choices=[ModelVersion.Status.REGISTERED, ModelVersion.Status.PRODUCTION],
+        default=ModelVersion.Status.REGISTERED,
+        help_text="'production' only for a model's first version (the incumbent)",
+    )
+
+
+class VersionPatch(StrictSerializer):
+    artifact_uri = serializers.CharField(max_length=500, required=False)
+    thresholds = ThresholdsField(required=False)
+    metrics = MetricsField(required=False)
+
+
+class VersionOutput(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.CharField()
+    artifact_uri = serializers.CharField()
+    status = serializers.CharField()
+    change_type = serializers.CharField()
+    baseline = serializers.CharField(source="baseline.version", allow_null=True, default=None)
+    thresholds = ThresholdsField()
+    metrics = MetricsField()
+    config_frozen = serializers.BooleanField()
+    registered_by = serializers.CharField(source="registered_by.username")
+    registered_at = serializers.DateTimeField()
+
+
+class ModelFilters(QueryFilters):
+    q = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, default="")
+    owner = serializers.CharField(required=False, default="", allow_blank=True, max_length=150)
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class VersionFilters(QueryFilters):
+    status = serializers.ChoiceField(choices=ModelVersion.Status.choices, required=False, default="")
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+
+class ModelCollection(APIView):
+    @extend_schema(
+        operation_id="models_list",
+        parameters=[ModelFilters],
+        responses={200: paginated(ModelOutput), **problems(400, 401, 403, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        filters = ModelFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        qs = selectors.model_list(
+            actor=principal, q=filters.validated_data["q"], risk_tier=filters.validated_data["risk_tier"],
+            owner=filters.validated_data["owner"],
+        )
+        return paginate(request, self, qs, ModelOutput)
+
+    @extend_schema(
+        operation_id="models_create",
+        request=ModelInput,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: ModelOutput, **problems(400, 401, 403, 409, 422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = ModelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.model_register(actor=principal_of(request), **data.validated_data)
+        return Response(
+            ModelOutput(model).data, status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/models/{model.name}/"},
+        )
+
+
+class ModelItem(APIView):
+    @extend_schema(operation_id="models_retrieve", responses={200: ModelOutput, **problems(401, 403, 404)})
+    def get(self, request: Request, name: str) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        return Response(ModelOutput(selectors.model_get(actor=principal, name=name)).data)
+
+    @extend_schema(
+        operation_id="models_partial_update",
+        request=ModelPatch,
+        responses={200: ModelOutput, **problems(400, 401, 403, 404, 409)},
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        principal = principal_of(request)
+        selectors.model_get(actor=principal, name=name)  # 404 before 403 for what one cannot see
+        data = ModelPatch(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.model_update(actor=principal, name=name, changes=dict(data.validated_data))
+        return Response(ModelOutput(selectors.model_get(actor=principal, name=model.name)).data)
+
+
+class VersionCollection(APIView):
+    @extend_schema(
+        operation_id="versions_list",
+        parameters=[VersionFilters],
+        responses={200: paginated(VersionOutput), **problems(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        filters = VersionFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        qs = selectors.version_list(actor=principal, model_name=name, status=filters.validated_data["status"])
+        return paginate(request, self, qs, VersionOutput)
+
+    @extend_schema(
+        operation_id="versions_create",
+        request=VersionInput,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: VersionOutput, **problems(400, 401, 403, 404, 409, 422)},
+    )
+    @idempotent
+    def post(self, request: Request, name: str) -> Response:
+        principal = principal_of(request)
+        selectors.model_get(actor=principal, name=name)
+        data = VersionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.version_register(actor=principal, model_name=name, **data.validated_data)
+        return Response(
+            VersionOutput(version).data, status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/models/{name}/versions/{version.version}/"},
+        )
+
+
+class VersionItem(APIView):
+    @extend_schema(operation_id="versions_retrieve", responses={200: VersionOutput, **problems(401, 403, 404)})
+    def get(self, request: Request, name: str, version: str) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        return Response(VersionOutput(selectors.version_get(actor=principal, model_name=name, version=version)).data)
+
+    @extend_schema(
+        operation_id="versions_partial_update",
+        request=VersionPatch,
+        responses={200: VersionOutput, **problems(400, 401, 403, 404, 409)},
+    )
+    def patch(self, request: Request, name: str, version: str) -> Response:
+        principal = principal_of(request)
+        selectors.version_get(actor=principal, model_name=name, version=version)
+        data = VersionPatch(data=request.data)
+        data.is_valid(raise_exception=True)
+        obj = services.version_update(
+            actor=principal, model_name=name, version=version, changes=dict(data.validated_data)
+        )
+        return Response(VersionOutput(obj).data)
+
+
+# --- observations: the push provider's input ----------------------------------------------------
+
+
+class BucketsField(serializers.ListField):
+    """Cumulative histogram buckets `[[le, count], ...]`, ascending, the last `"+Inf"`."""
+
+    child = serializers.ListField(min_length=2, max_length=2)
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        rows = super().to_internal_value(data)
+        out, last_le, last_count = [], float("-inf"), 0.0
+        for le_raw, count_raw in rows:
+            try:
+                le = float("inf") if le_raw in ("+Inf", "Inf") else float(le_raw)
+                count = float(count_raw)
+            except (TypeError, ValueError) as exc:
+                raise serializers.ValidationError("each bucket is [upper bound, cumulative count]") from exc
+            if le <= last_le or count < last_count or count < 0:
+                raise serializers.ValidationError("bounds must ascend and counts be cumulative")
+            last_le, last_count = le, count
+            out.append(["+Inf" if le == float("inf") else le, count])
+        if not out or out[-1][0] != "+Inf":
+            raise serializers.ValidationError('the last bucket must be "+Inf"')
+        return out
+
+
+class ObservationInput(StrictSerializer):
+    model = serializers.CharField(max_length=64)
+    version = serializers.CharField(max_length=40)
+    segment = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    requests = serializers.IntegerField(min_value=0)
+    errors = serializers.IntegerField(min_value=0, default=0)
+    latency_p99_ms = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+    latency_buckets = BucketsField(required=False, allow_null=True, default=None)
+    quality_sum = serializers.FloatField(min_value=0, default=0.0)
+    quality_count = serializers.IntegerField(min_value=0, default=0)
+    quality_buckets = BucketsField(required=False, allow_null=True, default=None)
+    safety_violations = serializers.IntegerField(min_value=0, default=0)
+    anomaly_alerts = serializers.IntegerField(min_value=0, default=0)
+    tokens_in = serializers.IntegerField(min_value=0, default=0)
+    tokens_out = serializers.IntegerField(min_value=0, default=0)
+    cost_usd = serializers.FloatField(min_value=0, default=0.0)
+
+
+class ObservationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField()
+    version = serializers.CharField()
+    segment = serializers.CharField()
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    received_at = serializers.DateTimeField()
+
+
+class ObservationCollection(APIView):
+    @extend_schema(
+        operation_id="observations_create",
+        request=ObservationInput,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: ObservationOutput, **problems(400, 401, 403, 404, 422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = ObservationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        obj = services.observation_push(actor=principal_of(request), data=dict(data.validated_data))
+        return Response(ObservationOutput(obj).data, status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    path("models/", ModelCollection.as_view(), name="api-model-list"),
+    path("models/<slug:name>/", ModelItem.as_view(), name="api-model-detail"),
+    path("models/<slug:name>/versions/", VersionCollection.as_view(), name="api-version-list"),
+    path("models/<slug:name>/versions/<semver:version>/", VersionItem.as_view(), name="api-version-detail"),
+    path("observations/", ObservationCollection.as_view(), name="api-observations"),
+]

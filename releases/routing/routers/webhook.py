@@ -1,0 +1,144 @@
+"""The webhook router: for custom routers, service meshes and cloud load balancers.
+
+`apply` POSTs the split as JSON to the configured URL; `read_back` GETs `<url>?model=<model>`.
+Both are signed so the receiver can tell CanaryHub from anyone else on the network:
+
+    X-CanaryHub-Timestamp: <unix seconds>
+    X-CanaryHub-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+
+(the GET signs an empty body). The receiver should refuse a timestamp more than five minutes
+off, which makes a captured request useless later. It answers 2xx with the split it now applies
+(the echo), 409 for a split older than the one it applies, 404 on a GET when it was never told.
+
+Errors: no answer, a timeout or a 5xx is transient; a 4xx (a wrong signature: 401/403) or an
+echo that is not the split sent is permanent. The secret never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, ClassVar
+
+from releases.routing.routers.base import (
+    AppliedSplit,
+    PermanentRouterError,
+    Router,
+    RouterError,
+    Split,
+    StaleSplitError,
+    TransientRouterError,
+)
+
+SIGNATURE_HEADER = "X-CanaryHub-Signature"
+TIMESTAMP_HEADER = "X-CanaryHub-Timestamp"
+MAX_SKEW_S = 300
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, *, timestamp: str, body: bytes, signature: str, now: float | None = None) -> bool:
+    """The receiver's check (used by tests and by Python receivers): signature and freshness."""
+    try:
+        skew = abs((now if now is not None else time.time()) - int(timestamp))
+    except ValueError:
+        return False
+    return skew <= MAX_SKEW_S and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class WebhookRouter(Router):
+    kind: ClassVar[str] = "webhook"
+
+    def __init__(self, *, url: str, secret: str, timeout_s: float = 5.0) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise PermanentRouterError("the webhook router needs an http(s) URL")
+        if not secret:
+            raise PermanentRouterError("the webhook router needs a signing secret")
+        self.url = url
+        self._secret = secret
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:  # never the secret, even in a traceback's locals
+        return f"WebhookRouter(url={self.url!r})"
+
+    def apply(self, split: Split) -> AppliedSplit:
+        body = json.dumps(split.to_dict(), sort_keys=True).encode("utf-8")
+        status, payload = self._request("POST", self.url, body)
+        if status == 409:
+            raise StaleSplitError(f"webhook router refused generation {split.generation} as stale: {_text(payload)}")
+        echoed = self._split_of(payload)
+        if echoed != split:
+            raise PermanentRouterError(
+                f"webhook router echoed {echoed.to_dict() if echoed else None} instead of the split sent"
+            )
+        changed = True
+        if isinstance(payload, dict) and isinstance(payload.get("changed"), bool):
+            changed = payload["changed"]
+        return AppliedSplit(split=split, changed=changed, location=self.url)
+
+    def read_back(self, model: str) -> Split | None:
+        url = f"{self.url}{'&' if '?' in self.url else '?'}{urllib.parse.urlencode({'model': model})}"
+        status, payload = self._request("GET", url, b"")
+        if status == 404:
+            return None
+        return self._split_of(payload)
+
+    def manual_override(self, model: str) -> str:
+        return f"set {model} to 0% canary directly in the router behind {self.url} (its own console or API)"
+
+    def _request(self, method: str, url: str, body: bytes) -> tuple[int, Any]:
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json", "Accept": "application/json",
+            TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+        }
+        request = urllib.request.Request(url, data=body if method == "POST" else None, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+            if status in (404, 409):
+                return status, _json_or_text(raw)
+            error: type[RouterError] = TransientRouterError if status >= 500 or status == 429 else PermanentRouterError
+            raise error(f"webhook router {method} {self.url} answered {status}: {_text(_json_or_text(raw))}") from None
+        except TimeoutError:
+            raise TransientRouterError(
+                f"webhook router {method} {self.url} timed out after {self.timeout_s}s"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise TransientRouterError(
+                    f"webhook router {method} {self.url} timed out after {self.timeout_s}s"
+                ) from None
+            raise TransientRouterError(f"webhook router {method} {self.url} failed: {reason}") from None
+        return status, _json_or_text(raw)
+
+    @staticmethod
+    def _split_of(payload: Any) -> Split | None:
+        value = payload.get("split", payload) if isinstance(payload, dict) else payload
+        try:
+            return Split.from_dict(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PermanentRouterError(f"webhook router answered something that is not a split: {exc}") from None
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _text(payload: Any) -> str:
+    return (payload if isinstance(payload, str) else json.dumps(payload))[:300]

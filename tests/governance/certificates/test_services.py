@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from pypdf import PdfReader
+
+from canaryhub.errors import Conflict, PermissionRefused, ValidationFailed
+from governance.access.permissions import Principal, Role
+from governance.audit.models import AuditEvent
+from governance.certificates.models import Certificate
+from governance.certificates.services import certificate_checklist, certificate_decide, certificate_verify, render_pdf
+from governance.evidence.bundles import bundle_stream, canaries_for
+from monitoring.models import Evaluation
+from tests.governance.helpers import make_model, run_to_completion
+
+
+@pytest.fixture
+def people(role_user):
+    return {
+        "owner": role_user(Role.MODEL_OWNER, username="owner", first_name="Olivia", last_name="Owner"),
+        "platform": role_user(Role.PLATFORM, username="platform"),
+        "mrm": role_user(Role.MRM, username="mrm", first_name="Mira", last_name="Validator"),
+        "gov": role_user(Role.AI_GOVERNANCE, username="gov", first_name="Grace", last_name="Governance"),
+        "bot": role_user(Role.SERVICE_ACCOUNT, username="ci"),
+    }
+
+
+@pytest.fixture
+def completed(people):
+    make_model(people["platform"])
+    return run_to_completion(owner=people["owner"], mrm=people["mrm"])
+
+
+def test_checklist_is_filled_by_the_system(completed):
+    items = {c.key: c for c in certificate_checklist(completed)}
+    assert all(c.ok for c in items.values()), items
+    assert "5 promotions" in items["stages_green"].detail
+
+
+def test_issue_certifies_the_canary_and_seals_the_hash_in_the_chain(completed, people):
+    cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+    completed.refresh_from_db()
+    assert completed.state == "certified"
+    event = AuditEvent.objects.get(seq=cert.audit_seq)
+    assert event.action == "certificate.issued" and event.payload["content_hash"] == cert.content_hash
+    result = certificate_verify(certificate_id=cert.pk)
+    assert result.ok, result.checks
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(cert))).pages)
+    assert "Canary Completion Certificate" in text and "scorer" in text and "Olivia Owner" in text
+    assert cert.evidence_hash in text.replace("\n", "")
+
+
+def test_return_needs_reasons_and_leaves_the_canary_completed(completed, people):
+    with pytest.raises(ValidationFailed):
+        certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=False)
+    cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=False,
+                              reasons="The stage notes are missing the fairness review.")
+    assert cert.status == Certificate.Status.RETURNED
+    completed.refresh_from_db()
+    assert completed.state == "completed"
+
+
+@pytest.mark.parametrize("who", ["owner", "mrm", "platform"])
+def test_only_ai_governance_issues(completed, people, who):
+    with pytest.raises(PermissionRefused):
+        certificate_decide(actor=people[who], canary_id=completed.pk, issue=True)
+
+
+def test_service_accounts_never_issue(completed, people):
+    people["bot"].groups.add(*people["gov"].groups.all())
+    principal = Principal(user=people["bot"], scope=frozenset({completed.model_id}))
+    with pytest.raises(PermissionRefused):
+        certificate_decide(actor=principal, canary_id=completed.pk, issue=True)
+
+
+def test_an_open_incident_blocks_issue(completed, people):
+    from governance.incidents.services import incident_open
+
+    incident_open(severity="P1", kind="router", summary="router down", canary_id=completed.pk)
+    with pytest.raises(Conflict, match="No open incident"):
+        certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+
+
+def _bundle(canary) -> bytes:
+    return b"".join(bundle_stream(canaries_for(canary_id=canary.pk), scope={"kind": "canary"}))
+
+
+def test_bundle_holds_the_evidence_and_its_script_verifies_it(completed, people, tmp_path):
+    certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+    data = _bundle(completed)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    folder = f"canaries/{completed.pk}-scorer-1.1.0"
+    for name in ["initiation.json", "stages.json", "evaluations.json", "evaluations.csv", "approvals.json",
+                 "incidents.json", "router_pushes.json", "post_canary_report.pdf", "certificate.pdf"]:
+        assert f"{folder}/{name}" in names
+    assert {"manifest.json", "verify_bundle.py", "audit/events.jsonl", "audit/chain.jsonl"} <= set(names)
+    report = PdfReader(io.BytesIO(zipfile.ZipFile(io.BytesIO(data)).read(f"{folder}/post_canary_report.pdf")))
+    text = "".join(p.extract_text() for p in report.pages)
+    assert "Traffic split over time" in text and "Metric comparison per stage" in text and "certified" in text
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(data)
+    script = tmp_path / "verify_bundle.py"
+    script.write_bytes(zipfile.ZipFile(bundle).read("verify_bundle.py"))
+    ok = subprocess.run([sys.executable, "-I", str(script), str(bundle)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "audit events verify" in ok.stdout
+
+
+def test_verification_names_an_evaluation_changed_after_issue(completed, people):
+    cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+    evaluation = Evaluation.objects.filter(canary=completed).first()
+    Evaluation.objects.filter(pk=evaluation.pk).update(verdict="red")
+    result = certificate_verify(certificate_id=cert.pk)
+    assert not result.ok
+    assert f"evaluation:{evaluation.pk}" in result.changed
