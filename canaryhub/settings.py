@@ -278,3 +278,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- Celery app -------------------------------------------------------------------------------
+# Loaded with the settings so that every Django process (web, manage.py, tests) binds
+# @shared_task to it; canaryhub/__init__.py no longer imports it (the CLI must not load Celery).
+import canaryhub.celery  # noqa: E402, F401
