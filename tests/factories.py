@@ -54,9 +54,10 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
 
 
 def make_evaluation(canary, *, status: str = "green", window_end=None, stage_index: int | None = None,
-                    inputs: dict | None = None, **gate_status):
+                    inputs: dict | None = None, values: dict | None = None, **gate_status):
     """An Evaluation record as the evaluator would write it: every promotion gate `status`
-    unless overridden per gate (`latency_p99="red"`), with `inputs` (default: none to speak of)."""
+    unless overridden per gate (`latency_p99="red"`), with `inputs` (default: none to speak of)
+    and each gate's (value, limit) from `values` (default 0.0 and 0.0)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -68,7 +69,12 @@ def make_evaluation(canary, *, status: str = "green", window_end=None, stage_ind
     window_end = window_end or timezone.now()
     window_start = window_end - timedelta(minutes=5)
     stage_index = canary.stage_index if stage_index is None else stage_index
-    gates = [Gate(name=name, status=gate_status.get(name, status), value=0.0, limit=0.0).to_dict() for name in PROMOTION_GATES]
+    values = values or {}
+    gates = [
+        Gate(name=name, status=gate_status.get(name, status), value=values.get(name, (0.0, 0.0))[0],
+             limit=values.get(name, (0.0, 0.0))[1]).to_dict()
+        for name in PROMOTION_GATES
+    ]
     gates = normalise_json(gates)
     verdict = overall_verdict(gates).value
     inputs = normalise_json(inputs or {"source": "test"})
