@@ -187,11 +187,12 @@ def test_a_restarted_job_with_the_same_run_id_starts_nothing_new(hub, cli):
     assert Canary.objects.filter(model__name="scorer").count() == 1
 
 
-def test_status_prints_where_the_canary_stands(hub, cli):
+def test_status_prints_where_the_canary_stands(hub, cli, tmp_path):
     cli("version", "register", "scorer", "1.1.0", "--artifact", "s3://scorer/1.1.0")
-    started = cli("canary", "start", "scorer", "1.1.0", "--run-id", "r1", "--id-file", "canary-id.txt")
+    started = cli("canary", "start", "scorer", "1.1.0", "--run-id", "r1", "--id-file", str(tmp_path / "canary-id"))
     assert started.code == 0
     canary = the_canary()
+    assert (tmp_path / "canary-id").read_text() == f"{canary.pk}\n"
     make_evaluation(canary, window_end=timezone.now(), values=GREEN_VALUES, quality="insufficient")
     run = cli("canary", "status", str(canary.pk))
     assert run.code == 0
