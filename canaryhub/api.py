@@ -74,6 +74,13 @@ class QueryFilters(StrictSerializer):
         return super().to_internal_value(data)
 
 
+def no_filter() -> str:
+    """The value of a query filter that was not given: "" (do not filter). A callable default, so
+    that the OpenAPI document declares no default for the parameter: "" is not one of an enum's
+    values, and client generators drop an operation whose parameter has an invalid default."""
+    return ""
+
+
 ProblemSerializer = inline_serializer(
     name="Problem",
     fields={

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictSerializer, paginate, paginated, problems
+from canaryhub.api import QueryFilters, StrictSerializer, no_filter, paginate, paginated, problems
 from governance.access.permissions import Action, principal_of, require
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.thresholds import METRIC_NAMES
@@ -137,14 +137,14 @@ class VersionOutput(serializers.Serializer):
 
 class ModelFilters(QueryFilters):
     q = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
-    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, default="")
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, default=no_filter)
     owner = serializers.CharField(required=False, default="", allow_blank=True, max_length=150)
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
 class VersionFilters(QueryFilters):
-    status = serializers.ChoiceField(choices=ModelVersion.Status.choices, required=False, default="")
+    status = serializers.ChoiceField(choices=ModelVersion.Status.choices, required=False, default=no_filter)
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
