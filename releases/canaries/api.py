@@ -23,6 +23,7 @@ from canaryhub.api import (
     QueryFilters,
     StrictCharField,
     StrictSerializer,
+    no_filter,
     paginate,
     paginated,
     problems,
@@ -118,7 +119,7 @@ class ReasonInput(StrictSerializer):
 
 class CanaryFilters(QueryFilters):
     model = serializers.CharField(required=False, default="", allow_blank=True, max_length=MODEL_NAME_MAX)
-    state = serializers.ChoiceField(choices=Canary.State.choices, required=False, default="")
+    state = serializers.ChoiceField(choices=Canary.State.choices, required=False, default=no_filter)
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
