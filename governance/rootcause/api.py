@@ -19,6 +19,7 @@ from canaryhub.api import (
     QueryFilters,
     StrictCharField,
     StrictSerializer,
+    no_filter,
     paginate,
     paginated,
     problems,
@@ -71,8 +72,8 @@ class IncidentOutput(serializers.Serializer):
 
 
 class IncidentFilters(QueryFilters):
-    status = serializers.ChoiceField(choices=Incident.Status.choices, required=False, default="")
-    kind = serializers.ChoiceField(choices=Incident.Kind.choices, required=False, default="")
+    status = serializers.ChoiceField(choices=Incident.Status.choices, required=False, default=no_filter)
+    kind = serializers.ChoiceField(choices=Incident.Kind.choices, required=False, default=no_filter)
     model = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
