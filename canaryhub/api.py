@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 from canaryhub.pagination import Pagination
@@ -93,7 +93,26 @@ ProblemSerializer = inline_serializer(
 )
 
 
+# One problem document per status, as the API writes them (canaryhub.problems): the schema's examples.
+PROBLEM_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: {"type": "urn:canaryhub:problem:validation-error", "title": "Invalid input", "status": 400,
+          "detail": "version: must be greater than the production version 1.4.0",
+          "errors": {"version": ["must be greater than the production version 1.4.0"]}},
+    401: {"type": "urn:canaryhub:problem:unauthenticated", "title": "Authentication failed", "status": 401,
+          "detail": "unknown or revoked token"},
+    403: {"type": "urn:canaryhub:problem:forbidden", "title": "Not allowed", "status": 403,
+          "detail": "this token is not scoped to model 'fraud-scorer'"},
+    404: {"type": "urn:canaryhub:problem:not-found", "title": "Not found", "status": 404,
+          "detail": "no canary #42"},
+    409: {"type": "urn:canaryhub:problem:conflict", "title": "Conflict with the current state", "status": 409,
+          "detail": "support-bot already has an active canary (#7, running); finish, roll back or abort it first"},
+    422: {"type": "urn:canaryhub:problem:idempotency-key-reused", "title": "Idempotency key reused", "status": 422,
+          "detail": "the key 'ci-4711' was first used with a different request; use a new key for a new request"},
+}
+
+
 def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    """The problem-document responses of an operation, each described and with an example."""
     descriptions = {
         400: "Invalid input (field errors in `errors`)",
         401: "Not authenticated",
@@ -103,7 +122,11 @@ def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
         422: "Idempotency key reused with a different request",
     }
     return {
-        (s, "application/problem+json"): OpenApiResponse(ProblemSerializer, description=descriptions.get(s, ""))
+        (s, "application/problem+json"): OpenApiResponse(
+            ProblemSerializer, description=descriptions.get(s, ""),
+            examples=[OpenApiExample(f"problem {s}", value=PROBLEM_EXAMPLES[s], response_only=True, status_codes=[s])]
+            if s in PROBLEM_EXAMPLES else [],
+        )
         for s in statuses
     }
 
