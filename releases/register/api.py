@@ -4,7 +4,7 @@ asks the service or selector, and renders. Access is decided in governance.acces
 from __future__ import annotations
 
 from django.urls import path, register_converter
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -149,13 +149,51 @@ class VersionFilters(QueryFilters):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
+# --- schema examples ------------------------------------------------------------------------------
+
+_MODEL_EXAMPLE = {
+    "name": "support-bot", "display_name": "Support bot", "description": "Answers customer questions.",
+    "risk_tier": "medium", "owner": "olivia", "on_call": "support-oncall@example.com",
+    "consumers": [{"name": "Help centre", "contact": "helpcentre@example.com", "channel": "email"}],
+    "created_at": "2025-05-01T09:00:00Z", "updated_at": "2025-05-01T09:00:00Z",
+}
+_THRESHOLDS_EXAMPLE = {
+    "promote": {"error_rate_pp": 0.1, "latency_p99_ratio": 1.2, "quality_ratio": 0.98, "safety_violations": 0,
+                "anomaly_alerts": 0},
+    "rollback": {"error_rate_pp": 0.5, "latency_p99_ratio": 1.5, "quality_ratio": 0.9, "safety_violations": 0},
+}
+_VERSION_EXAMPLE = {
+    "model": "support-bot", "version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
+    "status": "registered", "change_type": "MINOR", "baseline": "1.4.0", "thresholds": _THRESHOLDS_EXAMPLE,
+    "metrics": {"provider": "prometheus", "queries": {}}, "config_frozen": False, "registered_by": "ci-bot",
+    "registered_at": "2025-05-02T10:00:00Z",
+}
+
+
+def _page(item: dict) -> dict:
+    return {"count": 1, "next": None, "previous": None, "results": [item]}
+
+
+def _response(value: dict, status: int = 200) -> OpenApiExample:
+    return OpenApiExample("answer", value=value, response_only=True, status_codes=[status])
+
+
+def _request(value: dict) -> OpenApiExample:
+    return OpenApiExample("request", value=value, request_only=True)
+
+
 # --- views ----------------------------------------------------------------------------------------
 
 
 class ModelCollection(APIView):
     @extend_schema(
         operation_id="models_list",
+        tags=["models"],
+        summary="List models",
+        description="The models of the register the caller may see (a service-account token: the models it is "
+        "scoped to), by name, filtered by a search text `q`, risk tier or owner.",
         parameters=[ModelFilters],
+        examples=[_response(_page(_MODEL_EXAMPLE))],
         responses={200: paginated(ModelOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
@@ -171,7 +209,14 @@ class ModelCollection(APIView):
 
     @extend_schema(
         operation_id="models_create",
+        tags=["models"],
+        summary="Register a model",
+        description="Adds a model to the register with its risk tier, owner, on-call contact and consumers. A model "
+        "owner may register only models they own; platform engineers any.",
         request=ModelInput,
+        examples=[_request({k: _MODEL_EXAMPLE[k] for k in ("name", "display_name", "description", "risk_tier", "owner",
+                                                            "on_call", "consumers")}),
+                  _response(_MODEL_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: ModelOutput, **problems(400, 401, 403, 409, 422)},
     )
@@ -187,7 +232,14 @@ class ModelCollection(APIView):
 
 
 class ModelItem(APIView):
-    @extend_schema(operation_id="models_retrieve", responses={200: ModelOutput, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="models_retrieve",
+        tags=["models"],
+        summary="Get a model",
+        description="One model of the register, with its owner, on-call contact and consumers.",
+        responses={200: ModelOutput, **problems(401, 403, 404)},
+        examples=[_response(_MODEL_EXAMPLE)],
+    )
     def get(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
         require(principal, Action.VIEW)
@@ -195,7 +247,13 @@ class ModelItem(APIView):
 
     @extend_schema(
         operation_id="models_partial_update",
+        tags=["models"],
+        summary="Change a model",
+        description="Changes the fields given (display name, description, risk tier, owner, on-call); `consumers`, "
+        "when given, replaces the list whole. Only the model's owner or a platform engineer may.",
         request=ModelPatch,
+        examples=[_request({"on_call": "support-oncall-2@example.com"}),
+                  _response({**_MODEL_EXAMPLE, "on_call": "support-oncall-2@example.com"})],
         responses={200: ModelOutput, **problems(400, 401, 403, 404, 409)},
     )
     def patch(self, request: Request, name: str) -> Response:
@@ -210,7 +268,11 @@ class ModelItem(APIView):
 class VersionCollection(APIView):
     @extend_schema(
         operation_id="versions_list",
+        tags=["versions"],
+        summary="List a model's versions",
+        description="The model's versions, highest semver first, optionally filtered by status.",
         parameters=[VersionFilters],
+        examples=[_response(_page(_VERSION_EXAMPLE))],
         responses={200: paginated(VersionOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:
@@ -223,7 +285,15 @@ class VersionCollection(APIView):
 
     @extend_schema(
         operation_id="versions_create",
+        tags=["versions"],
+        summary="Register a version",
+        description="Registers a semver version of the model with its artifact, its thresholds (the pattern's "
+        "defaults unless tightened) and where its metrics come from. `status: production` is for a model's first "
+        "version only (the incumbent canaries are compared with). Send an `Idempotency-Key` to make a CI retry safe.",
         request=VersionInput,
+        examples=[_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
+                            "thresholds": {"promote": {"error_rate_pp": 0.05}}}),
+                  _response(_VERSION_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: VersionOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -241,7 +311,15 @@ class VersionCollection(APIView):
 
 
 class VersionItem(APIView):
-    @extend_schema(operation_id="versions_retrieve", responses={200: VersionOutput, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="versions_retrieve",
+        tags=["versions"],
+        summary="Get a version",
+        description="One version of the model, with its status (registered, canary, production, deprecated, "
+        "rolled_back), thresholds and metric configuration.",
+        responses={200: VersionOutput, **problems(401, 403, 404)},
+        examples=[_response(_VERSION_EXAMPLE)],
+    )
     def get(self, request: Request, name: str, version: str) -> Response:
         principal = principal_of(request)
         require(principal, Action.VIEW)
@@ -249,7 +327,14 @@ class VersionItem(APIView):
 
     @extend_schema(
         operation_id="versions_partial_update",
+        tags=["versions"],
+        summary="Change a version",
+        description="Changes the artifact, thresholds or metric configuration of a version. Thresholds and metrics "
+        "are frozen when a canary of the version starts, and the artifact changes only while the version is "
+        "registered: 409 otherwise.",
         request=VersionPatch,
+        examples=[_request({"artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"}),
+                  _response({**_VERSION_EXAMPLE, "artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"})],
         responses={200: VersionOutput, **problems(400, 401, 403, 404, 409)},
     )
     def patch(self, request: Request, name: str, version: str) -> Response:
