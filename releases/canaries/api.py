@@ -10,7 +10,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -253,6 +253,87 @@ class SignedOutput(serializers.Serializer):
     canary = CanaryOutput()
 
 
+# --- schema examples ------------------------------------------------------------------------------
+
+_T0 = "2025-05-02T10:00:00Z"
+_GATES_EXAMPLE = [
+    {"name": "error_rate", "status": "green", "value": 0.02, "limit": 0.1, "detail": ""},
+    {"name": "latency_p99", "status": "green", "value": 1.04, "limit": 1.2, "detail": ""},
+    {"name": "quality", "status": "green", "value": 0.995, "limit": 0.98, "detail": ""},
+    {"name": "safety_violations", "status": "green", "value": 0, "limit": 0, "detail": ""},
+    {"name": "anomaly_alerts", "status": "green", "value": 0, "limit": 0, "detail": ""},
+]
+_SUMMARY_EXAMPLE = {
+    "id": 7, "model": "support-bot", "version": "1.5.0", "baseline": "1.4.0", "state": "awaiting_approval",
+    "schedule": "standard", "traffic_percent": 5,
+    "stage": {"index": 1, "percent": 5, "cohort": None, "entered_at": "2025-05-03T10:05:00Z",
+              "min_residence_until": "2025-05-04T10:05:00Z"},
+    "hold_reason": "", "initiated_by": "ci-bot", "initiated_at": _T0, "ended_at": None, "end_reason": "",
+}
+_APPROVAL_EXAMPLE = {
+    "id": 12, "step": "promote:0->1", "stage_index": 1, "role": "owner", "signer": "olivia",
+    "printed_name": "Olivia Owner", "meaning": "Model owner: approves promoting canary #7 of support-bot@1.5.0 "
+    "from 1% to 5%", "statement": "I reviewed the evaluation and approve this step.",
+    "evaluation_hash": "9f2c" * 16, "signed_at": "2025-05-03T10:05:00Z",
+}
+_CANARY_EXAMPLE = {
+    **_SUMMARY_EXAMPLE,
+    "stages": [{"index": i, "percent": p, "cohort": None, "min_residence_s": 0.0 if p == 100 else 86400.0}
+               for i, p in enumerate([1, 5, 10, 25, 50, 100])],
+    "segmentation": {"strategy": "random", "values": []},
+    "rationale": "", "shadow_evidence_ref": "",
+    "thresholds": {
+        "promote": {"error_rate_pp": 0.1, "latency_p99_ratio": 1.2, "quality_ratio": 0.98, "safety_violations": 0,
+                    "anomaly_alerts": 0},
+        "rollback": {"error_rate_pp": 0.5, "latency_p99_ratio": 1.5, "quality_ratio": 0.9, "safety_violations": 0},
+    },
+    "expected_timeline": [{"index": i, "percent": p, "cohort": None, "earliest_entry": f"2025-05-{2 + i:02d}T10:00:00Z"}
+                          for i, p in enumerate([1, 5, 10, 25, 50, 100])],
+    "rollback_contact": "support-oncall@example.com", "router": "nginx", "clock_speed": 1.0,
+    "readiness": {"ready": True, "reason": "every promotion gate is green"},
+    "gates": _GATES_EXAMPLE,
+    "latest_evaluation": {"id": 311, "content_hash": "9f2c" * 16, "window_start": "2025-05-04T10:05:00Z",
+                          "window_end": "2025-05-04T10:10:00Z", "verdict": "green"},
+    "required_approvals": {"step": "promote:1->2", "roles": ["owner"], "outstanding": ["owner"]},
+    "approvals": [_APPROVAL_EXAMPLE],
+}
+_STARTED_EXAMPLE = {
+    **_CANARY_EXAMPLE, "state": "running", "traffic_percent": 1,
+    "stage": {"index": 0, "percent": 1, "cohort": None, "entered_at": _T0,
+              "min_residence_until": "2025-05-03T10:00:00Z"},
+    "readiness": {"ready": False, "reason": "minimum residence: 24 h 0 min remaining"}, "gates": [],
+    "latest_evaluation": None, "required_approvals": {"step": "promote:0->1", "roles": ["owner"],
+                                                      "outstanding": ["owner"]},
+    "approvals": [],
+}
+_EVALUATION_EXAMPLE = {
+    "id": 311, "stage_index": 1, "window_start": "2025-05-04T10:05:00Z", "window_end": "2025-05-04T10:10:00Z",
+    "verdict": "green", "gates": _GATES_EXAMPLE,
+    "inputs": {"source": "prometheus", "canary": {"requests": 5210, "errors": 3},
+               "production": {"requests": 98544, "errors": 61}},
+    "content_hash": "9f2c" * 16, "created_at": "2025-05-04T10:10:02Z",
+}
+
+
+def _ended(state: str, reason: str) -> dict:
+    return {**_CANARY_EXAMPLE, "state": state, "traffic_percent": 0, "ended_at": "2025-05-04T11:00:00Z",
+            "end_reason": reason, "readiness": {"ready": False, "reason": f"the canary is {state}: it takes no more "
+                                                "signed steps"},
+            "required_approvals": {"step": None, "roles": [], "outstanding": []}}
+
+
+def _page(item: dict) -> dict:
+    return {"count": 1, "next": None, "previous": None, "results": [item]}
+
+
+def _response(value: dict, status: int = 200) -> OpenApiExample:
+    return OpenApiExample("answer", value=value, response_only=True, status_codes=[status])
+
+
+def _request(value: dict) -> OpenApiExample:
+    return OpenApiExample("request", value=value, request_only=True)
+
+
 # --- views ----------------------------------------------------------------------------------------
 
 
@@ -264,7 +345,11 @@ def _detail(request: Request, canary_id: int) -> dict[str, Any]:
 class CanaryCollection(APIView):
     @extend_schema(
         operation_id="canaries_list",
+        tags=["canaries"],
+        summary="List canaries",
+        description="The canaries the caller may see, newest first, filtered by model and state.",
         parameters=[CanaryFilters],
+        examples=[_response(_page(_SUMMARY_EXAMPLE))],
         responses={200: paginated(CanarySummaryOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
@@ -279,7 +364,15 @@ class CanaryCollection(APIView):
 
     @extend_schema(
         operation_id="canaries_create",
+        tags=["canaries"],
+        summary="Start a canary",
+        description="Starts a canary of a registered version: freezes its schedule, segmentation and thresholds, and "
+        "sends the first stage's traffic at once (low and medium risk) or waits for the owner's and MRM's start "
+        "signatures (high risk). One active canary per model (409). Send an `Idempotency-Key` derived from the CI "
+        "run: a retried job then gets the canary its first try started instead of a refusal or a second canary.",
         request=CanaryInput,
+        examples=[_request({"model": "support-bot", "version": "1.5.0", "schedule": "standard"}),
+                  _response(_STARTED_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -304,7 +397,16 @@ class CanaryCollection(APIView):
 
 
 class CanaryItem(APIView):
-    @extend_schema(operation_id="canaries_retrieve", responses={200: CanaryOutput, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="canaries_retrieve",
+        tags=["canaries"],
+        summary="Get a canary",
+        description="Where the canary stands: its state, current stage and residence, the gates of the latest "
+        "evaluation, whether the current step can be signed now (and if not, why), and the signatures it still "
+        "needs. What a pipeline polls while it waits for the outcome.",
+        responses={200: CanaryOutput, **problems(401, 403, 404)},
+        examples=[_response(_CANARY_EXAMPLE)],
+    )
     def get(self, request: Request, id: int) -> Response:
         require(principal_of(request), Action.VIEW)
         return Response(_detail(request, id))
@@ -313,7 +415,12 @@ class CanaryItem(APIView):
 class CanaryEvaluations(APIView):
     @extend_schema(
         operation_id="canaries_evaluations_list",
+        tags=["canaries"],
+        summary="List a canary's evaluations",
+        description="The canary's evaluation snapshots, newest window first: each window's gates, verdict, inputs "
+        "and content hash (what a signer names with `evaluation_hash`).",
         parameters=[PageFilters],
+        examples=[_response(_page(_EVALUATION_EXAMPLE))],
         responses={200: paginated(EvaluationOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, id: int) -> Response:
@@ -327,7 +434,17 @@ class CanaryEvaluations(APIView):
 class CanaryApprovals(APIView):
     @extend_schema(
         operation_id="canaries_approvals_create",
+        tags=["canaries"],
+        summary="Sign the canary's current step",
+        description="A person's e-signature (re-authenticated with their password) on the canary's current step: "
+        "its start, or the promotion to the next stage, naming the evaluation they were shown. The last required "
+        "signature takes the step. Service-account tokens never sign (403).",
         request=ApprovalInput,
+        examples=[_request({"role": "owner", "statement": "I reviewed the evaluation and approve this step.",
+                            "password": "…", "evaluation_hash": "9f2c" * 16}),
+                  _response({"approval": _APPROVAL_EXAMPLE, "canary": {**_STARTED_EXAMPLE, **{
+                      k: _SUMMARY_EXAMPLE[k] for k in ("stage", "traffic_percent")}, "state": "running",
+                      "approvals": [_APPROVAL_EXAMPLE]}}, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: SignedOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -347,7 +464,14 @@ class CanaryApprovals(APIView):
 class CanaryRollback(APIView):
     @extend_schema(
         operation_id="canaries_rollback_create",
+        tags=["canaries"],
+        summary="Roll a canary back",
+        description="Sends every user back to the production version at once (the 0 % push goes first), marks the "
+        "version rolled back and opens an incident that needs a root cause. The model's owner or a platform "
+        "engineer.",
         request=ReasonInput,
+        examples=[_request({"reason": "users report wrong answers about refunds"}),
+                  _response(_ended("rolled_back", "users report wrong answers about refunds"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -364,7 +488,13 @@ class CanaryRollback(APIView):
 class CanaryAbort(APIView):
     @extend_schema(
         operation_id="canaries_abort_create",
+        tags=["canaries"],
+        summary="Abort a canary",
+        description="Stops a canary before completion for a reason that is not a metric breach (traffic to 0 % "
+        "first); the version returns to registered and may be canaried again.",
         request=ReasonInput,
+        examples=[_request({"reason": "release train cancelled"}),
+                  _response(_ended("aborted", "release train cancelled"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
