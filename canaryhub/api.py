@@ -93,6 +93,21 @@ ProblemSerializer = inline_serializer(
 )
 
 
+def example_request(value: dict[str, Any]) -> OpenApiExample:
+    """A request body's example for the OpenAPI document."""
+    return OpenApiExample("request", value=value, request_only=True)
+
+
+def example_response(value: dict[str, Any], status: int = 200) -> OpenApiExample:
+    """An answer's example for the OpenAPI document."""
+    return OpenApiExample("answer", value=value, response_only=True, status_codes=[status])
+
+
+def example_page(item: dict[str, Any]) -> dict[str, Any]:
+    """A one-item page, as canaryhub.pagination answers a list."""
+    return {"count": 1, "next": None, "previous": None, "results": [item]}
+
+
 # One problem document per status, as the API writes them (canaryhub.problems): the schema's examples.
 PROBLEM_EXAMPLES: dict[int, dict[str, Any]] = {
     400: {"type": "urn:canaryhub:problem:validation-error", "title": "Invalid input", "status": 400,
