@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, paginate, paginated, problems
+from canaryhub.api import QueryFilters, example_page, example_response, paginate, paginated, problems
 from canaryhub.problems import is_refusal, problem_for, problem_response
 from governance.access.permissions import Action, principal_of, require
 from governance.audit import selectors
@@ -42,6 +42,17 @@ def _audit_refusal(request: Any, body: dict[str, Any]) -> None:
         object_id=f"{request.method} {request.path}"[:120],
         payload={"status": body["status"], "reason": body["detail"]},
     )
+
+
+# --- schema examples ------------------------------------------------------------------------------
+
+_HASH = "4be1" * 16
+_EVENT_EXAMPLE = {
+    "seq": 1042, "created_at": "2025-05-04T10:12:00Z", "actor": "olivia", "action": "canary.signed",
+    "object_type": "canary", "object_id": "7",
+    "payload": {"step": "promote:1->2", "role": "owner", "evaluation_hash": "9f2c" * 16},
+    "prev_hash": "c0de" * 16, "hash": _HASH,
+}
 
 
 class AuditEventOutput(serializers.Serializer):
@@ -82,7 +93,11 @@ VerifyOutput = inline_serializer(
 
 class AuditList(APIView):
     @extend_schema(
-        operation_id="audit_list", parameters=[AuditFilters],
+        operation_id="audit_list", parameters=[AuditFilters], tags=["audit"],
+        summary="List audit events",
+        description="The hash-chained audit trail, filtered by object (`canary` or `canary:7`), actor, action and "
+        "time. Every role may read it; service-account tokens may not.",
+        examples=[example_response(example_page(_EVENT_EXAMPLE))],
         responses={200: paginated(AuditEventOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
@@ -98,7 +113,15 @@ class AuditList(APIView):
 
 
 class AuditVerify(APIView):
-    @extend_schema(operation_id="audit_verify", responses={200: VerifyOutput, **problems(401, 403)})
+    @extend_schema(
+        operation_id="audit_verify", tags=["audit"],
+        summary="Verify the audit chain",
+        description="Recomputes every event's hash along the whole chain and names the first bad sequence number, "
+        "if any.",
+        responses={200: VerifyOutput, **problems(401, 403)},
+        examples=[example_response({"ok": True, "length": 1211, "head_hash": _HASH, "first_bad_seq": None,
+                                    "reason": ""})],
+    )
     def get(self, request: Request) -> Response:
         require(principal_of(request), Action.VERIFY_AUDIT)
         return Response(audit_verify().as_dict())

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import StrictSerializer, problems
+from canaryhub.api import StrictSerializer, example_request, example_response, problems
 from canaryhub.errors import NotFound
 from governance.access.permissions import Action, principal_of, require
 from governance.certificates.models import Certificate
@@ -21,6 +21,22 @@ from governance.certificates.services import certificate_decide, certificate_ver
 from governance.reports.pdf import verify_url
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from releases.canaries.selectors import canary_get
+
+# --- schema examples ------------------------------------------------------------------------------
+
+_HASH = "4be1" * 16
+_CERTIFICATE_ID = "0b8f6f4e-2f1c-4d3a-9a57-5d2b7b1c9e10"
+_CERTIFICATE_EXAMPLE = {
+    "id": _CERTIFICATE_ID, "canary": 7, "status": "issued",
+    "checklist": [{"key": "signatures", "label": "Every signature present and valid", "ok": True,
+                   "detail": "6 signatures, each matching what the signer saw"}],
+    "reasons": "", "reviewer": "Gita Governance", "decided_at": "2025-05-09T15:00:00Z",
+    "body": {"canary_id": 7, "model": "support-bot", "version": "1.5.0", "baseline": "1.4.0",
+             "completed_at": "2025-05-08T10:30:00Z", "issued_by": "Gita Governance"},
+    "evidence_hash": "ab12" * 16, "chain_head": {"seq": 1210, "hash": _HASH}, "content_hash": "cd34" * 16,
+    "pdf_sha256": "ef56" * 16, "audit_seq": 1211,
+    "verify_url": f"https://canaryhub.example/governance/verify/{_CERTIFICATE_ID}/",
+}
 
 
 class CertificateOutput(serializers.Serializer):
@@ -66,7 +82,12 @@ CertificateVerifyOutput = inline_serializer(
 
 
 class CanaryCertificate(APIView):
-    @extend_schema(operation_id="canaries_certificate_create", request=CertificateInput,
+    @extend_schema(operation_id="canaries_certificate_create", request=CertificateInput, tags=["certificates"],
+                   summary="Issue (or return) a canary's completion certificate",
+                   description="AI Governance reviews a completed canary's checklist and issues its certificate, "
+                   "sealed into the audit chain (the canary becomes certified), or returns it with reasons.",
+                   examples=[example_request({"decision": "issue", "reasons": ""}),
+                             example_response(_CERTIFICATE_EXAMPLE, 201)],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: CertificateOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
@@ -81,7 +102,10 @@ class CanaryCertificate(APIView):
 
 
 class CertificateDetail(APIView):
-    @extend_schema(operation_id="certificates_retrieve", responses={200: CertificateOutput, **problems(401, 403, 404)})
+    @extend_schema(operation_id="certificates_retrieve", tags=["certificates"], summary="Get a certificate",
+                   description="A completion certificate: its checklist, sealed body, hashes and where to verify it.",
+                   responses={200: CertificateOutput, **problems(401, 403, 404)},
+                   examples=[example_response(_CERTIFICATE_EXAMPLE)])
     def get(self, request: Request, id: uuid.UUID) -> Response:
         principal = principal_of(request)
         require(principal, Action.VIEW)
@@ -93,8 +117,14 @@ class CertificateDetail(APIView):
 
 
 class CertificateVerify(APIView):
-    @extend_schema(operation_id="certificates_verify", responses={200: CertificateVerifyOutput,
-                                                                  **problems(401, 403, 404)})
+    @extend_schema(operation_id="certificates_verify", tags=["certificates"], summary="Verify a certificate",
+                   description="Whether the certificate is genuine and unaltered: its own hash, every sealed record, "
+                   "its sealing audit event and the whole audit chain, each check named.",
+                   responses={200: CertificateVerifyOutput, **problems(401, 403, 404)},
+                   examples=[example_response({"ok": True, "certificate": _CERTIFICATE_ID, "status": "issued",
+                                               "checks": [{"name": "audit_chain", "ok": True,
+                                                           "detail": "1211 events verify"}],
+                                               "changed": []})])
     def get(self, request: Request, id: uuid.UUID) -> Response:
         require(principal_of(request), Action.VIEW)
         return Response(certificate_verify(certificate_id=id).as_dict())

@@ -18,7 +18,13 @@ from releases.canaries.selectors import canary_get
 
 class CanaryEvidence(APIView):
     @extend_schema(
-        operation_id="canaries_evidence_retrieve",
+        operation_id="canaries_evidence_retrieve", tags=["evidence"],
+        summary="Download a canary's evidence bundle",
+        description="The MRM evidence bundle of the canary as a zip, streamed: its records, evaluations, signatures, "
+        "incidents, router pushes, post-canary report, the audit segment with its chain, a manifest of SHA-256 "
+        "digests and `verify_bundle.py`, which checks it all offline with Python's standard library. Readers with "
+        "the export right (the model's owner, platform, MRM, AI Governance, risk officers, auditors); not "
+        "service-account tokens.",
         responses={(200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="the bundle (zip)"),
                    **problems(401, 403, 404)},
     )

@@ -19,6 +19,9 @@ from canaryhub.api import (
     QueryFilters,
     StrictCharField,
     StrictSerializer,
+    example_page,
+    example_request,
+    example_response,
     no_filter,
     paginate,
     paginated,
@@ -37,6 +40,29 @@ from governance.incidents import selectors
 from governance.incidents.models import Incident, ReinitiationApproval, RootCauseReport
 from governance.rootcause import services
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+
+# --- schema examples ------------------------------------------------------------------------------
+
+_ROOT_CAUSE_EXAMPLE = {
+    "id": 3, "status": "filed", "cause": "The new prompt template dropped the refund policy section.",
+    "contributing_factors": "The offline evaluation set had no refund questions.",
+    "fix": "Template restored; refund questions added to the evaluation set.", "version_change_ref": "1.5.1",
+    "filed_by": "oncall-sam", "filed_at": "2025-05-05T09:00:00Z", "filed_late": False, "reviewed_at": None,
+    "review_note": "",
+}
+_INCIDENT_EXAMPLE = {
+    "id": 5, "severity": "P2", "kind": "rollback", "status": "root_cause_filed", "canary": 7, "evaluation": 311,
+    "summary": "Canary #7 of support-bot@1.5.0 rolled back automatically: error_rate above the rollback limit",
+    "opened_at": "2025-05-04T11:00:00Z", "root_cause_due_at": "2025-05-06T11:00:00Z", "overdue": False,
+    "resolved_at": None, "root_causes": [_ROOT_CAUSE_EXAMPLE],
+}
+_REINITIATION_EXAMPLE = {
+    "id": 2, "incident": 5, "root_cause": 3, "model": "support-bot", "version": "1.5.0", "signer": "olivia",
+    "printed_name": "Olivia Owner",
+    "meaning": "Model owner: approves canarying support-bot@1.5.0 again after rollback incident #5",
+    "statement": "The root cause is fixed and accepted; canary it again.", "signed_at": "2025-05-06T09:30:00Z",
+    "used_by": None,
+}
 
 
 class RootCauseOutput(serializers.Serializer):
@@ -80,8 +106,12 @@ class IncidentFilters(QueryFilters):
 
 
 class IncidentList(APIView):
-    @extend_schema(operation_id="incidents_list", parameters=[IncidentFilters],
-                   responses={200: paginated(IncidentOutput), **problems(400, 401, 403, 404)})
+    @extend_schema(operation_id="incidents_list", parameters=[IncidentFilters], tags=["incidents"],
+                   summary="List incidents",
+                   description="Incidents (rollbacks, a silent monitor, unconfirmed rollbacks, router and audit "
+                   "failures) with their root-cause reports, filtered by status, kind and model.",
+                   responses={200: paginated(IncidentOutput), **problems(400, 401, 403, 404)},
+                   examples=[example_response(example_page(_INCIDENT_EXAMPLE))])
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
         require(principal, Action.VIEW)
@@ -103,7 +133,13 @@ class RootCauseInput(StrictSerializer):
 
 
 class IncidentRootCause(APIView):
-    @extend_schema(operation_id="incidents_root_cause_create", request=RootCauseInput,
+    @extend_schema(operation_id="incidents_root_cause_create", request=RootCauseInput, tags=["incidents"],
+                   summary="File a root-cause report",
+                   description="Platform engineers and on-call file the root cause of an incident, with its fix; "
+                   "MRM then accepts or returns it.",
+                   examples=[example_request({k: _ROOT_CAUSE_EXAMPLE[k] for k in (
+                                 "cause", "contributing_factors", "fix", "version_change_ref")}),
+                             example_response(_ROOT_CAUSE_EXAMPLE, 201)],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: RootCauseOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
@@ -132,6 +168,12 @@ class RootCauseReviewInput(StrictSerializer):
 
 class IncidentRootCauseReview(APIView):
     @extend_schema(operation_id="incidents_root_cause_review_create", request=RootCauseReviewInput,
+                   tags=["incidents"], summary="Review a root-cause report",
+                   description="MRM accepts the incident's filed root-cause report (the incident is resolved) or "
+                   "returns it with a note of 10 or more characters (the incident is open again).",
+                   examples=[example_request({"decision": "accept", "note": ""}),
+                             example_response({**_ROOT_CAUSE_EXAMPLE, "status": "accepted",
+                                               "reviewed_at": "2025-05-05T14:00:00Z"})],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={200: RootCauseOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
@@ -175,7 +217,12 @@ class ReinitiationOutput(serializers.Serializer):
 
 
 class IncidentReinitiation(APIView):
-    @extend_schema(operation_id="incidents_reinitiation_create", request=ReinitiationInput,
+    @extend_schema(operation_id="incidents_reinitiation_create", request=ReinitiationInput, tags=["incidents"],
+                   summary="Approve canarying a rolled-back version again",
+                   description="The model owner's e-signature (password re-entered) that the rolled-back version "
+                   "may be canaried again, once MRM has accepted its root cause.",
+                   examples=[example_request({"statement": _REINITIATION_EXAMPLE["statement"], "password": "…"}),
+                             example_response(_REINITIATION_EXAMPLE, 201)],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: ReinitiationOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent

@@ -12,7 +12,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictCharField, StrictSerializer, paginate, paginated, problems
+from canaryhub.api import (
+    QueryFilters,
+    StrictCharField,
+    StrictSerializer,
+    example_page,
+    example_request,
+    example_response,
+    paginate,
+    paginated,
+    problems,
+)
 from canaryhub.errors import NotFound, ValidationFailed
 from governance.access.permissions import Action, principal_of, refuse_machine, require
 from governance.thresholds.services import threshold_change_request, threshold_change_review
@@ -20,6 +30,21 @@ from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from releases.canaries.models import ThresholdChangeRequest
 from releases.canaries.selectors import canary_get
 from releases.register.api import ThresholdsField
+
+# --- schema examples ------------------------------------------------------------------------------
+
+_THRESHOLDS = {
+    "promote": {"error_rate_pp": 0.1, "latency_p99_ratio": 1.2, "quality_ratio": 0.98, "safety_violations": 0,
+                "anomaly_alerts": 0},
+    "rollback": {"error_rate_pp": 0.5, "latency_p99_ratio": 1.5, "quality_ratio": 0.9, "safety_violations": 0},
+}
+_THRESHOLD_CHANGE_EXAMPLE = {
+    "id": 4, "canary": 7, "status": "pending", "status_display": "Awaiting review", "current": _THRESHOLDS,
+    "proposed": {**_THRESHOLDS, "promote": {**_THRESHOLDS["promote"], "latency_p99_ratio": 1.1}},
+    "reason": "Latency matters more for this release: tighten the promotion gate.", "requested_by": "olivia",
+    "requested_at": "2025-05-03T12:00:00Z", "requested_at_stage": 1, "governance_by": None, "governance_at": None,
+    "mrm_by": None, "mrm_at": None, "decision_note": "", "applied_at": None, "applied_stage_index": None,
+}
 
 
 class ThresholdChangeOutput(serializers.Serializer):
@@ -62,6 +87,9 @@ def _renamed(path: str) -> str:
 
 class CanaryThresholdChanges(APIView):
     @extend_schema(operation_id="canaries_threshold_changes_list", parameters=[ThresholdChangeFilters],
+                   tags=["threshold changes"], summary="List a canary's threshold change requests",
+                   description="The requests to change a running canary's thresholds, with their reviews.",
+                   examples=[example_response(example_page(_THRESHOLD_CHANGE_EXAMPLE))],
                    responses={200: paginated(ThresholdChangeOutput), **problems(400, 401, 403, 404)})
     def get(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
@@ -71,6 +99,12 @@ class CanaryThresholdChanges(APIView):
         return paginate(request, self, _threshold_changes().filter(canary_id=id), ThresholdChangeOutput)
 
     @extend_schema(operation_id="canaries_threshold_changes_create", request=ThresholdChangeInput,
+                   tags=["threshold changes"], summary="Request a change of a canary's thresholds",
+                   description="Asks to change a running canary's frozen thresholds. The change needs AI "
+                   "Governance's and MRM's approval and applies when the canary next enters a stage.",
+                   examples=[example_request({"proposed": {"promote": {"latency_p99_ratio": 1.1}},
+                                              "reason": _THRESHOLD_CHANGE_EXAMPLE["reason"]}),
+                             example_response(_THRESHOLD_CHANGE_EXAMPLE, 201)],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: ThresholdChangeOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
@@ -99,6 +133,12 @@ class ThresholdChangeReviewInput(StrictSerializer):
 
 class ThresholdChangeApprovals(APIView):
     @extend_schema(operation_id="threshold_changes_approvals_create", request=ThresholdChangeReviewInput,
+                   tags=["threshold changes"], summary="Approve or reject a threshold change",
+                   description="AI Governance or MRM approves (or rejects, with a note of 10 or more characters) a "
+                   "threshold change; with both approvals it applies at the canary's next stage.",
+                   examples=[example_request({"decision": "approve", "note": ""}),
+                             example_response({**_THRESHOLD_CHANGE_EXAMPLE, "governance_by": "gita",
+                                               "governance_at": "2025-05-03T13:00:00Z"})],
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={200: ThresholdChangeOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
