@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from prometheus_client import Counter
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -295,7 +295,17 @@ class AssignView(APIView):
 
     @extend_schema(
         operation_id="assign",
+        tags=["assignment"],
         summary="The version to serve a user (sticky canary assignment)",
+        description="For applications that route in their own code: which version of the model to serve this "
+        "user now. A user hashed onto the canary stays on it for the canary's period (sticky, kept in Redis); "
+        "users outside the canary's segment, and everyone when no canary runs, get production. If the sticky "
+        "store is down the answer comes from stateless hashing with `fallback: true`. Answers are cached per "
+        "web process for a second or so: a promotion or rollback reaches every process within that time.",
+        examples=[OpenApiExample("answer", response_only=True, status_codes=[200], value={
+            "model": "support-bot", "user": "user-8812", "variant": "canary", "version": "1.5.0", "canary_id": 7,
+            "percent": 5, "sticky": True, "fallback": False, "detail": "",
+        })],
         parameters=[
             OpenApiParameter("model", str, required=True),
             OpenApiParameter("user", str, required=True, description="stable user id (hashed, as nginx does)"),

@@ -408,6 +408,24 @@ class ObservationOutput(serializers.Serializer):
 class ObservationCollection(APIView):
     @extend_schema(
         operation_id="observations_create",
+        tags=["observations"],
+        summary="Push one window of metrics",
+        description="The push metric provider's input: the counts of one metric window of one version of a model "
+        "(optionally of one segment), which the evaluator reads for models whose metrics come from `push`. A "
+        "service-account token may push for the models it is scoped to.",
+        examples=[
+            OpenApiExample("request", request_only=True, value={
+                "model": "support-bot", "version": "1.5.0", "window_start": "2025-05-04T10:05:00Z",
+                "window_end": "2025-05-04T10:06:00Z", "requests": 5210, "errors": 3, "latency_p99_ms": 812.0,
+                "quality_sum": 4689.0, "quality_count": 5210, "safety_violations": 0, "anomaly_alerts": 0,
+                "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87,
+            }),
+            OpenApiExample("answer", response_only=True, status_codes=[201], value={
+                "id": 90211, "model": "support-bot", "version": "1.5.0", "segment": "",
+                "window_start": "2025-05-04T10:05:00Z", "window_end": "2025-05-04T10:06:00Z", "requests": 5210,
+                "received_at": "2025-05-04T10:06:01Z",
+            }),
+        ],
         request=ObservationInput,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: ObservationOutput, **problems(400, 401, 403, 404, 422)},
