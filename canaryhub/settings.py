@@ -150,6 +150,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Each operation names its tag; these give the tags their order and a line of description.
+    "TAGS": [
+        {"name": "models", "description": "The model register: models, their owners, on-call and consumers."},
+        {"name": "versions", "description": "Versions of a model, with their thresholds and metric configuration."},
+        {"name": "canaries", "description": "Start a canary, follow it, sign its steps, roll it back or abort it."},
+        {"name": "observations", "description": "Metrics pushed by models whose metrics come from `push`."},
+        {"name": "assignment", "description": "Which version an application serves a user."},
+        {"name": "incidents", "description": "Incidents, their root causes and the re-initiation of a version."},
+        {"name": "threshold changes", "description": "Reviewed changes of a running canary's thresholds."},
+        {"name": "certificates", "description": "Completion certificates and their verification."},
+        {"name": "evidence", "description": "The MRM evidence bundle of a canary."},
+        {"name": "audit", "description": "The hash-chained audit trail and its verification."},
+    ],
 }
 IDEMPOTENCY_KEY_TTL_S = env.int("CANARYHUB_IDEMPOTENCY_TTL_S", default=24 * 3600)
 
