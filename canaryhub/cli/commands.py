@@ -103,7 +103,8 @@ class Output:
         self.json_mode = json_mode
         self.stdout = stdout
         self.stderr = stderr
-        self._secrets = [s for s in secrets if s]
+        # A secret too short to be a real token would mask ordinary words; CanaryHub's are ~55 characters.
+        self._secrets = [s for s in secrets if len(s) >= 8]
 
     def _clean(self, text: str) -> str:
         for secret in self._secrets:
@@ -243,6 +244,7 @@ def cmd_canary_start(ctx: Context) -> int:
     if replayed:
         ctx.out.note(f"canary #{canary['id']} was started by an earlier try of this run; nothing new was started",
                      replayed=True)
+        canary = ctx.client.canary(canary["id"])  # the replayed answer is the canary as it was then
     _write_id(a.id_file, canary["id"])
     if not a.wait:
         return show(ctx, canary)
