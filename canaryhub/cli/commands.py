@@ -479,6 +479,7 @@ def main(
         return int(exc.code or 0)
     token = args.token or env.get("CANARYHUB_TOKEN", "")
     out = Output(json_mode=args.json, stdout=stdout, stderr=stderr, secrets=[token])
+    ctx: Context | None = None
     try:
         ctx = Context(args, env, out, sleep, clock)
         return args.handler(ctx)
@@ -487,3 +488,6 @@ def main(
     except KeyboardInterrupt:
         out.note("interrupted")
         return EXIT_ERROR
+    finally:
+        if ctx is not None:
+            ctx.client.close()

@@ -37,18 +37,23 @@ class Hub:
     people: dict[str, Any]
     tokens: dict[str, str]
 
-    def api(self, who: str) -> Http:
-        """Raw API calls as `who`, over HTTP with that user's own token."""
-        return Http(self.url, token=self.tokens[who])
+    def call(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call as `who`, over HTTP with that user's own token. The connection is closed
+        after it: a kept-alive one holds a live-server thread, and its database connection, open."""
+        http = Http(self.url, token=self.tokens[who])
+        try:
+            return http.json(method, path, **kwargs)
+        finally:
+            http.close()
 
     def sign_next(self, canary_id: int) -> str:
         """The next outstanding signature of the canary's current step, by the person who may
         give it, through POST /approvals/ on the evaluation the API shows them."""
-        detail = self.api("owner").json("GET", f"/api/v1/canaries/{canary_id}/")
+        detail = self.call("owner", "GET", f"/api/v1/canaries/{canary_id}/")
         role = detail["required_approvals"]["outstanding"][0]
         signer = "owner" if role == "owner" else "mrm"
         evaluation = detail["latest_evaluation"]
-        self.api(signer).json("POST", f"/api/v1/canaries/{canary_id}/approvals/", body={
+        self.call(signer, "POST", f"/api/v1/canaries/{canary_id}/approvals/", body={
             "role": role, "statement": STATEMENT, "password": PASSWORD,
             "evaluation_hash": evaluation["content_hash"] if evaluation else "",
         })

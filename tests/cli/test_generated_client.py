@@ -68,20 +68,28 @@ def test_the_generated_client_drives_the_api(generated, hub):
         from tests.cli.conftest import run_cli
 
         assert run_cli(hub, ["version", "register", "scorer", "1.1.0", "--artifact", "s3://scorer/1.1.0"]).code == 0
-        ci = client_module.AuthenticatedClient(base_url=hub.url, token=hub.tokens["ci"])
-        page = models_list.sync(client=ci, risk_tier=models.ModelsListRiskTier.MEDIUM)
-        assert [m.name for m in page.results] == ["scorer"]  # the token's scope
-        started = canaries_create.sync_detailed(
-            client=ci, body=models.CanaryInputRequest(model="scorer", version="1.1.0"), idempotency_key="gen-1")
-        assert started.status_code == 201 and started.parsed.state == models.StateEnum.RUNNING
-        listed = canaries_list.sync(client=ci, state=models.CanariesListState.RUNNING)
-        assert [c.id for c in listed.results] == [started.parsed.id]
-        refused = canaries_create.sync_detailed(client=ci, body=models.CanaryInputRequest(model="fraud", version="1.1.0"))
-        assert refused.status_code == 404 and refused.parsed.detail == "no model named 'fraud'"
-        auditor = client_module.AuthenticatedClient(base_url=hub.url, token=hub.tokens["auditor"])
-        bundle = evidence.sync_detailed(client=auditor, id=started.parsed.id)
-        assert bundle.status_code == 200 and bundle.content[:2] == b"PK"
+        # Each client closes its connections when the block ends (kept-alive ones hold live-server threads).
+        with client_module.AuthenticatedClient(base_url=hub.url, token=hub.tokens["ci"]) as ci, \
+                client_module.AuthenticatedClient(base_url=hub.url, token=hub.tokens["auditor"]) as auditor:
+            bundle_id = drive(ci, auditor, models, models_list, canaries_create, canaries_list, evidence)
+        assert bundle_id > 0
     finally:
         sys.path.remove(str(folder))
         for name in [m for m in sys.modules if m.startswith(PACKAGE)]:
             del sys.modules[name]
+
+
+def drive(ci, auditor, models, models_list, canaries_create, canaries_list, evidence) -> int:
+    """What a pipeline does with the generated client: list, start, list by state, get refused, download."""
+    page = models_list.sync(client=ci, risk_tier=models.ModelsListRiskTier.MEDIUM)
+    assert [m.name for m in page.results] == ["scorer"]  # the token's scope
+    started = canaries_create.sync_detailed(
+        client=ci, body=models.CanaryInputRequest(model="scorer", version="1.1.0"), idempotency_key="gen-1")
+    assert started.status_code == 201 and started.parsed.state == models.StateEnum.RUNNING
+    listed = canaries_list.sync(client=ci, state=models.CanariesListState.RUNNING)
+    assert [c.id for c in listed.results] == [started.parsed.id]
+    refused = canaries_create.sync_detailed(client=ci, body=models.CanaryInputRequest(model="fraud", version="1.1.0"))
+    assert refused.status_code == 404 and refused.parsed.detail == "no model named 'fraud'"
+    bundle = evidence.sync_detailed(client=auditor, id=started.parsed.id)
+    assert bundle.status_code == 200 and bundle.content[:2] == b"PK"
+    return started.parsed.id

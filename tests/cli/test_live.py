@@ -125,7 +125,7 @@ def test_a_rollback_exits_2_with_the_reason(hub, cli):
             return
         end = timezone.now().replace(microsecond=0)
         for version, requests, errors, safety in (("1.0.0", 100_000, 100, 0), ("1.1.0", 1000, 1, 1)):
-            hub.api("ci").json("POST", "/api/v1/observations/", body={
+            hub.call("ci", "POST", "/api/v1/observations/", body={
                 "model": "scorer", "version": version, "window_start": (end - timedelta(seconds=60)).isoformat(),
                 "window_end": end.isoformat(), "requests": requests, "errors": errors, "latency_p99_ms": 200.0,
                 "quality_sum": 0.8 * requests, "quality_count": requests, "safety_violations": safety,
@@ -146,8 +146,8 @@ def test_an_abort_exits_3(hub, cli):
     def step() -> None:
         canary = the_canary()
         if canary.state in Canary.ACTIVE_STATES:
-            hub.api("ci").json("POST", f"/api/v1/canaries/{canary.pk}/abort/", body={"reason": "release train cancelled"},
-                               headers={"Idempotency-Key": "abort-1"})
+            hub.call("ci", "POST", f"/api/v1/canaries/{canary.pk}/abort/", body={"reason": "release train cancelled"},
+                     headers={"Idempotency-Key": "abort-1"})
 
     cli("version", "register", "scorer", "1.1.0", "--artifact", "s3://scorer/1.1.0")
     run = cli("canary", "start", "scorer", "1.1.0", "--wait", "--run-id", "b", driver=Driver(step))
