@@ -4,13 +4,23 @@ asks the service or selector, and renders. Access is decided in governance.acces
 from __future__ import annotations
 
 from django.urls import path, register_converter
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, StrictSerializer, no_filter, paginate, paginated, problems
+from canaryhub.api import (
+    QueryFilters,
+    StrictSerializer,
+    example_page,
+    example_request,
+    example_response,
+    no_filter,
+    paginate,
+    paginated,
+    problems,
+)
 from governance.access.permissions import Action, principal_of, require
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.thresholds import METRIC_NAMES
@@ -170,18 +180,6 @@ _VERSION_EXAMPLE = {
 }
 
 
-def _page(item: dict) -> dict:
-    return {"count": 1, "next": None, "previous": None, "results": [item]}
-
-
-def _response(value: dict, status: int = 200) -> OpenApiExample:
-    return OpenApiExample("answer", value=value, response_only=True, status_codes=[status])
-
-
-def _request(value: dict) -> OpenApiExample:
-    return OpenApiExample("request", value=value, request_only=True)
-
-
 # --- views ----------------------------------------------------------------------------------------
 
 
@@ -193,7 +191,7 @@ class ModelCollection(APIView):
         description="The models of the register the caller may see (a service-account token: the models it is "
         "scoped to), by name, filtered by a search text `q`, risk tier or owner.",
         parameters=[ModelFilters],
-        examples=[_response(_page(_MODEL_EXAMPLE))],
+        examples=[example_response(example_page(_MODEL_EXAMPLE))],
         responses={200: paginated(ModelOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
@@ -214,9 +212,9 @@ class ModelCollection(APIView):
         description="Adds a model to the register with its risk tier, owner, on-call contact and consumers. A model "
         "owner may register only models they own; platform engineers any.",
         request=ModelInput,
-        examples=[_request({k: _MODEL_EXAMPLE[k] for k in ("name", "display_name", "description", "risk_tier", "owner",
-                                                            "on_call", "consumers")}),
-                  _response(_MODEL_EXAMPLE, 201)],
+        examples=[example_request({k: _MODEL_EXAMPLE[k] for k in (
+                      "name", "display_name", "description", "risk_tier", "owner", "on_call", "consumers")}),
+                  example_response(_MODEL_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: ModelOutput, **problems(400, 401, 403, 409, 422)},
     )
@@ -238,7 +236,7 @@ class ModelItem(APIView):
         summary="Get a model",
         description="One model of the register, with its owner, on-call contact and consumers.",
         responses={200: ModelOutput, **problems(401, 403, 404)},
-        examples=[_response(_MODEL_EXAMPLE)],
+        examples=[example_response(_MODEL_EXAMPLE)],
     )
     def get(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
@@ -252,8 +250,8 @@ class ModelItem(APIView):
         description="Changes the fields given (display name, description, risk tier, owner, on-call); `consumers`, "
         "when given, replaces the list whole. Only the model's owner or a platform engineer may.",
         request=ModelPatch,
-        examples=[_request({"on_call": "support-oncall-2@example.com"}),
-                  _response({**_MODEL_EXAMPLE, "on_call": "support-oncall-2@example.com"})],
+        examples=[example_request({"on_call": "support-oncall-2@example.com"}),
+                  example_response({**_MODEL_EXAMPLE, "on_call": "support-oncall-2@example.com"})],
         responses={200: ModelOutput, **problems(400, 401, 403, 404, 409)},
     )
     def patch(self, request: Request, name: str) -> Response:
@@ -272,7 +270,7 @@ class VersionCollection(APIView):
         summary="List a model's versions",
         description="The model's versions, highest semver first, optionally filtered by status.",
         parameters=[VersionFilters],
-        examples=[_response(_page(_VERSION_EXAMPLE))],
+        examples=[example_response(example_page(_VERSION_EXAMPLE))],
         responses={200: paginated(VersionOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:
@@ -291,9 +289,9 @@ class VersionCollection(APIView):
         "defaults unless tightened) and where its metrics come from. `status: production` is for a model's first "
         "version only (the incumbent canaries are compared with). Send an `Idempotency-Key` to make a CI retry safe.",
         request=VersionInput,
-        examples=[_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
+        examples=[example_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
                             "thresholds": {"promote": {"error_rate_pp": 0.05}}}),
-                  _response(_VERSION_EXAMPLE, 201)],
+                  example_response(_VERSION_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: VersionOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -318,7 +316,7 @@ class VersionItem(APIView):
         description="One version of the model, with its status (registered, canary, production, deprecated, "
         "rolled_back), thresholds and metric configuration.",
         responses={200: VersionOutput, **problems(401, 403, 404)},
-        examples=[_response(_VERSION_EXAMPLE)],
+        examples=[example_response(_VERSION_EXAMPLE)],
     )
     def get(self, request: Request, name: str, version: str) -> Response:
         principal = principal_of(request)
@@ -333,8 +331,8 @@ class VersionItem(APIView):
         "are frozen when a canary of the version starts, and the artifact changes only while the version is "
         "registered: 409 otherwise.",
         request=VersionPatch,
-        examples=[_request({"artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"}),
-                  _response({**_VERSION_EXAMPLE, "artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"})],
+        examples=[example_request({"artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"}),
+                  example_response({**_VERSION_EXAMPLE, "artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"})],
         responses={200: VersionOutput, **problems(400, 401, 403, 404, 409)},
     )
     def patch(self, request: Request, name: str, version: str) -> Response:
@@ -414,17 +412,17 @@ class ObservationCollection(APIView):
         "(optionally of one segment), which the evaluator reads for models whose metrics come from `push`. A "
         "service-account token may push for the models it is scoped to.",
         examples=[
-            OpenApiExample("request", request_only=True, value={
+            example_request({
                 "model": "support-bot", "version": "1.5.0", "window_start": "2025-05-04T10:05:00Z",
                 "window_end": "2025-05-04T10:06:00Z", "requests": 5210, "errors": 3, "latency_p99_ms": 812.0,
                 "quality_sum": 4689.0, "quality_count": 5210, "safety_violations": 0, "anomaly_alerts": 0,
                 "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87,
             }),
-            OpenApiExample("answer", response_only=True, status_codes=[201], value={
+            example_response({
                 "id": 90211, "model": "support-bot", "version": "1.5.0", "segment": "",
                 "window_start": "2025-05-04T10:05:00Z", "window_end": "2025-05-04T10:06:00Z", "requests": 5210,
                 "received_at": "2025-05-04T10:06:01Z",
-            }),
+            }, 201),
         ],
         request=ObservationInput,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
