@@ -10,7 +10,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +23,9 @@ from canaryhub.api import (
     QueryFilters,
     StrictCharField,
     StrictSerializer,
+    example_page,
+    example_request,
+    example_response,
     no_filter,
     paginate,
     paginated,
@@ -322,18 +325,6 @@ def _ended(state: str, reason: str) -> dict:
             "required_approvals": {"step": None, "roles": [], "outstanding": []}}
 
 
-def _page(item: dict) -> dict:
-    return {"count": 1, "next": None, "previous": None, "results": [item]}
-
-
-def _response(value: dict, status: int = 200) -> OpenApiExample:
-    return OpenApiExample("answer", value=value, response_only=True, status_codes=[status])
-
-
-def _request(value: dict) -> OpenApiExample:
-    return OpenApiExample("request", value=value, request_only=True)
-
-
 # --- views ----------------------------------------------------------------------------------------
 
 
@@ -349,7 +340,7 @@ class CanaryCollection(APIView):
         summary="List canaries",
         description="The canaries the caller may see, newest first, filtered by model and state.",
         parameters=[CanaryFilters],
-        examples=[_response(_page(_SUMMARY_EXAMPLE))],
+        examples=[example_response(example_page(_SUMMARY_EXAMPLE))],
         responses={200: paginated(CanarySummaryOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
@@ -371,8 +362,8 @@ class CanaryCollection(APIView):
         "signatures (high risk). One active canary per model (409). Send an `Idempotency-Key` derived from the CI "
         "run: a retried job then gets the canary its first try started instead of a refusal or a second canary.",
         request=CanaryInput,
-        examples=[_request({"model": "support-bot", "version": "1.5.0", "schedule": "standard"}),
-                  _response(_STARTED_EXAMPLE, 201)],
+        examples=[example_request({"model": "support-bot", "version": "1.5.0", "schedule": "standard"}),
+                  example_response(_STARTED_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -405,7 +396,7 @@ class CanaryItem(APIView):
         "evaluation, whether the current step can be signed now (and if not, why), and the signatures it still "
         "needs. What a pipeline polls while it waits for the outcome.",
         responses={200: CanaryOutput, **problems(401, 403, 404)},
-        examples=[_response(_CANARY_EXAMPLE)],
+        examples=[example_response(_CANARY_EXAMPLE)],
     )
     def get(self, request: Request, id: int) -> Response:
         require(principal_of(request), Action.VIEW)
@@ -420,7 +411,7 @@ class CanaryEvaluations(APIView):
         description="The canary's evaluation snapshots, newest window first: each window's gates, verdict, inputs "
         "and content hash (what a signer names with `evaluation_hash`).",
         parameters=[PageFilters],
-        examples=[_response(_page(_EVALUATION_EXAMPLE))],
+        examples=[example_response(example_page(_EVALUATION_EXAMPLE))],
         responses={200: paginated(EvaluationOutput), **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, id: int) -> Response:
@@ -440,9 +431,9 @@ class CanaryApprovals(APIView):
         "its start, or the promotion to the next stage, naming the evaluation they were shown. The last required "
         "signature takes the step. Service-account tokens never sign (403).",
         request=ApprovalInput,
-        examples=[_request({"role": "owner", "statement": "I reviewed the evaluation and approve this step.",
+        examples=[example_request({"role": "owner", "statement": "I reviewed the evaluation and approve this step.",
                             "password": "…", "evaluation_hash": "9f2c" * 16}),
-                  _response({"approval": _APPROVAL_EXAMPLE, "canary": {**_STARTED_EXAMPLE, **{
+                  example_response({"approval": _APPROVAL_EXAMPLE, "canary": {**_STARTED_EXAMPLE, **{
                       k: _SUMMARY_EXAMPLE[k] for k in ("stage", "traffic_percent")}, "state": "running",
                       "approvals": [_APPROVAL_EXAMPLE]}}, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
@@ -470,8 +461,8 @@ class CanaryRollback(APIView):
         "version rolled back and opens an incident that needs a root cause. The model's owner or a platform "
         "engineer.",
         request=ReasonInput,
-        examples=[_request({"reason": "users report wrong answers about refunds"}),
-                  _response(_ended("rolled_back", "users report wrong answers about refunds"))],
+        examples=[example_request({"reason": "users report wrong answers about refunds"}),
+                  example_response(_ended("rolled_back", "users report wrong answers about refunds"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
@@ -493,8 +484,8 @@ class CanaryAbort(APIView):
         description="Stops a canary before completion for a reason that is not a metric breach (traffic to 0 % "
         "first); the version returns to registered and may be canaried again.",
         request=ReasonInput,
-        examples=[_request({"reason": "release train cancelled"}),
-                  _response(_ended("aborted", "release train cancelled"))],
+        examples=[example_request({"reason": "release train cancelled"}),
+                  example_response(_ended("aborted", "release train cancelled"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
     )
