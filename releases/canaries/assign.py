@@ -300,8 +300,9 @@ class AssignView(APIView):
         description="For applications that route in their own code: which version of the model to serve this "
         "user now. A user hashed onto the canary stays on it for the canary's period (sticky, kept in Redis); "
         "users outside the canary's segment, and everyone when no canary runs, get production. If the sticky "
-        "store is down the answer comes from stateless hashing with `fallback: true`. Answers are cached per "
-        "web process for a second or so: a promotion or rollback reaches every process within that time.",
+        "store is down the answer comes from stateless hashing with `fallback: true`. Each web process caches a "
+        "model's split for CANARYHUB_ASSIGN_CACHE_S (1 s by default): a promotion or rollback reaches every "
+        "process within that time.",
         examples=[OpenApiExample("answer", response_only=True, status_codes=[200], value={
             "model": "support-bot", "user": "user-8812", "variant": "canary", "version": "1.5.0", "canary_id": 7,
             "percent": 5, "sticky": True, "fallback": False, "detail": "",
