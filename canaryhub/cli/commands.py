@@ -36,7 +36,7 @@ from .http import DEFAULT_RETRY, ApiError, CanaryHubError, Http, Unreachable
 
 # Where the evidence bundle's verifier is when CanaryHub is installed: it is read as a file and
 # run in this process, never imported as part of the governance app.
-VERIFIER = Path(__file__).resolve().parents[2] / "governance" / "bundle" / "verify_bundle.py"
+VERIFIER = Path(__file__).resolve().parents[2] / "governance" / "evidence" / "verify_bundle.py"
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -321,7 +321,7 @@ def cmd_canary_status(ctx: Context) -> int:
 
 
 def verify_bundle(path: Path) -> tuple[list[str], int, int]:
-    """Run the bundle's own verifier (governance/bundle/verify_bundle.py, standard library only)
+    """Run the bundle's own verifier (governance/evidence/verify_bundle.py, standard library only)
     on the downloaded file, in this process: (problems, files, audit events)."""
     if not VERIFIER.is_file():
         raise CanaryHubError(f"the bundle verifier is not installed at {VERIFIER}; the bundle was not verified")

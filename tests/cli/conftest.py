@@ -20,9 +20,9 @@ from django.contrib.auth.models import Group
 
 from canaryhub.cli.commands import main
 from canaryhub.cli.http import Http
-from governance.permissions import Role
-from governance.tokens import token_create
-from releases import services
+from governance.access.permissions import Role
+from governance.tokens.services import token_create
+from releases.register import services
 from tests.factories import PASSWORD
 
 # Stage residence: 24 h / 864,000 = 0.1 s (a test speed setting, as CANARYHUB_CLOCK_SPEED).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from canaryhub.cli.commands import ci_run, duration, idempotency_key, parse_segmentation
+from canaryhub.cli.commands import VERIFIER, ci_run, duration, idempotency_key, parse_segmentation
 from canaryhub.cli.follow import Follower
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,15 @@ def test_the_command_line_imports_neither_django_nor_celery_nor_any_app():
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout))
     assert not loaded & {"django", "celery", "kombu", "rest_framework", "releases", "governance", "monitoring"}
+
+
+def test_the_verifier_the_command_runs_is_the_one_every_bundle_ships():
+    """The command finds the verifier by its path in the installed package (it may not import the
+    app): when the verifier moves, this fails until VERIFIER follows it."""
+    from governance.evidence.bundles import VERIFY_SCRIPT  # the server's side: Django is loaded here, in the test
+
+    assert VERIFIER.is_file(), f"canaryhub.cli.commands.VERIFIER points at {VERIFIER}, which does not exist"
+    assert VERIFIER == VERIFY_SCRIPT.resolve(), f"the bundle ships {VERIFY_SCRIPT}; the command runs {VERIFIER}"
 
 
 def test_a_usage_error_exits_1_not_2_which_means_rolled_back():

@@ -11,9 +11,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from canaryhub.cli.commands import verify_bundle
-from monitoring import services as monitoring
-from releases import lifecycle
-from releases.models import Canary, ModelVersion
+from releases.canaries import loop, services, states
+from releases.canaries.models import Canary
+from releases.register.models import ModelVersion
 from tests.cli.conftest import Driver
 from tests.factories import make_evaluation
 
@@ -38,7 +38,7 @@ def healthy(hub):
             return
         if canary.state in (State.RUNNING, State.HELD):
             make_evaluation(canary, window_end=timezone.now(), values=GREEN_VALUES)
-            lifecycle.canary_reconcile(canary_id=canary.pk)
+            services.canary_reconcile(canary_id=canary.pk)
         elif canary.state == State.AWAITING_APPROVAL:
             hub.sign_next(canary.pk)
 
@@ -121,7 +121,7 @@ def test_a_rollback_exits_2_with_the_reason(hub, cli):
 
     def step() -> None:
         canary = the_canary()
-        if canary is None or canary.state not in Canary.ACTIVE_STATES:
+        if canary is None or canary.state not in states.ACTIVE:
             return
         end = timezone.now().replace(microsecond=0)
         for version, requests, errors, safety in (("1.0.0", 100_000, 100, 0), ("1.1.0", 1000, 1, 1)):
@@ -130,7 +130,7 @@ def test_a_rollback_exits_2_with_the_reason(hub, cli):
                 "window_end": end.isoformat(), "requests": requests, "errors": errors, "latency_p99_ms": 200.0,
                 "quality_sum": 0.8 * requests, "quality_count": requests, "safety_violations": safety,
             })
-        monitoring.evaluate_tick(canary_ids=[canary.pk])
+        loop.evaluate_tick(canary_ids=[canary.pk])
 
     assert cli("version", "register", "scorer", "1.1.0", "--artifact", "s3://scorer/1.1.0").code == 0
     run = cli("canary", "start", "scorer", "1.1.0", "--wait", "--run-id", "build-7", driver=Driver(step))
@@ -145,7 +145,7 @@ def test_a_rollback_exits_2_with_the_reason(hub, cli):
 def test_an_abort_exits_3(hub, cli):
     def step() -> None:
         canary = the_canary()
-        if canary.state in Canary.ACTIVE_STATES:
+        if canary.state in states.ACTIVE:
             hub.call("ci", "POST", f"/api/v1/canaries/{canary.pk}/abort/", body={"reason": "release train cancelled"},
                      headers={"Idempotency-Key": "abort-1"})
 
