@@ -11,6 +11,7 @@ __all__ = ["celery_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "celery_app":
+        # Local: loading Celery (and Django's settings) only when asked keeps `import canaryhub` light.
         from canaryhub.celery import app
 
         return app

@@ -3,6 +3,7 @@ says a canary waits for, the CI run behind the Idempotency-Key, durations)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 
 from canaryhub.cli.commands import VERIFIER, ci_run, duration, idempotency_key, parse_segmentation
 from canaryhub.cli.follow import Follower
+from governance.evidence.bundles import VERIFY_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,8 +41,6 @@ def test_the_command_line_imports_neither_django_nor_celery_nor_any_app():
 def test_the_verifier_the_command_runs_is_the_one_every_bundle_ships():
     """The command finds the verifier by its path in the installed package (it may not import the
     app): when the verifier moves, this fails until VERIFIER follows it."""
-    from governance.evidence.bundles import VERIFY_SCRIPT  # the server's side: Django is loaded here, in the test
-
     assert VERIFIER.is_file(), f"canaryhub.cli.commands.VERIFIER points at {VERIFIER}, which does not exist"
     assert VERIFIER == VERIFY_SCRIPT.resolve(), f"the bundle ships {VERIFY_SCRIPT}; the command runs {VERIFIER}"
 
@@ -79,8 +79,6 @@ def test_durations(text, seconds):
 
 @pytest.mark.parametrize("text", ["", "0", "-1h", "3 weeks", "h"])
 def test_bad_durations(text):
-    import argparse
-
     with pytest.raises(argparse.ArgumentTypeError):
         duration(text)
 

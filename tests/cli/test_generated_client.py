@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli.conftest import run_cli
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "content_type_overrides:\n  application/zip: application/octet-stream\n"
 PACKAGE = "canaryhub_generated_api"
@@ -65,8 +67,6 @@ def test_the_generated_client_drives_the_api(generated, hub):
         canaries_list = importlib.import_module(f"{PACKAGE}.api.canaries.canaries_list")
         evidence = importlib.import_module(f"{PACKAGE}.api.evidence.canaries_evidence_retrieve")
         models = importlib.import_module(f"{PACKAGE}.models")
-        from tests.cli.conftest import run_cli
-
         assert run_cli(hub, ["version", "register", "scorer", "1.1.0", "--artifact", "s3://scorer/1.1.0"]).code == 0
         # Each client closes its connections when the block ends (kept-alive ones hold live-server threads).
         with client_module.AuthenticatedClient(base_url=hub.url, token=hub.tokens["ci"]) as ci, \

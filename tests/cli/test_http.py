@@ -7,6 +7,7 @@ import json
 import random
 import threading
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -172,8 +173,6 @@ def test_an_answer_that_is_not_a_problem_document_is_shown_briefly(server):
 
 @pytest.mark.parametrize(("value", "seconds"), [("120", 120.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0), ("soon", None)])
 def test_retry_after_as_seconds_or_a_date(value, seconds):
-    from email.utils import parsedate_to_datetime
-
     now = parsedate_to_datetime("Wed, 21 Oct 2015 07:27:30 GMT").timestamp()
     assert parse_retry_after(value, now=now) == seconds
 

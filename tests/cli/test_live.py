@@ -14,8 +14,9 @@ from canaryhub.cli.commands import verify_bundle
 from releases.canaries import loop, services, states
 from releases.canaries.models import Canary
 from releases.register.models import ModelVersion
-from tests.cli.conftest import Driver
+from tests.cli.conftest import Driver, run_cli
 from tests.factories import make_evaluation
+from tests.harness.nginx import free_port
 
 State = Canary.State
 # Plausible gate readings: (value, limit) per promotion gate.
@@ -278,8 +279,5 @@ def test_the_token_is_never_printed(hub, cli):
 
 
 def run_unreachable(hub):
-    from tests.cli.conftest import run_cli
-    from tests.harness.nginx import free_port
-
     closed = f"http://127.0.0.1:{free_port()}"
     return run_cli(hub, ["canary", "status", "1", "--url", closed])
