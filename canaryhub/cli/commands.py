@@ -140,8 +140,8 @@ class Output:
         if self.json_mode:
             body: dict[str, Any] = {"event": "error", "message": text}
             if isinstance(exc, ApiError):
-                body.update(status=exc.status, problem=exc.problem.raw if exc.problem else None,
-                            replayed=exc.replayed)
+                body |= {"status": exc.status, "problem": exc.problem.raw if exc.problem else None,
+                         "replayed": exc.replayed}
             self._write(self.stdout, json.dumps(body, ensure_ascii=False))
             return EXIT_ERROR
         self._write(self.stderr, f"canaryhub: {text}")

@@ -144,7 +144,9 @@ class Follower:
         state = c.get("state", "")
         text = f"state: {state}"
         reason = c.get("hold_reason") or ""
-        if state in ("held", "suspended") and reason:
+        # The API keeps a hold reason only while one applies (held, suspended); an ended canary's
+        # story is its end reason, told by the outcome.
+        if reason and outcome_exit(state) is None:
             text += f" ({reason})"
         return Event("state", {"state": state, "hold_reason": reason}, [text])
 

@@ -122,6 +122,18 @@ def test_held_without_data_waits_for_data_and_a_countdown_is_not_repeated():
     assert follower.update(canary(**later)) == []
 
 
+def test_the_state_line_carries_the_hold_reason_only_while_the_canary_goes_on():
+    def state_lines(**overrides):
+        return [e.lines[0] for e in Follower().update(canary(**overrides)) if e.kind == "state"]
+
+    assert state_lines(state="held", hold_reason="error_rate is red") == ["state: held (error_rate is red)"]
+    assert state_lines(state="suspended", hold_reason="no metrics for 900 s") == [
+        "state: suspended (no metrics for 900 s)"]
+    # A hold reason left from before the end is not the end's story: the outcome line tells it.
+    assert state_lines(state="rolled_back", hold_reason="error_rate is red", ended_at="2025-05-03T12:00:00Z",
+                       end_reason="safety") == ["state: rolled_back"]
+
+
 def test_red_gates_the_monitor_and_start_signatures():
     red = [{"name": "error_rate", "status": "red", "value": 0.4, "limit": 0.1, "detail": ""}]
     evaluation = {"id": 9, "verdict": "red", "window_start": "2025-05-02T12:00:00Z", "window_end": "2025-05-02T12:05:00Z"}
