@@ -118,7 +118,8 @@ def make_canaries(n: int, start: int) -> list[int]:
             model=model, version=v["1.1.0"], baseline=v["1.0.0"], schedule=template.schedule, stages=template.stages,
             segmentation=template.segmentation, thresholds=template.thresholds, rollback_contact="x",
             router=template.router, state=template.state, stage_index=0, stage_entered_at=template.stage_entered_at,
-            traffic_percent=template.traffic_percent, split_generation=1, initiated_by=owner)
+            traffic_percent=template.traffic_percent, split_generation=1, initiated_by=owner,
+            risk_tier=model.risk_tier, owner=owner)
         ids.append(c.pk)
     return ids
 

@@ -53,7 +53,7 @@ def certificate_checklist(canary: Any, *, chain_ok: bool | None = None) -> list[
     problems_sign: list[str] = []
     steps = [rules.Step.start()] + [rules.promotion_step(stages, from_index=i) for i in range(len(stages) - 1)]
     for step in steps:
-        required = {r.value for r in rules.required_signatures(step=step, risk_tier=canary.model.risk_tier)}
+        required = {r.value for r in rules.required_signatures(step=step, risk_tier=canary.risk_tier)}
         signed = by_step.get(step.key, {})
         missing = sorted(required - set(signed))
         if missing:
@@ -97,7 +97,7 @@ def _content_hash(cert: Certificate) -> str:
 def _body(canary: Any, *, reviewer_name: str, now: datetime, checklist: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "canary_id": canary.pk, "model": canary.model.name, "display_name": canary.model.display_name,
-        "risk_tier": canary.model.risk_tier, "version": canary.version.version, "baseline": canary.baseline.version,
+        "risk_tier": canary.risk_tier, "version": canary.version.version, "baseline": canary.baseline.version,
         "schedule": canary.schedule, "initiated_at": ts(canary.initiated_at), "completed_at": ts(canary.ended_at),
         "stages": stage_summaries(canary),
         "signatures": [

@@ -45,7 +45,7 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
         if model:
             approvals = approvals.filter(canary__model__name=model)
         if risk_tier:
-            approvals = approvals.filter(canary__model__risk_tier=risk_tier)
+            approvals = approvals.filter(canary__risk_tier=risk_tier)
         last: dict[tuple[int, str], Approval] = {}
         for approval in approvals.order_by("signed_at", "id"):
             last[(approval.canary_id, approval.step)] = approval
@@ -53,7 +53,7 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
             canary = approval.canary
             left = canary.stages[approval.stage_index - 1]["percent"]
             entries.append(RegisterEntry(
-                approval.signed_at, canary.model.name, canary.version.version, canary.model.risk_tier, canary.pk,
+                approval.signed_at, canary.model.name, canary.version.version, canary.risk_tier, canary.pk,
                 "passed", f"stage {approval.stage_index - 1} ({left}%) completed green",
                 f"evaluation #{approval.evaluation_id} {approval.evaluation_hash[:12]}", "",
             ))
@@ -63,7 +63,7 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
         if model:
             incidents = incidents.filter(canary__model__name=model)
         if risk_tier:
-            incidents = incidents.filter(canary__model__risk_tier=risk_tier)
+            incidents = incidents.filter(canary__risk_tier=risk_tier)
         for incident in incidents:
             canary = incident.canary
             reports = sorted(incident.root_cause_reports.all(), key=lambda r: r.filed_at)
@@ -72,7 +72,7 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
             cause = f"{report.cause} ({report.get_status_display()})" if report else "root cause not yet filed"
             stage = incident.details.get("stage_index")
             entries.append(RegisterEntry(
-                incident.opened_at, canary.model.name, canary.version.version, canary.model.risk_tier, canary.pk,
+                incident.opened_at, canary.model.name, canary.version.version, canary.risk_tier, canary.pk,
                 "failed", f"rolled back at stage {stage}", f"incident #{incident.pk}", cause,
             ))
     if since is not None:

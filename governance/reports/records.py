@@ -25,7 +25,7 @@ def digest(record: Any) -> str:
 
 def canary_record(canary: Any) -> dict[str, Any]:
     return {
-        "id": canary.pk, "model": canary.model.name, "risk_tier": canary.model.risk_tier,
+        "id": canary.pk, "model": canary.model.name, "risk_tier": canary.risk_tier,
         "version": canary.version.version, "baseline": canary.baseline.version, "schedule": canary.schedule,
         "stages": canary.stages, "segmentation": canary.segmentation, "rationale": canary.rationale,
         "shadow_evidence_ref": canary.shadow_evidence_ref, "thresholds": canary.thresholds,

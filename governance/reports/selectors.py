@@ -96,7 +96,7 @@ def report_data(canary: Any) -> dict[str, Any]:
         metrics.append({"name": name, "labels": labels, "values": values, "limits": limits})
     return {
         "canary_id": canary.pk, "model": canary.model.name, "version": canary.version.version,
-        "baseline": canary.baseline.version, "schedule": canary.schedule, "risk_tier": canary.model.risk_tier,
+        "baseline": canary.baseline.version, "schedule": canary.schedule, "risk_tier": canary.risk_tier,
         "decision": DECISIONS.get(canary.state, f"In progress ({canary.state})"),
         "decision_detail": canary.end_reason or f"Reached stage {canary.stage_index} at {canary.traffic_percent}%.",
         "traffic_points": points, "metrics": metrics, "stages": stage_summaries(canary),

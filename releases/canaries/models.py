@@ -13,15 +13,15 @@ from django.conf import settings
 from django.db import models
 
 from releases.canaries.states import ACTIVE, CanaryState
-from releases.register.models import AIModel, ModelVersion
+from releases.register.models import AIModel, ModelVersion, RiskTier
 
 
 class Canary(models.Model):
     """One staged release of a ModelVersion: the initiation record and its current position.
 
-    The stages, segmentation and thresholds are frozen copies taken at initiation: a canary is
-    judged by the rules it was started with. State changes only through the transition
-    functions in releases.canaries.services (one locked, audited function per verb)."""
+    The stages, segmentation, thresholds, risk tier and owner are frozen copies taken at
+    initiation: a canary is judged, and signed, by the rules it was started with. State changes
+    only through the transition functions in releases.canaries.services (one locked, audited function per verb)."""
 
     State = CanaryState  # the states, their groups and moves: releases.canaries.states
 
@@ -54,6 +54,12 @@ class Canary(models.Model):
     split_generation = models.PositiveBigIntegerField(default=0)
     hold_reason = models.CharField(max_length=300, blank=True)
     end_reason = models.TextField(blank=True)
+
+    # Who must sign is decided by the model's risk tier and owner as they were at initiation:
+    # frozen here, so that lowering the tier or handing the model to someone else mid-canary
+    # changes nothing about the signatures the canary needs or who may give them.
+    risk_tier = models.CharField(max_length=10, choices=RiskTier.choices)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
     initiated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     initiated_at = models.DateTimeField(auto_now_add=True)

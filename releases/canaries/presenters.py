@@ -125,7 +125,7 @@ def waiting_for_signature(user: Any, *, now: datetime) -> list[InboxItem]:
     if not decide(user, Action.SIGN_MRM).allowed:
         # Only an owner signature is possible, and only on one's own models: skip the rest
         # before the readiness check, which reads each canary's latest evaluation.
-        canaries = canaries.filter(model__owner=user)
+        canaries = canaries.filter(owner=user)  # the owner frozen at initiation signs
     items = []
     for canary in canaries.prefetch_related("approvals"):
         facts = selectors.step_facts(canary, now=now)

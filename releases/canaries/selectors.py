@@ -54,7 +54,7 @@ def required_roles(canary: Canary, step: rules.Step | None = None) -> frozenset[
     step = step or current_step(canary)
     if step is None:
         return frozenset()
-    return frozenset(r.value for r in rules.required_signatures(step=step, risk_tier=canary.model.risk_tier))
+    return frozenset(r.value for r in rules.required_signatures(step=step, risk_tier=canary.risk_tier))
 
 
 def latest_evaluation(canary: Canary) -> Evaluation | None:
@@ -148,16 +148,31 @@ def step_facts(canary: Canary, *, now: datetime, approvals: Any = None,
     ready = stage_readiness(canary, now=now, evaluation=evaluation) if step is not None and \
         step.kind is rules.StepKind.PROMOTE else None
     return rules.StepFacts(
-        state=canary.state, step=step, risk_tier=canary.model.risk_tier, initiator_id=canary.initiated_by_id,
-        owner_id=canary.model.owner_id,
+        state=canary.state, step=step, risk_tier=canary.risk_tier, initiator_id=canary.initiated_by_id,
+        owner_id=canary.owner_id,
         signed=signed_on(step, canary.approvals.all() if approvals is None else approvals),
         stage_ready=ready.ready if ready else True, stage_reason=ready.reason if ready else "",
     )
 
 
+@dataclass(frozen=True)
+class SignedModel:
+    """The canary's model as its signatures see it: the owner frozen at initiation, whoever owns
+    the model now (what the permission table reads of a model)."""
+
+    pk: Any
+    owner_id: Any
+    name: str
+
+
+def signing_subject(canary: Canary) -> SignedModel:
+    """What a signature's permission is decided on: the model with the canary's frozen owner."""
+    return SignedModel(pk=canary.model_id, owner_id=canary.owner_id, name=canary.model.name)
+
+
 def signer_facts(actor: Any, canary: Canary, role: str) -> rules.SignerFacts:
     principal = as_principal(actor)
-    decision = decide(principal, SIGN_ACTIONS[role], model=canary.model)
+    decision = decide(principal, SIGN_ACTIONS[role], model=signing_subject(canary))
     return rules.SignerFacts(
         user_id=principal.user.pk, is_service_account=principal.is_service_account,
         has_mrm_role=Role.MRM in roles_of(principal.user), permitted=decision.allowed,

@@ -247,6 +247,7 @@ def canary_initiate(
             stage_index=0, stage_entered_at=now if starts_now else None,
             traffic_percent=plan.stages[0].percent if starts_now else 0,
             split_generation=1 if starts_now else 0, initiated_by=principal.user,
+            risk_tier=model.risk_tier, owner=model.owner,
         )
         try:
             with transaction.atomic():
@@ -259,7 +260,8 @@ def canary_initiate(
             reinitiation_use(approval=reinitiation, canary=canary)
         record = {
             "model": model.name, "version": obj.version, "baseline": baseline.version,
-            "risk_tier": model.risk_tier, "change_type": plan.change_type, "schedule": schedule,
+            "risk_tier": model.risk_tier, "owner": model.owner.get_username(), "change_type": plan.change_type,
+            "schedule": schedule,
             "stages": canary.stages, "segmentation": plan.segmentation, "rationale": canary.rationale,
             "shadow_evidence_ref": canary.shadow_evidence_ref, "thresholds": canary.thresholds,
             "expected_timeline": plan.timeline, "rollback_contact": canary.rollback_contact,

@@ -173,7 +173,7 @@ def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
     # before the canary lookup, which may not even be visible to them.
     require_page(request.user, selectors.SIGN_ACTIONS[role])
     canary = _canary_or_404(request.user, pk)
-    require_page(request.user, selectors.SIGN_ACTIONS[role], model=canary.model)
+    require_page(request.user, selectors.SIGN_ACTIONS[role], model=selectors.signing_subject(canary))
     form = CanarySignForm(request.POST or None)
     status = 200
     if request.method == "POST":

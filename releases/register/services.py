@@ -24,6 +24,9 @@ from releases.register.models import SEMVER_RE, AIModel, Consumer, ModelVersion,
 User = get_user_model()
 
 MODEL_FIELDS = ("display_name", "description", "risk_tier", "owner", "on_call")
+# The fields that decide who must sign a canary: frozen on the canary at initiation, and not
+# changeable on the model while one of its canaries is active.
+SIGNING_FIELDS = ("risk_tier", "owner")
 # Names that are paths of the register's own pages (/models/new/).
 RESERVED_MODEL_NAMES = frozenset({"new"})
 
@@ -139,7 +142,8 @@ def model_register(
 
 
 def model_update(*, actor: Any, name: str, changes: dict[str, Any]) -> AIModel:
-    """Change a model's descriptive fields, owner, risk tier or consumers (replaced whole)."""
+    """Change a model's descriptive fields, owner, risk tier or consumers (replaced whole).
+    The risk tier and owner cannot change while a version of the model is in canary (409)."""
     unknown = set(changes) - set(MODEL_FIELDS) - {"consumers"}
     if unknown:
         raise ValidationFailed(
@@ -162,6 +166,16 @@ def model_update(*, actor: Any, name: str, changes: dict[str, Any]) -> AIModel:
         _clean(model)
         after = {f: _field_value(model, f) for f in MODEL_FIELDS}
         diff = {f: [before[f], after[f]] for f in MODEL_FIELDS if before[f] != after[f]}
+        frozen = sorted(set(diff) & set(SIGNING_FIELDS))
+        if frozen:
+            # The model row lock above serialises this with canary initiation.
+            in_canary = model.versions.filter(status=ModelVersion.Status.CANARY).first()
+            if in_canary is not None:
+                raise Conflict(
+                    f"{model.name} has an active canary of {in_canary.version}: its "
+                    f"{' and '.join(f.replace('_', ' ') for f in frozen)} decide who must sign it and cannot "
+                    "change until the canary ends"
+                )
         if "consumers" in changes:
             parsed = _consumers(changes["consumers"])
             old = _consumer_payload(model.consumers.all())
