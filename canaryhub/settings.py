@@ -207,6 +207,16 @@ for _kind in ("nginx", "webhook"):
     _router_config = env.json(f"CANARYHUB_ROUTER_{_kind.upper()}", default={})
     if _router_config:
         CANARYHUB_ROUTERS[_kind] = _router_config
+# Router configs registered on the Routers page may only choose upstreams, headers and timeouts:
+# the nginx router's programs, files and URLs (main_conf, nginx_bin, pid_file, readback_url)
+# come from CANARYHUB_ROUTER_NGINX above, and the folder a registered file or nginx router
+# writes must lie inside one of these folders (default: the file router's folder and nginx's
+# conf_dir).
+CANARYHUB_ROUTER_TARGET_DIRS = env.list(
+    "CANARYHUB_ROUTER_TARGET_DIRS",
+    default=[str(c["path_dir" if k == "file" else "conf_dir"]) for k, c in CANARYHUB_ROUTERS.items()
+             if c.get("path_dir" if k == "file" else "conf_dir")],
+)
 # How long a web process reuses a model's active split and a token's principal in /api/v1/assign.
 CANARYHUB_ASSIGN_CACHE_S = env.float("CANARYHUB_ASSIGN_CACHE_S", default=1.0)
 

@@ -16,11 +16,14 @@ class RouterConfigForm(ServiceErrorsMixin, forms.Form):
     name = forms.SlugField(max_length=64, help_text="lower-case letters, digits and hyphens")
     kind = forms.ChoiceField(choices=RouterConfig.Kind.choices)
     target = forms.CharField(
-        max_length=500, help_text="file: the folder; nginx: the include folder; webhook: the http(s) URL"
+        max_length=500,
+        help_text="file: the folder, nginx: the include folder (both inside the deployment's router folders); "
+        "webhook: the http(s) URL",
     )
     options = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
-        help_text='kind-specific settings as a JSON object, e.g. {"timeout_s": 5} for a webhook',
+        help_text='a JSON object of the options the kind allows: webhook timeout_s; nginx upstreams, user_header, '
+        "segment_headers and timeouts (its programs, files and URLs are the deployment's settings)",
     )
     secret = forms.CharField(
         required=False, max_length=500, strip=False,

@@ -39,7 +39,9 @@ class RouterConfig(models.Model):
 
     A canary names a router *kind* (`Canary.router`); the enabled config of that kind, when
     there is one, overrides settings.CANARYHUB_ROUTERS for it. `secret` (the webhook's signing
-    key) is write-only: forms, pages, logs and audit payloads only ever say whether it is set."""
+    key) is write-only: forms, pages, logs and audit payloads only ever say whether it is set.
+    `options` holds only what releases.routing.options allows for the kind (upstreams, headers,
+    timeouts); programs, paths and local URLs come from the deployment's settings."""
 
     class Kind(models.TextChoices):
         FILE = "file", "File (embedded default)"
@@ -49,7 +51,7 @@ class RouterConfig(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(SLUG_RE)])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     target = models.CharField(max_length=500)  # file: folder; nginx: include folder; webhook: URL
-    options = models.JSONField(default=dict, blank=True)  # kind-specific keyword arguments
+    options = models.JSONField(default=dict, blank=True)  # the kind's allow-listed options
     secret = models.CharField(max_length=500, blank=True)
     enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -70,12 +72,3 @@ class RouterConfig(models.Model):
 
     def __repr__(self) -> str:
         return f"<RouterConfig {self.name} kind={self.kind}>"  # never the secret
-
-    def router_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for the router class of `kind`."""
-        options = dict(self.options or {})
-        if self.kind == self.Kind.FILE:
-            return {"path_dir": self.target}
-        if self.kind == self.Kind.NGINX:
-            return {"conf_dir": self.target, **options}
-        return {"url": self.target, "secret": self.secret, **options}

@@ -19,7 +19,10 @@ Routing knows splits, not canaries: what to push comes as a `PushOrder` from the
 
 The registry: a platform engineer registers which data plane a router kind talks to
 (`router_for` prefers the enabled config of a kind over settings). As releases.register.services:
-access first, validate, change and audit in one transaction. The signing secret is write-only. It
+access first, validate, change and audit in one transaction. A registered config chooses only the
+options releases.routing.options allows for its kind; programs, files and local URLs come from
+the deployment's settings, and a stored row asking for more is refused at use. The signing
+secret is write-only. It
 is stored, and handed to the router class to prove the configuration can be built, but it never
 reaches an audit payload, a log line or an error message: those only ever say whether a secret
 was set.
@@ -44,8 +47,16 @@ from governance.access.permissions import Action, as_principal, require
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from monitoring.services import incident_raise
+from releases.routing import options as router_options
 from releases.routing.models import RouterConfig, RouterPush
-from releases.routing.routers import Router, RouterError, Split, StaleSplitError, get_router
+from releases.routing.routers import (
+    PermanentRouterError,
+    Router,
+    RouterError,
+    Split,
+    StaleSplitError,
+    get_router,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +71,6 @@ SECRET_UNCHANGED = "unchanged"
 SECRET_NONE = "not set"
 
 AUDITED_FIELDS = ("kind", "target", "options", "enabled")
-# Keyword arguments that RouterConfig.router_kwargs() fills from `target` and `secret`: options
-# must not override them (a secret smuggled in as an option would be audited in clear).
-_RESERVED_OPTIONS = frozenset({"path_dir", "conf_dir", "url", "secret"})
-
 
 def router_config_save(
     *,
@@ -80,6 +87,7 @@ def router_config_save(
     require(actor, Action.MANAGE_ROUTERS)
     principal = as_principal(actor)
     options = _options(kind, options)
+    target = (target or "").strip()
     with transaction.atomic():
         # The row lock serialises two edits of one config; the enabled-per-kind check below is
         # backed by the one_enabled_router_per_kind constraint for configs of other names.
@@ -89,7 +97,7 @@ def router_config_save(
             config = RouterConfig(name=name, created_by=principal.user)
         before = {f: getattr(config, f) for f in AUDITED_FIELDS} if not created else {}
         had_secret = bool(config.secret)
-        config.kind, config.target, config.options, config.enabled = kind, (target or "").strip(), options, enabled
+        config.kind, config.target, config.options, config.enabled = kind, target, options, enabled
         if secret:
             config.secret = secret
         _clean(config)
@@ -138,18 +146,35 @@ def router_config_disable(*, actor: Any, name: str) -> RouterConfig:
 
 
 def _options(kind: str, options: Any) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise ValidationFailed.field("options", "must be a JSON object of the router's keyword arguments")
-    reserved = sorted(_RESERVED_OPTIONS & set(options))
-    if reserved:
-        raise ValidationFailed.field(
-            "options", f"{', '.join(reserved)} come from the target and secret fields, not from options"
+    try:
+        return router_options.clean_options(kind, options)
+    except router_options.OptionRefused as exc:
+        raise ValidationFailed.field(exc.field, exc.message) from exc
+
+
+def registered_kwargs(config: RouterConfig) -> dict[str, Any]:
+    """The router class's keyword arguments for a registered config: the deployment's settings of
+    its kind with the config's allow-listed options, target and secret. A row that asks for
+    anything else (one stored before the allow-list, or edited in the database) is refused with
+    a PermanentRouterError naming the field, never obeyed."""
+    try:
+        return router_options.router_kwargs(
+            kind=config.kind, target=config.target, secret=config.secret, options=config.options,
+            deployment=settings.CANARYHUB_ROUTERS.get(config.kind, {}), roots=settings.CANARYHUB_ROUTER_TARGET_DIRS,
         )
-    if kind == RouterConfig.Kind.FILE and options:
-        raise ValidationFailed.field("options", "the file router takes no options")
-    return options
+    except router_options.OptionRefused as exc:
+        raise PermanentRouterError(
+            f"router config {config.name} is refused: {exc.field}: {_without_secret(exc.message, config.secret)}"
+        ) from exc
+
+
+def router_config_problem(config: RouterConfig) -> str:
+    """Why a stored config cannot be used ("" when it can): shown on the Routers page."""
+    try:
+        registered_kwargs(config)
+    except PermanentRouterError as exc:
+        return str(exc)
+    return ""
 
 
 def _clean(config: RouterConfig) -> None:
@@ -167,7 +192,14 @@ def _check_builds(config: RouterConfig) -> None:
     """Build the router as router_for will, so that a config which cannot work is refused here
     rather than at the first push of a canary. (The file and nginx routers create their folder.)"""
     try:
-        get_router(config.kind, **config.router_kwargs())
+        kwargs = router_options.router_kwargs(
+            kind=config.kind, target=config.target, secret=config.secret, options=config.options,
+            deployment=settings.CANARYHUB_ROUTERS.get(config.kind, {}), roots=settings.CANARYHUB_ROUTER_TARGET_DIRS,
+        )
+    except router_options.OptionRefused as exc:
+        raise ValidationFailed.field(exc.field, _without_secret(exc.message, config.secret)) from exc
+    try:
+        get_router(config.kind, **kwargs)
     except RouterError as exc:
         raise ValidationFailed.field(_field_of(config, str(exc)), _without_secret(str(exc), config.secret)) from exc
     except (TypeError, ValueError) as exc:
@@ -207,7 +239,7 @@ def router_for(kind: str) -> Router:
     by a platform engineer in the UI, else the kind's entry in settings.CANARYHUB_ROUTERS."""
     registered = RouterConfig.objects.filter(kind=kind, enabled=True).first()
     if registered is not None:
-        return get_router(kind, **registered.router_kwargs())
+        return get_router(kind, **registered_kwargs(registered))
     config = dict(settings.CANARYHUB_ROUTERS.get(kind, {}))
     if kind == "file":
         config = {"path_dir": Path(config.get("path_dir", settings.VAR_DIR / "router"))}

@@ -52,8 +52,12 @@ def router_list(request: HttpRequest) -> HttpResponse:
             return redirect("releases:router-list")
     elif can_manage:
         form = RouterConfigForm()
+    configs = list(router_selectors.router_config_list(actor=request.user))
+    for config in configs:
+        # A row stored before the option allow-list (or edited in the database) is refused at use.
+        config.problem = router_services.router_config_problem(config)
     context = {
-        "configs": list(router_selectors.router_config_list(actor=request.user)),
+        "configs": configs,
         "form": form,
         "can_manage": can_manage,
     }

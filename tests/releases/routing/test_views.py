@@ -4,6 +4,7 @@ else reads but cannot write, and a config that cannot build its router is refuse
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -32,6 +33,7 @@ def client_for(user) -> Client:
 @pytest.fixture(autouse=True)
 def _router_dir(settings, tmp_path) -> None:
     settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(tmp_path / "settings-router")}}
+    settings.CANARYHUB_ROUTER_TARGET_DIRS = [str(tmp_path), "/tmp/x"]
 
 
 @pytest.fixture
@@ -128,13 +130,16 @@ def test_the_routers_link_is_in_the_navigation_of_platform_engineers(people):
         ({"kind": "webhook", "target": "ftp://router.example.test/", "secret": SECRET}, "target", "http(s) URL"),
         ({"kind": "webhook", "target": "https://router.example.test/"}, "secret", "signing secret"),
         ({"kind": "webhook", "target": "https://r.example.test/", "secret": SECRET, "options": '{"retries": 3}'},
-         "options", "unexpected keyword argument"),
+         "options", "retries is not an option of the webhook router (it takes timeout_s)"),
         ({"kind": "webhook", "target": "https://r.example.test/", "secret": SECRET, "options": '{"secret": "x"}'},
-         "options", "come from the target and secret fields"),
-        ({"kind": "nginx", "target": "/tmp/canaryhub-nginx-test"}, "options", "main_conf"),
+         "options", "comes from the target and secret fields"),
+        ({"kind": "nginx", "target": "/tmp/x/nginx"}, "kind", "the deployment configures no nginx"),
         ({"kind": "file", "target": "/tmp/x", "options": "{not json"}, "options", "not valid JSON"),
-        ({"kind": "file", "target": "/tmp/x", "options": '{"clock": 1}'}, "options", "takes no options"),
-        ({"kind": "file", "target": "/proc/canaryhub-cannot-create"}, "target", "file router could not create"),
+        ({"kind": "file", "target": "/tmp/x", "options": '{"clock": 1}'}, "options", "comes from the deployment"),
+        ({"kind": "file", "target": "/tmp/x", "options": '{"mode": 1}'}, "options", "it takes no options"),
+        ({"kind": "file", "target": "/proc/canaryhub-cannot-create"}, "target", "inside one of the deployment's"),
+        ({"kind": "file", "target": "/tmp/x/../../etc"}, "target", "inside one of the deployment's"),
+        ({"kind": "file", "target": "relative/dir"}, "target", "absolute folder path"),
         ({"name": "Not A Slug"}, "name", ""),
         ({"kind": "carrier-pigeon"}, "kind", ""),
     ],
@@ -192,3 +197,103 @@ def test_everyone_who_views_sees_a_canarys_push_history_page_and_fragment(
     assert 'data-testid="router-push"' in body and "1%" in body and ">ok<" in body
     assert "HX-Request" in fragment["Vary"]
     assert client.get("/canaries/999999/pushes/").status_code == 404
+
+
+# --- deployment-only settings: what a platform engineer must not reach through the form ---------------
+
+
+@pytest.fixture
+def deployment_nginx(settings, tmp_path):
+    """The deployment's nginx settings (the environment's CANARYHUB_ROUTER_NGINX): the binary is a
+    stand-in that records each call, so a test sees which program a push would run."""
+    calls = tmp_path / "calls.log"
+    fake = tmp_path / "deployment-nginx"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    main_conf = tmp_path / "nginx.conf"
+    main_conf.write_text("# the deployment's main configuration\n")
+    settings.CANARYHUB_ROUTERS = {
+        **settings.CANARYHUB_ROUTERS,
+        "nginx": {"conf_dir": str(tmp_path / "nginx"), "main_conf": str(main_conf), "nginx_bin": str(fake)},
+    }
+    return {"calls": calls, "bin": str(fake), "main_conf": str(main_conf)}
+
+
+UPSTREAMS = {"ranker": {"production": ["127.0.0.1:9001"], "canary": ["127.0.0.1:9002"]}}
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        # `script -c <command>` runs any command: the review's proof of concept.
+        ({"nginx_bin": "/usr/bin/script", "main_conf": "touch /tmp/pwned"}, "main_conf, nginx_bin"),
+        ({"pid_file": "/proc/1/stat"}, "pid_file"),  # SIGHUP to any process
+        ({"readback_url": "http://169.254.169.254/latest/meta-data"}, "readback_url"),
+        ({"conf_dir": "/etc/cron.d"}, "conf_dir"),
+    ],
+)
+def test_the_form_refuses_programs_files_signals_and_urls_for_the_nginx_router(
+    people, deployment_nginx, tmp_path, options, named
+):
+    client = client_for(people["platform"])
+    data = form_data(name="edge", kind="nginx", target=str(tmp_path / "nginx"),
+                     options=json.dumps({"upstreams": UPSTREAMS, **options}))
+    response = client.post("/routers/", data)
+    assert response.status_code == 400
+    errors = " ".join(response.context["form"].errors["options"])
+    assert f"{named} cannot be set here: it comes from the deployment (CANARYHUB_ROUTER_NGINX)" in errors
+    assert not RouterConfig.objects.exists() and not AuditEvent.objects.filter(object_type="router").exists()
+
+
+def test_a_registered_nginx_router_runs_only_the_deployments_program(people, deployment_nginx, tmp_path):
+    client = client_for(people["platform"])
+    data = form_data(name="edge", kind="nginx", target=str(tmp_path / "nginx"),
+                     options=json.dumps({"upstreams": UPSTREAMS, "confirm_timeout_s": 2}))
+    assert client.post("/routers/", data).status_code == 302
+    router = router_for("nginx")
+    assert router.nginx_bin == deployment_nginx["bin"] and str(router.main_conf) == deployment_nginx["main_conf"]
+    assert router.pid_file is None and router.readback_url == "" and router.confirm_timeout_s == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"upstreams": {"ranker": {"production": ["10.0.0.1:80; include /etc/passwd"], "canary": ["x:1"]}}},
+         "is not an upstream server address"),
+        ({"upstreams": {"../etc": {"production": ["a:1"], "canary": ["b:1"]}}}, "is not a register model name"),
+        ({"upstreams": UPSTREAMS, "user_header": "X-User\nId"}, "must be a header name"),
+        ({"upstreams": UPSTREAMS, "confirm_timeout_s": 1e308}, "between 0.1 and 60 seconds"),
+        ({"upstreams": UPSTREAMS, "drain_timeout_s": True}, "must be a number of seconds"),
+        ({"upstreams": UPSTREAMS, "segment_headers": {"shell": "X-A"}}, "is not a segment"),
+    ],
+)
+def test_each_allowed_nginx_option_is_validated(people, deployment_nginx, tmp_path, options, message):
+    data = form_data(name="edge", kind="nginx", target=str(tmp_path / "nginx"), options=json.dumps(options))
+    response = client_for(people["platform"]).post("/routers/", data)
+    assert response.status_code == 400
+    assert message in " ".join(response.context["form"].errors["options"])
+
+
+def test_a_stored_row_with_deployment_only_options_is_refused_at_use_and_flagged_on_the_page(
+    people, deployment_nginx, tmp_path
+):
+    """A config written before the allow-list (or straight into the database) is never obeyed."""
+    pwned = tmp_path / "pwned"
+    RouterConfig.objects.create(
+        name="legacy", kind="nginx", target=str(tmp_path / "nginx"), created_by=people["platform"],
+        options={"upstreams": UPSTREAMS, "nginx_bin": "/usr/bin/script", "main_conf": f"touch {pwned}"},
+    )
+    with pytest.raises(Exception) as refused:
+        router_for("nginx")
+    assert "router config legacy is refused: options: main_conf, nginx_bin cannot be set here" in str(refused.value)
+    assert not pwned.exists() and not deployment_nginx["calls"].exists()
+
+    page = client_for(people["auditor"]).get("/routers/").content.decode()
+    assert 'data-testid="router-refused"' in page and "main_conf, nginx_bin cannot be set here" in page
+
+
+def test_a_stored_file_router_outside_the_deployments_folders_is_refused(people, tmp_path):
+    RouterConfig.objects.create(name="anywhere", kind="file", target="/etc/cron.d", created_by=people["platform"])
+    with pytest.raises(Exception, match="inside one of the deployment's router folders"):
+        router_for("file")
+    assert not (tmp_path / "etc").exists()
