@@ -253,7 +253,11 @@ def _error_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float
             "sample_size": {"canary": c.requests, "production": p.requests}, "required": need,
             "time_to_sufficiency_s": _r(tts)}
     text = f"+{diff_pp:.3f} pp (upper bound {upper_pp:.3f} pp) over {int(c.requests)} requests"
-    if diff_pp > margin_pp and (cmp.ci_low * 100 > margin_pp or c.requests >= need):
+    # Red with the evidence: the lower bound past the margin, or the canary worse than production
+    # at the rollback's level with the point estimate past the margin, before the sample target.
+    overwhelming = diff_pp > margin_pp and st.rollback_evidence(cmp.p_worse, c.errors)
+    info["overwhelming"] = overwhelming
+    if diff_pp > margin_pp and (cmp.ci_low * 100 > margin_pp or c.requests >= need or overwhelming):
         status = GateStatus.RED
     elif diff_pp <= margin_pp and upper_pp <= margin_pp and c.requests >= need:
         status = GateStatus.GREEN
@@ -280,10 +284,18 @@ def _latency_gate(stage: dict[str, Sample], promote: dict[str, float], rate: flo
     shifted = rank is not None and rank.p_greater < st.ALPHA and rank.a >= st.MATERIAL_A
     info["ci"] = _ratio_ci_note(rank)
     text = f"p99 ×{ratio:.3f} ({p99_c * 1000:.0f} ms vs {p99_p * 1000:.0f} ms) over {int(c.requests)} requests"
-    if ratio > limit and c.requests >= need or shifted and c.requests >= need:
+    # Overwhelming evidence of harm is red before the sample-size target: the p99 past the limit
+    # with the tail test at the rollback level, or a material shift at that level.
+    tail_ok, tail = _tail_evidence(c, p, p99_p) if c.latency_buckets and p.latency_buckets else (False, "")
+    overwhelming = (ratio > limit and tail_ok) or (
+        rank is not None and rank.p_greater < st.ROLLBACK_ALPHA and rank.a >= st.MATERIAL_A)
+    info["overwhelming"] = overwhelming
+    if (ratio > limit or shifted) and c.requests >= need or overwhelming:
         status = GateStatus.RED
-        if shifted:
+        if shifted or overwhelming and rank is not None and rank.a >= st.MATERIAL_A:
             text += f"; latency distribution shifted (A={rank.a:.2f}, p={rank.p_greater:.1e})"  # type: ignore[union-attr]
+        if c.requests < need:
+            text += f"; evidence already overwhelming ({tail or 'rank test'})"
     elif ratio <= limit and c.requests >= need:
         status = GateStatus.GREEN
     else:
@@ -300,10 +312,13 @@ def _quality_gate(stage: dict[str, Sample], promote: dict[str, float], rate: flo
     if qc is None or not qp:
         return Gate("quality", GateStatus.INSUFFICIENT, None, limit, "no scored requests yet"), info
     ratio = qc / qp
-    var_c, var_p = _quality_var(c), _quality_var(p)
+    # The canary's spread cannot stand for itself on few scores (three scores in one bucket have
+    # none): the larger of its own and production's is used, and the count has a floor.
+    var_p = _quality_var(p)
+    var_c = max(_quality_var(c), var_p)
     delta = max((1 - limit) * qp, 1e-6)
     ratio_np = p.quality_count / c.quality_count if c.quality_count else 1.0
-    need = st.mean_sample_size(var_c, var_p, delta, ratio=ratio_np)
+    need = max(st.mean_sample_size(var_c, var_p, delta, ratio=ratio_np), st.QUALITY_MIN_SCORED)
     # The scored share of canary requests sets how fast the quality sample grows.
     scored_rate = rate * (c.quality_count / c.requests) if rate and c.requests else None
     tts = st.time_to_sufficiency(c.quality_count, need, scored_rate)
@@ -316,8 +331,14 @@ def _quality_gate(stage: dict[str, Sample], promote: dict[str, float], rate: flo
                  "rank_test": rank.to_dict() if rank else None, "ci": [_r(low), _r(ratio + z * se)],
                  "confidence": 1 - st.ALPHA, "required": need, "time_to_sufficiency_s": _r(tts)})
     text = f"quality ×{ratio:.3f} ({qc:.3f} vs {qp:.3f}; lower bound ×{low:.3f}) over {int(c.quality_count)} scored"
-    if (ratio < limit or shifted) and c.quality_count >= need:
+    # Overwhelming evidence of harm is red before the sample-size target (the rollback's level).
+    p_lower = _quality_p_lower(c, p)
+    overwhelming = ratio < limit and st.rollback_evidence(p_lower, c.quality_count)
+    info["overwhelming"] = overwhelming
+    if (ratio < limit or shifted) and c.quality_count >= need or overwhelming:
         status = GateStatus.RED
+        if c.quality_count < need:
+            text += f"; evidence already overwhelming (p={p_lower:.1e})"
     elif ratio >= limit and low >= limit and c.quality_count >= need:
         status = GateStatus.GREEN
     else:
@@ -347,11 +368,14 @@ def _safety_gate(stage: dict[str, Sample], promote: dict[str, float], rate: floa
 def _anomaly_gate(stage: dict[str, Sample], promote: dict[str, float], rate: float | None) -> tuple[Gate, dict]:
     c = stage["canary"]
     limit = promote.get("anomaly_alerts", 0)
+    # The stage sample counts every alert seen firing since the stage began (one that fired and
+    # cleared between two looks included), not only those firing now.
     if c.anomaly_alerts > limit:
         return Gate("anomaly_alerts", GateStatus.RED, c.anomaly_alerts, limit,
-                    f"{int(c.anomaly_alerts)} anomaly alert(s) firing on the canary"), {"firing": c.anomaly_alerts}
-    return Gate("anomaly_alerts", GateStatus.GREEN, c.anomaly_alerts, limit, "no anomaly alert firing"), {
-        "firing": c.anomaly_alerts}
+                    f"{int(c.anomaly_alerts)} anomaly alert(s) fired on the canary during this stage"), {
+                        "fired_this_stage": c.anomaly_alerts}
+    return Gate("anomaly_alerts", GateStatus.GREEN, c.anomaly_alerts, limit, "no anomaly alert during this stage"), {
+        "fired_this_stage": c.anomaly_alerts}
 
 
 def _router_gate(window: dict[str, Sample], percent: float, random_split: bool) -> tuple[Gate, dict]:

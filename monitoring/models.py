@@ -159,8 +159,9 @@ class Observation(models.Model):
 class CanaryWatch(models.Model):
     """The evaluator's own memory of one canary (kept off the Canary row, which the lifecycle
     owns): consecutive metric-source errors for failing closed, the counter readings at stage
-    entry that turn Prometheus' cumulative counters into stage-so-far numbers, and which early
-    warnings were sent, so a warning is not repeated every minute."""
+    entry that turn Prometheus' cumulative counters into stage-so-far numbers, the anomaly alerts
+    seen during the stage, and which early warnings were sent, so a warning is not repeated every
+    minute."""
 
     canary = models.OneToOneField("releases.Canary", on_delete=models.CASCADE, related_name="watch")
     consecutive_errors = models.PositiveIntegerField(default=0)
@@ -168,6 +169,10 @@ class CanaryWatch(models.Model):
     stage_index = models.PositiveSmallIntegerField(null=True, blank=True)
     stage_baseline = models.JSONField(default=dict)  # {"canary": totals, "production": totals}
     warned = models.JSONField(default=dict)  # {metric: iso time of the last warning}
+    # The most anomaly alerts seen firing on the canary at once during a stage:
+    # {"stage_index": i, "alerts": n, "first_seen": iso time}; an alert that fired and cleared
+    # still blocks the stage's promotion.
+    stage_alerts = models.JSONField(default=dict)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -58,7 +58,9 @@ DEFAULT_QUERIES: dict[str, str] = {
     "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
     "quality_sum_total": f"sum by ({_BY}) (model_quality_score_sum)",
     "safety_total": f"sum by ({_BY}) (model_safety_violations_total)",
-    "anomaly": 'count by (model, version) (ALERTS{alertstate="firing"})',
+    # Alerts firing at any moment of the window, not only now: one that fired and cleared between
+    # two ticks is still seen (windows overlap from one tick to the next).
+    "anomaly": 'count by (model, version) (max_over_time(ALERTS{alertstate="firing"}[$w]))',
     "last_seen": "max by (model, version) (timestamp(model_requests_total))",
 }
 

@@ -168,7 +168,24 @@ def _stage_numbers(watch: CanaryWatch, subject: Subject, reading: Reading) -> di
             setattr(stage[role], name, value)
             if name == "latency_p99_s":
                 stage[role].latency_buckets = None
+    _stage_alerts(watch, subject, stage, reading.window)
     return stage
+
+
+def _stage_alerts(watch: CanaryWatch, subject: Subject, stage: dict[str, Sample], window: dict[str, Sample]) -> None:
+    """The canary's anomaly alerts over the stage: the most seen at once at any look since the
+    stage began (remembered on the watch), not only those firing now. Each look covers the whole
+    window behind it (the Prometheus query takes the alerts firing at any time in the window), and
+    windows overlap from one look to the next: an alert that fired and cleared in between counts."""
+    seen = watch.stage_alerts if (watch.stage_alerts or {}).get("stage_index") == subject.stage_index else {}
+    now_firing = max(window["canary"].anomaly_alerts, stage["canary"].anomaly_alerts)
+    before = float(seen.get("alerts", 0))
+    if now_firing > before or not seen:
+        watch.stage_alerts = {"stage_index": subject.stage_index, "alerts": max(now_firing, before),
+                              "first_seen": seen.get("first_seen") or (
+                                  window["canary"].last_seen.isoformat()
+                                  if now_firing and window["canary"].last_seen else None)}
+    stage["canary"].anomaly_alerts = max(now_firing, before)
 
 
 def _dump(pair: dict[str, Sample] | None) -> dict[str, Any] | None:
@@ -271,7 +288,7 @@ def evaluation_insert(evaluation: Evaluation) -> bool:
 
 # Written for every watch row of the round; the stage's fields only when its counters were re-taken
 # (the baseline is the row's bulk, and it changes once a stage).
-_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "warned"]
+_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "warned", "stage_alerts"]
 _WATCH_STAGE_FIELDS = ["stage_index", "stage_baseline"]
 
 

@@ -12,9 +12,15 @@ threshold *and* the evidence is sufficient:
   material shift in the wrong direction (one-sided p < ALPHA *and* probability of superiority
   A ≥ `MATERIAL_A`, Vargha–Delaney's "medium" effect; Kayenta's judge uses the same rank test);
 - safety: zero violations, and enough requests that the rule-of-three upper bound (3/n) is
-  below 1 %; anomaly alerts: none firing.
-Until the evidence is there the gate is `insufficient`, with the sample size it needs and the
-time to reach it at the current canary traffic.
+  below 1 %; anomaly alerts: none fired on the canary at any time during the stage (an alert
+  that fired and cleared between two looks counts).
+The quality sample size uses the larger of the canary's and production's spread, never the
+canary's alone (three scores in one bucket have no spread, and would need "1"), and is at least
+`QUALITY_MIN_SCORED`. Until the evidence is there the gate is `insufficient`, with the sample
+size it needs and the time to reach it at the current canary traffic, unless the evidence of harm
+is already overwhelming: a point estimate past the limit with the canary worse than production
+at the rollback's level (`ROLLBACK_ALPHA`, on at least `MIN_ROLLBACK_EVENTS` events) makes the
+gate `red` at once, with that evidence.
 
 THE ROLLBACK RULE (checked every cadence on the last 5-minute window; error rates also on the
 last two windows pooled, the window before being the one that ends where this one starts, and
@@ -62,6 +68,7 @@ TAIL_EVENTS = 10  # requests beyond the 99th percentile before a p99 means anyth
 ROLLBACK_ALPHA = 1e-6
 MIN_ROLLBACK_EVENTS = 5
 SAFETY_MIN_REQUESTS = 300  # rule of three: 0 violations in 300 → rate < 1 % at 95 %
+QUALITY_MIN_SCORED = 100  # scored canary requests before a quality gate can be green
 
 _N = NormalDist()
 

@@ -158,3 +158,69 @@ def test_a_sustained_rise_too_weak_for_two_windows_rolls_back_on_the_stage_so_fa
     stage["canary"] = sample(requests=10_800, errors=110)
     assert not decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=stage, now=NOW, staleness_limit_s=300,
                       traffic_percent=1, random_split=True, stage_elapsed_s=3600, earlier=earlier).rollback
+
+
+# --- gate honesty -------------------------------------------------------------------------------------
+
+
+def _scored(n, bucket, mean, requests=100_000, errors=100):
+    from monitoring.samples import Sample
+
+    return Sample(requests=requests, errors=errors, latency_buckets=lat(1, requests), quality_sum=mean * n,
+                  quality_count=n, quality_buckets=qual(bucket, n), last_seen=NOW - timedelta(seconds=10),
+                  present=True)
+
+
+def _spread_quality(n, requests=900_000):
+    """Production's scores spread over the ladder (a real spread, mean ~0.8)."""
+    from monitoring.samples import Sample
+
+    bounds = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, math.inf]
+    shares = [0.05, 0.1, 0.15, 0.2, 0.25, 0.25, 0.0]
+    cum, buckets = 0.0, []
+    for b, share in zip(bounds, shares, strict=True):
+        cum += share * n
+        buckets.append((b, cum))
+    return Sample(requests=requests, errors=900, latency_buckets=lat(1, requests), quality_sum=0.8 * n,
+                  quality_count=n, quality_buckets=buckets, last_seen=NOW - timedelta(seconds=10), present=True)
+
+
+HONESTY = [
+    # (name, canary, production, gate, expected status)
+    # Three scores in one bucket: no spread of their own; production's spread sets the sample size.
+    ("3 scores in one bucket", lambda: _scored(3, 4, 0.85), lambda: _spread_quality(90_000), "quality", "insufficient"),
+    ("30 scores in one bucket", lambda: _scored(30, 4, 0.85), lambda: _spread_quality(90_000), "quality",
+     "insufficient"),
+    ("enough scores", lambda: _scored(20_000, 4, 0.85), lambda: _spread_quality(90_000), "quality", "green"),
+    # Overwhelming harm on a sample short of the target: red with the evidence, not insufficient.
+    ("quality collapse on 150 scores", lambda: _scored(150, 0, 0.45), lambda: _spread_quality(90_000), "quality",
+     "red"),
+    ("errors 40 % on 150 requests", lambda: sample(requests=150, errors=60), lambda: sample(**PROD), "error_rate",
+     "red"),
+    ("errors +0.3 pp on 150 requests", lambda: sample(requests=150, errors=1), lambda: sample(**PROD), "error_rate",
+     "insufficient"),
+    ("latency ×4 on 300 requests", lambda: sample(requests=300, lat_bucket=5), lambda: sample(**PROD), "latency_p99",
+     "red"),
+    ("latency same on 300 requests", lambda: sample(requests=300), lambda: sample(**PROD), "latency_p99",
+     "insufficient"),
+]
+
+
+@pytest.mark.parametrize("name,canary,production,gate,expected", HONESTY, ids=[c[0] for c in HONESTY])
+def test_gate_honesty_table(name, canary, production, gate, expected):
+    d = run(canary(), production())
+    assert gates(d)[gate] == expected, d.gates
+    info = d.inputs["gates"][gate]
+    if gate == "quality" and expected == "insufficient":
+        assert info["required"] >= 100  # never "required 1" on a collapsed spread
+    if expected == "red":  # short of the sample target: red on the evidence, which the record names
+        assert info["overwhelming"] is True and info["required"] > (d.inputs["stage"]["canary"]["quality_count"]
+                                                                  if gate == "quality" else 150)
+
+
+def test_an_alert_counted_during_the_stage_blocks_promotion_though_none_fires_now():
+    canary = sample(alerts=1)  # the stage sample carries every alert seen during the stage
+    window = {"canary": sample(alerts=0), "production": sample(**PROD)}
+    d = run(canary, sample(**PROD), window=window)
+    gate = next(g for g in d.gates if g.name == "anomaly_alerts")
+    assert gate.status.value == "red" and "during this stage" in gate.detail and d.verdict.value == "red"

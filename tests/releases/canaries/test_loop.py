@@ -212,6 +212,40 @@ def test_stage_counters_are_taken_at_the_first_look_at_a_stage_and_kept(canary):
     assert (stage["canary"]["requests"], stage["production"]["requests"]) == (50, 5000)
 
 
+def test_an_alert_that_fired_and_cleared_during_the_stage_still_blocks_it(canary):
+    from monitoring.samples import Reading, Sample
+
+    class Alerts(PushProvider):
+        def __init__(self, alerts):
+            super().__init__()
+            self.alerts = alerts
+
+        def fetch(self, targets, *, now, window_s):
+            samples = {"canary": Sample(requests=100, present=True, last_seen=now, anomaly_alerts=self.alerts),
+                       "production": Sample(requests=10_000, present=True, last_seen=now)}
+            return {t.canary_id: Reading(window=samples, totals=samples, source="alerts") for t in targets}
+
+    def anomaly_gate(at):
+        gates = Evaluation.objects.get(canary=canary, window_end=at).gates
+        return next(g for g in gates if g["name"] == "anomaly_alerts")
+
+    now = timezone.now().replace(microsecond=0)
+    services.evaluate_tick(now=now, canary_ids=[canary.pk], providers={"push": Alerts(0)})
+    assert anomaly_gate(now)["status"] == "green"
+    fired, cleared = now + timedelta(seconds=60), now + timedelta(seconds=120)
+    services.evaluate_tick(now=fired, canary_ids=[canary.pk], providers={"push": Alerts(2)})
+    services.evaluate_tick(now=cleared, canary_ids=[canary.pk], providers={"push": Alerts(0)})
+    gate = anomaly_gate(cleared)
+    assert gate["status"] == "red" and gate["value"] == 2 and "during this stage" in gate["detail"]
+    watch = CanaryWatch.objects.get(canary=canary)
+    assert watch.stage_alerts["stage_index"] == canary.stage_index and watch.stage_alerts["alerts"] == 2
+    # A new stage starts with a clean slate.
+    Canary.objects.filter(pk=canary.pk).update(stage_index=canary.stage_index + 1)
+    later = cleared + timedelta(seconds=60)
+    services.evaluate_tick(now=later, canary_ids=[canary.pk], providers={"push": Alerts(0)})
+    assert anomaly_gate(later)["status"] == "green"
+
+
 def test_claim_takes_each_due_canary_once(canary):
     assert services.claim_due(now=NOW) == [canary.pk]
     assert services.claim_due(now=NOW) == []  # a second beat in the same cadence finds nothing due
