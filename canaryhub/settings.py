@@ -65,6 +65,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     "canaryhub.problems.ApiProblemMiddleware",
+    # Starts this web process's watchdog thread (canaryhub.watch): the rollback sweeper and the
+    # dead-man's check run in every process, not only on beat and the queues they watch.
+    "canaryhub.watch.WatchMiddleware",
 ]
 
 ROOT_URLCONF = "canaryhub.urls"
@@ -178,11 +181,23 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Longer than the longest task's hard limit, so a slow task is never handed out twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Longer than the longest task's hard limit (the routers' reconcile, 340 s), so a slow task
+    # is not handed out twice; short enough that a message reserved by a worker whose main
+    # process died comes back within minutes, not an hour. (A lost rollback does not wait for
+    # it: the sweeper re-drives the recorded decision within seconds.)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CANARYHUB_BROKER_VISIBILITY_TIMEOUT_S", default=600),
+    }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it finishes, and a task whose worker process was killed is handed
+# out again instead of being acknowledged as failed (brokers that redeliver: Redis, AMQP; the
+# embedded filesystem broker deletes a message when it is taken, so there the sweeper re-drives).
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker reconnects to a broker that came back at once, not after a growing backoff.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
@@ -230,10 +245,31 @@ EVALUATION_WINDOW_S = env.int("CANARYHUB_EVALUATION_WINDOW_S", default=300)
 EVALUATION_CADENCE_S = env.int("CANARYHUB_EVALUATION_CADENCE_S", default=60)
 STALENESS_LIMIT_S = env.int("CANARYHUB_STALENESS_LIMIT_S", default=300)
 DEADMAN_LIMIT_S = env.int("CANARYHUB_DEADMAN_LIMIT_S", default=600)
-# Evaluation snapshots are kept at least this long after their canary ends (pattern §10.2: 90 days).
-EVALUATION_RETENTION_DAYS = env.int("CANARYHUB_EVALUATION_RETENTION_DAYS", default=90)
-if EVALUATION_RETENTION_DAYS < 90:
-    raise ImproperlyConfigured("CANARYHUB_EVALUATION_RETENTION_DAYS must be at least 90 (the pattern's floor)")
+# The rollback SLO (decision to router confirmed at 0 %), and how long a recorded rollback
+# decision may wait for its queued task before any process's sweeper carries it out itself.
+ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)
+ROLLBACK_SWEEP_AFTER_S = env.int("CANARYHUB_ROLLBACK_SWEEP_AFTER_S", default=10)
+if not 0 < ROLLBACK_SWEEP_AFTER_S < ROLLBACK_SLO_S:
+    raise ImproperlyConfigured("CANARYHUB_ROLLBACK_SWEEP_AFTER_S must be positive and below CANARYHUB_ROLLBACK_SLO_S")
+# Evaluation snapshots, pushed observations and the notification outbox are automatically
+# generated logs: kept at least 6 months (EU AI Act Art. 19; 184 days covers any six months)
+# after their canary ends / after they were written, then pruned daily. Less is refused.
+EVALUATION_RETENTION_DAYS = env.int("CANARYHUB_EVALUATION_RETENTION_DAYS", default=184)
+OBSERVATION_RETENTION_DAYS = env.int("CANARYHUB_OBSERVATION_RETENTION_DAYS", default=184)
+NOTIFICATION_RETENTION_DAYS = env.int("CANARYHUB_NOTIFICATION_RETENTION_DAYS", default=184)
+for _name, _value in [
+    ("CANARYHUB_EVALUATION_RETENTION_DAYS", EVALUATION_RETENTION_DAYS),
+    ("CANARYHUB_OBSERVATION_RETENTION_DAYS", OBSERVATION_RETENTION_DAYS),
+    ("CANARYHUB_NOTIFICATION_RETENTION_DAYS", NOTIFICATION_RETENTION_DAYS),
+]:
+    if _value < 184:
+        raise ImproperlyConfigured(f"{_name} must be at least 184 days (the 6-month floor for automatically "
+                                   "generated logs)")
+# /readyz answers 503 when more messages than this wait on the rollbacks queue (a stuck worker).
+READY_MAX_ROLLBACKS_QUEUED = env.int("CANARYHUB_READY_MAX_ROLLBACKS_QUEUED", default=10)
+# How often each worker and web process runs its watchdog (canaryhub.watch: the rollback
+# sweeper, the dead-man's check); 0 turns it off (the unit tests call the checks themselves).
+WATCHDOG_INTERVAL_S = env.float("CANARYHUB_WATCHDOG_INTERVAL_S", default=5.0)
 for _name, _value in [
     ("CANARYHUB_EVALUATION_WINDOW_S", EVALUATION_WINDOW_S),
     ("CANARYHUB_EVALUATION_CADENCE_S", EVALUATION_CADENCE_S),
@@ -242,6 +278,9 @@ for _name, _value in [
 ]:
     if _value <= 0:
         raise ImproperlyConfigured(f"{_name} must be a positive number of seconds")
+if DEADMAN_LIMIT_S <= EVALUATION_CADENCE_S:
+    # At or below the cadence the switch trips between two healthy rounds, every minute.
+    raise ImproperlyConfigured("CANARYHUB_DEADMAN_LIMIT_S must be longer than CANARYHUB_EVALUATION_CADENCE_S")
 
 # Every periodic task, in one place. Beat only enqueues; each task claims its own work, so a
 # second beat running by mistake is harmless.
@@ -257,7 +296,13 @@ CELERY_BEAT_SCHEDULE = {
     "deadman-check": {
         "task": "releases.canaries.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"},
     },
+    # Beside the watchdog thread of every process: decided rollbacks whose task was lost.
+    "sweep-rollbacks": {
+        "task": "releases.canaries.tasks.sweep_rollbacks", "schedule": float(ROLLBACK_SWEEP_AFTER_S),
+        "options": {"queue": "rollbacks"},
+    },
     "prune-evaluations": {"task": "releases.canaries.tasks.prune_evaluations", "schedule": 24 * 3600.0},
+    "prune-logs": {"task": "monitoring.tasks.prune_logs", "schedule": 24 * 3600.0},
     "prune-evidence-exports": {"task": "governance.evidence.tasks.prune_evidence_exports", "schedule": 24 * 3600.0},
     # Nightly (default 02:30 UTC): verify the whole audit chain and export its head.
     "verify-audit-chain": {

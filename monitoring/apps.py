@@ -11,3 +11,4 @@ class MonitoringConfig(AppConfig):
         from monitoring import metrics as monitor_metrics
 
         metrics.on_scrape(monitor_metrics.refresh)
+        metrics.on_scrape(monitor_metrics.rollbacks_refresh)

@@ -195,3 +195,37 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"heartbeat {self.last_tick_at or 'never'}"
+
+
+class RollbackDecision(models.Model):
+    """A rollback the evaluator decided, written in the same transaction as the evaluation that
+    decided it: the durable record of the decision, whatever happens to the message that
+    prompts a worker to carry it out. Whoever sees it first executes it (the queued task on the
+    "rollbacks" queue, or the sweeper every worker and web process runs, which re-drives a
+    decision still pending after CANARYHUB_ROLLBACK_SWEEP_AFTER_S); `done_at` closes it in the
+    rollback's own transaction, so a canary is rolled back once however many run it. A decision
+    still pending after the rollback SLO raises a P1 (`alarmed_at`)."""
+
+    canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="rollback_decisions")
+    evaluation = models.ForeignKey(
+        "monitoring.Evaluation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField()
+    decided_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)  # "rolled back", or why nothing was left to do
+    executed_by = models.CharField(max_length=20, blank=True)  # "task" or "sweeper"
+    alarmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["decided_at", "id"]
+        constraints = [
+            # However many evaluations decide it while it waits, one pending rollback per canary.
+            models.UniqueConstraint(
+                fields=["canary"], condition=models.Q(done_at__isnull=True), name="one_pending_rollback_per_canary"
+            ),
+        ]
+        indexes = [models.Index(fields=["done_at", "decided_at"], name="rollback_decision_pending")]
+
+    def __str__(self) -> str:
+        return f"rollback of canary #{self.canary_id} decided {self.decided_at:%Y-%m-%d %H:%M:%S}"

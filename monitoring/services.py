@@ -25,7 +25,7 @@ from governance.incidents.services import incident_open
 from monitoring import evaluator
 from monitoring.evaluations import evaluation_hash
 from monitoring.history import EarlierWindow, earlier_windows
-from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation
+from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation, RollbackDecision
 from monitoring.providers import Provider, provider_for
 from monitoring.samples import Reading, Sample, Target
 
@@ -334,6 +334,73 @@ def heartbeat_beat(*, now: datetime, duration_ms: float, canaries: int, queries:
     )
 
 
+# --- rollback decisions -----------------------------------------------------------------------------
+
+
+def rollback_decision_record(*, canary_id: int, evaluation_id: int | None, reason: str,
+                             now: datetime) -> RollbackDecision:
+    """Record a decided rollback in the caller's (the evaluation's) transaction: the durable
+    decision a sweeper re-drives if its queued message is lost. A decision still pending for the
+    canary is kept (the first decision is the one the rollback SLO runs from)."""
+    pending = RollbackDecision.objects.filter(canary_id=canary_id, done_at__isnull=True).first()
+    if pending is not None:
+        return pending
+    try:
+        with transaction.atomic():
+            return RollbackDecision.objects.create(canary_id=canary_id, evaluation_id=evaluation_id,
+                                                   reason=reason[:1000], decided_at=now)
+    except IntegrityError:  # another round recorded it meanwhile
+        return RollbackDecision.objects.get(canary_id=canary_id, done_at__isnull=True)
+
+
+def rollback_decisions_close(*, canary_id: int, outcome: str, executed_by: str, now: datetime) -> int:
+    """Close the canary's pending decisions, in the transaction of the rollback that carried them
+    out (or found nothing left to do). Locked first: two executors serialise on the rows."""
+    pending = list(RollbackDecision.objects.select_for_update().filter(canary_id=canary_id, done_at__isnull=True))
+    for decision in pending:
+        decision.done_at, decision.outcome, decision.executed_by = now, outcome[:300], executed_by
+        decision.save(update_fields=["done_at", "outcome", "executed_by"])
+    return len(pending)
+
+
+def rollback_decisions_pending(*, decided_before: datetime) -> list[RollbackDecision]:
+    """Pending decisions made before `decided_before`, oldest first (the sweeper's work)."""
+    return list(RollbackDecision.objects.filter(done_at__isnull=True, decided_at__lte=decided_before)
+                .order_by("decided_at", "pk"))
+
+
+@dataclass(frozen=True)
+class PendingRollbacks:
+    count: int
+    oldest_age_s: float  # 0 with none pending
+
+
+def rollbacks_pending_summary(*, now: datetime) -> PendingRollbacks:
+    """How many decided rollbacks are not carried out yet, and the age of the oldest (/metrics, /readyz)."""
+    qs = RollbackDecision.objects.filter(done_at__isnull=True)
+    oldest = qs.order_by("decided_at").values_list("decided_at", flat=True).first()
+    return PendingRollbacks(qs.count(), max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+
+
+def rollback_overdue_alarm(decision: RollbackDecision, *, now: datetime, slo_s: float) -> Incident | None:
+    """A decided rollback still pending past its SLO: the P1 that pages on-call (once per decision)."""
+    with transaction.atomic():
+        locked = RollbackDecision.objects.select_for_update().filter(pk=decision.pk, alarmed_at__isnull=True).first()
+        if locked is None:
+            return None
+        age = (now - locked.decided_at).total_seconds()
+        incident = incident_raise(
+            severity=Incident.Severity.P1, kind=Incident.Kind.ROLLBACK_UNCONFIRMED, canary_id=locked.canary_id,
+            summary=f"Rollback of canary #{locked.canary_id} decided {age:.0f} s ago is not carried out "
+                    f"(SLO {slo_s:.0f} s): {locked.reason[:300]}",
+            details={"decision": locked.pk, "evaluation": locked.evaluation_id,
+                     "decided_at": locked.decided_at.isoformat(), "slo_s": slo_s}, now=now,
+        )
+        locked.alarmed_at = now
+        locked.save(update_fields=["alarmed_at"])
+    return incident
+
+
 # --- observations -----------------------------------------------------------------------------------
 
 
@@ -346,6 +413,16 @@ def observation_record(*, data: dict[str, Any]) -> Observation:
     if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:
         raise ValidationFailed.field("quality_sum", "scores are in [0, 1]: the sum cannot exceed the count")
     return Observation.objects.create(**data)
+
+
+def logs_prune(*, now: datetime) -> dict[str, int]:
+    """Delete pushed observations (by the end of their window) and notification outbox rows (by
+    when they were written) older than their retention (settings: at least 184 days)."""
+    observations, _ = Observation.objects.filter(
+        window_end__lt=now - timedelta(days=settings.OBSERVATION_RETENTION_DAYS)).delete()
+    notifications, _ = NotificationEvent.objects.filter(
+        created_at__lt=now - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)).delete()
+    return {"observations": observations, "notifications": notifications}
 
 
 # --- the notification outbox ------------------------------------------------------------------------

@@ -11,11 +11,15 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from canaryhub import metrics as own_metrics
+from monitoring.metrics import queue_depths
+from monitoring.models import Heartbeat
+from monitoring.services import rollbacks_pending_summary
 
 
 @require_GET
@@ -67,11 +71,45 @@ def _check_metric_source() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _check_rollbacks() -> str | None:
+    """Decided rollbacks wait seconds at most (the queued task, else the sweeper of any process):
+    one pending for half its SLO means nothing is carrying them out."""
+    try:
+        pending = rollbacks_pending_summary(now=timezone.now())
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    if pending.count and pending.oldest_age_s > settings.ROLLBACK_SLO_S / 2:
+        return (f"{pending.count} decided rollback(s) not carried out, the oldest for {pending.oldest_age_s:.0f} s "
+                f"(SLO {settings.ROLLBACK_SLO_S} s)")
+    return None
+
+
+def _check_queues() -> str | None:
+    depth = queue_depths()
+    if depth.get("rollbacks", 0) > settings.READY_MAX_ROLLBACKS_QUEUED:
+        limit = settings.READY_MAX_ROLLBACKS_QUEUED
+        return f"{depth['rollbacks']} messages wait on the rollbacks queue (limit {limit}): its worker is stuck or gone"
+    return None
+
+
+def _check_evaluator() -> str | None:
+    try:
+        beat = Heartbeat.objects.filter(pk=1).first()
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    if beat is not None and beat.tripped_at is not None:
+        return f"evaluator heartbeat missing since {beat.last_tick_at}: the dead-man's switch suspends advancement"
+    return None
+
+
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
     started = time.monotonic()
     checks = {"database": _check_database(), "broker": _check_broker(), "metric_source": _check_metric_source()}
+    if checks["database"] is None:
+        checks.update(rollbacks=_check_rollbacks(), evaluator=_check_evaluator())
+    checks["queues"] = _check_queues()
     ok = all(v is None for v in checks.values())
     body = {
         "status": "ok" if ok else "unavailable",

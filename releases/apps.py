@@ -9,9 +9,9 @@ class ReleasesConfig(AppConfig):
         # Local: Django imports apps.py before the models and task modules can be loaded.
         from auditlog.registry import auditlog
 
-        from canaryhub import events, metrics
+        from canaryhub import events, metrics, watch
+        from releases.canaries import loop, tasks
         from releases.canaries import selectors as canary_selectors
-        from releases.canaries import tasks
         from releases.register import selectors as register_selectors
         from releases.register.models import AIModel, Consumer, ModelVersion
 
@@ -23,5 +23,8 @@ class ReleasesConfig(AppConfig):
         # What acts on the facts the canary services and the control loop announce.
         events.subscribe("canary.split_changed", tasks.enqueue_push)
         events.subscribe("canary.rollback_decided", tasks.enqueue_rollback)
+        # What every worker and web process checks beside its work (canaryhub.watch).
+        watch.register(loop.rollbacks_sweep)
+        watch.register(loop.deadman_check)
         metrics.on_scrape(register_selectors.metrics_refresh)
         metrics.on_scrape(canary_selectors.metrics_refresh)

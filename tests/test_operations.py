@@ -23,7 +23,8 @@ def test_healthz(client):
 def test_readyz_reports_each_dependency(client):
     body = client.get("/readyz").json()
     assert body["status"] == "ok"
-    assert body["checks"] == {"database": "ok", "broker": "ok", "metric_source": "ok"}
+    assert body["checks"] == {"database": "ok", "broker": "ok", "metric_source": "ok", "rollbacks": "ok",
+                              "evaluator": "ok", "queues": "ok"}
 
 
 @pytest.mark.django_db
@@ -94,6 +95,12 @@ def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
         ({"CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 50, "CANARYHUB_CLOCK_SPEED": "60"}, "CLOCK_SPEED"),
         ({"CANARYHUB_CLOCK_SPEED": "0.5"}, "CLOCK_SPEED"),
         ({"CANARYHUB_EVALUATION_CADENCE_S": "0"}, "CADENCE"),
+        ({"CANARYHUB_DEADMAN_LIMIT_S": "60"}, "DEADMAN_LIMIT_S must be longer"),
+        ({"CANARYHUB_EVALUATION_CADENCE_S": "120", "CANARYHUB_DEADMAN_LIMIT_S": "90"}, "DEADMAN_LIMIT_S must be longer"),
+        ({"CANARYHUB_EVALUATION_RETENTION_DAYS": "90"}, "EVALUATION_RETENTION_DAYS must be at least 184"),
+        ({"CANARYHUB_OBSERVATION_RETENTION_DAYS": "183"}, "OBSERVATION_RETENTION_DAYS must be at least 184"),
+        ({"CANARYHUB_NOTIFICATION_RETENTION_DAYS": "30"}, "NOTIFICATION_RETENTION_DAYS must be at least 184"),
+        ({"CANARYHUB_ROLLBACK_SWEEP_AFTER_S": "120"}, "ROLLBACK_SWEEP_AFTER_S"),
         ({"CANARYHUB_ENV": "staging"}, "CANARYHUB_ENV"),
     ],
 )

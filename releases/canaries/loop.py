@@ -51,11 +51,13 @@ from monitoring.providers import Provider
 from monitoring.samples import Reading, Target
 from releases.canaries import selectors, services, states
 from releases.canaries.models import Canary
+from releases.routing.models import RouterPush
 from releases.routing.services import PushOrder, push_and_record, router_reconcile
 
 logger = logging.getLogger(__name__)
 
 State = states.State
+PUSH_HARD_LIMIT_S = 170  # a push task's hard time limit (releases.canaries.tasks): older unfinished ones died
 
 
 @dataclass
@@ -213,6 +215,9 @@ def _act(judged: monitor.Judged) -> CanaryOutcome:
     canary_id = judged.subject.canary_id
     rollback = decision.rollback_reason if decision.rolls_back else ""
     if rollback:
+        # The decision itself is a row of this transaction; the announcement is only its prompt.
+        monitor.rollback_decision_record(canary_id=canary_id, evaluation_id=evaluation.pk,
+                                         reason=f"automatic: {rollback}", now=evaluation.window_end)
         events.announce("canary.rollback_decided", canary_id=canary_id, evaluation_id=evaluation.pk,
                         reason=f"automatic: {rollback}"[:1000])
     return CanaryOutcome(canary_id, decision.verdict.value, rollback=rollback, evaluation_id=evaluation.pk,
@@ -267,19 +272,76 @@ def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> Canar
     return outcome
 
 
-def rollback_decided(*, canary_id: int, evaluation_id: int | None, reason: str) -> str:
-    """Carry out an automatic rollback the loop decided. A canary that is no longer serving
-    (rolled back by an earlier run, aborted) is left alone: running this twice rolls back once."""
-    state = Canary.objects.filter(pk=canary_id).values_list("state", flat=True).first()
-    if state not in states.SERVING:
-        return f"skipped: canary {canary_id} is {state}"
-    try:
-        services.canary_rollback(actor=None, canary_id=canary_id, reason=reason, automatic=True,
-                                 evaluation_id=evaluation_id)
-    except Conflict as exc:  # raced with another rollback or an abort
-        return f"skipped: {exc}"
-    logger.warning("canary %s rolled back automatically: %s", canary_id, reason)
-    return "rolled back"
+def rollback_decided(*, canary_id: int, evaluation_id: int | None, reason: str, executed_by: str = "task") -> str:
+    """Carry out an automatic rollback the loop decided, and close its recorded decision in the
+    same transaction. A canary that is no longer serving (rolled back by an earlier run, aborted)
+    is left alone: however many run this (the queued task, sweepers), the canary rolls back once."""
+    now = timezone.now()
+    with transaction.atomic():
+        state = Canary.objects.filter(pk=canary_id).values_list("state", flat=True).first()
+        if state not in states.SERVING:
+            outcome = f"skipped: canary {canary_id} is {state}"
+        else:
+            try:
+                with transaction.atomic():
+                    services.canary_rollback(actor=None, canary_id=canary_id, reason=reason, automatic=True,
+                                             evaluation_id=evaluation_id)
+                outcome = "rolled back"
+            except Conflict as exc:  # raced with another rollback or an abort
+                outcome = f"skipped: {exc}"
+        monitor.rollback_decisions_close(canary_id=canary_id, outcome=outcome, executed_by=executed_by, now=now)
+    if outcome == "rolled back":
+        logger.warning("canary %s rolled back automatically (%s): %s", canary_id, executed_by, reason)
+    return outcome
+
+
+def rollbacks_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-drive every decided rollback still pending CANARYHUB_ROLLBACK_SWEEP_AFTER_S after its
+    decision (its message lost, its worker dead or hung), and raise the P1 for any still pending
+    past the rollback SLO. Runs in every worker and web process (releases.canaries.tasks,
+    canaryhub.watch), never through the queue it backs up."""
+    now = now or timezone.now()
+    slo_s = settings.ROLLBACK_SLO_S
+    alarmed = 0
+    # Overdue first: a P1 for every decision past its SLO, even one this sweep then carries out.
+    for decision in monitor.rollback_decisions_pending(decided_before=now - timedelta(seconds=slo_s)):
+        if decision.alarmed_at is None:
+            alarmed += monitor.rollback_overdue_alarm(decision, now=now, slo_s=slo_s) is not None
+    done: list[int] = []
+    for decision in monitor.rollback_decisions_pending(
+            decided_before=now - timedelta(seconds=settings.ROLLBACK_SWEEP_AFTER_S)):
+        try:
+            outcome = rollback_decided(canary_id=decision.canary_id, evaluation_id=decision.evaluation_id,
+                                       reason=decision.reason, executed_by="sweeper")
+            if outcome == "rolled back":
+                done.append(decision.canary_id)
+        except Exception:  # one canary's failure must not stop the others' rollbacks
+            logger.exception("sweeper: rollback of canary %s failed", decision.canary_id)
+    # The canaries this sweep rolled back have their push announced already.
+    return {"rolled_back": len(done), "alarmed": alarmed, "pushed": _stop_pushes_sweep(now=now, skip=done)}
+
+
+def _stop_pushes_sweep(*, now: datetime, skip: list[int]) -> int:
+    """The 0 % push of a canary stopped within the last hour that no push has confirmed (its
+    message lost or its worker stuck), carried here rather than waiting for the reconciler. A push
+    of that generation still under way (started within the push deadline) is left to finish."""
+    settle = now - timedelta(seconds=settings.ROLLBACK_SWEEP_AFTER_S)
+    stopped = Canary.objects.filter(state__in=states.STOPPED, traffic_percent=0, split_generation__gt=0,
+                                     ended_at__gte=now - timedelta(hours=1), ended_at__lte=settle).exclude(pk__in=skip)
+    pushed = 0
+    for canary_id, generation in stopped.values_list("pk", "split_generation"):
+        attempts = RouterPush.objects.filter(canary_id=canary_id, generation=generation)
+        if attempts.filter(Q(ok=True) | Q(error__startswith="stale:")).exists():
+            continue
+        under_way = now - timedelta(seconds=PUSH_HARD_LIMIT_S)
+        if attempts.filter(finished_at__isnull=True, started_at__gte=under_way).exists():
+            continue
+        try:
+            push(canary_id=canary_id, generation=generation)
+            pushed += 1
+        except Exception:
+            logger.exception("sweeper: 0 %% push of canary %s failed", canary_id)
+    return pushed
 
 
 # --- 6. push ----------------------------------------------------------------------------------------

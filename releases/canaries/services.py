@@ -36,7 +36,7 @@ from governance.incidents.services import (
     reinitiation_claim,
     reinitiation_use,
 )
-from monitoring.models import Evaluation
+from monitoring.models import Evaluation, RollbackDecision
 from monitoring.services import notification_record
 from releases.canaries import approvals as rules
 from releases.canaries import schedules, selectors, states
@@ -613,5 +613,7 @@ def evaluations_prune(*, now: datetime | None = None) -> int:
         .exclude(pk__in=Approval.objects.filter(evaluation__isnull=False).values("evaluation"))
         .exclude(pk__in=Incident.objects.filter(evaluation__isnull=False).values("evaluation"))
     )
+    # The decisions those evaluations made, carried out long ago, go with them.
+    RollbackDecision.objects.filter(evaluation__in=qs, done_at__isnull=False).delete()
     deleted, _ = qs.delete()
     return deleted

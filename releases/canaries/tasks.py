@@ -3,13 +3,17 @@ loop (releases.canaries.loop) or of the canary services. Scheduled in CELERY_BEA
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
 
+from celery import shared_task
+from celery.signals import worker_ready
+
+from canaryhub import watch
 from releases.canaries import loop, services
 
 # Long enough for a rollback's whole 2-minute retry window plus the final record.
 PUSH_SOFT_LIMIT_S = 150
-PUSH_HARD_LIMIT_S = 170
+PUSH_HARD_LIMIT_S = loop.PUSH_HARD_LIMIT_S
 
 
 @shared_task(soft_time_limit=50, time_limit=60)
@@ -18,10 +22,23 @@ def evaluate_tick() -> int:
     return len(loop.evaluate_tick().outcomes)
 
 
-@shared_task(soft_time_limit=30, time_limit=45, acks_late=True)
+@shared_task(soft_time_limit=30, time_limit=45, acks_late=True, reject_on_worker_lost=True)
 def rollback_canary(canary_id: int, evaluation_id: int | None, reason: str) -> str:
     """The automatic rollback, queued on "rollbacks"; running it twice rolls back once."""
     return loop.rollback_decided(canary_id=canary_id, evaluation_id=evaluation_id, reason=reason)
+
+
+@shared_task(soft_time_limit=150, time_limit=PUSH_HARD_LIMIT_S)
+def sweep_rollbacks() -> dict[str, int]:
+    """Beat's copy of the watchdog's sweep: decided rollbacks whose task was lost, done here."""
+    return loop.rollbacks_sweep()
+
+
+@worker_ready.connect
+def _start_watchdog(sender: Any = None, **_: Any) -> None:
+    """Every worker runs the watchdog (the rollback sweeper, the dead-man's check) in a thread of
+    its main process, beside the queues: a stuck queue or a dead beat does not stop it."""
+    watch.ensure_running(role="worker")
 
 
 @shared_task(bind=True, soft_time_limit=PUSH_SOFT_LIMIT_S, time_limit=PUSH_HARD_LIMIT_S)

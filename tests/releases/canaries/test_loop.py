@@ -311,7 +311,9 @@ def test_retention_prunes_only_old_evaluations_of_ended_canaries(canary, django_
     assert lifecycle.evaluations_prune(now=NOW + timedelta(days=400)) == 0  # still active
     with django_capture_on_commit_callbacks(execute=True):
         lifecycle.canary_rollback(actor=None, canary_id=canary.pk, reason="test", automatic=True)
-    Canary.objects.filter(pk=canary.pk).update(ended_at=NOW - timedelta(days=100))
+    Canary.objects.filter(pk=canary.pk).update(ended_at=NOW - timedelta(days=183))
+    assert lifecycle.evaluations_prune(now=NOW) == 0  # kept at least 184 days after the canary ended
+    Canary.objects.filter(pk=canary.pk).update(ended_at=NOW - timedelta(days=185))
     recent = make_evaluation(canary, window_end=NOW - timedelta(days=1), stage_index=1)
     assert lifecycle.evaluations_prune(now=NOW) == 2
     assert not Evaluation.objects.filter(pk__in=[old.pk, recent.pk]).exists()
