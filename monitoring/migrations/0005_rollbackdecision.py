@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0003_observation_watch_heartbeat'),
+        ('monitoring', '0004_watch_stage_alerts'),
         ('releases', '0005_routerconfig'),
     ]
 
