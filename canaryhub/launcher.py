@@ -111,7 +111,7 @@ def build_children(host: str, port: int) -> list[Child]:
         # The demo model of seed_demo: its production version and the version a canary can start.
         # The simulator follows the file router's split, so traffic moves as the canary does.
         simulator = [Child("simulator", [python, "manage.py", "simulate", "support-assistant", "--production", "1.4.2",
-                                         "--canary", "1.5.0", "--rps", "50"])]
+                                         "--canary", "1.5.0"])]
     return [
         Child("web", web),
         Child("worker", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queues, "-c", "2",

@@ -241,6 +241,15 @@ if CLOCK_SPEED < 1:
     raise ImproperlyConfigured("CANARYHUB_CLOCK_SPEED must be 1 or more (it only shortens durations)")
 if PRODUCTION and CLOCK_SPEED != 1:
     raise ImproperlyConfigured("production refuses a CANARYHUB_CLOCK_SPEED other than 1")
+# The built-in traffic simulator (`manage.py simulate`, started by `make run`) sends its requests
+# per second multiplied by this scale. By default it follows the clock speed, so on a demo clock
+# the simulated traffic is as much heavier as durations are shorter: a stage gathers the canary
+# requests its gates need within its (shortened) residence, with the pattern's rules unchanged.
+# Said in the page banner and recorded in the audit trail (simulator.started, canary.initiated).
+SIMULATOR_TRAFFIC_SCALE = env.float("CANARYHUB_SIMULATOR_TRAFFIC_SCALE", default=CLOCK_SPEED)
+if SIMULATOR_TRAFFIC_SCALE <= 0:
+    raise ImproperlyConfigured("CANARYHUB_SIMULATOR_TRAFFIC_SCALE must be a positive number")
+SIMULATOR_RPS = env.float("CANARYHUB_SIMULATOR_RPS", default=50.0)
 EVALUATION_WINDOW_S = env.int("CANARYHUB_EVALUATION_WINDOW_S", default=300)
 EVALUATION_CADENCE_S = env.int("CANARYHUB_EVALUATION_CADENCE_S", default=60)
 STALENESS_LIMIT_S = env.int("CANARYHUB_STALENESS_LIMIT_S", default=300)

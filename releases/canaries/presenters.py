@@ -140,7 +140,49 @@ def waiting_for_signature(user: Any, *, now: datetime) -> list[InboxItem]:
     return items
 
 
-def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime) -> list[dict[str, Any]]:
+REQUEST_GATES = ("error_rate", "latency_p99", "safety_violations")
+
+
+def data_rate(evaluation: Evaluation | None) -> schedules.DataRate | None:
+    """The evidence outlook of the latest evaluation of the current stage: the longest wait of a
+    gate still short of data, the largest sample a request-counted gate needs, and the canary
+    traffic per percent. None with no evaluation (or one without traffic numbers)."""
+    if evaluation is None:
+        return None
+    inputs = evaluation.inputs or {}
+    gates = inputs.get("gates") or {}
+    if not gates:
+        return None
+    waits: list[float | None] = []
+    for gate in evaluation.gate_list():
+        if gate.status.value == "insufficient":
+            waits.append((gates.get(gate.name) or {}).get("time_to_sufficiency_s"))
+    current_wait: timedelta | None = timedelta(0)
+    if waits:
+        current_wait = None if any(w is None for w in waits) else timedelta(seconds=max(w or 0 for w in waits))
+    required = max((float((gates.get(name) or {}).get("required") or 0) for name in REQUEST_GATES), default=0.0)
+    elapsed = float(inputs.get("stage_elapsed_s") or 0)
+    percent = float(inputs.get("traffic_percent") or 0)
+    served = float(((inputs.get("stage") or {}).get("canary") or {}).get("requests") or 0)
+    per_percent = served / elapsed / percent if elapsed > 0 and percent > 0 and served > 0 else None
+    return schedules.DataRate(current_wait=current_wait, required=required, per_percent_s=per_percent)
+
+
+def ready_estimate(canary: Canary, rate: schedules.DataRate | None, *, now: datetime) -> datetime | None:
+    """When the current stage can earliest be promoted: its residence served and its gates on
+    enough data (None: not known, e.g. the canary gets no traffic)."""
+    until = selectors.residence_until(canary)
+    if until is None:
+        return None
+    if rate is None:
+        return max(until, now)
+    if rate.current_wait is None:
+        return None
+    return max(until, now + rate.current_wait)
+
+
+def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime,
+                rate: schedules.DataRate | None = None) -> list[dict[str, Any]]:
     """Every stage: what it serves, when it was (or can earliest be) entered, its residence,
     and the signatures on the step that entered it."""
     stages = selectors.canary_stages(canary)
@@ -152,12 +194,14 @@ def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime) -> 
     earliest: dict[int, datetime] = {}
     if active:
         # The earliest the remaining stages can be entered, if every later step is signed the
-        # moment it is ready: approvals and holds only make it later.
+        # moment it is ready: each stage sits out its residence *and* gathers the data its gates
+        # need at its share of today's traffic. Approvals and holds only make it later.
         if not started:
-            upcoming = schedules.expected_timeline(stages, start=now)
+            upcoming = schedules.projected_timeline(stages, start=now, rate=rate)
         else:
-            until = selectors.residence_until(canary) or now
-            upcoming = schedules.expected_timeline(stages[canary.stage_index + 1:], start=max(until, now))
+            ready = ready_estimate(canary, rate, now=now)
+            upcoming = [] if ready is None else schedules.projected_timeline(
+                stages[canary.stage_index + 1:], start=ready, rate=rate)
         earliest = {stage.index: at for stage, at in upcoming}
     rows = []
     for stage in stages:
@@ -226,6 +270,7 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
     approvals = list(canary.approvals.select_related("signer"))
     stages = selectors.canary_stages(canary)
     evaluation = selectors.latest_evaluation(canary)
+    rate = data_rate(evaluation)
     facts = selectors.step_facts(canary, now=now, approvals=approvals, evaluation=evaluation)
     step = facts.step
     required = selectors.required_roles(canary, step) if step is not None else frozenset()
@@ -260,7 +305,8 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "gates": _gate_rows(evaluation),
         "rollback_sensitivity": rollback_sensitivity(evaluation.inputs, canary.thresholds["rollback"])
         if evaluation is not None else [],
-        "stage_rows": _stage_rows(canary, approvals, now=now),
+        "stage_rows": _stage_rows(canary, approvals, now=now, rate=rate),
+        "ready_at": ready_estimate(canary, rate, now=now) if canary.state in states.ACTIVE else None,
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)
         and decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed,

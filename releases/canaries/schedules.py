@@ -383,6 +383,40 @@ def expected_timeline(stages: Sequence[Stage], *, start: datetime) -> list[tuple
     return timeline
 
 
+@dataclass(frozen=True)
+class DataRate:
+    """What the latest evaluation says about evidence: how long the current stage still needs
+    for its gates to have enough data (`current_wait`; None: unknown, e.g. no traffic yet), how
+    many canary requests a stage's gates need (`required`), and the canary requests per second
+    for each percent of traffic (`per_percent_s`; None: unknown)."""
+
+    current_wait: timedelta | None
+    required: float
+    per_percent_s: float | None
+
+
+def data_wait(stage: Stage, rate: DataRate | None) -> timedelta:
+    """How long an upcoming stage needs to gather `rate.required` canary requests at its
+    percent (zero for the final stage, a cohort stage, or when the rate is unknown)."""
+    if rate is None or stage.is_final or stage.cohort is not None or not rate.per_percent_s or stage.percent <= 0:
+        return timedelta(0)
+    return timedelta(seconds=rate.required / (rate.per_percent_s * stage.percent))
+
+
+def projected_timeline(
+    stages: Sequence[Stage], *, start: datetime, rate: DataRate | None
+) -> list[tuple[Stage, datetime]]:
+    """Like `expected_timeline`, but each stage lasts the longer of its minimum residence and the
+    time its gates need to gather enough data at its percent of the current traffic."""
+    _check_aware(start, "start")
+    timeline: list[tuple[Stage, datetime]] = []
+    entry = start
+    for stage in stages:
+        timeline.append((stage, entry))
+        entry = entry + max(stage.min_residence, data_wait(stage, rate))
+    return timeline
+
+
 def residence_remaining(stage: Stage, *, entered_at: datetime, now: datetime) -> timedelta:
     """How long the stage must still run before it may be promoted (zero once served)."""
     _check_aware(entered_at, "entered_at")

@@ -267,7 +267,8 @@ def canary_initiate(
             "expected_timeline": plan.timeline, "rollback_contact": canary.rollback_contact,
             "router": router, "state": canary.state, "traffic_percent": canary.traffic_percent,
             "start_signatures_required": sorted(r.value for r in plan.start_roles),
-            "warnings": plan.warnings, "clock_speed": settings.CLOCK_SPEED, "via_token": principal.token_prefix,
+            "warnings": plan.warnings, "clock_speed": settings.CLOCK_SPEED,
+            "simulator_traffic_scale": settings.SIMULATOR_TRAFFIC_SCALE, "via_token": principal.token_prefix,
         }
         audit_append(actor=principal.user, action="canary.initiated", object_type="canary", object_id=canary.pk,
                      payload=record)

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.access.permissions import Principal
+from governance.audit.services import audit_append
 from monitoring.simulator import FAULTS, Pusher, Simulator, inject
 from releases.register.models import AIModel
 from releases.register.services import observation_push
@@ -26,7 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("model")
         parser.add_argument("--production", required=True, help="production version, e.g. 1.0.0")
         parser.add_argument("--canary", required=True, help="canary version, e.g. 1.1.0")
-        parser.add_argument("--rps", type=float, default=200.0)
+        parser.add_argument("--rps", type=float, default=None,
+                            help="requests per second before scaling (default CANARYHUB_SIMULATOR_RPS, 50)")
+        parser.add_argument("--traffic-scale", type=float, default=None,
+                            help="multiply --rps by this (default CANARYHUB_SIMULATOR_TRAFFIC_SCALE, which follows "
+                                 "the clock speed)")
         parser.add_argument("--production-port", type=int, default=9101)
         parser.add_argument("--canary-port", type=int, default=9102)
         parser.add_argument("--fault", action="append", default=[], metavar="FAULT[@SECONDS]",
@@ -38,7 +43,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         router_dir = Path(settings.CANARYHUB_ROUTERS.get("file", {}).get("path_dir", settings.VAR_DIR / "router"))
-        sim = Simulator(opts["model"], opts["production"], opts["canary"], rps=opts["rps"], router_dir=router_dir)
+        base_rps = opts["rps"] if opts["rps"] is not None else settings.SIMULATOR_RPS
+        scale = opts["traffic_scale"] if opts["traffic_scale"] is not None else settings.SIMULATOR_TRAFFIC_SCALE
+        if base_rps <= 0 or scale <= 0:
+            raise CommandError("--rps and --traffic-scale must be positive")
+        rps = base_rps * scale
+        sim = Simulator(opts["model"], opts["production"], opts["canary"], rps=rps, router_dir=router_dir)
         faults: list[tuple[float, str]] = []
         for spec in opts["fault"]:
             name, _, at = spec.partition("@")
@@ -49,10 +59,18 @@ class Command(BaseCommand):
         sim.production.start(opts["production_port"])
         sim.canary.start(opts["canary_port"])
         sim.start(serve_metrics=False)
-        self.stdout.write(f"model servers on :{sim.production.port} (production) and :{sim.canary.port} (canary)"
+        scaled = f" ({base_rps:g}/s scaled {scale:g}x for the demo clock)" if scale != 1 else ""
+        self.stdout.write(f"simulating {opts['model']}: {rps:,.0f} requests/s{scaled}, production {opts['production']} "
+                          f"on :{sim.production.port}, canary {opts['canary']} on :{sim.canary.port}"
                           f"{'; pushing windows to the push provider' if push else ''}")
         model_pk = AIModel.objects.filter(name=opts["model"]).values_list("pk", flat=True).first()
         pusher = None
+        if model_pk is not None:
+            # The audit trail says what traffic the canaries of this deployment were judged on.
+            audit_append(actor=None, action="simulator.started", object_type="model", object_id=opts["model"],
+                         payload={"production": opts["production"], "canary": opts["canary"],
+                                  "requests_per_s": rps, "base_requests_per_s": base_rps, "traffic_scale": scale,
+                                  "clock_speed": settings.CLOCK_SPEED, "faults": opts["fault"]})
         if push:
             if model_pk is None:
                 raise CommandError(f"no model named {opts['model']!r} to push observations for")
