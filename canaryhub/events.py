@@ -8,8 +8,11 @@ Celery task enqueued for it. Two things follow: a service never imports the task
 it. Nothing is announced for a transaction that rolls back.
 
 An announcement is a prompt, not the record: each fact is also in the database (a canary's split
-generation, an evaluation's decision, an export's row), and a periodic task re-drives what a lost
-prompt (a process killed between commit and enqueue) left undone.
+generation, an evaluation's rollback decision, an export's row), and a sweeper or periodic task
+re-drives what a lost prompt (a process killed between commit and enqueue, a broker down) left
+undone. So a subscriber that fails after the commit (the broker refuses the message) is logged
+and counted (`canaryhub_announce_failures_total{fact}`), never raised: the act it follows is
+committed, and the caller must not be told it failed.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from prometheus_client import Counter
+
+from canaryhub.metrics import REGISTRY
 
 logger = logging.getLogger(__name__)
 
 _handlers: dict[str, list[Callable[..., Any]]] = {}
+
+ANNOUNCE_FAILURES = Counter(
+    "canaryhub_announce_failures", "Subscribers that failed after their fact committed (e.g. a message the "
+    "broker refused); the fact's sweeper re-drives it", ["fact"], registry=REGISTRY,
+)
 
 
 def subscribe(fact: str, handler: Callable[..., Any]) -> None:
@@ -44,4 +55,10 @@ def announce(fact: str, **data: Any) -> None:
 
 def _deliver(fact: str, handlers: list[Callable[..., Any]], data: dict[str, Any]) -> None:
     for handler in handlers:
-        handler(**data)
+        try:
+            handler(**data)
+        except Exception:
+            # The fact is committed; its record is what the sweeper re-drives.
+            ANNOUNCE_FAILURES.labels(fact=fact).inc()
+            logger.exception("%s %s committed, but its subscriber %s failed; left to the sweeper", fact, data,
+                             getattr(handler, "__qualname__", handler))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -121,6 +122,22 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return problem_response(*found) if found is not None else None
 
 
+RETRY_AFTER_S = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot serve now (down, restarting, connection lost, busy), as opposed to a
+    query it refused: OperationalError and InterfaceError, or a DatabaseError caused by one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OperationalError, InterfaceError)):
+            return True
+        if not isinstance(seen, DatabaseError):
+            return False
+        seen = seen.__cause__
+    return False
+
+
 class ApiProblemMiddleware:
     """Last line of defence for /api/: unhandled errors and Django's own 404 become problem
     documents instead of HTML pages."""
@@ -143,6 +160,20 @@ class ApiProblemMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if database_unavailable(exception):
+            # Nothing was done (the transaction could not commit): the client may retry.
+            logger.error("database unavailable on %s: %s", request.path, exception)
+            if not request.path.startswith("/api/"):
+                response = HttpResponse("The database is unavailable; try again shortly.\n", status=503,
+                                        content_type="text/plain; charset=utf-8")
+            else:
+                response = JsonResponse(
+                    problem(503, "database-unavailable", "Service unavailable",
+                            "The database cannot be reached; nothing was changed. Retry after the given seconds."),
+                    status=503, content_type=PROBLEM_CONTENT_TYPE,
+                )
+            response["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         if not request.path.startswith("/api/"):
             return None
         logger.exception("unhandled error on %s", request.path)
