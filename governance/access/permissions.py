@@ -2,22 +2,25 @@
 
 Every view, API endpoint and service asks `decide(principal, action, model=...)` (or `require`).
 Roles are Django groups; a service account is a user in the `service_account` group acting
-through a token scoped to a list of models. The rules, as a table:
+through a token scoped to a list of models, for one purpose: a `ci` token registers and changes
+versions and starts and aborts canaries; an `observations` token only pushes metric windows (and
+reads). The rules, as a table:
 
 | action                 | model_owner | platform | mrm | ai_governance | risk_officer | on_call | auditor | service account |
 |------------------------|-------------|----------|-----|---------------|--------------|---------|---------|-----------------|
 | view                   | yes         | yes      | yes | yes           | yes          | yes     | yes     | scoped          |
 | register_model         | as owner    | yes      |     |               |              |         |         |                 |
 | change_model           | own         | yes      |     |               |              |         |         |                 |
-| register_version       | own         | yes      |     |               |              |         |         | scoped          |
-| change_version         | own         | yes      |     |               |              |         |         | scoped          |
-| start_canary           | own         | yes      |     |               |              |         |         | scoped          |
-| abort_canary           | own         | yes      |     |               |              |         |         | scoped          |
+| register_version       | own         | yes      |     |               |              |         |         | scoped ci       |
+| change_version         | own         | yes      |     |               |              |         |         | scoped ci       |
+| configure_metrics      |             | yes      |     |               |              |         |         | never           |
+| start_canary           | own         | yes      |     |               |              |         |         | scoped ci       |
+| abort_canary           | own         | yes      |     |               |              |         |         | scoped ci       |
 | rollback_canary        | own         | yes      |     |               |              |         |         |                 |
 | sign_owner             | own         |          |     |               |              |         |         | never           |
 | sign_mrm               |             |          | yes |               |              |         |         | never           |
 | issue_certificate      |             |          |     | yes           |              |         |         | never           |
-| push_observations      |             | yes      |     |               |              |         |         | scoped          |
+| push_observations      |             | yes      |     |               |              |         |         | scoped obs.     |
 | file_root_cause        |             | yes      |     |               |              | yes     |         |                 |
 | accept_root_cause      |             |          | yes |               |              |         |         | never           |
 | export_evidence        | own         | yes      | yes | yes           | yes          |         | yes     |                 |
@@ -29,6 +32,8 @@ through a token scoped to a list of models. The rules, as a table:
 | review_threshold_change |            |          | yes | yes           |              |         |         | never           |
 | resolve_escalation     |             |          | yes | yes           |              |         |         | never           |
 
+`configure_metrics` (a version's metric provider and PromQL overrides: what judges its canaries)
+is a platform engineer's act; owners and tokens register versions with the deployment's default.
 "own" means the model's registered owner; "as owner" means registering a model with oneself
 as its owner (the service passes the unsaved model, so the same "own" rule decides). Risk officers and auditors read everything and change
 nothing. Superusers are not special here: CanaryHub's rules bind the people who run it too.
@@ -73,6 +78,7 @@ class Action(StrEnum):
     CHANGE_MODEL = "change_model"
     REGISTER_VERSION = "register_version"
     CHANGE_VERSION = "change_version"
+    CONFIGURE_METRICS = "configure_metrics"
     START_CANARY = "start_canary"
     ABORT_CANARY = "abort_canary"
     ROLLBACK_CANARY = "rollback_canary"
@@ -95,7 +101,8 @@ class Action(StrEnum):
 # Actions that are acts of a person (signatures, certificates, acceptance): never a machine.
 HUMAN_ONLY = frozenset(
     {Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE,
-     Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION}
+     Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION,
+     Action.CONFIGURE_METRICS}
 )
 
 # Actions a role may take on any model.
@@ -103,7 +110,7 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
     Role.PLATFORM: frozenset(
         {
             Action.VIEW, Action.REGISTER_MODEL, Action.CHANGE_MODEL, Action.REGISTER_VERSION,
-            Action.CHANGE_VERSION, Action.START_CANARY, Action.ABORT_CANARY, Action.ROLLBACK_CANARY,
+            Action.CHANGE_VERSION, Action.CONFIGURE_METRICS, Action.START_CANARY, Action.ABORT_CANARY, Action.ROLLBACK_CANARY,
             Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE, Action.EXPORT_EVIDENCE,
             Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS, Action.REQUEST_THRESHOLD_CHANGE,
         }
@@ -127,13 +134,17 @@ _OWN_MODEL = frozenset(
     }
 )
 
-# Actions a service account may take on the models its token is scoped to.
-_SERVICE_ACCOUNT = frozenset(
-    {
-        Action.VIEW, Action.REGISTER_VERSION, Action.CHANGE_VERSION, Action.START_CANARY,
-        Action.ABORT_CANARY, Action.PUSH_OBSERVATIONS,
-    }
-)
+# Actions a service account may take on the models its token is scoped to, by token purpose.
+TOKEN_CI = "ci"
+TOKEN_OBSERVATIONS = "observations"
+_TOKEN_PURPOSES: dict[str, frozenset[Action]] = {
+    TOKEN_CI: frozenset(
+        {Action.VIEW, Action.REGISTER_VERSION, Action.CHANGE_VERSION, Action.START_CANARY, Action.ABORT_CANARY}
+    ),
+    # Pushes the numbers that judge canaries: it may not also start them or change versions.
+    TOKEN_OBSERVATIONS: frozenset({Action.VIEW, Action.PUSH_OBSERVATIONS}),
+}
+_SERVICE_ACCOUNT = frozenset().union(*_TOKEN_PURPOSES.values())
 
 # Actions that concern one model: a decision for them needs the model.
 MODEL_SCOPED = frozenset(_OWN_MODEL | _SERVICE_ACCOUNT) - {Action.VIEW}
@@ -150,6 +161,7 @@ class Principal:
     user: Any
     scope: frozenset[int] | None = None
     token_prefix: str | None = None
+    token_purpose: str | None = None  # a service account's token: TOKEN_CI or TOKEN_OBSERVATIONS
 
     @property
     def is_service_account(self) -> bool:
@@ -204,6 +216,9 @@ def decide(actor: Any, action: Action, *, model: AIModel | None = None) -> Decis
             return Decision(False, f"{action} is a human act; service accounts can never do it")
         if action not in _SERVICE_ACCOUNT:
             return Decision(False, f"service accounts may not {action}")
+        purpose = principal.token_purpose or TOKEN_CI
+        if action not in _TOKEN_PURPOSES.get(purpose, frozenset()):
+            return Decision(False, f"a token for {purpose} may not {action}")
         if model is not None and (principal.scope is None or model.pk not in principal.scope):
             return Decision(False, f"this token is not scoped to model {model.name!r}")
         return Decision(True, "service account within its token's scope")
@@ -221,7 +236,7 @@ def _decide_roles(principal: Principal, roles: frozenset[Role], action: Action, 
             yield True
         if role is Role.MODEL_OWNER and action in _OWN_MODEL:
             yield model is None or model.owner_id == principal.user.pk
-        if role is Role.SERVICE_ACCOUNT and action in _SERVICE_ACCOUNT:
+        if role is Role.SERVICE_ACCOUNT and action in _TOKEN_PURPOSES.get(principal.token_purpose or TOKEN_CI, ()):
             yield True
 
 

@@ -29,6 +29,7 @@ def canary_record(canary: Any) -> dict[str, Any]:
         "version": canary.version.version, "baseline": canary.baseline.version, "schedule": canary.schedule,
         "stages": canary.stages, "segmentation": canary.segmentation, "rationale": canary.rationale,
         "shadow_evidence_ref": canary.shadow_evidence_ref, "thresholds": canary.thresholds,
+        "metrics": canary.metrics,
         "expected_timeline": canary.expected_timeline, "rollback_contact": canary.rollback_contact,
         "router": canary.router, "clock_speed": canary.clock_speed,
         "initiated_by": canary.initiated_by.get_username(), "initiated_at": ts(canary.initiated_at),

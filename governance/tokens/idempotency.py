@@ -2,7 +2,8 @@
 
 The first request with a key runs inside one transaction that also inserts the key's record;
 a concurrent request with the same key blocks on the record's unique index until the first
-commits, then replays its response. So a CI retry, however it races, never acts twice. The
+commits, then replays its response. Records are kept per credential (the token, or the session's
+user), so one token never receives another's response. So a CI retry, however it races, never acts twice. The
 same key with a different body is refused with 422. Keys expire after IDEMPOTENCY_KEY_TTL_S.
 """
 
@@ -84,7 +85,9 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
                 f"{HEADER} must be 1–{MAX_KEY_LENGTH} visible ASCII characters without spaces",
             )
         principal = principal_of(request)
-        owner = f"user:{principal.user.pk}"
+        # Keyed per credential: two tokens of one user (scoped to different models) never
+        # replay each other's responses; a session is its user's own credential.
+        owner = f"token:{principal.token_prefix}" if principal.token_prefix else f"user:{principal.user.pk}"
         request_hash = _request_hash(request)
         cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_S)
         with transaction.atomic():

@@ -24,13 +24,18 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def token_create(*, actor: Any, user: Any, name: str, scope: list[Any] | None = None) -> tuple[ApiToken, str]:
+def token_create(
+    *, actor: Any, user: Any, name: str, scope: list[Any] | None = None, purpose: str = ApiToken.Purpose.CI,
+) -> tuple[ApiToken, str]:
     """Create a token for `user` and return it with its secret, which is never stored.
 
-    A service account's token must name the models it may act on; a person's token acts with
+    A service account's token must name the models it may act on and its purpose (`ci`, or
+    `observations` for a token that only pushes metric windows); a person's token acts with
     that person's own rights and takes no scope."""
-    if not name or len(name) > 100:
+    if not isinstance(name, str) or not name or len(name) > 100:
         raise ValidationFailed.field("name", "a name of 1–100 characters is required")
+    if purpose not in ApiToken.Purpose.values:
+        raise ValidationFailed.field("purpose", f"must be one of {', '.join(ApiToken.Purpose.values)}")
     is_service = Role.SERVICE_ACCOUNT in roles_of(user)
     # The register's model class, through the scope relation: credentials sit below the register.
     models = list(ApiToken.scope.field.related_model.objects.filter(name__in=scope)) if scope else []
@@ -45,12 +50,15 @@ def token_create(*, actor: Any, user: Any, name: str, scope: list[Any] | None = 
     prefix = secrets.token_hex(4)
     secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
-        token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(secret))
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=prefix, key_hash=_hash(secret),
+            purpose=purpose if is_service else ApiToken.Purpose.CI,
+        )
         token.scope.set(models)
         audit_append(
             actor=actor, action="token.created", object_type="api_token", object_id=prefix,
             payload={"user": user.get_username(), "name": name, "scope": sorted(m.name for m in models),
-                     "service_account": is_service},
+                     "service_account": is_service, "purpose": token.purpose if is_service else None},
         )
     return token, secret
 
@@ -85,4 +93,6 @@ def token_authenticate(raw: str) -> Principal | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     is_service = Role.SERVICE_ACCOUNT in roles_of(token.user)
     scope = frozenset(token.scope.values_list("pk", flat=True)) if is_service else None
-    return Principal(user=token.user, scope=scope, token_prefix=token.prefix)
+    return Principal(
+        user=token.user, scope=scope, token_prefix=token.prefix, token_purpose=token.purpose if is_service else None
+    )

@@ -105,7 +105,7 @@ def subject_of(canary: Canary) -> monitor.Subject:
     """What the monitor needs to judge this canary: plain values, no canary."""
     seg = canary.segmentation or {}
     random_split = seg.get("strategy", "random") == "random"
-    metrics = canary.version.metrics or {}
+    metrics = canary.metrics or {}  # frozen at initiation
     stage_since = canary.stage_entered_at or canary.initiated_at
     return monitor.Subject(
         canary_id=canary.pk, stage_index=canary.stage_index, thresholds=canary.thresholds,

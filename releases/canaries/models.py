@@ -40,6 +40,9 @@ class Canary(models.Model):
     rationale = models.TextField(blank=True)
     shadow_evidence_ref = models.CharField(max_length=500, blank=True)
     thresholds = models.JSONField()  # frozen copy of the version's thresholds
+    # Frozen copy of the version's metric configuration (provider, PromQL overrides): what judges
+    # the canary, set by a platform engineer, shown on the canary page and in the evidence.
+    metrics = models.JSONField(default=dict)
     expected_timeline = models.JSONField(default=list)
     rollback_contact = models.CharField(max_length=200)
     router = models.CharField(max_length=40, default="file")

@@ -242,6 +242,7 @@ def canary_initiate(
             model=model, version=obj, baseline=baseline, schedule=schedule,
             stages=[s.to_dict() for s in plan.stages], segmentation=plan.segmentation, rationale=rationale or "",
             shadow_evidence_ref=shadow_evidence_ref or "", thresholds=obj.thresholds,
+            metrics=obj.metrics,
             expected_timeline=plan.timeline, rollback_contact=plan.rollback_contact, router=router,
             clock_speed=settings.CLOCK_SPEED, state=State.RUNNING if starts_now else State.PENDING_APPROVAL,
             stage_index=0, stage_entered_at=now if starts_now else None,

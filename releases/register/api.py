@@ -3,6 +3,8 @@ asks the service or selector, and renders. Access is decided in governance.acces
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import path, register_converter
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -286,7 +288,9 @@ class VersionCollection(APIView):
         tags=["versions"],
         summary="Register a version",
         description="Registers a semver version of the model with its artifact, its thresholds (the pattern's "
-        "defaults unless tightened) and where its metrics come from. `status: production` is for a model's first "
+        "defaults unless tightened) and, for platform engineers only, where its metrics come from (`metrics`: "
+        "provider and PromQL overrides; anyone else gets the deployment's default and 403 if they send it). "
+        "`status: production` is for a model's first "
         "version only (the incumbent canaries are compared with). Send an `Idempotency-Key` to make a CI retry safe.",
         request=VersionInput,
         examples=[example_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
@@ -299,6 +303,7 @@ class VersionCollection(APIView):
     def post(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
         selectors.model_get(actor=principal, name=name)
+        _refuse_metrics(principal, request.data)
         data = VersionInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_register(actor=principal, model_name=name, **data.validated_data)
@@ -306,6 +311,12 @@ class VersionCollection(APIView):
             VersionOutput(version).data, status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/v1/models/{name}/versions/{version.version}/"},
         )
+
+
+def _refuse_metrics(principal: Any, data: Any) -> None:
+    """Who may not set the metric configuration is refused before what they sent is read."""
+    if isinstance(data, dict) and data.get("metrics") is not None:
+        require(principal, Action.CONFIGURE_METRICS)
 
 
 class VersionItem(APIView):
@@ -327,7 +338,8 @@ class VersionItem(APIView):
         operation_id="versions_partial_update",
         tags=["versions"],
         summary="Change a version",
-        description="Changes the artifact, thresholds or metric configuration of a version. Thresholds and metrics "
+        description="Changes the artifact, thresholds or metric configuration of a version (the metric "
+        "configuration: platform engineers only). Thresholds and metrics "
         "are frozen when a canary of the version starts, and the artifact changes only while the version is "
         "registered: 409 otherwise.",
         request=VersionPatch,
@@ -338,6 +350,7 @@ class VersionItem(APIView):
     def patch(self, request: Request, name: str, version: str) -> Response:
         principal = principal_of(request)
         selectors.version_get(actor=principal, model_name=name, version=version)
+        _refuse_metrics(principal, request.data)
         data = VersionPatch(data=request.data)
         data.is_valid(raise_exception=True)
         obj = services.version_update(

@@ -199,8 +199,10 @@ class VersionRegisterForm(ServiceErrorsMixin, forms.Form):
         help_text="prometheus reads PromQL; push reads observations posted to the API.",
     )
 
-    def __init__(self, *args: Any, first_version: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, first_version: bool, configure_metrics: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The metric source is a platform engineer's choice; anyone else registers with the default.
+        self.configure_metrics = configure_metrics
         statuses = [(ModelVersion.Status.REGISTERED.value, "registered: a candidate for a canary")]
         if first_version:
             # Only a model's first version may be declared the incumbent production version.
@@ -213,6 +215,9 @@ class VersionRegisterForm(ServiceErrorsMixin, forms.Form):
                 self.fields[threshold_field_name(section, key)] = field_class(
                     required=False, initial=default, widget=widget, label=THRESHOLD_TEXT[key]["label"]
                 )
+        if not configure_metrics:
+            del self.fields["provider"]
+            return
         placeholders = ", ".join(f"${p}" for p in sorted(QUERY_PLACEHOLDERS))
         for metric in METRIC_NAMES:
             self.fields[query_field_name(metric)] = forms.CharField(
@@ -236,6 +241,8 @@ class VersionRegisterForm(ServiceErrorsMixin, forms.Form):
         return rows
 
     def query_fields(self) -> list[forms.BoundField]:
+        if not self.configure_metrics:
+            return []
         return [self[query_field_name(metric)] for metric in METRIC_NAMES]
 
     def queries_open(self) -> bool:
@@ -266,6 +273,14 @@ class VersionRegisterForm(ServiceErrorsMixin, forms.Form):
             }
             if given:
                 thresholds[section] = given
+        kwargs = {
+            "version": data["version"].strip(),
+            "artifact_uri": data["artifact_uri"].strip(),
+            "status": data["status"],
+            "thresholds": thresholds,
+        }
+        if not self.configure_metrics:
+            return kwargs
         metrics: dict[str, Any] = {}
         if data["provider"]:
             metrics["provider"] = data["provider"]
@@ -273,10 +288,4 @@ class VersionRegisterForm(ServiceErrorsMixin, forms.Form):
         queries = {metric: query for metric, query in queries.items() if query}
         if queries:
             metrics["queries"] = queries
-        return {
-            "version": data["version"].strip(),
-            "artifact_uri": data["artifact_uri"].strip(),
-            "status": data["status"],
-            "thresholds": thresholds,
-            "metrics": metrics,
-        }
+        return {**kwargs, "metrics": metrics or None}

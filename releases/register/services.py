@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from canaryhub.errors import Conflict, NotFound, ValidationFailed
-from governance.access.permissions import Action, Role, as_principal, require, roles_of
+from governance.access.permissions import Action, Role, as_principal, may_see_model, require, roles_of
 from governance.audit.services import audit_append
 from monitoring.models import Observation
 from monitoring.services import observation_record
@@ -236,7 +236,12 @@ def version_register(
     status: str = ModelVersion.Status.REGISTERED,
 ) -> ModelVersion:
     """Register a version. A model's first version may be registered as `production` (the
-    incumbent canaries are compared with); every later one starts as `registered`."""
+    incumbent canaries are compared with); every later one starts as `registered`. Only a
+    platform engineer may give `metrics` (provider, PromQL overrides); otherwise the version
+    gets the deployment's default."""
+    if metrics:
+        # What judges the version's canaries: never the owner's or its CI token's choice.
+        require(actor, Action.CONFIGURE_METRICS)
     semver = parse_semver(version)
     if status not in (ModelVersion.Status.REGISTERED, ModelVersion.Status.PRODUCTION):
         raise ValidationFailed.field("status", "a new version is 'registered', or 'production' for a model's first")
@@ -305,6 +310,8 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
             "unknown or read-only fields", errors={f: ["unknown or read-only field"] for f in sorted(unknown)}
         )
     principal = as_principal(actor)
+    if "metrics" in changes:
+        require(actor, Action.CONFIGURE_METRICS)
     with transaction.atomic():
         obj = (
             ModelVersion.objects.select_for_update()
@@ -351,9 +358,10 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
 
 def observation_push(*, actor: Any, data: dict[str, Any]) -> Observation:
     """Store one window pushed for a version of the register (monitoring's push provider reads
-    it). The caller must be allowed to push for the model."""
+    it). The caller must be allowed to push for the model; a model outside a token's scope
+    answers as an unknown one does (404), so a token learns nothing of the models it may not see."""
     model = AIModel.objects.filter(name=data["model"]).first()
-    if model is None:
+    if model is None or not may_see_model(actor, model.pk):
         raise NotFound(f"no model named {data['model']!r}")
     require(actor, Action.PUSH_OBSERVATIONS, model=model)
     if not model.versions.filter(version=data["version"]).exists():

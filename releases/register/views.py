@@ -151,7 +151,10 @@ def version_create(request: HttpRequest, name: str) -> HttpResponse:
     model = _model_or_404(request.user, name)
     require_page(request.user, Action.REGISTER_VERSION, model=model)
     first_version = not selectors.version_list(actor=request.user, model_name=model.name).exists()
-    form = VersionRegisterForm(request.POST or None, first_version=first_version)
+    form = VersionRegisterForm(
+        request.POST or None, first_version=first_version,
+        configure_metrics=decide(request.user, Action.CONFIGURE_METRICS).allowed,
+    )
     status = 200
     if request.method == "POST":
         status = 400

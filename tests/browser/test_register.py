@@ -140,8 +140,19 @@ def test_model_form_shows_errors_next_to_the_fields(page: Page, login, owner):
     expect(page.get_by_label("Display name")).to_have_value("Bad")
 
 
-def test_register_a_version_and_see_it_on_the_model_page(page: Page, login, owner, register, screenshot):
+def test_an_owner_registers_a_version_with_the_deployments_metric_source(page: Page, login, owner, register):
     login(owner)
+    page.goto("/models/fraud-scorer/versions/new/")
+    expect(page.get_by_test_id("metric-source")).to_contain_text("set by a platform engineer")
+    expect(page.get_by_label("Metric provider")).to_have_count(0)
+    page.get_by_label("Version", exact=True).fill("1.1.0")
+    page.get_by_label("Artifact URI").fill("s3://models/fraud-scorer/1.1.0")
+    page.get_by_role("button", name="Register version").click()
+    expect(page).to_have_url(re.compile(r"/models/fraud-scorer/versions/1\.1\.0/$"))
+
+
+def test_register_a_version_and_see_it_on_the_model_page(page: Page, login, platform, register, screenshot):
+    login(platform)
     page.goto("/models/fraud-scorer/")
     page.get_by_role("link", name="Register a version").click()
     expect(page).to_have_url(re.compile(r"/models/fraud-scorer/versions/new/$"))

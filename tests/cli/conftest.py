@@ -84,6 +84,9 @@ def hub(live_server, settings, tmp_path, role_user) -> Hub:
     services.version_register(actor=platform, model_name="fraud", version="1.1.0", artifact_uri="s3://fraud/1.1.0")
     tokens = {
         "ci": token_create(actor=platform, user=people["ci"], name="pipeline", scope=["scorer"])[1],
+        # The model servers' token: pushes metric windows and nothing else.
+        "pusher": token_create(actor=platform, user=people["ci"], name="metrics", scope=["scorer"],
+                               purpose="observations")[1],
         **{who: token_create(actor=platform, user=people[who], name=f"{who} token")[1]
            for who in ("owner", "mrm", "auditor", "platform")},
     }

@@ -126,7 +126,7 @@ def test_a_rollback_exits_2_with_the_reason(hub, cli):
             return
         end = timezone.now().replace(microsecond=0)
         for version, requests, errors, safety in (("1.0.0", 100_000, 100, 0), ("1.1.0", 1000, 1, 1)):
-            hub.call("ci", "POST", "/api/v1/observations/", body={
+            hub.call("pusher", "POST", "/api/v1/observations/", body={
                 "model": "scorer", "version": version, "window_start": (end - timedelta(seconds=60)).isoformat(),
                 "window_end": end.isoformat(), "requests": requests, "errors": errors, "latency_p99_ms": 200.0,
                 "quality_sum": 0.8 * requests, "quality_count": requests, "safety_violations": safety,

@@ -17,8 +17,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--models", default="", help="comma-separated model names the token may act on")
         parser.add_argument("--name", default="", help="a label for the token (default: cli)")
+        parser.add_argument(
+            "--purpose", choices=["ci", "observations"], default="ci",
+            help="a service account's token: ci (versions and canaries) or observations (pushes metric windows only)",
+        )
 
-    def handle(self, *args, username: str, service_account: bool, models: str, name: str, **options) -> None:
+    def handle(
+        self, *args, username: str, service_account: bool, models: str, name: str, purpose: str, **options
+    ) -> None:
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
@@ -31,7 +37,9 @@ class Command(BaseCommand):
             user.groups.add(Group.objects.get(name="service_account"))
         scope = [m.strip() for m in models.split(",") if m.strip()]
         try:
-            token, secret = token_create(actor=None, user=user, name=name or "cli", scope=scope or None)
+            token, secret = token_create(
+                actor=None, user=user, name=name or "cli", scope=scope or None, purpose=purpose
+            )
         except DomainError as exc:
             raise CommandError(f"{exc.detail}: {exc.errors}") from exc
         self.stderr.write(f"token {token.prefix} for {username}; store it now, it is not shown again:")

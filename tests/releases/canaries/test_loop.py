@@ -290,7 +290,7 @@ def test_early_warning_is_an_outbox_event_once_per_hour(canary, django_capture_o
 
 def test_observation_api_stores_a_window_and_refuses_bad_input(canary, role_user, client):
     bot = role_user(Role.SERVICE_ACCOUNT, username="ci")
-    _, secret = token_create(actor=bot, user=bot, name="ci", scope=["scorer"])
+    _, secret = token_create(actor=bot, user=bot, name="pusher", scope=["scorer"], purpose="observations")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
     body = {"model": "scorer", "version": "1.1.0", "window_start": "2026-01-01T00:00:00Z",
             "window_end": "2026-01-01T00:01:00Z", "requests": 100, "errors": 2,

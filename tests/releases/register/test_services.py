@@ -135,7 +135,7 @@ def test_frozen_version_refuses_threshold_change_with_409(model, owner):
     with pytest.raises(Conflict) as exc:
         services.version_update(actor=owner, model_name="fraud-scorer", version="1.0.0", changes={"thresholds": {}})
     assert "frozen" in exc.value.detail and "governance" in exc.value.detail
-    with pytest.raises(Conflict):
+    with pytest.raises(PermissionRefused):  # the metric source is not the owner's to choose
         services.version_update(actor=owner, model_name="fraud-scorer", version="1.0.0", changes={"metrics": {"provider": "push"}})
 
 

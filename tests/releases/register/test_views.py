@@ -258,9 +258,9 @@ def test_first_version_may_be_registered_as_production(owner):
     assert ModelVersion.objects.get(model__name="fresh").status == "production"
 
 
-def test_owner_registers_a_version_through_the_form(owner, fraud):
+def test_platform_registers_a_version_with_its_metric_source_through_the_form(platform, fraud):
     query = 'sum(rate(errs_total{model="$model",version="$version"}[$window]))'
-    response = client_for(owner).post(
+    response = client_for(platform).post(
         "/models/fraud-scorer/versions/new/",
         version_form_data(promote_error_rate_pp="0.05", rollback_quality_ratio="", provider="push", query_errors=query),
         follow=True,
@@ -290,8 +290,8 @@ def test_a_loosened_threshold_is_shown_next_to_its_input(owner, fraud):
     assert "never loosening" in response.context["form"].errors["promote_error_rate_pp"][0]
 
 
-def test_a_bad_query_override_is_shown_next_to_its_textarea(owner, fraud):
-    response = client_for(owner).post(
+def test_a_bad_query_override_is_shown_next_to_its_textarea(platform, fraud):
+    response = client_for(platform).post(
         "/models/fraud-scorer/versions/new/", version_form_data(query_quality="rate(x{model=$nope}[5m])")
     )
     assert response.status_code == 400
