@@ -137,3 +137,20 @@ def test_metrics_are_frozen_on_the_canary_and_shown_on_its_page_and_in_the_evide
     page = client.get(f"/canaries/{canary.pk}/").content.decode()
     assert 'data-testid="canary-metrics"' in page and "errors_total{model=&quot;$model&quot;}" in page
     assert canary_record(canary)["metrics"] == canary.metrics
+
+
+def test_an_idempotency_key_of_one_token_never_replays_for_another(people):
+    """Two CI tokens of one service account, scoped to different models: token B reusing token
+    A's key must not receive A's response (which names A's model's new version)."""
+    services.version_register(actor=people["platform"], model_name="other", version="1.1.0", artifact_uri="s3://o")
+    token_a = bearer(people, "ci", "scorer")
+    token_b = bearer(people, "ci", "other")
+    body = version_body(version="1.2.0", artifact_uri="s3://same")
+    first = token_a.post("/api/v1/models/scorer/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert first.status_code == 201
+    replay = token_a.post("/api/v1/models/scorer/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert replay.status_code == 201 and replay.json() == first.json()  # the same credential replays
+    # Token B, same key and body, on a model it may not see: answered on its own merits.
+    other = token_b.post("/api/v1/models/scorer/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
+    assert_problem(other, 404)
+    assert "scorer" not in str(other.json().get("id", "")) and other.json() != first.json()
