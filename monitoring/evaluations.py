@@ -38,6 +38,8 @@ class GateStatus(StrEnum):
 
 # The pattern's five promotion gates (§4.2), named after the metrics they read.
 PROMOTION_GATES = ("error_rate", "latency_p99", "quality", "safety_violations", "anomaly_alerts")
+# Every segment against production's same segment (monitoring.evaluator.judge_segments).
+SEGMENTS_GATE = "segments"
 
 # Worst first: the overall verdict is the first status any gate has.
 _SEVERITY = (GateStatus.RED, GateStatus.STALE, GateStatus.INSUFFICIENT, GateStatus.GREEN)
@@ -167,7 +169,9 @@ def readiness(
     missing = [name for name in required_gates if name not in {gate.name for gate in gates}]
     if missing:
         return Readiness(False, f"promotion gate(s) not evaluated: {', '.join(missing)}")
-    not_green = [f"{g.name} is {g.status.value}" for g in gates if g.status is not GateStatus.GREEN]
+    # The segments gate says which segment holds the stage.
+    not_green = [f"{g.name} is {g.status.value}" + (f" ({g.detail})" if g.name == SEGMENTS_GATE else "")
+                 for g in gates if g.status is not GateStatus.GREEN]
     if not_green:
         return Readiness(False, "; ".join(not_green))
     if latest_evaluation.verdict != GateStatus.GREEN:

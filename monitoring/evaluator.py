@@ -12,6 +12,9 @@ For one canary and one tick, `decide()` returns:
 - early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
   side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
   ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
+- segments: with two or more segment labels, each segment against production's same segment
+  (`judge_segments`): a segment's rollback trigger rolls the canary back, a segment's red gate
+  holds the stage as the `segments` gate naming it;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -25,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from monitoring import statistics as st
-from monitoring.evaluations import PROMOTION_GATES, Gate, GateStatus, overall_verdict
+from monitoring.evaluations import PROMOTION_GATES, SEGMENTS_GATE, Gate, GateStatus, overall_verdict
 from monitoring.samples import Sample
 
 FAIL_CLOSED_AFTER = 4  # consecutive source errors, as Argo Rollouts' default
@@ -41,9 +44,13 @@ class Trigger:
     value: float
     limit: float
     detail: str
+    segment: str | None = None  # None: the canary as a whole
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": _r(self.value), "limit": _r(self.limit), "detail": self.detail}
+        out = {"metric": self.metric, "value": _r(self.value), "limit": _r(self.limit), "detail": self.detail}
+        if self.segment is not None:
+            out["segment"] = self.segment
+        return out
 
 
 @dataclass
@@ -82,7 +89,10 @@ def decide(
     consecutive_errors: int = 0,
     fail_closed_after: int = FAIL_CLOSED_AFTER,
     earlier: dict[str, Sample] | None = None,
+    segments: dict[str, dict[str, dict[str, Sample]]] | None = None,
 ) -> Decision:
+    """`segments`: {segment: {"window": {"canary", "production"}, "stage": {...}}}, each judged
+    against production's same segment (`judge_segments`) when there are two or more."""
     promote, rollback = thresholds["promote"], thresholds["rollback"]
     inputs: dict[str, Any] = {"staleness_limit_s": staleness_limit_s, "traffic_percent": traffic_percent}
     if source_error is not None:
@@ -122,23 +132,102 @@ def decide(
     inputs["window"] = {role: _summary(s) for role, s in window.items()}
     inputs["stage"] = {role: _summary(s) for role, s in stage.items()}
     inputs["stage_elapsed_s"] = round(stage_elapsed_s, 1)
+    if segments and len(segments) >= 2:
+        seg_gate, seg_triggers, seg_inputs = judge_segments(segments, promote, rollback)
+        gates.append(seg_gate)
+        triggers = triggers + seg_triggers
+        inputs["segments"] = seg_inputs
     return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs)
+
+
+def judge_segments(
+    segments: dict[str, dict[str, dict[str, Sample]]], promote: dict[str, float], rollback: dict[str, float],
+) -> tuple[Gate, list[Trigger], dict[str, Any]]:
+    """Each segment's canary against production's same segment (monitoring.statistics, SEGMENTS):
+    the rollback rule at the family's level shared among the segments judged, and the promotion
+    gates as vetoes. Returns the `segments` gate (red names the segments), the rollback triggers
+    (each naming its segment) and what each segment showed, for the record."""
+    judged = {name: parts for name, parts in segments.items()
+              if parts["window"]["canary"].requests > 0 and parts["window"]["production"].requests > 0
+              or parts["stage"]["canary"].requests > 0 and parts["stage"]["production"].requests > 0}
+    k = max(len(judged), 1)
+    alpha_roll, alpha_gate = st.segment_alpha(st.ROLLBACK_ALPHA, k), st.segment_alpha(st.ALPHA, k)
+    fired: list[Trigger] = []
+    reds: list[str] = []
+    out: dict[str, Any] = {}
+    for name in sorted(judged):
+        window, stage = judged[name]["window"], judged[name]["stage"]
+        seg_fired: list[Trigger] = []
+        tests: dict[str, Any] = {}
+        if window["canary"].requests > 0 and window["production"].requests > 0:
+            seg_fired, _, tests = rollback_triggers(window, rollback, None, stage, alpha=alpha_roll, safety=False)
+        seg_reds = _segment_reds(stage, promote, alpha_gate, alpha_roll)
+        for t in seg_fired:
+            fired.append(Trigger(t.metric, t.value, t.limit, f"segment {name}: {t.detail}", segment=name))
+        reds += [f"{name}: {why}" for why in seg_reds]
+        out[name] = {"window": {role: _brief(s) for role, s in window.items()},
+                     "stage": {role: _brief(s) for role, s in stage.items()},
+                     "tests": tests, "red": seg_reds, "rollback": [t.metric for t in seg_fired]}
+    levels = {"segments": k, "rollback_alpha": alpha_roll, "gate_alpha": alpha_gate}
+    inputs = {"judged": levels, "by_segment": out}
+    if reds:
+        gate = Gate(SEGMENTS_GATE, GateStatus.RED, len(reds), 0, ("segment " + "; segment ".join(reds))[:500])
+    else:
+        gate = Gate(SEGMENTS_GATE, GateStatus.GREEN, 0, 0,
+                    f"{len(judged)} segment(s), none worse than production's same segment beyond tolerance")
+    return gate, fired, inputs
+
+
+def _segment_reds(stage: dict[str, Sample], promote: dict[str, float], alpha_gate: float,
+                  alpha_roll: float) -> list[str]:
+    """A segment's promotion gates as vetoes: what is worse than production's same segment beyond
+    the promotion tolerance with confidence (or with overwhelming evidence). Short of evidence, a
+    segment does not hold the stage."""
+    c, p = stage["canary"], stage["production"]
+    out: list[str] = []
+    if c.requests > 0 and p.requests > 0:
+        cmp = st.compare_proportions(int(c.errors), int(c.requests), int(p.errors), int(p.requests), alpha=alpha_gate)
+        margin = promote["error_rate_pp"] / 100
+        if cmp.difference > margin and (cmp.ci_low > margin or st.rollback_evidence(cmp.p_worse, c.errors,
+                                                                                     alpha=alpha_roll)):
+            out.append(f"error rate +{cmp.difference * 100:.2f} pp (lower bound +{cmp.ci_low * 100:.2f} pp) "
+                       f"> {promote['error_rate_pp']} pp")
+    p99_c, p99_p = _p99(c), _p99(p)
+    if p99_c is not None and p99_p:
+        ratio, limit = p99_c / p99_p, promote["latency_p99_ratio"]
+        if ratio > limit and c.latency_buckets and p.latency_buckets:
+            ok, tail = _tail_evidence(c, p, p99_p, alpha=alpha_roll)
+            rank = _rank(c.latency_buckets, p.latency_buckets)
+            shifted = rank is not None and rank.p_greater < alpha_gate and rank.a >= st.MATERIAL_A
+            if ok or shifted and c.requests >= st.p99_sample_size():
+                out.append(f"p99 ×{ratio:.2f} > ×{limit} ({tail})")
+    qc, qp = c.quality_mean, p.quality_mean
+    if qc is not None and qp:
+        ratio, limit = qc / qp, promote["quality_ratio"]
+        p_lower = _quality_p_lower(c, p)
+        if ratio < limit and p_lower is not None and (
+                p_lower < alpha_gate and c.quality_count >= st.QUALITY_MIN_SCORED
+                or st.rollback_evidence(p_lower, c.quality_count, alpha=alpha_roll)):
+            out.append(f"quality ×{ratio:.3f} < ×{limit} (p={p_lower:.1e})")
+    return out
 
 
 def rollback_triggers(
     window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None,
-    stage: dict[str, Sample] | None = None,
+    stage: dict[str, Sample] | None = None, *, alpha: float = st.ROLLBACK_ALPHA, safety: bool = True,
 ) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
     """The rollback rule of monitoring.statistics over the last window, and the early warnings.
     Errors are also judged pooled with `earlier` (the window just before, when there is one) and
-    over the `stage` so far (when it holds more than those)."""
+    over the `stage` so far (when it holds more than those). `alpha`: the evidence level of each
+    test (a segment's share of it); `safety`: judge content-safety violations (the canary as a
+    whole does; its segments need not repeat it)."""
     c, p = window["canary"], window["production"]
     fired: list[Trigger] = []
     warned: list[Trigger] = []
     detail: dict[str, Any] = {}
     # Any content-safety violation: the pattern's rule, no statistics.
     limit_safety = rollback.get("safety_violations", 0)
-    if c.safety_violations > limit_safety:
+    if safety and c.safety_violations > limit_safety:
         fired.append(Trigger("safety_violations", c.safety_violations, limit_safety,
                              f"{int(c.safety_violations)} content-safety violation(s) in the last window"))
     # Error rate: the last window, then the last two windows pooled, then the stage so far.
@@ -147,7 +236,7 @@ def rollback_triggers(
         margin = rollback["error_rate_pp"] / 100
         detail["error_rate"] = cmp.to_dict()
         enough = c.errors >= st.MIN_ROLLBACK_EVENTS
-        trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "")
+        trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "", alpha)
         longer: list[tuple[str, str, Sample, Sample]] = []
         if earlier is not None:
             ec, ep = earlier["canary"], earlier["production"]
@@ -162,7 +251,7 @@ def rollback_triggers(
             pooled = st.compare_proportions(int(lc.errors), int(lc.requests), int(lp.errors), int(lp.requests))
             detail[key] = {**pooled.to_dict(), "canary": [int(lc.errors), int(lc.requests)],
                            "production": [int(lp.errors), int(lp.requests)]}
-            trigger = _error_trigger(pooled, lc, rollback["error_rate_pp"], span)
+            trigger = _error_trigger(pooled, lc, rollback["error_rate_pp"], span, alpha)
         if trigger is not None:
             fired.append(trigger)
         elif cmp.difference >= WARNING_FRACTION * margin and enough:
@@ -174,7 +263,7 @@ def rollback_triggers(
     if p99_c is not None and p99_p and p99_p > 0:
         ratio = p99_c / p99_p
         limit = rollback["latency_p99_ratio"]
-        evidence, tail = _tail_evidence(c, p, p99_p)
+        evidence, tail = _tail_evidence(c, p, p99_p, alpha=alpha)
         detail["latency_p99"] = {"canary_s": _r(p99_c), "production_s": _r(p99_p), "ratio": _r(ratio),
                                  "tail_test": tail}
         if ratio > limit and evidence:
@@ -192,7 +281,7 @@ def rollback_triggers(
         p_lower = _quality_p_lower(c, p)
         detail["quality"] = {"canary": _r(qc), "production": _r(qp), "ratio": _r(ratio), "p_lower": _r(p_lower)}
         enough = c.quality_count >= st.MIN_ROLLBACK_EVENTS
-        if ratio < limit and st.rollback_evidence(p_lower, c.quality_count):
+        if ratio < limit and st.rollback_evidence(p_lower, c.quality_count, alpha=alpha):
             fired.append(Trigger("quality", ratio, limit,
                                  f"quality {qc:.3f} vs production {qp:.3f} (×{ratio:.3f} < ×{limit}; "
                                  f"p={p_lower:.1e}, {int(c.quality_count)} scored)"))
@@ -202,9 +291,10 @@ def rollback_triggers(
     return fired, warned, detail
 
 
-def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, span: str) -> Trigger | None:
+def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, span: str,
+                   alpha: float = st.ROLLBACK_ALPHA) -> Trigger | None:
     """The error-rate trigger on one span: beyond the margin, significant, and on enough errors."""
-    if not st.error_rollback(cmp.difference, cmp.p_worse, c.errors, margin_pp / 100):
+    if not st.error_rollback(cmp.difference, cmp.p_worse, c.errors, margin_pp / 100, alpha=alpha):
         return None
     return Trigger("error_rate", cmp.difference * 100, margin_pp,
                    f"error rate {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%}{span} "
@@ -419,7 +509,7 @@ def _p99(s: Sample) -> float | None:
     return s.latency_p99_s
 
 
-def _tail_evidence(c: Sample, p: Sample, p99_p: float) -> tuple[bool, str]:
+def _tail_evidence(c: Sample, p: Sample, p99_p: float, *, alpha: float = st.ROLLBACK_ALPHA) -> tuple[bool, str]:
     """Canary requests beyond production's p99 bucket, tested against production's share there."""
     if not c.latency_buckets or not p.latency_buckets:
         # Without buckets (pushed p99 only) the floor is the only guard against noise.
@@ -427,7 +517,7 @@ def _tail_evidence(c: Sample, p: Sample, p99_p: float) -> tuple[bool, str]:
         return ok, f"no buckets; {int(c.requests)} requests"
     above_c, above_p = st.count_above(c.latency_buckets, p99_p), st.count_above(p.latency_buckets, p99_p)
     pval = st.poisson_rate_test(int(above_c), int(c.requests), int(above_p), int(p.requests))
-    ok = st.rollback_evidence(pval, above_c)
+    ok = st.rollback_evidence(pval, above_c, alpha=alpha)
     return ok, f"{int(above_c)} of {int(c.requests)} canary requests beyond production's p99, p={pval:.1e}"
 
 
@@ -474,6 +564,12 @@ def _ratio_ci_note(rank: st.RankTest | None) -> dict[str, Any] | None:
     se = math.sqrt((rank.n_c + rank.n_p + 1) / (12 * rank.n_c * rank.n_p))
     z = st.z_quantile(1 - st.ALPHA)
     return {"probability_of_superiority": _r(rank.a), "interval": [_r(rank.a - z * se), _r(rank.a + z * se)]}
+
+
+def _brief(s: Sample) -> dict[str, Any]:
+    """A segment's numbers in its record: what its gates and triggers read."""
+    return {"requests": s.requests, "errors": s.errors, "p99_s": _r(_p99(s)), "quality_mean": _r(s.quality_mean),
+            "quality_count": s.quality_count}
 
 
 def _summary(s: Sample) -> dict[str, Any]:

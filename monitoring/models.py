@@ -167,7 +167,8 @@ class CanaryWatch(models.Model):
     consecutive_errors = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     stage_index = models.PositiveSmallIntegerField(null=True, blank=True)
-    stage_baseline = models.JSONField(default=dict)  # {"canary": totals, "production": totals}
+    # {"canary": totals, "production": totals, "segments": {segment: {"canary": ..., "production": ...}}}
+    stage_baseline = models.JSONField(default=dict)
     warned = models.JSONField(default=dict)  # {metric: iso time of the last warning}
     # The most anomaly alerts seen firing on the canary at once during a stage:
     # {"stage_index": i, "alerts": n, "first_seen": iso time}; an alert that fired and cleared

@@ -127,14 +127,19 @@ class PrometheusProvider:
             reading = Reading(queries=list(queries.values()), source=self.name, error=error)
             if error is None:
                 reading.window, reading.totals = {}, {}
+                reading.segments_totals = {}
                 for role, version in (("canary", t.version), ("production", t.baseline)):
-                    w = _pick(index_window, t.model, version, t.segments)
-                    tot = _pick(index_total, t.model, version, t.segments)
+                    w, w_parts = _pick(index_window, t.model, version, t.segments)
+                    tot, tot_parts = _pick(index_total, t.model, version, t.segments)
                     seen = last_seen.get((t.model, version))
                     for s in (w, tot):
                         s.anomaly_alerts = anomalies.get((t.model, version), 0.0)
                         s.last_seen = datetime.fromtimestamp(seen, UTC) if seen else None
                     reading.window[role], reading.totals[role] = w, tot
+                    for seg, part in w_parts.items():
+                        reading.segments_window.setdefault(seg, {})[role] = part
+                    for seg, part in tot_parts.items():
+                        reading.segments_totals.setdefault(seg, {})[role] = part
                 if t.queries:
                     self._apply_overrides(t, reading, now=now, window_s=window_s)
             out[t.canary_id] = reading
@@ -241,10 +246,13 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
 
 
 def _pick(index: Index, model: str, version: str,
-          segments: tuple[str, ...] | None) -> Sample:
+          segments: tuple[str, ...] | None) -> tuple[Sample, dict[str, Sample]]:
+    """One version's numbers summed over its segments (those of `segments`, or all), and each
+    segment's own numbers, kept for judging segment against segment."""
     s = Sample()
     lat: dict[float, float] = defaultdict(float)
     qual: dict[float, float] = defaultdict(float)
+    parts: dict[str, Sample] = {}
     for seg, part in index.get((model, version), ()):
         if segments is not None and seg not in segments:
             continue
@@ -257,12 +265,17 @@ def _pick(index: Index, model: str, version: str,
             lat[le] += c
         for le, c in part["qual"].items():
             qual[le] += c
+        one = parts[seg] = Sample(present=True, requests=round(part["requests"]), errors=round(part["errors"]),
+                                  quality_sum=part["qsum"], safety_violations=round(part["safety"]),
+                                  latency_buckets=sorted(part["lat"].items()) or None,
+                                  quality_buckets=sorted(part["qual"].items()) or None)
+        one.quality_count = one.quality_buckets[-1][1] if one.quality_buckets else 0.0
     s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
     s.safety_violations = round(s.safety_violations)
     s.latency_buckets = sorted(lat.items()) or None
     s.quality_buckets = sorted(qual.items()) or None
     s.quality_count = s.quality_buckets[-1][1] if s.quality_buckets else 0.0
-    return s
+    return s, parts
 
 
 
@@ -297,17 +310,21 @@ class PushProvider:
         window_from = now.timestamp() - window_s
         out: dict[int, Reading] = {}
         for t in targets:
-            reading = Reading(window={}, stage={}, source=self.name,
+            reading = Reading(window={}, stage={}, source=self.name, segments_stage={},
                               queries=[f"observations of {t.model} {t.version},{t.baseline} since {since.isoformat()}"])
             for role, version in (("canary", t.version), ("production", t.baseline)):
                 mine = [r for r in by_version[(t.model, version)] if t.segments is None or r.segment in t.segments]
                 stage_rows = [r for r in mine if r.window_end > t.stage_since]
+                window_rows = [r for r in stage_rows if r.window_end.timestamp() > window_from]
                 reading.stage[role] = _sum_observations(stage_rows)  # type: ignore[index]
-                reading.window[role] = _sum_observations(  # type: ignore[index]
-                    [r for r in stage_rows if r.window_end.timestamp() > window_from]
-                )
+                reading.window[role] = _sum_observations(window_rows)  # type: ignore[index]
                 last = max((r.window_end for r in mine), default=None)
                 reading.stage[role].last_seen = reading.window[role].last_seen = last  # type: ignore[index]
+                for seg in {r.segment for r in stage_rows}:
+                    reading.segments_stage.setdefault(seg, {})[role] = _sum_observations(  # type: ignore[union-attr]
+                        [r for r in stage_rows if r.segment == seg])
+                    reading.segments_window.setdefault(seg, {})[role] = _sum_observations(
+                        [r for r in window_rows if r.segment == seg])
             out[t.canary_id] = reading
         return out
 

@@ -105,6 +105,12 @@ class Reading:
     source: str = ""
     # Stage-so-far values from per-version override queries, applied over the computed stage.
     stage_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The same numbers per segment label (cohort, region, tier, a declared subgroup), before they
+    # are summed: {segment: {"canary": ..., "production": ...}}, for the window and for the stage
+    # so far (push) or as cumulative counters (Prometheus).
+    segments_window: dict[str, dict[str, Sample]] = field(default_factory=dict)
+    segments_stage: dict[str, dict[str, Sample]] | None = None
+    segments_totals: dict[str, dict[str, Sample]] | None = None
 
 
 def le_parse(raw: Any) -> float:

@@ -32,6 +32,8 @@ from monitoring.samples import Reading, Sample, Target
 logger = logging.getLogger(__name__)
 
 WARNING_REPEAT = timedelta(hours=1)  # an early warning per metric per canary at most hourly
+SEGMENTS_KEY = "segments"  # the segments' counters in a watch's stage baseline, beside the roles'
+NO_SEGMENT = "(none)"  # series without a segment label, when others have one
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
     window_s = settings.EVALUATION_WINDOW_S
     baseline = watch.stage_baseline
     stage = _stage_numbers(watch, subject, reading)
+    segments = _segment_numbers(watch, reading)
     errors = watch.consecutive_errors + 1 if reading.error else 0
     decision = evaluator.decide(
         thresholds=subject.thresholds, window=reading.window, stage=stage, now=now,
@@ -115,7 +118,7 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
         random_split=subject.random_split,
         stage_elapsed_s=max((now - subject.stage_since).total_seconds(), 1.0),
         source_error=reading.error, consecutive_errors=errors,
-        earlier=earlier.samples if earlier else None,
+        earlier=earlier.samples if earlier else None, segments=segments,
     )
     pooled = {"pooled_with": earlier.reference()} if earlier and "rollback_window" in decision.inputs else {}
     inputs = normalise_json({
@@ -158,8 +161,12 @@ def _stage_numbers(watch: CanaryWatch, subject: Subject, reading: Reading) -> di
             # most one cadence, rather than charged with the previous stage's traffic).
             base = reading.totals
             watch.stage_index = subject.stage_index
-            watch.stage_baseline = normalise_json({role: s.to_dict() for role, s in base.items()})
-        base_samples = {role: Sample.from_dict(v) for role, v in watch.stage_baseline.items()}
+            watch.stage_baseline = normalise_json({
+                **{role: s.to_dict() for role, s in base.items()},
+                SEGMENTS_KEY: {seg: {role: s.to_dict() for role, s in pair.items()}
+                               for seg, pair in (reading.segments_totals or {}).items()},
+            })
+        base_samples = {role: Sample.from_dict(v) for role, v in watch.stage_baseline.items() if role != SEGMENTS_KEY}
         stage = {role: reading.totals[role].minus(base_samples[role]) for role in reading.totals}
     else:
         stage = dict(reading.window)
@@ -170,6 +177,28 @@ def _stage_numbers(watch: CanaryWatch, subject: Subject, reading: Reading) -> di
                 stage[role].latency_buckets = None
     _stage_alerts(watch, subject, stage, reading.window)
     return stage
+
+
+def _segment_numbers(watch: CanaryWatch, reading: Reading) -> dict[str, dict[str, dict[str, Sample]]] | None:
+    """Each segment's window and stage-so-far numbers, canary and production, for the segments
+    both versions carry: {segment: {"window": {...}, "stage": {...}}}. Cumulative counters less
+    those taken at the stage's first look (a segment first seen since then started at zero)."""
+    if reading.error or not reading.segments_window:
+        return None
+    if reading.segments_stage is not None:
+        stages = reading.segments_stage
+    elif reading.segments_totals is not None:
+        base = (watch.stage_baseline or {}).get(SEGMENTS_KEY) or {}
+        stages = {seg: {role: s.minus(Sample.from_dict(base[seg][role])) if role in base.get(seg, {}) else s
+                        for role, s in pair.items()} for seg, pair in reading.segments_totals.items()}
+    else:
+        stages = reading.segments_window
+    out = {}
+    for seg, window in reading.segments_window.items():
+        stage = stages.get(seg, {})
+        if {"canary", "production"} <= window.keys() and {"canary", "production"} <= stage.keys():
+            out[seg or NO_SEGMENT] = {"window": window, "stage": stage}
+    return out
 
 
 def _stage_alerts(watch: CanaryWatch, subject: Subject, stage: dict[str, Sample], window: dict[str, Sample]) -> None:

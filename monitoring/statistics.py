@@ -50,6 +50,17 @@ Why 10⁻⁶: the false-rollback budget is 1 % of identical canaries over a full
 smallest stages the magnitude condition alone is far rarer than the evidence level; the level
 in force is calibrated instead on simulated identical canaries, and keeps the measured
 false-rollback rate well inside the budget (README, Evaluation engine).
+SEGMENTS. The same rule judges each segment label the metrics carry (cohort, region, tier, a
+declared subgroup) on its own: the canary's segment against production's same segment, so a
+canary that improves the average while degrading one segment (Simpson's paradox: the canary's
+mix of segments differs from production's, or one segment's loss is hidden by the others' gain)
+is caught. With k segments each test runs at `segment_alpha(ROLLBACK_ALPHA, k)` (Bonferroni):
+the chance that any segment of an identical canary rolls back is at most the level of one
+aggregate test, whatever k, so the false-rollback budget grows by at most the aggregate's own
+share (it is at most doubled, never multiplied by k). A segment's promotion gates only veto: a
+segment is red when it is worse than production beyond the promotion tolerance at the gate's
+confidence shared the same way (`segment_alpha(ALPHA, k)`), or with overwhelming evidence; a
+segment short of evidence does not hold the stage (the aggregate gates set the sample size).
 bench/decision_quality.py measures the false-rollback and detection rates of this rule.
 """
 
@@ -168,16 +179,25 @@ def poisson_rate_test(x_c: int, n_c: int, x_p: int, n_p: int) -> float:
     return binom_sf(x_c, total, n_c / (n_c + n_p))
 
 
-def rollback_evidence(p_worse: float | None, events: float) -> bool:
+def rollback_evidence(p_worse: float | None, events: float, *, alpha: float = ROLLBACK_ALPHA) -> bool:
     """Conditions 2 and 3 of the rollback rule (the magnitude, condition 1, is the caller's): the
-    canary is worse than production at `ROLLBACK_ALPHA`, on at least `MIN_ROLLBACK_EVENTS` events."""
-    return p_worse is not None and p_worse < ROLLBACK_ALPHA and events >= MIN_ROLLBACK_EVENTS
+    canary is worse than production at `alpha` (`ROLLBACK_ALPHA`, or its share for one of several
+    segments), on at least `MIN_ROLLBACK_EVENTS` events."""
+    return p_worse is not None and p_worse < alpha and events >= MIN_ROLLBACK_EVENTS
 
 
-def error_rollback(difference: float, p_worse: float, errors: float, margin: float) -> bool:
+def error_rollback(difference: float, p_worse: float, errors: float, margin: float, *,
+                   alpha: float = ROLLBACK_ALPHA) -> bool:
     """The whole rule for error rates: the canary's rate less production's past `margin` (both
     fractions), `p_worse` their conditional test, on `errors` canary errors."""
-    return difference > margin and rollback_evidence(p_worse, errors)
+    return difference > margin and rollback_evidence(p_worse, errors, alpha=alpha)
+
+
+def segment_alpha(alpha: float, segments: int) -> float:
+    """The per-test level for one of `segments` segments judged alongside each other: Bonferroni's
+    share of the family's level, so that judging more segments does not mean more false alarms
+    (the chance that any segment of an identical canary trips is at most `alpha`)."""
+    return alpha / max(segments, 1)
 
 
 def smallest_rollback_errors(n_c: int, x_p: int, n_p: int, margin: float) -> int | None:
