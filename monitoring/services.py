@@ -20,6 +20,7 @@ from django.db.models import F, Value
 
 from canaryhub.canonical import normalise_json
 from canaryhub.errors import ValidationFailed
+from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from governance.incidents.services import incident_open
 from monitoring import evaluator
@@ -356,7 +357,19 @@ def _update_each(watches: list[CanaryWatch], names: list[str]) -> None:
 
 
 def heartbeat_beat(*, now: datetime, duration_ms: float, canaries: int, queries: int) -> None:
-    Heartbeat.objects.get_or_create(pk=1)
+    """Record a completed round. A round that ends a silence longer than the dead-man's limit
+    records the outage (`monitor.outage` in the audit trail), whether or not a check saw it
+    while it lasted: a gap never leaves no trace."""
+    beat, _ = Heartbeat.objects.get_or_create(pk=1)
+    silent_s = (now - beat.last_tick_at).total_seconds() if beat.last_tick_at else 0.0
+    if silent_s > settings.DEADMAN_LIMIT_S:
+        logger.warning("evaluator silent for %.0f s (limit %s s) until %s", silent_s, settings.DEADMAN_LIMIT_S, now)
+        audit_append(actor=None, action="monitor.outage", object_type="heartbeat", object_id=1, payload={
+            "silent_from": beat.last_tick_at.isoformat(), "silent_until": now.isoformat(),
+            "silent_s": round(silent_s, 1), "limit_s": settings.DEADMAN_LIMIT_S,
+            "switch_tripped_at": beat.tripped_at.isoformat() if beat.tripped_at else None,
+            "incident": beat.incident_id if beat.tripped_at else None,
+        })
     Heartbeat.objects.filter(pk=1).update(
         last_tick_at=now, last_tick_ms=duration_ms, last_tick_canaries=canaries, last_tick_queries=queries,
         ticks=F("ticks") + 1,

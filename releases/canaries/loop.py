@@ -18,10 +18,12 @@ One round (`evaluate_tick`, enqueued by beat every CANARYHUB_EVALUATION_CADENCE_
 6. push: each transition that changes a split announces it; `push` carries it to the canary's
    router through releases.routing, after the commit.
 
-The round ends with the heartbeat. Around it: the dead-man's switch (`deadman_check`, its own
-task on the rollbacks queue, so a stuck evaluation queue cannot silence the check that watches
-it), the periodic refresh of every serving canary's displayed state (`reconcile_all`), and the
-periodic check that every router holds its canary's split (`routers_reconcile`). Rules are pure
+The round ends with the heartbeat. Around it: the dead-man's switch (`deadman_check`) and the
+rollback sweeper (`rollbacks_sweep`: decided rollbacks and 0 % pushes whose messages were lost),
+both run by the watchdog thread of every worker and web process (canaryhub.watch) as well as by
+beat, so neither a dead beat nor a stuck queue silences the checks that watch them; the
+periodic refresh of every serving canary's displayed state (`reconcile_all`), and the periodic
+check that every router holds its canary's split (`routers_reconcile`). Rules are pure
 functions elsewhere; this module orders the steps and owns no rule of its own.
 """
 
