@@ -14,10 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canaryhub.api import StrictSerializer, example_request, example_response, problems
-from canaryhub.errors import NotFound
+from canaryhub.errors import NotFound, PermissionRefused
 from governance.access.permissions import Action, principal_of, require
 from governance.certificates.models import Certificate
-from governance.certificates.services import certificate_decide, certificate_verify
+from governance.certificates.services import certificate_decide, certificate_verify, reviewer_conflict
 from governance.reports.pdf import verify_url
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from releases.canaries.selectors import canary_get
@@ -93,7 +93,11 @@ class CanaryCertificate(APIView):
     @idempotent
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
-        canary_get(actor=principal, canary_id=id)
+        canary = canary_get(actor=principal, canary_id=id)
+        require(principal, Action.ISSUE_CERTIFICATE, model=canary.model)  # 403 before the input is read
+        conflict = reviewer_conflict(canary, principal.user)
+        if conflict:
+            raise PermissionRefused(conflict)
         data = CertificateInput(data=request.data)
         data.is_valid(raise_exception=True)
         cert = certificate_decide(actor=principal, canary_id=id, issue=data.validated_data["decision"] == "issue",

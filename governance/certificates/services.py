@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from canaryhub.canonical import canonical_json
-from canaryhub.errors import Conflict, NotFound, ValidationFailed
+from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
 from governance.audit.models import AuditChainHead, AuditEvent
 from governance.audit.services import audit_append, audit_verify
@@ -111,6 +111,19 @@ def _body(canary: Any, *, reviewer_name: str, now: datetime, checklist: list[dic
 
 
 
+def reviewer_conflict(canary: Any, user: Any) -> str | None:
+    """Why this person may not review the canary's certificate (segregation of duties), or None.
+    The review is independent of the canary: not its owner (frozen at initiation), its initiator,
+    nor anyone who signed one of its steps — whatever other roles they also hold."""
+    if user.pk == canary.owner_id:
+        return "you own this canary's model: its certificate must be reviewed by someone independent of it"
+    if user.pk == canary.initiated_by_id:
+        return "you initiated this canary: its certificate must be reviewed by someone independent of it"
+    if canary.approvals.filter(signer=user).exists():
+        return "you signed steps of this canary: its certificate must be reviewed by someone independent of it"
+    return None
+
+
 def certificate_decide(
     *, actor: Any, canary_id: int, issue: bool, reasons: str = "", now: datetime | None = None
 ) -> Certificate:
@@ -121,13 +134,16 @@ def certificate_decide(
     now = now or timezone.now()
     principal = as_principal(actor)
     reasons = reasons.strip() if isinstance(reasons, str) else ""
-    if not issue and len(reasons) < 10:
-        raise ValidationFailed.field("reasons", "say why the certificate is returned (at least 10 characters)")
     with transaction.atomic():
         canary = Canary.objects.select_for_update().filter(pk=canary_id).first()
         if canary is None:
             raise NotFound(f"no canary #{canary_id}")
         require(principal, Action.ISSUE_CERTIFICATE, model=canary.model)
+        conflict = reviewer_conflict(canary, principal.user)
+        if conflict:
+            raise PermissionRefused(conflict)
+        if not issue and len(reasons) < 10:
+            raise ValidationFailed.field("reasons", "say why the certificate is returned (at least 10 characters)")
         if canary.state != Canary.State.COMPLETED:
             raise Conflict(f"canary #{canary.pk} is {canary.state}; only a completed canary is certified")
         checklist = [item.as_dict() for item in certificate_checklist(canary)]

@@ -33,6 +33,7 @@ def certificate_queue(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def certificate_decide_view(request: HttpRequest, canary_id: int) -> HttpResponse:
+    require_page(request.user, Action.ISSUE_CERTIFICATE)  # before the form is read
     issue = request.POST.get("decision") == "issue"
     try:
         cert = services.certificate_decide(actor=request.user, canary_id=canary_id, issue=issue,

@@ -74,6 +74,7 @@ def evidence_page(request: HttpRequest) -> HttpResponse:
         canaries = canaries.filter(model__name=model_name)
     errors: list[str] = []
     if request.method == "POST":
+        require_page(request.user, Action.EXPORT_EVIDENCE)  # before the form is read
         scope = request.POST.get("scope", "")
         try:
             export = evidence_export_request(

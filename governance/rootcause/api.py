@@ -144,9 +144,12 @@ class IncidentRootCause(APIView):
                    responses={201: RootCauseOutput, **problems(400, 401, 403, 404, 409, 422)})
     @idempotent
     def post(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.FILE_ROOT_CAUSE)  # 403 before the input is read
+        _visible_incident(principal, id)
         data = RootCauseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        report = services.root_cause_file(actor=principal_of(request), incident_id=id, **data.validated_data)
+        report = services.root_cause_file(actor=principal, incident_id=id, **data.validated_data)
         return Response(RootCauseOutput(report).data, status=status.HTTP_201_CREATED)
 
 
@@ -231,7 +234,9 @@ class IncidentReinitiation(APIView):
         (its root cause accepted by MRM); the password is re-entered."""
         principal = principal_of(request)
         refuse_machine(principal, "sign a re-initiation")
-        _visible_incident(principal, id)
+        incident = _visible_incident(principal, id)
+        if incident.canary_id is not None:
+            require(principal, Action.APPROVE_REINITIATION, model=incident.canary.model)  # before the input
         data = ReinitiationInput(data=request.data)
         data.is_valid(raise_exception=True)
         approval = services.reinitiation_approve(actor=principal, incident_id=id, **data.validated_data)

@@ -75,6 +75,7 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 def root_cause_file(request: HttpRequest, incident_id: int) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.FILE_ROOT_CAUSE)  # before the form is read
     incident = _incident(incident_id)
     values = {k: request.POST.get(k, "") for k in ROOT_CAUSE_FIELDS}
     try:
@@ -89,6 +90,7 @@ def root_cause_file(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 def root_cause_review(request: HttpRequest, incident_id: int) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.ACCEPT_ROOT_CAUSE)  # before the form is read
     incident = _incident(incident_id)
     accept = request.POST.get("verb") == "accept"
     report = request.POST.get("report", "")
@@ -105,6 +107,7 @@ def root_cause_review(request: HttpRequest, incident_id: int) -> HttpResponse:
 @require_POST
 def reinitiation_approve(request: HttpRequest, incident_id: int) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.APPROVE_REINITIATION)  # before the form is read
     incident = _incident(incident_id)
     try:
         services.reinitiation_approve(actor=request.user, incident_id=incident.pk,
@@ -120,6 +123,7 @@ def reinitiation_approve(request: HttpRequest, incident_id: int) -> HttpResponse
 @require_POST
 def escalation_resolve(request: HttpRequest, incident_id: int, escalation_id: int) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.RESOLVE_ESCALATION)  # before the form is read
     incident = _incident(incident_id)
     try:
         services.escalation_resolve(actor=request.user, escalation_id=escalation_id, note=request.POST.get("note", ""))

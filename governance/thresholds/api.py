@@ -112,7 +112,8 @@ class CanaryThresholdChanges(APIView):
         """Request a change of a running canary's thresholds. It needs AI Governance and MRM
         approval and applies when the canary next enters a stage."""
         principal = principal_of(request)
-        canary_get(actor=principal, canary_id=id)
+        canary = canary_get(actor=principal, canary_id=id)
+        require(principal, Action.REQUEST_THRESHOLD_CHANGE, model=canary.model)  # 403 before the input is read
         data = ThresholdChangeInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -147,6 +148,7 @@ class ThresholdChangeApprovals(APIView):
         applies at the canary's next stage."""
         principal = principal_of(request)
         refuse_machine(principal, "review a threshold change")
+        require(principal, Action.REVIEW_THRESHOLD_CHANGE)  # 403 before the input is read
         change = ThresholdChangeRequest.objects.filter(pk=id).first()
         if change is None:
             raise NotFound(f"no threshold change request #{id}")

@@ -88,6 +88,7 @@ def threshold_changes(request: HttpRequest) -> HttpResponse:
 @require_POST
 def threshold_change_request(request: HttpRequest) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.REQUEST_THRESHOLD_CHANGE)  # before the form is read
     raw_canary = request.POST.get("canary", "")
     reason = request.POST.get("reason", "")
     posted, errors = _proposed_from(request.POST)
@@ -110,6 +111,7 @@ def threshold_change_request(request: HttpRequest) -> HttpResponse:
 @require_POST
 def threshold_change_review(request: HttpRequest, change_id: int) -> HttpResponse:
     require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.REVIEW_THRESHOLD_CHANGE)  # before the form is read
     approve = request.POST.get("verb") == "approve"
     try:
         services.threshold_change_review(actor=request.user, request_id=change_id, approve=approve,

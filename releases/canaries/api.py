@@ -31,6 +31,7 @@ from canaryhub.api import (
     paginated,
     problems,
 )
+from canaryhub.errors import PermissionRefused
 from governance.access.permissions import Action, principal_of, require
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.evaluations import GateStatus
@@ -370,6 +371,7 @@ class CanaryCollection(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
+        require(principal, Action.START_CANARY)  # 403 before the input is read
         data = CanaryInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -442,7 +444,11 @@ class CanaryApprovals(APIView):
     @idempotent
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
-        canary_selectors.canary_get(actor=principal, canary_id=id)
+        canary = canary_selectors.canary_get(actor=principal, canary_id=id)
+        # Who can give no signature on this canary is refused before their input is read.
+        refusal = canary_selectors.signing_permission(principal, canary)
+        if refusal:
+            raise PermissionRefused(refusal)
         data = ApprovalInput(data=request.data)
         data.is_valid(raise_exception=True)
         approval = services.canary_sign(actor=principal, canary_id=id, **data.validated_data)
@@ -469,7 +475,8 @@ class CanaryRollback(APIView):
     @idempotent
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
-        canary_selectors.canary_get(actor=principal, canary_id=id)
+        canary = canary_selectors.canary_get(actor=principal, canary_id=id)
+        require(principal, Action.ROLLBACK_CANARY, model=canary.model)  # 403 before the input is read
         data = ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.canary_rollback(actor=principal, canary_id=id, reason=data.validated_data["reason"], automatic=False)
@@ -492,7 +499,8 @@ class CanaryAbort(APIView):
     @idempotent
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
-        canary_selectors.canary_get(actor=principal, canary_id=id)
+        canary = canary_selectors.canary_get(actor=principal, canary_id=id)
+        require(principal, Action.ABORT_CANARY, model=canary.model)  # 403 before the input is read
         data = ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.canary_abort(actor=principal, canary_id=id, reason=data.validated_data["reason"])

@@ -180,6 +180,20 @@ def signer_facts(actor: Any, canary: Canary, role: str) -> rules.SignerFacts:
     )
 
 
+def signing_permission(actor: Any, canary: Canary) -> str | None:
+    """Why this principal can give no signature at all on this canary (a service account, a role
+    that signs nothing, an owner of another model), or None when some role's signature may be
+    theirs. Asked before a signature's input is read."""
+    principal = as_principal(actor)
+    if principal.is_service_account:
+        return "service accounts never sign: an approval is a human act"
+    subject = signing_subject(canary)
+    decisions = [decide(principal, action, model=subject) for action in SIGN_ACTIONS.values()]
+    if any(decisions):
+        return None
+    return decisions[0].reason
+
+
 def signing_refusal(actor: Any, canary: Canary, *, role: str, facts: rules.StepFacts) -> rules.Refusal | None:
     return rules.signing_refusal(role=role, facts=facts, signer=signer_facts(actor, canary, role))
 

@@ -222,9 +222,11 @@ class ModelCollection(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.REGISTER_MODEL)  # who may not act is refused before their input is read
         data = ModelInput(data=request.data)
         data.is_valid(raise_exception=True)
-        model = services.model_register(actor=principal_of(request), **data.validated_data)
+        model = services.model_register(actor=principal, **data.validated_data)
         return Response(
             ModelOutput(model).data, status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/v1/models/{model.name}/"},
@@ -258,7 +260,8 @@ class ModelItem(APIView):
     )
     def patch(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
-        selectors.model_get(actor=principal, name=name)  # 404 before 403 for what one cannot see
+        model = selectors.model_get(actor=principal, name=name)  # 404 before 403 for what one cannot see
+        require(principal, Action.CHANGE_MODEL, model=model)  # 403 before the input is read
         data = ModelPatch(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_update(actor=principal, name=name, changes=dict(data.validated_data))
@@ -302,7 +305,8 @@ class VersionCollection(APIView):
     @idempotent
     def post(self, request: Request, name: str) -> Response:
         principal = principal_of(request)
-        selectors.model_get(actor=principal, name=name)
+        model = selectors.model_get(actor=principal, name=name)
+        require(principal, Action.REGISTER_VERSION, model=model)  # 403 before the input is read
         _refuse_metrics(principal, request.data)
         data = VersionInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -349,7 +353,8 @@ class VersionItem(APIView):
     )
     def patch(self, request: Request, name: str, version: str) -> Response:
         principal = principal_of(request)
-        selectors.version_get(actor=principal, model_name=name, version=version)
+        obj = selectors.version_get(actor=principal, model_name=name, version=version)
+        require(principal, Action.CHANGE_VERSION, model=obj.model)  # 403 before the input is read
         _refuse_metrics(principal, request.data)
         data = VersionPatch(data=request.data)
         data.is_valid(raise_exception=True)
@@ -443,9 +448,11 @@ class ObservationCollection(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.PUSH_OBSERVATIONS)  # 403 before the input is read
         data = ObservationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        obj = services.observation_push(actor=principal_of(request), data=dict(data.validated_data))
+        obj = services.observation_push(actor=principal, data=dict(data.validated_data))
         return Response(ObservationOutput(obj).data, status=status.HTTP_201_CREATED)
 
 
