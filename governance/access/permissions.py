@@ -208,9 +208,8 @@ def decide(actor: Any, action: Action, *, model: AIModel | None = None) -> Decis
         return Decision(False, "you have no CanaryHub role")
     if action in MODEL_SCOPED and model is None:
         # Asking "may I do this to some model?" (e.g. to show a button on a list page).
-        return Decision(
-            any(_decide_roles(principal, roles, action, None)), "depends on the model"
-        )
+        allowed = any(_decide_roles(principal, roles, action, None))
+        return Decision(allowed, "depends on the model" if allowed else f"you may not {action.value.replace('_', ' ')}")
     if Role.SERVICE_ACCOUNT in roles:
         if action in HUMAN_ONLY:
             return Decision(False, f"{action} is a human act; service accounts can never do it")

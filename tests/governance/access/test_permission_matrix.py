@@ -1,6 +1,6 @@
 """The permission matrix: every API operation of the OpenAPI schema, called by every role, a
-person without a role, a service-account token scoped to the model, a token scoped to another
-model, and an anonymous caller — each answer compared with the row written here.
+person without a role, the service account's CI token and its observations token scoped to the
+model, a CI token scoped to another model, and an anonymous caller — each answer compared with the row written here.
 
 Writes are sent a body that is never valid (an unknown field): whoever may act gets 400, whoever
 may not gets 403 (404 when they may not even see the object) — so the matrix also proves that
@@ -26,7 +26,7 @@ from releases.canaries import services as lifecycle
 from releases.register import services
 
 HUMANS = ("owner", "other_owner", "platform", "mrm", "gov", "risk", "oncall", "auditor")
-CALLERS = ("anonymous", "nobody", *HUMANS, "token", "out_token")
+CALLERS = ("anonymous", "nobody", *HUMANS, "token", "obs_token", "out_token")
 BAD_BODY = {"not_a_field": 1}
 
 
@@ -34,7 +34,7 @@ def row(default: int, **cells: int | tuple[int, ...]) -> dict[str, tuple[int, ..
     """A row of the matrix: the status each caller gets. Unnamed human roles get `default`; a
     person without a role 403; an anonymous caller 401; tokens as named (else `default`)."""
     answers: dict[str, Any] = {"anonymous": 401, "nobody": 403, **{h: default for h in HUMANS},
-                               "token": default, "out_token": default, **cells}
+                               "token": default, "obs_token": default, "out_token": default, **cells}
     return {k: v if isinstance(v, tuple) else (v,) for k, v in answers.items()}
 
 
@@ -52,14 +52,14 @@ def write(*allowed: str, out_token: int | tuple[int, ...] = 404) -> dict[str, tu
 # operationId -> (method, path with placeholders, expected answers)
 MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "assign": ("GET", "/api/v1/assign?model=scorer&user=u-1", read(out_token=(403, 404))),
-    "audit_list": ("GET", "/api/v1/audit/", read(token=403, out_token=403)),
-    "audit_verify": ("GET", "/api/v1/audit/verify/", read(token=403, out_token=403)),
+    "audit_list": ("GET", "/api/v1/audit/", read(token=403, obs_token=403, out_token=403)),
+    "audit_verify": ("GET", "/api/v1/audit/verify/", read(token=403, obs_token=403, out_token=403)),
     "canaries_list": ("GET", "/api/v1/canaries/", read(out_token=200)),
     "canaries_retrieve": ("GET", "/api/v1/canaries/{canary}/", read()),
     "canaries_evaluations_list": ("GET", "/api/v1/canaries/{canary}/evaluations/", read()),
     "canaries_threshold_changes_list": ("GET", "/api/v1/canaries/{canary}/threshold-changes/", read()),
     "canaries_evidence_retrieve": ("GET", "/api/v1/canaries/{canary}/evidence/",
-                                   read(other_owner=403, oncall=403, token=403)),
+                                   read(other_owner=403, oncall=403, token=403, obs_token=403)),
     "certificates_retrieve": ("GET", "/api/v1/certificates/{certificate}/", row(404)),
     "certificates_verify": ("GET", "/api/v1/certificates/{certificate}/verify/", row(404)),
     "incidents_list": ("GET", "/api/v1/incidents/", read(out_token=200)),
@@ -72,7 +72,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "versions_create": ("POST", "/api/v1/models/scorer/versions/", write("owner", "platform", "token")),
     "versions_partial_update": ("PATCH", "/api/v1/models/scorer/versions/1.1.0/",
                                 write("owner", "platform", "token")),
-    "observations_create": ("POST", "/api/v1/observations/", write("platform", "token", "out_token")),
+    "observations_create": ("POST", "/api/v1/observations/", write("platform", "obs_token", out_token=403)),
     "canaries_create": ("POST", "/api/v1/canaries/",
                         write("owner", "other_owner", "platform", "token", "out_token")),
     "canaries_approvals_create": ("POST", "/api/v1/canaries/{canary}/approvals/", write("owner", "mrm")),
@@ -139,8 +139,10 @@ def world(role_user, settings, tmp_path) -> dict[str, Any]:
     # Each person through a personal token (the way scripts and /assign callers come in); the
     # service account through tokens scoped to the model and to another one.
     for who, user, scope in [*((h, people[h], None) for h in ("nobody", *HUMANS)),
-                             ("token", people["bot"], ["scorer"]), ("out_token", people["bot"], ["other"])]:
-        _, secret = token_create(actor=platform, user=user, name=who, scope=scope)
+                             ("token", people["bot"], ["scorer"]), ("obs_token", people["bot"], ["scorer"]),
+                             ("out_token", people["bot"], ["other"])]:
+        purpose = "observations" if who == "obs_token" else "ci"
+        _, secret = token_create(actor=platform, user=user, name=who, scope=scope, purpose=purpose)
         clients[who] = APIClient()
         clients[who].credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     ids = {"canary": canary.pk, "incident": incident.pk, "change": change.pk, "certificate": uuid.uuid4()}
