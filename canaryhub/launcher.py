@@ -1,7 +1,7 @@
 """`python -m canaryhub.launcher`: the embedded CanaryHub in one terminal (what `make run` ends with).
 
-Starts its children — web (Django's server), a Celery worker, a Celery worker of its own for
-rollbacks, Celery beat and the built-in traffic simulator for the demo model — prefixes each
+Starts its children — web (Django's server), a Celery worker, Celery workers of their own for
+rollbacks and for notifications, Celery beat and the built-in traffic simulator for the demo model — prefixes each
 line they print with the process name, and stops them all on Ctrl-C or SIGTERM, or as soon as
 any one of them exits (a half-running CanaryHub is worse than a stopped one: without the worker
 no evaluation or rollback happens).
@@ -11,6 +11,9 @@ Environment: HOST (default 127.0.0.1), PORT (8000), CANARYHUB_DEMO_PASSWORD (the
 CANARYHUB_WEB_SERVER ("runserver", default, or "gunicorn"), CANARYHUB_SIMULATE ("1", default: simulate
 the demo model's production and canary traffic and push each window to the push provider; "0": no
 simulated traffic, e.g. when real model servers publish to Prometheus).
+
+Says where notifications go: the in-app feed always; e-mail to files under var/mail/ unless
+CANARYHUB_SMTP_HOST is set; Slack and PagerDuty when their settings are.
 
 Migrations, demo data and static files are not done here: `make run` does them first.
 """
@@ -33,7 +36,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_LOGINS = ("owner", "platform", "mrm", "governance", "risk", "oncall")
 DEFAULT_DEMO_PASSWORD = "canaryhub-demo"
 STOP_GRACE_S = 20.0  # a Celery worker's warm shutdown takes 5-10 s even when idle
-COLOURS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "launcher": "\033[32m"}
+COLOURS = {"web": "\033[36m", "worker": "\033[33m", "notify": "\033[34m", "beat": "\033[35m", "launcher": "\033[32m"}
 RESET = "\033[0m"
 
 _print_lock = threading.Lock()
@@ -119,8 +122,22 @@ def build_children(host: str, port: int) -> list[Child]:
         # Rollbacks have a worker of their own, so a backlog of evaluations never delays one.
         Child("rollbacks", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "rollbacks", "-c", "1",
                             "-n", "rollbacks@%h", "--loglevel=INFO"]),
+        # Notifications too, so a flood of summaries or a slow receiver never delays an evaluation.
+        Child("notify", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "notifications", "-c", "1",
+                         "-n", "notifications@%h", "--loglevel=INFO"]),
         Child("beat", [python, "-m", "celery", "-A", "canaryhub", "beat", "--loglevel=INFO"]),
     ] + simulator
+
+
+def delivery_summary(environ: dict[str, str], *, base_dir: str) -> str:
+    """Where notifications go with these settings (said at start-up)."""
+    var = environ.get("CANARYHUB_VAR_DIR", os.path.join(base_dir, "var"))
+    smtp = environ.get("CANARYHUB_SMTP_HOST", "")
+    parts = [f"e-mail via SMTP {smtp}:{environ.get('CANARYHUB_SMTP_PORT', '25')}" if smtp
+             else f"e-mail written one file per message to {os.path.join(var, 'mail')}/ (no SMTP host set)"]
+    parts.append("Slack: " + ("team channel webhook set" if environ.get("CANARYHUB_SLACK_WEBHOOK_URL") else "off"))
+    parts.append("PagerDuty: " + ("on" if environ.get("CANARYHUB_PAGERDUTY_ROUTING_KEY") else "off (no routing key)"))
+    return "notifications: in-app feed; " + "; ".join(parts)
 
 
 
@@ -175,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         if wait_until_serving(url, children):
             say("launcher", f"CanaryHub is running at {url} — log in as {' / '.join(DEMO_LOGINS)}, "
                             f"password: {args.demo_password}")
+            say("launcher", delivery_summary(env, base_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
             say("launcher", "press Ctrl-C to stop")
         elif all(c.returncode is None for c in children):
             say("launcher", f"{url}healthz has not answered yet; the processes keep running (Ctrl-C to stop)")

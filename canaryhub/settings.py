@@ -205,6 +205,40 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Rollback pushes run on their own queue so that a backlog of other work never delays them.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 
+# --- notifications ----------------------------------------------------------------------------
+# Who hears what: monitoring.notifications.recipients. Every endpoint is a setting, so tests and
+# air-gapped installations point them at their own receivers. With no SMTP host, e-mails are
+# written one file per message under var/mail/ (the launcher says so at start-up).
+EMAIL_HOST = env.str("CANARYHUB_SMTP_HOST", default="")
+EMAIL_PORT = env.int("CANARYHUB_SMTP_PORT", default=25)
+EMAIL_HOST_USER = env.str("CANARYHUB_SMTP_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("CANARYHUB_SMTP_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("CANARYHUB_SMTP_STARTTLS", default=False)
+EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.filebased.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("CANARYHUB_MAIL_FROM", default="CanaryHub <canaryhub@localhost>")
+NOTIFY_BASE_URL = env.str("CANARYHUB_BASE_URL", default="http://127.0.0.1:8000")  # links in messages
+NOTIFY_LIST_ID = env.str("CANARYHUB_MAIL_LIST_ID", default="CanaryHub notifications <canaryhub.localhost>")
+NOTIFY_SLACK_WEBHOOK_URL = env.str("CANARYHUB_SLACK_WEBHOOK_URL", default="")  # the team channel
+NOTIFY_PAGERDUTY_URL = env.str("CANARYHUB_PAGERDUTY_URL", default="https://events.pagerduty.com/v2/enqueue")
+NOTIFY_PAGERDUTY_ROUTING_KEY = env.str("CANARYHUB_PAGERDUTY_ROUTING_KEY", default="")
+NOTIFY_WEBHOOK_SECRET = env.str("CANARYHUB_NOTIFY_WEBHOOK_SECRET", default=SECRET_KEY)
+NOTIFY_ON_CALL_ADDRESS = env.str("CANARYHUB_ON_CALL_ADDRESS", default="")
+NOTIFY_COMMITTEE_ADDRESS = env.str("CANARYHUB_COMMITTEE_ADDRESS", default="")
+NOTIFY_TIME_ZONE = env.str("CANARYHUB_NOTIFY_TIME_ZONE", default="UTC")
+NOTIFY_BUSINESS_HOURS = env.str("CANARYHUB_BUSINESS_HOURS", default="09-17")  # local, [start, end)
+NOTIFY_BUSINESS_DAYS = env.str("CANARYHUB_BUSINESS_DAYS", default="1-5")  # ISO weekdays
+NOTIFY_SUMMARY_EVERY_H = env.int("CANARYHUB_SUMMARY_EVERY_H", default=4)
+# Registered webhook/Slack URLs may not reach private or loopback addresses unless this is set.
+NOTIFY_ALLOW_PRIVATE_URLS = env.bool("CANARYHUB_NOTIFY_ALLOW_PRIVATE_URLS", default=False)
+NOTIFY_SEND_INTERVAL_S = env.float("CANARYHUB_NOTIFY_SEND_INTERVAL_S", default=2.0)
+NOTIFY_SEND_TIMEOUT_S = env.float("CANARYHUB_NOTIFY_SEND_TIMEOUT_S", default=5.0)
+NOTIFY_CLAIM_TIMEOUT_S = env.float("CANARYHUB_NOTIFY_CLAIM_TIMEOUT_S", default=60.0)
+NOTIFY_RETRY_BASE_S = env.float("CANARYHUB_NOTIFY_RETRY_BASE_S", default=5.0)
+NOTIFY_RETRY_CAP_S = env.float("CANARYHUB_NOTIFY_RETRY_CAP_S", default=60.0)
+NOTIFY_DEADLINE_S = env.float("CANARYHUB_NOTIFY_DEADLINE_S", default=3600.0)  # then dead-lettered
+
 # --- integrations -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
@@ -310,6 +344,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.canaries.tasks.sweep_rollbacks", "schedule": float(ROLLBACK_SWEEP_AFTER_S),
         "options": {"queue": "rollbacks"},
     },
+    # The notification sender, on its own queue so a flood of summaries never delays a page.
+    "send-notifications": {
+        "task": "monitoring.notifications.tasks.send_notifications", "schedule": NOTIFY_SEND_INTERVAL_S,
+        "options": {"queue": "notifications", "expires": NOTIFY_SEND_INTERVAL_S * 5},
+    },
+    "oncall-summary": {"task": "releases.canaries.tasks.oncall_summary", "schedule": 300.0},
+    "root-cause-reminders": {"task": "governance.rootcause.tasks.root_cause_reminders", "schedule": 600.0},
     "prune-evaluations": {"task": "releases.canaries.tasks.prune_evaluations", "schedule": 24 * 3600.0},
     "prune-logs": {"task": "monitoring.tasks.prune_logs", "schedule": 24 * 3600.0},
     "prune-evidence-exports": {"task": "governance.evidence.tasks.prune_evidence_exports", "schedule": 24 * 3600.0},

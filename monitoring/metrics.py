@@ -1,5 +1,5 @@
 """The monitor's own gauges on /metrics: the evaluator's heartbeat, the dead-man's switch, decided
-rollbacks not yet carried out, and the depth of the broker's queues.
+rollbacks not yet carried out, the depth of the broker's queues, and notification delivery.
 
 Refreshed from the database on every scrape (canaryhub.metrics), so every web process reports the
 same numbers and nothing is lost across restarts.
@@ -11,14 +11,16 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from prometheus_client import Gauge
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from canaryhub.metrics import REGISTRY
-from monitoring.models import Heartbeat
+from monitoring.models import Heartbeat, NotificationDelivery
 from monitoring.services import rollbacks_pending_summary
 
-QUEUES = ("celery", "rollbacks")
+QUEUES = ("celery", "rollbacks", "notifications")
 
 # The evaluator's heartbeat: the alert rule in deploy/prometheus/ fires when it stops moving.
 EVALUATOR_LAST_TICK = Gauge(
@@ -70,3 +72,41 @@ def rollbacks_refresh() -> None:
     ROLLBACK_PENDING_OLDEST.set(pending.oldest_age_s)
     for queue, depth in queue_depths().items():
         QUEUE_DEPTH.labels(queue=queue).set(depth)
+
+
+# --- notification delivery ---------------------------------------------------------------------------
+
+LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class NotificationCollector:
+    """The outbox on /metrics, read from the database at each scrape (every sender process's
+    work counts): delivery latency (event committed → accepted by the channel) as a histogram per
+    channel against the 5-minute SLO, the pending backlog and the dead letters."""
+
+    def describe(self):
+        return []  # no database read when the collector is registered
+
+    def collect(self):
+        sent = NotificationDelivery.objects.filter(status="sent").exclude(channel="feed")
+        aggs = {f"le{i}": Count("pk", filter=Q(latency_s__lte=le)) for i, le in enumerate(LATENCY_BUCKETS)}
+        hist = HistogramMetricFamily("canaryhub_notification_delivery_seconds",
+                                     "Seconds from the event's commit to the channel accepting the message",
+                                     labels=["channel"])
+        for row in sent.values("channel").annotate(n=Count("pk"), total=Sum("latency_s"), **aggs):
+            buckets = [(str(le), row[f"le{i}"]) for i, le in enumerate(LATENCY_BUCKETS)] + [("+Inf", row["n"])]
+            hist.add_metric([row["channel"]], buckets, row["total"] or 0.0)
+        yield hist
+        by_status = GaugeMetricFamily("canaryhub_notification_deliveries", "Outbox deliveries by status",
+                                      labels=["status"])
+        counts = dict(NotificationDelivery.objects.exclude(channel="feed").values_list("status")
+                      .annotate(n=Count("pk")).values_list("status", "n"))
+        for status in ("pending", "sending", "sent", "dead"):
+            by_status.add_metric([status], counts.get(status, 0))
+        yield by_status
+        yield GaugeMetricFamily("canaryhub_notification_dead_letters",
+                                "Deliveries given up after their deadline or refused for good (see Notifications)",
+                                value=counts.get("dead", 0))
+
+
+REGISTRY.register(NotificationCollector())

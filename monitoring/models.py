@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 from monitoring.evaluations import Gate, GateStatus, as_gates, evaluation_hash
@@ -91,9 +92,11 @@ class NotificationEvent(models.Model):
     """The outbox of things people must be told, and their history: every canary transition and
     threshold change move (releases.canaries.services), every act on an incident's follow-up
     (governance.rootcause), control-plane incidents (monitoring.services.incident_raise), early
-    warnings (the control loop) and committee escalations each add a row in the same transaction
-    as the fact it reports. `audience` names who must hear of it; `sent_at` and `error` are for
-    the delivery, which nothing performs yet: rows are recorded, not sent."""
+    warnings (the control loop), committee escalations, root-cause reminders and the on-call
+    summary each add a row in the same transaction as the fact it reports, together with one
+    NotificationDelivery per recipient and channel (who: monitoring.notifications.recipients).
+    `audience` names the roles that must hear of it; `once_key`, when set, makes a repeated
+    recording of the same fact (a reminder, a summary slot) a no-op."""
 
     kind = models.CharField(max_length=60)
     canary = models.ForeignKey(
@@ -102,8 +105,9 @@ class NotificationEvent(models.Model):
     audience = models.JSONField(default=list)  # e.g. ["owner", "on_call", "consumers"]
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)  # when its last delivery was accepted
     error = models.TextField(blank=True)
+    once_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -111,6 +115,75 @@ class NotificationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({'sent' if self.sent_at else 'pending'})"
+
+
+class NotificationDelivery(models.Model):
+    """One message of an outbox row to one recipient on one channel, and its delivery record.
+
+    The in-app feed's deliveries are delivered when written; the others are claimed by the
+    sender (monitoring.notifications.services.deliveries_send_due), which stamps attempts, the
+    last error and `sent_at`, retries with backoff until `deadline_at`, then dead-letters.
+    `idempotency_key` (event, channel, address) is unique: one event never makes two messages
+    to one recipient, and receivers get it to discard a resend."""
+
+    class Channel(models.TextChoices):
+        FEED = "feed", "In-app feed"
+        EMAIL = "email", "E-mail"
+        SLACK = "slack", "Slack"
+        PAGERDUTY = "pagerduty", "PagerDuty"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Claimed by a sender"
+        SENT = "sent", "Delivered"
+        DEAD = "dead", "Dead-lettered"
+
+    event = models.ForeignKey(NotificationEvent, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=12, choices=Channel.choices)
+    address = models.CharField(max_length=500)  # e-mail address, URL, routing key, or "user:<id>"
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="notification_deliveries",
+    )
+    roles = models.JSONField(default=list)  # why this recipient hears of it
+    page = models.BooleanField(default=False)  # a page: ignores quiet hours
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    deadline_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    latency_s = models.FloatField(null=True, blank=True)  # event committed -> accepted by the channel
+    read_at = models.DateTimeField(null=True, blank=True)  # feed only
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["user", "channel", "-id"], name="delivery_feed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.address} ({self.status})"
+
+
+class NotificationPreference(models.Model):
+    """A person's choice of channels beyond the in-app feed, and quiet hours (in the deployment's
+    notification time zone) during which messages that are not pages wait."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    email = models.BooleanField(default=True)
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user_id}"
 
 
 class Observation(models.Model):

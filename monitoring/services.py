@@ -27,6 +27,7 @@ from monitoring import evaluator
 from monitoring.evaluations import evaluation_hash
 from monitoring.history import EarlierWindow, earlier_windows
 from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation, RollbackDecision
+from monitoring.notifications.services import notification_record
 from monitoring.providers import Provider, provider_for
 from monitoring.samples import Reading, Sample, Target
 
@@ -232,7 +233,7 @@ def warnings_for(judged: Judged, *, now: datetime) -> list[NotificationEvent]:
         if last and now - datetime.fromisoformat(last) < WARNING_REPEAT:
             continue
         events.append(NotificationEvent(
-            kind="early_warning", canary_id=judged.subject.canary_id, audience=["owner", "on_call"],
+            kind="early_warning", canary_id=judged.subject.canary_id,
             payload={"metric": warning.metric, "value": warning.value, "rollback_threshold": warning.limit,
                      "detail": warning.detail, "evaluation": evaluation.pk, "stage_index": judged.subject.stage_index},
         ))
@@ -467,18 +468,7 @@ def logs_prune(*, now: datetime) -> dict[str, int]:
     return {"observations": observations, "notifications": notifications}
 
 
-# --- the notification outbox ------------------------------------------------------------------------
-
-
-def notification_record(
-    *, kind: str, canary_id: int | None, audience: list[str], payload: dict[str, Any],
-) -> NotificationEvent:
-    """One outbox row, in the caller's transaction: what happened (`kind`), to which canary, who
-    must hear of it (`audience`: owner, on_call, consumers, rollback_contact, signers, platform,
-    ai_governance, mrm, requester, model_risk_committee) and what to tell them."""
-    return NotificationEvent.objects.create(kind=kind, canary_id=canary_id, audience=audience,
-                                            payload=normalise_json(payload))
-
+# --- the notification outbox (monitoring.notifications.services) -----------------------------------
 
 def incident_raise(
     *, severity: str, kind: str, summary: str, canary_id: int | None = None, details: dict[str, Any] | None = None,
@@ -490,7 +480,7 @@ def incident_raise(
         incident = incident_open(severity=severity, kind=kind, summary=summary, canary_id=canary_id,
                                  details=details, now=now)
         notification_record(
-            kind=f"incident.{kind}", canary_id=canary_id, audience=["on_call", "platform"],
+            kind=f"incident.{kind}", canary_id=canary_id,
             payload={"incident": incident.pk, "severity": severity, "summary": summary, "details": details or {}},
         )
     return incident

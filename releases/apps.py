@@ -10,6 +10,7 @@ class ReleasesConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from canaryhub import events, metrics, watch
+        from monitoring.notifications import services as notifications
         from releases.canaries import loop, tasks
         from releases.canaries import selectors as canary_selectors
         from releases.register import selectors as register_selectors
@@ -26,5 +27,7 @@ class ReleasesConfig(AppConfig):
         # What every worker and web process checks beside its work (canaryhub.watch).
         watch.register(loop.rollbacks_sweep)
         watch.register(loop.deadman_check)
+        # The people of a canary, for the notification outbox (monitoring cannot import releases).
+        notifications.provide(canary_selectors.notification_contacts)
         metrics.on_scrape(register_selectors.metrics_refresh)
         metrics.on_scrape(canary_selectors.metrics_refresh)

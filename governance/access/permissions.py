@@ -96,6 +96,7 @@ class Action(StrEnum):
     REQUEST_THRESHOLD_CHANGE = "request_threshold_change"
     REVIEW_THRESHOLD_CHANGE = "review_threshold_change"
     RESOLVE_ESCALATION = "resolve_escalation"
+    MANAGE_NOTIFICATIONS = "manage_notifications"
 
 
 # Actions that are acts of a person (signatures, certificates, acceptance): never a machine.
@@ -113,6 +114,7 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
             Action.CHANGE_VERSION, Action.CONFIGURE_METRICS, Action.START_CANARY, Action.ABORT_CANARY, Action.ROLLBACK_CANARY,
             Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE, Action.EXPORT_EVIDENCE,
             Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS, Action.REQUEST_THRESHOLD_CHANGE,
+            Action.MANAGE_NOTIFICATIONS,
         }
     ),
     Role.MODEL_OWNER: frozenset({Action.VIEW, Action.VERIFY_AUDIT}),

@@ -5,12 +5,13 @@ committee's outcome of an escalation. The records and their moves are governance
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from canaryhub.clock import scaled
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
 from governance.audit.services import audit_append
@@ -18,18 +19,12 @@ from governance.incidents.models import CommitteeEscalation, Incident, Reinitiat
 from governance.incidents.services import incident_transition
 from monitoring.services import notification_record
 
-# Who hears of each act (the notification outbox, written in the act's transaction).
-AUDIENCE: dict[str, list[str]] = {
-    "incident.root_cause_filed": ["mrm"],
-    "incident.root_cause_returned": ["on_call"],
-    "incident.root_cause_accepted": ["owner", "on_call"],
-    "version.reinitiation_approved": ["owner", "mrm"],
-    "version.escalation_resolved": ["owner", "mrm", "ai_governance"],
-}
+# Who hears of each act: monitoring.notifications.recipients.WHO_HEARS (the outbox row is written
+# in the act's transaction).
 
 
 def _notify(kind: str, *, canary_id: int | None, incident_id: int | None, payload: dict[str, Any]) -> None:
-    notification_record(kind=kind, canary_id=canary_id, audience=AUDIENCE[kind],
+    notification_record(kind=kind, canary_id=canary_id,
                         payload={"incident": incident_id, **payload})
 
 
@@ -190,3 +185,27 @@ def escalation_resolve(
                 incident_id=None, payload={"escalation": escalation.pk, "version": str(escalation.version),
                                            "note": note})
     return escalation
+
+
+# --- reminders ---------------------------------------------------------------------------------------
+
+REMIND_BEFORE = timedelta(hours=12)  # on-call and MRM hear 12 h before a root cause is due
+
+
+def root_cause_reminders(*, now: datetime | None = None) -> int:
+    """Outbox rows for root causes due within 12 h and for overdue ones, once per incident and due
+    time each (a periodic task calls this; repeating it records nothing new). Returns how many."""
+    now = now or timezone.now()
+    written = 0
+    waiting = Incident.objects.filter(status=Incident.Status.OPEN, root_cause_due_at__isnull=False,
+                                      root_cause_due_at__lte=now + scaled(REMIND_BEFORE))
+    for incident in waiting:
+        due = incident.root_cause_due_at
+        kind = "incident.root_cause_overdue" if now > due else "incident.root_cause_due"
+        with transaction.atomic():
+            event = notification_record(
+                kind=kind, canary_id=incident.canary_id, once_key=f"{kind}:{incident.pk}:{due.isoformat()}",
+                payload={"incident": incident.pk, "due_at": due.isoformat(), "summary": incident.summary},
+            )
+        written += event is not None
+    return written

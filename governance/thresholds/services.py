@@ -18,6 +18,7 @@ from django.utils import timezone
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, Role, as_principal, require, roles_of
 from governance.audit.services import audit_append
+from monitoring.services import notification_record
 from monitoring.thresholds import thresholds_with_defaults
 from releases.canaries import states
 from releases.canaries.models import Canary, ThresholdChangeRequest
@@ -55,6 +56,9 @@ def threshold_change_request(
             payload={"request": change.pk, "current": change.current, "proposed": values, "reason": change.reason,
                      "stage_index": canary.stage_index},
         )
+        notification_record(kind="canary.threshold_change_requested", canary_id=canary.pk,
+                            payload={"request": change.pk, "proposed": values, "reason": change.reason,
+                                     "requested_by": principal.user.pk, "stage_index": canary.stage_index})
     return change
 
 

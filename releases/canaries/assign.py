@@ -243,7 +243,7 @@ def _alert_store_down(detail: str) -> None:
     try:
         with transaction.atomic():
             notification_record(
-                kind="assignment_store_down", canary_id=None, audience=["on_call"],
+                kind="assignment_store_down", canary_id=None,
                 payload={"detail": detail[:500], "effect": "stateless hashing: users may switch version mid-session"},
             )
     except Exception:  # the alert must never break the answer

@@ -148,7 +148,8 @@ class CanaryStopForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=2000,
-        help_text="Recorded in the audit trail and sent to the rollback contact and consumers.",
+        help_text="Recorded in the audit trail and sent with the rollback notice to the owner, on-call, "
+                  "the rollback contact and the model's consumers.",
     )
 
 

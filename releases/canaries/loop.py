@@ -48,7 +48,8 @@ from canaryhub.errors import Conflict
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from monitoring import services as monitor
-from monitoring.models import Evaluation, Heartbeat, NotificationEvent
+from monitoring.models import Evaluation, Heartbeat
+from monitoring.notifications.services import notifications_store
 from monitoring.providers import Provider
 from monitoring.samples import Reading, Target
 from releases.canaries import selectors, services, states
@@ -202,7 +203,7 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
             if not outcome.rollback:
                 to_reconcile.append((by_id[canary_id], j.evaluation))
         monitor.watches_save(changed, rebased=rebased)
-        NotificationEvent.objects.bulk_create(notices)
+        notifications_store(notices, now=now)
         _reconcile(to_reconcile, latest, now=now)
     result.fetch_ms = (fetched - started) * 1000
     result.duration_ms = (time.perf_counter() - started) * 1000
@@ -266,7 +267,7 @@ def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> Canar
             # This window was judged already (a second worker, a retried task): nothing more to do.
             return CanaryOutcome(canary.pk, judged.evaluation.verdict, duplicate=True)
         monitor.judged_recorded(judged, now=now)
-        NotificationEvent.objects.bulk_create(monitor.warnings_for(judged, now=now))
+        notifications_store(monitor.warnings_for(judged, now=now), now=now)
         watch.save()
         outcome = _act(judged)
     if not outcome.rollback:

@@ -7,12 +7,14 @@ releases.canaries.approvals, releases.canaries.schedules and monitoring.evaluati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.utils import timezone
 from prometheus_client import Gauge
 
 from canaryhub.errors import NotFound
@@ -20,9 +22,11 @@ from canaryhub.metrics import REGISTRY
 from governance.access.permissions import Action, Role, as_principal, decide, roles_of, visible_models_filter
 from monitoring.evaluations import readiness
 from monitoring.models import Evaluation
+from monitoring.notifications.recipients import Contact, contact_from_text
 from releases.canaries import approvals as rules
 from releases.canaries import schedules, states
 from releases.canaries.models import Approval, Canary
+from releases.register.models import Consumer
 from releases.routing.models import RouterPush
 from releases.routing.routers import Split
 
@@ -341,3 +345,60 @@ ACTIVE_CANARIES = Gauge("canaryhub_active_canaries", "Canaries serving traffic",
 def metrics_refresh() -> None:
     """The canaries' gauges on /metrics, from the database at each scrape."""
     ACTIVE_CANARIES.set(Canary.objects.filter(state__in=states.SERVING).count())
+
+
+# --- who hears of a canary (monitoring.notifications resolves the rest) ----------------------------
+
+
+def _consumer_contact(consumer: Consumer) -> Contact:
+    return Contact(role="consumers", channel=consumer.channel, address=consumer.contact)
+
+
+def outstanding_signers(canary: Canary, *, now: datetime) -> list[Any]:
+    """Exactly the people who may give a signature the canary's current step still needs: the
+    model owner and the MRM validators that releases.canaries.approvals would let sign it."""
+    # Who may sign, not whether the stage is ready this instant (the notice says it is).
+    facts = replace(step_facts(canary, now=now), stage_ready=True, stage_reason="")
+    if facts.step is None:
+        return []
+    missing = rules.outstanding_signatures(
+        required=rules.required_signatures(step=facts.step, risk_tier=facts.risk_tier), signed=facts.signed)
+    people: list[Any] = []
+    User = get_user_model()  # noqa: N806
+    for role in sorted(missing):
+        if role is rules.SignatureRole.OWNER:
+            candidates = [canary.model.owner]
+        else:
+            candidates = list(User.objects.filter(is_active=True, groups__name=Role.MRM.value).distinct())
+        people += [u for u in candidates if signing_refusal(u, canary, role=role.value, facts=facts) is None
+                   and u not in people]
+    return people
+
+
+def notification_contacts(canary_id: int | None, roles: frozenset[str], payload: dict[str, Any]) -> list[Contact]:
+    """The people and addresses of a canary's roles (owner, consumers, rollback contact, on-call
+    contact, outstanding signers, a threshold change's requester), for the notification outbox."""
+    if canary_id is None:
+        return []
+    canary = Canary.objects.select_related("model", "model__owner").filter(pk=canary_id).first()
+    if canary is None:
+        return []
+    out: list[Contact] = []
+    owner = canary.model.owner
+    if "owner" in roles:
+        out.append(Contact(role="owner", user_id=owner.pk, email=owner.email))
+    if "consumers" in roles:
+        out += [_consumer_contact(c) for c in Consumer.objects.filter(model=canary.model)]
+    if "rollback_contact" in roles:
+        c = contact_from_text("rollback_contact", canary.rollback_contact)
+        out += [c] if c else []
+    if "on_call" in roles:
+        c = contact_from_text("on_call", canary.model.on_call)
+        out += [c] if c else []
+    if "signers" in roles:
+        out += [Contact(role="signers", user_id=u.pk, email=u.email)
+                for u in outstanding_signers(canary, now=timezone.now())]
+    if "requester" in roles and payload.get("requested_by"):
+        user = get_user_model().objects.filter(pk=payload["requested_by"], is_active=True).first()
+        out += [Contact(role="requester", user_id=user.pk, email=user.email)] if user else []
+    return out

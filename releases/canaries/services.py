@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -36,7 +37,8 @@ from governance.incidents.services import (
     reinitiation_claim,
     reinitiation_use,
 )
-from monitoring.models import Evaluation, RollbackDecision
+from monitoring.models import Evaluation, NotificationEvent, RollbackDecision
+from monitoring.notifications.recipients import summary_slot
 from monitoring.services import notification_record
 from releases.canaries import approvals as rules
 from releases.canaries import schedules, selectors, states
@@ -47,30 +49,6 @@ from releases.routing.routers import router_kinds
 
 State = states.State
 ESCALATION_AFTER = 3  # consecutive rollbacks of one version go to the model risk committee (pattern §10.3)
-
-# Who each transition's outbox row is for (the notification table of the pattern, §4.3, §4.7,
-# §10.1-10.2). "signers": the people whose signature the canary's step now waits for.
-AUDIENCE: dict[str, tuple[str, ...]] = {
-    "canary.initiated": ("consumers", "owner", "rollback_contact"),
-    "canary.started": ("consumers", "owner"),
-    "canary.promoted": ("consumers", "owner"),
-    "canary.completed": ("consumers", "owner"),
-    "canary.certified": ("consumers", "owner", "ai_governance"),
-    "canary.awaiting_approval": ("signers",),
-    "canary.held": ("owner", "platform"),
-    "canary.running": (),
-    "canary.suspended": ("on_call", "platform", "owner"),
-    "canary.resumed": ("on_call", "platform", "owner"),
-    "canary.rolled_back": ("owner", "on_call", "rollback_contact", "consumers"),
-    "canary.aborted": ("owner", "consumers"),
-    # A threshold change request's moves: its reviewers, then whoever asked.
-    "canary.threshold_change_requested": ("ai_governance", "mrm"),
-    "canary.threshold_change_approved": ("requester",),
-    "canary.threshold_change_rejected": ("requester",),
-    "canary.threshold_change_applied": ("requester", "owner"),
-    "canary.threshold_change_lapsed": ("requester",),
-}
-
 
 # --- the one transition function -------------------------------------------------------------------
 
@@ -116,8 +94,9 @@ def _transition(
 
 
 def _notify(canary: Canary, *, kind: str, payload: dict[str, Any]) -> None:
+    # Who hears of it: monitoring.notifications.recipients.WHO_HEARS.
     notification_record(
-        kind=kind, canary_id=canary.pk, audience=list(AUDIENCE.get(kind, ())),
+        kind=kind, canary_id=canary.pk,
         payload={"model": canary.model.name, "version": canary.version.version, **payload},
     )
 
@@ -274,6 +253,10 @@ def canary_initiate(
         audit_append(actor=principal.user, action="canary.initiated", object_type="canary", object_id=canary.pk,
                      payload=record)
         _notify(canary, kind="canary.initiated", payload=record)
+        if not starts_now:
+            # The start step is ready for signatures at once: its signers hear it now.
+            _notify(canary, kind="canary.signatures_requested",
+                    payload={"step": "start", "signatures_required": record["start_signatures_required"]})
         if starts_now:
             _announce_push(canary)
     return canary
@@ -461,7 +444,7 @@ def _escalate_if_due(canary: Canary, *, now: datetime) -> None:
         return
     version_flag_escalated(version=version, at=now)
     notification_record(
-        kind="committee.escalation", canary_id=canary.pk, audience=["model_risk_committee", "owner", "mrm"],
+        kind="committee.escalation", canary_id=canary.pk,
         payload={"escalation": escalation.pk, "model": version.model.name, "version": version.version,
                  "canaries": ids, "reason": reason},
     )
@@ -564,7 +547,7 @@ def threshold_change_transition(
     change.save(update_fields=list(changes))
     record = {"request": change.pk, **payload}
     audit_append(actor=actor, action=action, object_type="canary", object_id=change.canary_id, payload=record)
-    notification_record(kind=action, canary_id=change.canary_id, audience=list(AUDIENCE.get(action, ())),
+    notification_record(kind=action, canary_id=change.canary_id,
                         payload={**record, "status": to, "requested_by": change.requested_by_id})
     return change
 
@@ -598,6 +581,48 @@ def _lapse_threshold_changes(canary: Canary, *, now: datetime) -> None:
             change, to=ThresholdChangeRequest.Status.LAPSED, actor=None, action="canary.threshold_change_lapsed",
             payload={"canary_state": canary.state},
         )
+
+
+# --- the on-call summary ---------------------------------------------------------------------------
+
+
+def oncall_summary_record(*, now: datetime | None = None) -> bool:
+    """The on-call summary of every active canary (pattern §10.2): every NOTIFY_SUMMARY_EVERY_H
+    hours during business hours (NOTIFY_BUSINESS_HOURS/DAYS in NOTIFY_TIME_ZONE), once per slot,
+    while any canary is active — its stage, gates, the change since the last summary, and
+    anything held or warned. Returns whether one was recorded."""
+    now = now or timezone.now()
+    slot = summary_slot(now, tz=ZoneInfo(settings.NOTIFY_TIME_ZONE), hours=settings.NOTIFY_BUSINESS_HOURS,
+                        days=settings.NOTIFY_BUSINESS_DAYS, every_h=settings.NOTIFY_SUMMARY_EVERY_H)
+    if slot is None:
+        return False
+    active = list(Canary.objects.filter(state__in=states.ACTIVE).select_related("model", "version").order_by("pk"))
+    if not active:
+        return False
+    previous = NotificationEvent.objects.filter(kind="oncall.summary").order_by("-created_at").first()
+    before = {c["id"]: c for c in (previous.payload.get("canaries", []) if previous else [])}
+    since = previous.created_at if previous else now - timedelta(hours=settings.NOTIFY_SUMMARY_EVERY_H)
+    warned = set(NotificationEvent.objects.filter(kind="early_warning", created_at__gte=since)
+                 .values_list("canary_id", flat=True))
+    rows = []
+    for canary in active:
+        latest = selectors.latest_evaluation(canary)
+        was = before.get(canary.pk)
+        rows.append({
+            "id": canary.pk, "model": canary.model.name, "version": canary.version.version, "state": canary.state,
+            "stage_index": canary.stage_index, "traffic_percent": canary.traffic_percent,
+            "verdict": latest.verdict if latest else None, "hold_reason": canary.hold_reason,
+            "warned": canary.pk in warned,
+            "trend": (f"{was['traffic_percent']}% {was.get('verdict')} -> {canary.traffic_percent}% "
+                      f"{latest.verdict if latest else None}") if was else "new since the last summary",
+        })
+    lines = [f"#{r['id']} {r['model']} {r['version']}: {r['state']} at {r['traffic_percent']}%, gates "
+             f"{r['verdict'] or 'not evaluated'}; {r['trend']}" + (f"; held: {r['hold_reason']}" if r["hold_reason"]
+                                                                    else "") + ("; WARNED" if r["warned"] else "")
+             for r in rows]
+    with transaction.atomic():
+        return notification_record(kind="oncall.summary", canary_id=None, once_key=f"oncall.summary:{slot}",
+                                   payload={"slot": slot, "canaries": rows, "summary": lines}) is not None
 
 
 # --- retention --------------------------------------------------------------------------------------

@@ -78,3 +78,9 @@ def enqueue_rollback(*, canary_id: int, evaluation_id: int | None, reason: str) 
     """Subscriber of "canary.rollback_decided" (releases.apps): its own queue, so a backlog of
     evaluations never delays a rollback."""
     rollback_canary.apply_async(args=[canary_id, evaluation_id, reason], queue="rollbacks")
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def oncall_summary() -> bool:
+    """Beat task: the on-call summary, when a business-hours slot has none yet."""
+    return services.oncall_summary_record()

@@ -6,7 +6,8 @@ Both are signed so the receiver can tell CanaryHub from anyone else on the netwo
     X-CanaryHub-Timestamp: <unix seconds>
     X-CanaryHub-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
 
-(the GET signs an empty body). The receiver should refuse a timestamp more than five minutes
+(the GET signs an empty body; the scheme is canaryhub.signing's, shared with the notification
+webhooks). The receiver should refuse a timestamp more than five minutes
 off, which makes a captured request useless later. It answers 2xx with the split it now applies
 (the echo), 409 for a split older than the one it applies, 404 on a GET when it was never told.
 
@@ -16,8 +17,6 @@ echo that is not the split sent is permanent. The secret never appears in an err
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import urllib.error
@@ -25,6 +24,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, ClassVar
 
+from canaryhub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from releases.routing.routers.base import (
     AppliedSplit,
     PermanentRouterError,
@@ -35,23 +35,7 @@ from releases.routing.routers.base import (
     TransientRouterError,
 )
 
-SIGNATURE_HEADER = "X-CanaryHub-Signature"
-TIMESTAMP_HEADER = "X-CanaryHub-Timestamp"
-MAX_SKEW_S = 300
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify(secret: str, *, timestamp: str, body: bytes, signature: str, now: float | None = None) -> bool:
-    """The receiver's check (used by tests and by Python receivers): signature and freshness."""
-    try:
-        skew = abs((now if now is not None else time.time()) - int(timestamp))
-    except ValueError:
-        return False
-    return skew <= MAX_SKEW_S and hmac.compare_digest(sign(secret, timestamp, body), signature)
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookRouter", "sign", "verify"]
 
 
 class WebhookRouter(Router):

@@ -286,6 +286,12 @@ def test_early_warning_is_an_outbox_event_once_per_hour(canary, django_capture_o
         with django_capture_on_commit_callbacks(execute=True):
             services.evaluate_tick(now=timezone.now() + timedelta(seconds=i), canary_ids=[canary.pk])
     assert NotificationEvent.objects.filter(kind="early_warning", canary=canary).count() == 1
+    # On-call (the model's on-call contact when it is an address) and the owner hear of it.
+    warning = NotificationEvent.objects.get(kind="early_warning", canary=canary)
+    told = {(d.channel, d.user_id or d.address) for d in warning.deliveries.all()}
+    owner = canary.model.owner
+    assert {("feed", owner.pk), ("email", owner.pk)} <= told
+    assert all(d.roles[0] in ("owner", "on_call") for d in warning.deliveries.all())
 
 
 def test_observation_api_stores_a_window_and_refuses_bad_input(canary, role_user, client):
