@@ -86,3 +86,30 @@ def make_evaluation(canary, *, status: str = "green", window_end=None, stage_ind
             gates=gates, verdict=verdict, inputs=inputs,
         ),
     )
+
+
+def window_inputs(*, canary: tuple[float, float] = (1000, 1), production: tuple[float, float] = (99000, 99),
+                  p99_s: tuple[float, float] = (0.2, 0.2), quality: tuple[float, float] = (0.9, 0.9),
+                  scored: tuple[float, float] = (100, 9900), safety: float = 0, traffic_percent: float = 1,
+                  difference_pp: float = 0.0, ci_pp: tuple[float, float] = (-0.05, 0.05),
+                  warnings: list | None = None, latency_buckets: tuple[list, list] | None = None) -> dict:
+    """An evaluation's `inputs` as monitoring.services.judge stores them, with the numbers the
+    dashboard reads: each side's (requests, errors) in the window, p99, quality and scored counts,
+    the canary's safety violations, the configured percent and the error gate's difference."""
+    def side(role: int) -> dict:
+        requests, errors = (canary, production)[role]
+        return {"requests": requests, "errors": errors, "p99_s": p99_s[role], "quality_mean": quality[role],
+                "quality_count": scored[role], "safety_violations": safety if role == 0 else 0,
+                "anomaly_alerts": 0, "last_seen": None}
+
+    raw = None
+    if latency_buckets is not None:
+        raw = {"stage": {"canary": {"latency_buckets": latency_buckets[0]},
+                         "production": {"latency_buckets": latency_buckets[1]}}}
+    return {
+        "source": "test", "traffic_percent": traffic_percent, "raw": raw,
+        "window": {"canary": side(0), "production": side(1)},
+        "gates": {"error_rate": {"difference": difference_pp / 100, "ci_pp": list(ci_pp),
+                                 "sample_size": {"canary": canary[0], "production": production[0]}}},
+        "warnings": warnings or [], "rollback_triggers": [],
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_on_htmx
 from governance.access.permissions import Action, require_page
-from releases.canaries import presenters, selectors, services, states
+from releases.canaries import charts, dashboard, presenters, selectors, services, states
 from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
 from releases.canaries.models import Approval, Canary
 from releases.register import selectors as register_selectors
@@ -144,8 +144,40 @@ def canary_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The page, or (for htmx's periodic refresh) only its live part."""
     require_page(request.user, Action.VIEW)
     canary = _canary_or_404(request.user, pk)
-    context = presenters.canary_page_context(canary, user=request.user, now=timezone.now())
+    now = timezone.now()
+    context = presenters.canary_page_context(canary, user=request.user, now=now)
+    if not is_fragment_request(request):
+        # The charts are drawn once with the page; their refresh asks canary_charts for JSON.
+        key = dashboard.range_key(request.GET.get("range"))
+        context["dashboard"] = dashboard.canary_dashboard(
+            canary, key=key, now=now, latest=context["evaluation"], latest_known=True)
+        context["ranges"] = [{"key": k, "label": label, "current": k == key} for k, label in charts.RANGES.items()]
     return render_page(request, "releases/canary_detail.html", "releases/partials/_canary_live.html", context)
+
+
+@login_required
+@require_GET
+def canary_charts(request: HttpRequest, pk: int) -> JsonResponse:
+    """Every chart of the canary page as Plotly figure JSON, for the page's periodic refresh."""
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    board = dashboard.canary_dashboard(canary, key=dashboard.range_key(request.GET.get("range")), now=timezone.now())
+    return JsonResponse(board.payload())
+
+
+@login_required
+@require_GET
+def canary_chart_csv(request: HttpRequest, pk: int, key: str) -> HttpResponse:
+    """One chart's numbers as CSV (the same rows as its table)."""
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    range_key = dashboard.range_key(request.GET.get("range"))
+    chart = dashboard.canary_dashboard(canary, key=range_key, now=timezone.now()).chart(key)
+    if chart is None:
+        raise Http404(f"no chart {key!r}")
+    response = HttpResponse(chart.csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="canary-{canary.pk}-{key}-{range_key}.csv"'
+    return response
 
 
 # --- the dialogs: sign, roll back, abort ----------------------------------------------------------

@@ -1,0 +1,76 @@
+"""Downsampled evaluation series as plain values: a `Bucket` is the evaluation windows of one
+time span pooled (monitoring.series reads them in one aggregate query), a `Span` the range and
+bucket width asked for. Nothing here does I/O: the chart builders import these without
+importing a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One time bucket of evaluation windows (what each field keeps: monitoring.series). Counts are floats as
+    the providers report them; a value is None where no window of the bucket recorded it."""
+
+    start: datetime
+    end: datetime  # the latest window end in the bucket
+    windows: int
+    stage_min: int
+    stage_max: int
+    canary_requests: float
+    canary_errors: float
+    production_requests: float
+    production_errors: float
+    canary_rate_max: float | None
+    canary_rate_min: float | None
+    production_rate_max: float | None
+    canary_p99_max: float | None
+    canary_p99_mean: float | None
+    production_p99_max: float | None
+    production_p99_mean: float | None
+    canary_quality: float | None
+    production_quality: float | None
+    canary_scored: float
+    production_scored: float
+    safety_violations: float
+    traffic_percent: float | None
+    difference_pp: float | None
+    ci_low_pp: float | None
+    ci_high_pp: float | None
+    warnings: int
+    rollback_triggers: int
+    red: int
+
+    @property
+    def canary_rate(self) -> float | None:
+        return self.canary_errors / self.canary_requests if self.canary_requests > 0 else None
+
+    @property
+    def production_rate(self) -> float | None:
+        return self.production_errors / self.production_requests if self.production_requests > 0 else None
+
+    @property
+    def observed_share(self) -> float | None:
+        """The canary's share of the requests, in percent."""
+        total = self.canary_requests + self.production_requests
+        return self.canary_requests / total * 100 if total > 0 else None
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+    width_s: int
+
+
+def span_for(start: datetime, end: datetime, *, buckets: int, min_width_s: int) -> Span:
+    """The bucket width that cuts [start, end] into at most `buckets` buckets, at least `min_width_s`."""
+    if end <= start:
+        end = start + timedelta(seconds=min_width_s)
+    seconds = (end - start).total_seconds()
+    width = max(int(min_width_s), math.ceil(seconds / max(buckets, 1)))
+    return Span(start, end, width)

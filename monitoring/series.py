@@ -1,0 +1,124 @@
+"""A canary's evaluations as time series, downsampled in the database.
+
+A canary that ran 90 days keeps ~130,000 evaluation windows; a chart on a screen shows a few
+hundred points. `evaluation_buckets` groups the windows of a time range into equal time buckets
+in ONE aggregate query (its cost does not depend on how many rows a Python loop would have had to
+read, and the answer has at most `buckets` rows). Each bucket keeps what a chart needs and what
+lets a spike survive the downsampling:
+
+- the canary's and production's request and error counts summed (the bucket's pooled error rate)
+  and the highest and lowest single-window error rates (spikes and dips);
+- the p99 latency of each side, highest and mean over the bucket's windows;
+- quality as the score-weighted mean, and the scored counts;
+- content-safety violations summed; warnings, rollback triggers and red verdicts counted;
+- the configured traffic percent (mean) and the stage's error-rate difference with its interval,
+  as recorded by the error-rate gate (its widest interval in the bucket).
+
+The numbers are read from what the evaluator stored (`Evaluation.inputs`, see
+monitoring.evaluator): nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max, Min, Q, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, NullIf
+
+from monitoring.buckets import Bucket, Span
+from monitoring.models import Evaluation
+
+
+class _Bucket(Func):
+    """The time bucket of a datetime column: floor((epoch seconds − t0) / width), per vendor."""
+
+    output_field = IntegerField()
+
+    def __init__(self, expression: Any, *, t0: int, width: int) -> None:
+        super().__init__(expression)
+        self.t0, self.width = int(t0), int(width)
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # pragma: no cover
+        raise NotImplementedError(f"time buckets are written for SQLite and PostgreSQL, not {connection.vendor}")
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        # Integer epoch seconds less an integer t0, divided by an integer width: SQLite's integer
+        # division truncates, which is the floor for the non-negative offsets the query selects.
+        return (f"((CAST(strftime('%%s', {column}) AS INTEGER) - %s) / %s)",
+                [*params, self.t0, self.width])
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        return (f"CAST(FLOOR((EXTRACT(EPOCH FROM {column}) - %s) / %s) AS INTEGER)",
+                [*params, self.t0, self.width])
+
+
+def _num(path: str) -> Cast:
+    return Cast(KT(f"inputs__{path}"), FloatField())
+
+
+def _ratio(top: str, bottom: str) -> Any:
+    return _num(top) / NullIf(_num(bottom), 0.0)
+
+
+def evaluation_buckets(canary_id: int, span: Span) -> list[Bucket]:
+    """The canary's evaluation windows ending in `span`, grouped into time buckets (one query)."""
+    t0 = int(span.start.timestamp())
+    c, p = "window__canary__", "window__production__"
+    rows = (
+        Evaluation.objects.filter(canary_id=canary_id, window_end__gte=span.start, window_end__lte=span.end)
+        .order_by()
+        .annotate(bucket=_Bucket(F("window_end"), t0=t0, width=span.width_s))
+        .values("bucket")
+        .annotate(
+            first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
+            stage_min=Min("stage_index"), stage_max=Max("stage_index"),
+            c_req=Sum(_num(c + "requests")), c_err=Sum(_num(c + "errors")),
+            p_req=Sum(_num(p + "requests")), p_err=Sum(_num(p + "errors")),
+            c_rate_max=Max(_ratio(c + "errors", c + "requests")),
+            c_rate_min=Min(_ratio(c + "errors", c + "requests")),
+            p_rate_max=Max(_ratio(p + "errors", p + "requests")),
+            c_p99_max=Max(_num(c + "p99_s")), c_p99_mean=Avg(_num(c + "p99_s")),
+            p_p99_max=Max(_num(p + "p99_s")), p_p99_mean=Avg(_num(p + "p99_s")),
+            c_q_sum=Sum(_num(c + "quality_mean") * _num(c + "quality_count")), c_q_n=Sum(_num(c + "quality_count")),
+            p_q_sum=Sum(_num(p + "quality_mean") * _num(p + "quality_count")), p_q_n=Sum(_num(p + "quality_count")),
+            safety=Sum(_num(c + "safety_violations")),
+            percent=Avg(_num("traffic_percent")),
+            diff=Avg(_num("gates__error_rate__difference")),
+            ci_low=Min(_num("gates__error_rate__ci_pp__0")), ci_high=Max(_num("gates__error_rate__ci_pp__1")),
+            warnings=Count("id", filter=Q(inputs__warnings__0__metric__isnull=False)),
+            triggers=Count("id", filter=Q(inputs__rollback_triggers__0__metric__isnull=False)),
+            red=Count("id", filter=Q(verdict=Evaluation.Verdict.RED)),
+        )
+        .order_by("bucket")
+    )
+    out = []
+    for row in rows:
+        start = span.start + timedelta(seconds=row["bucket"] * span.width_s)
+        out.append(Bucket(
+            start=start, end=_aware(row["last"]), windows=row["windows"],
+            stage_min=row["stage_min"], stage_max=row["stage_max"],
+            canary_requests=row["c_req"] or 0.0, canary_errors=row["c_err"] or 0.0,
+            production_requests=row["p_req"] or 0.0, production_errors=row["p_err"] or 0.0,
+            canary_rate_max=row["c_rate_max"], canary_rate_min=row["c_rate_min"],
+            production_rate_max=row["p_rate_max"],
+            canary_p99_max=row["c_p99_max"], canary_p99_mean=row["c_p99_mean"],
+            production_p99_max=row["p_p99_max"], production_p99_mean=row["p_p99_mean"],
+            canary_quality=row["c_q_sum"] / row["c_q_n"] if row["c_q_n"] else None,
+            production_quality=row["p_q_sum"] / row["p_q_n"] if row["p_q_n"] else None,
+            canary_scored=row["c_q_n"] or 0.0, production_scored=row["p_q_n"] or 0.0,
+            safety_violations=row["safety"] or 0.0, traffic_percent=row["percent"],
+            difference_pp=row["diff"] * 100 if row["diff"] is not None else None,
+            ci_low_pp=row["ci_low"], ci_high_pp=row["ci_high"],
+            warnings=row["warnings"], rollback_triggers=row["triggers"], red=row["red"],
+        ))
+    return out
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite hands back an aggregate over a datetime column as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,426 @@
+"""The canary dashboard's charts: pure builders from downsampled evaluation series to Plotly
+figures (JSON-ready dicts), each with the same numbers as a table (the screen-reader
+alternative, the no-JavaScript view and the CSV download).
+
+No database and no clock here: releases.canaries.dashboard reads the series, the stage spans and
+the events, and passes them in. Every chart draws the canary and production from the same
+evaluation windows; the limits are the canary's frozen thresholds, drawn where they apply:
+
+- error rate: the promotion limit and the rollback threshold are margins over production's
+  rate, drawn as production + margin;
+- the stage's error-rate difference with the interval the error-rate gate recorded, against the
+  promotion margin and the rollback margin;
+- latency p99 and quality: ratios to production, drawn as production × ratio;
+- safety violations: counts against the promotion and rollback limits;
+- the router's split: the configured percent against the canary's observed share of requests;
+- the latency distribution of the current stage: both histograms overlaid (share per bucket).
+
+Stage boundaries are shaded bands labelled with their percent; events (promotions with their
+signers, holds, warnings, the rollback) are markers on every time chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import plotly.graph_objects as go
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from monitoring.buckets import Bucket
+
+CANARY = "#d9480f"
+PRODUCTION = "#1c7ed6"
+PROMOTION = "#2b8a3e"
+ROLLBACK = "#c92a2a"
+BAND = "rgba(217, 72, 15, 0.15)"
+MARKER_STYLE = {
+    "promoted": ("triangle-up", "#2b8a3e"),
+    "held": ("square", "#e67700"),
+    "warning": ("diamond", "#f08c00"),
+    "rolled_back": ("x", "#c92a2a"),
+    "other": ("circle", "#495057"),
+}
+RANGES = {"stage": "This stage", "24h": "Last 24 h", "all": "Whole canary"}
+
+
+@dataclass(frozen=True)
+class StageBand:
+    index: int
+    label: str  # "5%", "cohort beta"
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Marker:
+    at: datetime
+    kind: str  # promoted | held | warning | rolled_back | other
+    text: str
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Cumulative latency buckets of the current stage, from its latest evaluation."""
+
+    canary: Sequence[tuple[float, float]]
+    production: Sequence[tuple[float, float]]
+
+
+@dataclass
+class Chart:
+    key: str
+    title: str
+    description: str
+    figure: dict[str, Any]
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def script_id(self) -> str:
+        return f"figure-{self.key}"
+
+    def table_body(self) -> SafeString:
+        """The rows as HTML table rows, escaped (built here: a template loop over every cell of
+        a few hundred rows costs more than the whole chart)."""
+        if not self.rows:
+            empty = f'<td colspan="{len(self.columns)}">No data in this range.</td>'
+            return mark_safe(f'<tr class="table__empty">{empty}</tr>')
+        return mark_safe("".join(
+            "<tr>" + "".join(f"<td>{'' if v is None else escape(v)}</td>" for v in row) + "</tr>" for row in self.rows
+        ))
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(self.columns)
+        writer.writerows(["" if v is None else v for v in row] for row in self.rows)
+        return out.getvalue()
+
+
+@dataclass(frozen=True)
+class ChartInput:
+    buckets: Sequence[Bucket]
+    thresholds: dict[str, dict[str, float]]
+    bands: Sequence[StageBand] = ()
+    markers: Sequence[Marker] = ()
+    distribution: Distribution | None = None
+
+
+def build_charts(data: ChartInput) -> list[Chart]:
+    """Every chart of the canary page, in page order."""
+    charts = [
+        _error_rate(data), _difference(data), _latency(data), _quality(data), _safety(data), _router(data),
+    ]
+    if data.distribution is not None:
+        charts.append(_distribution(data.distribution))
+    return charts
+
+
+# --- the charts -----------------------------------------------------------------------------------
+
+
+def _error_rate(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_pct(k.canary_rate) for k in b]
+    production = [_pct(k.production_rate) for k in b]
+    spikes = [_pct(k.canary_rate_max) for k in b]
+    promote = data.thresholds.get("promote", {}).get("error_rate_pp")
+    rollback = data.thresholds.get("rollback", {}).get("error_rate_pp")
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _line("Canary, worst window", x, spikes, CANARY, dash="dot", width=1),
+        _limit("Promotion limit (production + margin)", x, _plus(production, promote), PROMOTION),
+        _limit("Rollback threshold (production + margin)", x, _plus(production, rollback), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), k.windows, _n(k.canary_requests), _n(k.canary_errors), _r(c), _n(k.production_requests),
+             _n(k.production_errors), _r(p), _r(s)]
+            for k, c, p, s in zip(b, canary, production, spikes, strict=True)]
+    return Chart("error_rate", "Error rate, canary against production",
+                 "Pooled error rate per time bucket (%), the canary's worst single window, and the limits "
+                 "over production.",
+                 _figure(traces, data, y_title="error rate (%)"),
+                 ["window_end", "windows", "canary_requests", "canary_errors", "canary_error_rate_pct",
+                  "production_requests", "production_errors", "production_error_rate_pct",
+                  "canary_worst_window_pct"], rows)
+
+
+def _difference(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    diff = [_r(k.difference_pp) for k in b]
+    low = [_r(k.ci_low_pp) for k in b]
+    high = [_r(k.ci_high_pp) for k in b]
+    promote = data.thresholds.get("promote", {}).get("error_rate_pp")
+    rollback = data.thresholds.get("rollback", {}).get("error_rate_pp")
+    traces = [
+        _trace("scatter", x, high, name="Interval, upper", mode="lines", line={"width": 0}, showlegend=False,
+               hoverinfo="skip"),
+        _trace("scatter", x, low, name="Confidence interval", mode="lines", line={"width": 0}, fill="tonexty",
+               fillcolor=BAND),
+        _line("Difference (canary − production), stage so far", x, diff, CANARY),
+        _limit("Promotion margin", x, _flat(promote, x), PROMOTION),
+        _limit("Rollback margin", x, _flat(rollback, x), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), k.stage_max + 1, d, lo, hi] for k, d, lo, hi in zip(b, diff, low, high, strict=True)]
+    return Chart("difference", "Error-rate difference with its interval",
+                 "The error-rate gate's difference over the stage so far (percentage points) and its confidence "
+                 "interval, against the promotion and rollback margins.",
+                 _figure(traces, data, y_title="difference (pp)"),
+                 ["window_end", "stage", "difference_pp", "interval_low_pp", "interval_high_pp"], rows)
+
+
+def _latency(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_ms(k.canary_p99_max) for k in b]
+    canary_mean = [_ms(k.canary_p99_mean) for k in b]
+    production = [_ms(k.production_p99_mean) for k in b]
+    promote = data.thresholds.get("promote", {}).get("latency_p99_ratio")
+    rollback = data.thresholds.get("rollback", {}).get("latency_p99_ratio")
+    traces = [
+        _line("Canary p99 (worst window)", x, canary, CANARY),
+        _line("Canary p99 (mean)", x, canary_mean, CANARY, dash="dot", width=1),
+        _line("Production p99", x, production, PRODUCTION),
+        _limit("Promotion limit (production ×)", x, _times_by(production, promote), PROMOTION),
+        _limit("Rollback threshold (production ×)", x, _times_by(production, rollback), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), c, m, p] for k, c, m, p in zip(b, canary, canary_mean, production, strict=True)]
+    return Chart("latency_p99", "Latency p99, canary against production",
+                 "p99 latency per time bucket (ms): the canary's worst and mean window, production's mean, "
+                 "and the limits.",
+                 _figure(traces, data, y_title="p99 latency (ms)"),
+                 ["window_end", "canary_p99_worst_ms", "canary_p99_mean_ms", "production_p99_ms"], rows)
+
+
+def _quality(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_r(k.canary_quality) for k in b]
+    production = [_r(k.production_quality) for k in b]
+    promote = data.thresholds.get("promote", {}).get("quality_ratio")
+    rollback = data.thresholds.get("rollback", {}).get("quality_ratio")
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _limit("Promotion limit (production ×)", x, _times_by(production, promote), PROMOTION),
+        _limit("Rollback threshold (production ×)", x, _times_by(production, rollback), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), c, _n(k.canary_scored), p, _n(k.production_scored)]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("quality", "Quality score, canary against production",
+                 "Mean quality score per time bucket, weighted by the scored requests, and the limits.",
+                 _figure(traces, data, y_title="mean quality score"),
+                 ["window_end", "canary_quality", "canary_scored", "production_quality", "production_scored"], rows)
+
+
+def _safety(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    counts = [_n(k.safety_violations) for k in b]
+    promote = data.thresholds.get("promote", {}).get("safety_violations")
+    rollback = data.thresholds.get("rollback", {}).get("safety_violations")
+    traces = [
+        _trace("bar", x, counts, name="Canary violations", marker={"color": CANARY}),
+        _limit("Promotion limit", x, _flat(promote, x), PROMOTION),
+        _limit("Rollback threshold", x, _flat(rollback, x), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), c] for k, c in zip(b, counts, strict=True)]
+    return Chart("safety_violations", "Content-safety violations on the canary",
+                 "Violations counted per time bucket; any violation is over the limit.",
+                 _figure(traces, data, y_title="violations"), ["window_end", "canary_violations"], rows)
+
+
+def _router(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    configured = [_r(k.traffic_percent) for k in b]
+    observed = [_r(k.observed_share) for k in b]
+    traces = [
+        _line("Configured percent", x, configured, PRODUCTION, shape="hv"),
+        _line("Observed canary share", x, observed, CANARY),
+    ]
+    rows = [[_iso(k.end), c, o] for k, c, o in zip(b, configured, observed, strict=True)]
+    return Chart("router_split", "Router split: configured against observed",
+                 "The percent the router was told and the canary's observed share of requests (%).",
+                 _figure(traces, data, y_title="canary share (%)"),
+                 ["window_end", "configured_percent", "observed_canary_share_pct"], rows)
+
+
+def _distribution(dist: Distribution) -> Chart:
+    bounds = sorted({le for le, _ in dist.canary} | {le for le, _ in dist.production})
+    canary, production = _shares(dist.canary, bounds), _shares(dist.production, bounds)
+    labels = [_bucket_label(bounds, i) for i in range(len(bounds))]
+    traces = [
+        _trace("bar", labels, canary, name="Canary", marker={"color": CANARY}, opacity=0.6),
+        _trace("bar", labels, production, name="Production", marker={"color": PRODUCTION}, opacity=0.6),
+    ]
+    layout = _layout(y_title="share of requests (%)")
+    layout.update({"barmode": "overlay", "xaxis": {"title": {"text": "latency bucket"}, "type": "category"}})
+    figure = _assemble(traces, layout)
+    rows = [[label, c, p] for label, c, p in zip(labels, canary, production, strict=True)]
+    return Chart("latency_distribution", "Latency distribution in this stage",
+                 "Share of requests per latency bucket over the current stage, canary and production overlaid.",
+                 figure, ["latency_bucket", "canary_share_pct", "production_share_pct"], rows)
+
+
+# --- figure plumbing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Trace:
+    """One trace: its style (Plotly trace properties as canonical JSON) and its data."""
+
+    kind: str  # "scatter" | "bar"
+    props: str
+    x: list[Any]
+    y: list[Any]
+    text: list[str] | None = None
+
+
+def _trace(kind: str, x: list[Any], y: list[Any], text: list[str] | None = None, **props: Any) -> _Trace:
+    return _Trace(kind, json.dumps(props, sort_keys=True), x if y else [], y, text)
+
+
+@functools.lru_cache(maxsize=256)
+def _skeleton(traces: tuple[tuple[str, str], ...], layout: str) -> str:
+    """The figure without its data, built and validated by plotly's graph objects once per style
+    (building a validated figure costs tens of milliseconds; filling in its arrays costs nothing)."""
+    kinds = {"scatter": go.Scatter, "bar": go.Bar}
+    objects = [kinds[kind](**json.loads(props)) for kind, props in traces]
+    return json.dumps(go.Figure(data=objects, layout=json.loads(layout)).to_plotly_json())
+
+
+def _assemble(traces: list[_Trace], layout: dict[str, Any], *, shapes: list[dict] | None = None,
+              annotations: list[dict] | None = None) -> dict[str, Any]:
+    figure = json.loads(_skeleton(tuple((t.kind, t.props) for t in traces), json.dumps(layout, sort_keys=True)))
+    for out, trace in zip(figure["data"], traces, strict=True):
+        out["x"], out["y"] = trace.x, trace.y
+        if trace.text is not None:
+            out["text"] = trace.text
+    if shapes is not None:
+        figure["layout"]["shapes"] = shapes
+    if annotations is not None:
+        figure["layout"]["annotations"] = annotations
+    return figure
+
+
+def _figure(traces: list[_Trace], data: ChartInput, *, y_title: str) -> dict[str, Any]:
+    layout = _layout(y_title=y_title)
+    shapes, annotations = [], []
+    for band in data.bands:
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": _iso(band.start), "x1": _iso(band.end),
+                       "y0": 0, "y1": 1, "fillcolor": "rgba(134, 142, 150, 0.08)" if band.index % 2 else
+                       "rgba(134, 142, 150, 0.0)", "line": {"width": 0}, "layer": "below"})
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": _iso(band.start), "x1": _iso(band.start),
+                       "y0": 0, "y1": 1, "line": {"width": 1, "color": "#adb5bd", "dash": "dot"}})
+        annotations.append({"x": _iso(band.start), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
+                            "xanchor": "left", "showarrow": False, "text": band.label, "font": {"size": 10}})
+    for kind in MARKER_STYLE:
+        found = [m for m in data.markers if m.kind == kind]
+        if not found:
+            continue
+        symbol, colour = MARKER_STYLE[kind]
+        traces.append(_trace(
+            "scatter", [_iso(m.at) for m in found], [1.0] * len(found), [m.text for m in found],
+            name=_MARKER_NAMES[kind], yaxis="y2", mode="markers",
+            marker={"symbol": symbol, "size": 11, "color": colour},
+            hovertemplate="%{x}<br>%{text}<extra></extra>",
+        ))
+    layout["yaxis2"] = {"overlaying": "y", "range": [0, 1.08], "visible": False, "fixedrange": True}
+    return _assemble(traces, layout, shapes=shapes, annotations=annotations)
+
+
+_MARKER_NAMES = {"promoted": "Promotion", "held": "Hold", "warning": "Warning", "rolled_back": "Rollback",
+                 "other": "Other event"}
+
+
+def _layout(*, y_title: str) -> dict[str, Any]:
+    return {
+        "margin": {"l": 56, "r": 16, "t": 28, "b": 40}, "height": 320, "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": -0.2}, "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "xaxis": {"type": "date"}, "template": {}, "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+    }
+
+
+def _line(name: str, x: list[str], y: list[Any], colour: str, *, dash: str = "solid", width: float = 2,
+          shape: str = "linear") -> _Trace:
+    return _trace("scatter", x, y, name=name, mode="lines", connectgaps=False,
+                  line={"color": colour, "dash": dash, "width": width, "shape": shape})
+
+
+def _limit(name: str, x: list[str], y: list[Any], colour: str) -> _Trace:
+    return _line(name, x, y, colour, dash="dash", width=1)
+
+
+def _flat(value: float | None, x: list[str]) -> list[Any]:
+    return [value] * len(x) if value is not None else []
+
+
+def _times(buckets: Sequence[Bucket]) -> list[str]:
+    return [_iso(k.end) for k in buckets]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def _r(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _n(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else _r(value)  # type: ignore[return-value]
+
+
+def _pct(value: float | None) -> float | None:
+    return _r(value * 100) if value is not None else None
+
+
+def _ms(value: float | None) -> float | None:
+    return _r(value * 1000) if value is not None else None
+
+
+def _apply(values: list[Any], by: float | None, op: Callable[[float, float], float]) -> list[Any]:
+    if by is None:
+        return []
+    return [None if v is None else _r(op(v, by)) for v in values]
+
+
+def _plus(values: list[Any], margin: float | None) -> list[Any]:
+    return _apply(values, margin, lambda v, m: v + m)
+
+
+def _times_by(values: list[Any], ratio: float | None) -> list[Any]:
+    return _apply(values, ratio, lambda v, r: v * r)
+
+
+def _shares(cumulative: Sequence[tuple[float, float]], bounds: list[float]) -> list[float | None]:
+    have = dict(cumulative)
+    counts, last = [], 0.0
+    for le in bounds:
+        value = have.get(le, last)
+        counts.append(max(0.0, value - last))
+        last = value
+    total = sum(counts)
+    return [_r(c / total * 100, 4) if total > 0 else None for c in counts]
+
+
+def _bucket_label(bounds: list[float], i: int) -> str:
+    le = bounds[i]
+    if math.isinf(le):
+        return f"> {bounds[i - 1] * 1000:g} ms" if i else "all"
+    return f"≤ {le * 1000:g} ms"

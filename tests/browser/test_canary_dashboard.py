@@ -1,0 +1,124 @@
+"""The canary page's charts in a real browser: Plotly draws both series and the limits from the
+Evaluation records' numbers, the live refresh adds the newest window in place, a rollback shows
+as a marker, and without JavaScript the tables carry the same numbers. Screenshots of the
+charts are kept in the test's temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, expect
+
+from governance.access.permissions import Role
+from releases.canaries import services as lifecycle
+from releases.canaries.models import Canary
+from releases.register import services
+from tests.browser.conftest import TIMEOUT_MS
+from tests.factories import PASSWORD, make_evaluation, window_inputs
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(autouse=True)
+def _fast_refresh(settings, tmp_path) -> None:
+    settings.EVALUATION_CADENCE_S = 1
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(tmp_path / "router")}}
+
+
+@pytest.fixture
+def people(role_user) -> dict:
+    return {"owner": role_user(Role.MODEL_OWNER, username="owner"), "platform": role_user(Role.PLATFORM, username="platform")}
+
+
+@pytest.fixture
+def canary(people) -> Canary:
+    services.model_register(actor=people["platform"], name="scorer", display_name="Scorer", risk_tier="low",
+                            owner="owner", on_call="oncall@example.test")
+    services.version_register(actor=people["platform"], model_name="scorer", version="1.0.0", artifact_uri="s3://1",
+                              status="production")
+    services.version_register(actor=people["platform"], model_name="scorer", version="1.1.0", artifact_uri="s3://2")
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0", schedule="standard")
+    Canary.objects.filter(pk=canary.pk).update(stage_entered_at=timezone.now() - timedelta(hours=1),
+                                               initiated_at=timezone.now() - timedelta(hours=1))
+    canary.refresh_from_db()
+    now = timezone.now()
+    make_evaluation(canary, window_end=now - timedelta(minutes=40), values={"error_rate": (0.2, 0.1)},
+                    inputs=window_inputs(canary=(2000, 6), production=(198000, 198), p99_s=(0.3, 0.2)))
+    make_evaluation(canary, window_end=now - timedelta(minutes=20), values={"error_rate": (0.05, 0.1)},
+                    inputs=window_inputs(canary=(1000, 1), production=(99000, 99)))
+    return canary
+
+
+def plotted(page: Page, key: str) -> dict:
+    """The traces Plotly holds for one chart: {name: y values}."""
+    return page.evaluate(
+        "key => Object.fromEntries(document.querySelector(`[data-chart=\"${key}\"]`).data"
+        ".map(t => [t.name, Array.from(t.y || [])]))", key)
+
+
+def test_charts_draw_both_series_and_the_limits_from_the_records(
+        page: Page, login: Callable[..., Page], people, canary, tmp_path):
+    login(people["owner"])
+    page.goto(f"/canaries/{canary.pk}/")
+    expect(page.locator('[data-chart="error_rate"][data-drawn]')).to_be_attached()
+    error = plotted(page, "error_rate")
+    assert error["Canary"] == [0.3, 0.1]  # 6 / 2000 and 1 / 1000, in percent
+    assert error["Production"] == [0.1, 0.1]
+    assert error["Promotion limit (production + margin)"] == [0.2, 0.2]
+    assert error["Rollback threshold (production + margin)"] == [0.6, 0.6]
+    latency = plotted(page, "latency_p99")
+    assert latency["Canary p99 (worst window)"] == [300, 200]
+    assert latency["Production p99"] == [200, 200]
+    # The lines are on screen, not only in the data.
+    expect(page.get_by_test_id("chart-error_rate").locator(".scatterlayer .trace")).to_have_count(5)
+    # The gate table shows the newest record's gate value and limit.
+    gate_row = page.get_by_test_id("gates").locator("tr", has_text="Error rate").first
+    expect(gate_row).to_contain_text("0.05")
+    # Drawn charts fold their tables away, one click from view.
+    expect(page.get_by_test_id("table-error_rate")).not_to_have_attribute("open", "")
+    page.screenshot(path=str(tmp_path / "canary-page.png"), full_page=True)
+    assert (tmp_path / "canary-page.png").stat().st_size > 10_000
+
+
+def test_live_refresh_adds_the_new_window_and_the_rollback_marker(
+        page: Page, login: Callable[..., Page], people, canary):
+    login(people["owner"])
+    page.goto(f"/canaries/{canary.pk}/")
+    expect(page.locator('[data-chart="error_rate"][data-drawn]')).to_be_attached()
+    make_evaluation(canary, window_end=timezone.now(), inputs=window_inputs(canary=(1000, 9), production=(99000, 99)))
+    page.wait_for_function(
+        "() => document.querySelector('[data-chart=\"error_rate\"]').data[0].y.includes(0.9)", timeout=TIMEOUT_MS)
+    assert plotted(page, "error_rate")["Canary"] == [0.3, 0.1, 0.9]
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="error rate tripled")
+    page.wait_for_function(
+        "() => document.querySelector('[data-chart=\"error_rate\"]').data.some(t => t.name === 'Rollback')",
+        timeout=TIMEOUT_MS)
+    texts = page.evaluate(
+        "() => document.querySelector('[data-chart=\"error_rate\"]').data.find(t => t.name === 'Rollback').text")
+    assert texts == ["Rolled back: error rate tripled"]
+
+
+def test_without_javascript_the_tables_carry_the_numbers(browser: Browser, live_server, people, canary, tmp_path):
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False,
+                                  viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill("owner")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"/canaries/{canary.pk}/")
+        table = page.get_by_test_id("table-error_rate")
+        expect(table).to_have_attribute("open", "")
+        rows = table.locator("tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator("td").nth(4)).to_have_text("0.3")
+        expect(rows.nth(1).locator("td").nth(4)).to_have_text("0.1")
+        expect(page.get_by_test_id("range-all")).to_have_attribute("href", "?range=all#canary-charts")
+        page.screenshot(path=str(tmp_path / "canary-page-no-js.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,0 +1,221 @@
+"""The canary page's charts: the numbers come from the Evaluation records, downsampled in the
+database (queries and payload do not grow with the evaluations), plotly.min.js is served from
+the installed package, and only those who may see the canary see its charts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from governance.access.permissions import Role
+from releases.canaries import charts, dashboard
+from releases.canaries import services as lifecycle
+from releases.canaries.models import Canary
+from releases.register import services
+from tests.factories import make_evaluation, window_inputs
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _router_dir(settings, tmp_path) -> None:
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(tmp_path / "router")}}
+
+
+@pytest.fixture
+def people(role_user):
+    return {
+        "owner": role_user(Role.MODEL_OWNER, username="owner"),
+        "platform": role_user(Role.PLATFORM, username="platform"),
+        "governance": role_user(Role.AI_GOVERNANCE, username="gov"),
+        "stranger": role_user(Role.MODEL_OWNER, username="stranger"),
+        "bot": role_user(Role.SERVICE_ACCOUNT, username="ci"),  # a session without a token's scope
+        "nobody": role_user(username="nobody"),
+    }
+
+
+@pytest.fixture
+def canary(people) -> Canary:
+    platform = people["platform"]
+    services.model_register(actor=platform, name="scorer", display_name="Scorer", risk_tier="low", owner="owner",
+                            on_call="oncall@example.test")
+    services.version_register(actor=platform, model_name="scorer", version="1.0.0", artifact_uri="s3://1",
+                              status="production")
+    services.version_register(actor=platform, model_name="scorer", version="1.1.0", artifact_uri="s3://2")
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0", schedule="standard")
+    assert canary.state == Canary.State.RUNNING
+    # The stage began three hours ago: room for a few hundred windows.
+    Canary.objects.filter(pk=canary.pk).update(stage_entered_at=timezone.now() - timedelta(hours=3),
+                                               initiated_at=timezone.now() - timedelta(hours=3))
+    canary.refresh_from_db()
+    return canary
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def seed(target: Canary, count: int, *, step_s: int = 30, **overrides) -> list:
+    now = timezone.now()
+    return [make_evaluation(target, window_end=now - timedelta(seconds=step_s * i), inputs=window_inputs(**overrides))
+            for i in range(count)]
+
+
+def figure_series(figure: dict, name: str) -> dict:
+    return next(trace for trace in figure["data"] if trace.get("name") == name)
+
+
+def test_chart_numbers_are_the_evaluations_numbers(people, canary):
+    now = timezone.now()
+    make_evaluation(canary, window_end=now - timedelta(minutes=90),
+                    inputs=window_inputs(canary=(2000, 10), production=(198000, 198), p99_s=(0.25, 0.2),
+                                         quality=(0.8, 0.9), difference_pp=0.4, ci_pp=(0.1, 0.7)))
+    make_evaluation(canary, window_end=now - timedelta(minutes=10),
+                    inputs=window_inputs(canary=(1000, 1), production=(99000, 99)))
+    body = client_for(people["owner"]).get(reverse("releases:canary-charts", kwargs={"pk": canary.pk})).json()
+    error = body["charts"]["error_rate"]
+    assert figure_series(error, "Canary")["y"] == [0.5, 0.1]  # 10 / 2000, 1 / 1000, in percent
+    assert figure_series(error, "Production")["y"] == [0.1, 0.1]
+    # The limits over production: + 0.1 pp (promotion) and + 0.5 pp (rollback), the frozen thresholds.
+    assert figure_series(error, "Promotion limit (production + margin)")["y"] == [0.2, 0.2]
+    assert figure_series(error, "Rollback threshold (production + margin)")["y"] == [0.6, 0.6]
+    latency = body["charts"]["latency_p99"]
+    assert figure_series(latency, "Canary p99 (worst window)")["y"] == [250.0, 200.0]
+    assert figure_series(latency, "Promotion limit (production ×)")["y"] == [240.0, 240.0]
+    diff = body["charts"]["difference"]
+    assert figure_series(diff, "Difference (canary − production), stage so far")["y"] == [0.4, 0.0]
+    assert figure_series(diff, "Confidence interval")["y"] == [0.1, -0.05]
+    quality = body["charts"]["quality"]
+    assert figure_series(quality, "Canary")["y"] == [0.8, 0.9]
+    split = body["charts"]["router_split"]
+    assert figure_series(split, "Configured percent")["y"] == [1.0, 1.0]
+    assert figure_series(split, "Observed canary share")["y"] == [1.0, 1.0]
+    # The stage band is labelled with its percent.
+    assert any(a["text"] == "stage 1: 1%" for a in error["layout"]["annotations"])
+
+
+def test_buckets_pool_windows_and_keep_the_worst_one(people, canary):
+    # 300 windows, 30 s apart: the stage's 3 h in 240 buckets of 45 s puts some windows together.
+    seed(canary, 299)
+    make_evaluation(canary, window_end=timezone.now() - timedelta(seconds=30 * 299 + 7),
+                    inputs=window_inputs(canary=(1000, 30)))  # one bad window: 3 %
+    board = dashboard.canary_dashboard(canary, key="stage", now=timezone.now())
+    assert len(board.buckets) <= dashboard.BUCKETS
+    assert sum(b.windows for b in board.buckets) == 300
+    assert sum(b.canary_requests for b in board.buckets) == 300 * 1000
+    assert max(b.canary_rate_max for b in board.buckets) == pytest.approx(0.03)
+    error = board.chart("error_rate")
+    assert max(v for v in figure_series(error.figure, "Canary, worst window")["y"] if v is not None) == 3.0
+
+
+def test_queries_and_payload_do_not_grow_with_the_evaluations(people, canary):
+    client = client_for(people["owner"])
+    url = reverse("releases:canary-detail", kwargs={"pk": canary.pk})
+    data_url = reverse("releases:canary-charts", kwargs={"pk": canary.pk})
+
+    def measure() -> tuple[int, int, int]:
+        with CaptureQueriesContext(connection) as page:
+            assert client.get(url).status_code == 200
+        with CaptureQueriesContext(connection) as data:
+            response = client.get(data_url)
+        return len(page), len(data), len(response.content)
+
+    seed(canary, 20, step_s=600)
+    few = measure()
+    seed(canary, 400, step_s=20, canary=(500, 1))  # many more windows in the same range
+    many = measure()
+    assert few[0] == many[0] and few[1] == many[1]
+    # At most one point per bucket, whatever the number of windows.
+    board = dashboard.canary_dashboard(canary, key="stage", now=timezone.now())
+    assert len(board.buckets) <= dashboard.BUCKETS < 420
+    assert many[2] < 1_000_000
+
+
+def test_csv_and_table_carry_the_chart_numbers(people, canary):
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=5),
+                    inputs=window_inputs(canary=(4000, 8), production=(396000, 396)))
+    client = client_for(people["owner"])
+    response = client.get(reverse("releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "error_rate"}))
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert len(rows) == 1
+    assert rows[0]["canary_requests"] == "4000" and rows[0]["canary_error_rate_pct"] == "0.2"
+    page = client.get(reverse("releases:canary-detail", kwargs={"pk": canary.pk})).content.decode()
+    assert 'data-testid="table-error_rate"' in page and "<td>0.2</td>" in page
+    assert client.get(reverse("releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "nope"})).status_code == 404
+
+
+@pytest.mark.parametrize("who, status", [("owner", 200), ("platform", 200), ("governance", 200), ("stranger", 200),
+                                         ("bot", 404), ("nobody", 403)])
+def test_each_role_sees_the_charts_it_may(people, canary, who, status):
+    seed(canary, 3)
+    client = client_for(people[who])
+    for url in (reverse("releases:canary-detail", kwargs={"pk": canary.pk}),
+                reverse("releases:canary-charts", kwargs={"pk": canary.pk}),
+                reverse("releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "error_rate"})):
+        response = client.get(url)
+        assert response.status_code == status, url
+        if status != 200:
+            assert b"Canary against production" not in response.content and b"error_rate" not in response.content
+
+
+def test_anonymous_sees_no_chart(canary):
+    seed(canary, 3)
+    for url in (reverse("releases:canary-charts", kwargs={"pk": canary.pk}),
+                reverse("releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "error_rate"})):
+        response = Client().get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+        assert b"Canary" not in response.content
+
+
+def test_plotly_js_comes_from_the_installed_package_and_only_on_chart_pages(people, canary):
+    import plotly  # local: only this test needs to know where the package lives
+
+    found = finders.find("vendor/plotly.min.js")
+    assert found and found.startswith(str(plotly.__path__[0]))
+    names = {path for finder in finders.get_finders() for path, _ in finder.list([])}
+    assert "plotly.min.js" in names or "vendor/plotly.min.js" in names
+    client = client_for(people["owner"])
+    detail = client.get(reverse("releases:canary-detail", kwargs={"pk": canary.pk})).content.decode()
+    assert "vendor/plotly.min.js" in detail and "js/charts.js" in detail
+    listing = client.get(reverse("releases:canary-list")).content.decode()
+    assert "plotly" not in listing
+
+
+def test_distribution_and_markers(people, canary):
+    buckets = ([[0.1, 50], [0.2, 90], ["+Inf", 100]], [[0.1, 800], [0.2, 990], ["+Inf", 1000]])
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=3),
+                    inputs=window_inputs(latency_buckets=buckets, warnings=[{"metric": "error_rate"}]))
+    board = dashboard.canary_dashboard(canary, key="stage", now=timezone.now())
+    dist = board.chart("latency_distribution")
+    assert dist is not None
+    assert figure_series(dist.figure, "Canary")["y"] == [50.0, 40.0, 10.0]
+    assert figure_series(dist.figure, "Production")["y"] == [80.0, 19.0, 1.0]
+    assert figure_series(board.chart("error_rate").figure, "Warning")["text"] == ["1 window(s) with an early warning"]
+
+
+def test_rollback_is_a_marker(people, canary):
+    seed(canary, 2)
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="errors doubled")
+    canary.refresh_from_db()
+    board = dashboard.canary_dashboard(canary, key="all", now=timezone.now())
+    marker = figure_series(board.chart("error_rate").figure, "Rollback")
+    assert marker["text"] == ["Rolled back: errors doubled"]
+
+
+def test_pure_builders_draw_nothing_without_data():
+    built = charts.build_charts(charts.ChartInput(buckets=[], thresholds={"promote": {}, "rollback": {}}))
+    assert [c.key for c in built] == ["error_rate", "difference", "latency_p99", "quality", "safety_violations",
+                                      "router_split"]
+    assert all(c.rows == [] for c in built)
