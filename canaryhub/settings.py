@@ -294,6 +294,12 @@ EVALUATION_WINDOW_S = env.int("CANARYHUB_EVALUATION_WINDOW_S", default=300)
 EVALUATION_CADENCE_S = env.int("CANARYHUB_EVALUATION_CADENCE_S", default=60)
 STALENESS_LIMIT_S = env.int("CANARYHUB_STALENESS_LIMIT_S", default=300)
 DEADMAN_LIMIT_S = env.int("CANARYHUB_DEADMAN_LIMIT_S", default=600)
+# After 100 %: how long the post-promotion watch lasts and the previous version is kept on hot
+# standby for a revert (DESIGN "After 100%": 48-72 h; CANARYHUB_CLOCK_SPEED shortens it like
+# every other duration).
+HOT_STANDBY_HOURS = env.float("CANARYHUB_HOT_STANDBY_HOURS", default=48.0)
+if not 48 <= HOT_STANDBY_HOURS <= 72:
+    raise ImproperlyConfigured("CANARYHUB_HOT_STANDBY_HOURS must be between 48 and 72")
 # The rollback SLO (decision to router confirmed at 0 %), and how long a recorded rollback
 # decision may wait for its queued task before any process's sweeper carries it out itself.
 ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)

@@ -212,6 +212,52 @@ def _segment_reds(stage: dict[str, Sample], promote: dict[str, float], alpha_gat
     return out
 
 
+# The one gate of an evaluation after 100 % (the post-promotion watch).
+WATCH_GATE = "post_promotion"
+
+
+def decide_watch(
+    *,
+    thresholds: dict[str, dict[str, float]],
+    window: dict[str, Sample] | None,
+    baseline: Sample,
+    now: datetime,
+    staleness_limit_s: float,
+    source_error: str | None = None,
+) -> Decision:
+    """The post-promotion watch: the new production version's last window judged with the rollback
+    rule against `baseline`, the previous version's numbers over the canary's last stages (it no
+    longer serves, so there is no live production window to compare with). A breach reverts. A
+    metric source error or stale data is recorded (stale) and reverts nothing: an outage is not
+    evidence against the version that passed every stage."""
+    inputs: dict[str, Any] = {"phase": "watch", "staleness_limit_s": staleness_limit_s,
+                              "baseline": _summary(baseline)}
+    if source_error is not None:
+        inputs["source_error"] = source_error
+        gate = Gate(WATCH_GATE, GateStatus.STALE, None, None, f"metric source error: {source_error}"[:300])
+        return Decision([gate], GateStatus.STALE, inputs=inputs)
+    current = (window or {}).get("canary")
+    age = None if current is None or current.last_seen is None else (now - current.last_seen).total_seconds()
+    inputs["data_age_s"] = None if age is None else round(age, 1)
+    if current is None or age is None or age > staleness_limit_s:
+        why = "no data from the production version" if age is None else (
+            f"metrics are {age:.0f} s old (limit {staleness_limit_s:g} s)")
+        return Decision([Gate(WATCH_GATE, GateStatus.STALE, None, None, why)], GateStatus.STALE, inputs=inputs)
+    triggers, warnings, rb_inputs = rollback_triggers({"canary": current, "production": baseline},
+                                                      thresholds["rollback"])
+    inputs["rollback_window"] = rb_inputs
+    inputs["window"] = {"canary": _summary(current)}
+    if triggers:
+        gate = Gate(WATCH_GATE, GateStatus.RED, len(triggers), 0, "; ".join(t.detail for t in triggers)[:300])
+    elif current.requests <= 0:
+        gate = Gate(WATCH_GATE, GateStatus.INSUFFICIENT, 0, None, "no requests in the last window")
+    else:
+        gate = Gate(WATCH_GATE, GateStatus.GREEN, 0, 0,
+                    f"no rollback trigger over {int(current.requests)} requests against the previous version's "
+                    f"{int(baseline.requests)}")
+    return Decision([gate], gate.status, rollback=triggers, warnings=warnings, inputs=inputs)
+
+
 def rollback_triggers(
     window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None,
     stage: dict[str, Sample] | None = None, *, alpha: float = st.ROLLBACK_ALPHA, safety: bool = True,

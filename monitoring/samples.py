@@ -84,6 +84,26 @@ class Sample:
         )
 
 
+def samples_sum(samples: list[Sample]) -> Sample:
+    """Several spans' numbers as one (e.g. a version's numbers over several stages): counts and
+    histogram buckets add; the newest `last_seen` is kept."""
+    total = Sample()
+    for s in samples:
+        total = Sample(
+            requests=total.requests + s.requests, errors=total.errors + s.errors,
+            latency_buckets=bucket_plus(total.latency_buckets, s.latency_buckets),
+            latency_p99_s=s.latency_p99_s if total.latency_p99_s is None else max(total.latency_p99_s,
+                                                                                 s.latency_p99_s or 0.0),
+            quality_sum=total.quality_sum + s.quality_sum, quality_count=total.quality_count + s.quality_count,
+            quality_buckets=bucket_plus(total.quality_buckets, s.quality_buckets),
+            safety_violations=total.safety_violations + s.safety_violations,
+            anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
+            last_seen=max((t for t in (total.last_seen, s.last_seen) if t is not None), default=None),
+            present=total.present or s.present,
+        )
+    return total
+
+
 @dataclass(frozen=True)
 class Target:
     canary_id: int
@@ -128,3 +148,15 @@ def bucket_minus(later: Buckets | None, earlier: Buckets | None) -> Buckets | No
         return later
     before = dict(earlier)
     return [(le, max(0.0, c - before.get(le, 0.0))) for le, c in later]
+
+
+def bucket_plus(a: Buckets | None, b: Buckets | None) -> Buckets | None:
+    """Two cumulative histograms over the same bounds, added (a bound only one has counts once)."""
+    if not a:
+        return b
+    if not b:
+        return a
+    counts = dict(a)
+    for le, c in b:
+        counts[le] = counts.get(le, 0.0) + c
+    return sorted(counts.items())

@@ -142,6 +142,35 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
     return Judged(subject, watch, reading, decision, errors, evaluation, rebased=watch.stage_baseline is not baseline)
 
 
+def judge_watch(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWatch,
+                baseline: dict[str, Any]) -> Judged:
+    """After 100 %: the decision of the post-promotion watch for one completed canary and its
+    evaluation record, unsaved (monitoring.evaluator.decide_watch). `baseline` is the previous
+    version's numbers from the canary's last stages (a Sample as a dict)."""
+    window_s = settings.EVALUATION_WINDOW_S
+    errors = watch.consecutive_errors + 1 if reading.error else 0
+    decision = evaluator.decide_watch(
+        thresholds=subject.thresholds, window=reading.window, baseline=Sample.from_dict(baseline), now=now,
+        staleness_limit_s=settings.STALENESS_LIMIT_S, source_error=reading.error,
+    )
+    inputs = normalise_json({
+        "source": reading.source, "queries": reading.queries, "window_s": window_s,
+        "raw": {"window": _dump(reading.window)}, **decision.inputs,
+        "rollback_triggers": [t.to_dict() for t in decision.rollback],
+    })
+    gates = normalise_json([g.to_dict() for g in decision.gates])
+    window_start = now - timedelta(seconds=window_s)
+    evaluation = Evaluation(
+        canary_id=subject.canary_id, stage_index=subject.stage_index, window_start=window_start, window_end=now,
+        gates=gates, verdict=decision.verdict.value, inputs=inputs,
+        content_hash=evaluation_hash(
+            canary_id=subject.canary_id, stage_index=subject.stage_index, window_start=window_start,
+            window_end=now, gates=gates, verdict=decision.verdict.value, inputs=inputs, normalised=True,
+        ),
+    )
+    return Judged(subject, watch, reading, decision, errors, evaluation, rebased=False)
+
+
 def judged_recorded(judged: Judged, *, now: datetime) -> None:
     """The watch row's fields after its new evaluation was stored (the caller saves the row)."""
     watch = judged.watch

@@ -22,6 +22,7 @@ urlpatterns = [
     path("canaries/<int:pk>/charts/<slug:key>.csv", canaries.canary_chart_csv, name="canary-chart-csv"),
     path("canaries/<int:pk>/sign/<str:role>/", canaries.canary_sign, name="canary-sign"),
     path("canaries/<int:pk>/rollback/", canaries.canary_rollback, name="canary-rollback"),
+    path("canaries/<int:pk>/revert/", canaries.canary_revert, name="canary-revert"),
     path("canaries/<int:pk>/abort/", canaries.canary_abort, name="canary-abort"),
     path("inbox/", canaries.inbox, name="inbox"),
     path("canaries/<int:pk>/pushes/", canaries.canary_pushes, name="canary-pushes"),

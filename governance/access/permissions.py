@@ -17,6 +17,7 @@ reads). The rules, as a table:
 | start_canary           | own         | yes      |     |               |              |         |         | scoped ci       |
 | abort_canary           | own         | yes      |     |               |              |         |         | scoped ci       |
 | rollback_canary        | own         | yes      |     |               |              |         |         |                 |
+| revert_canary          | own         | yes      |     |               |              |         |         |                 |
 | sign_owner             | own         |          |     |               |              |         |         | never           |
 | sign_mrm               |             |          | yes |               |              |         |         | never           |
 | issue_certificate      |             |          |     | yes           |              |         |         | never           |
@@ -82,6 +83,7 @@ class Action(StrEnum):
     START_CANARY = "start_canary"
     ABORT_CANARY = "abort_canary"
     ROLLBACK_CANARY = "rollback_canary"
+    REVERT_CANARY = "revert_canary"
     SIGN_OWNER = "sign_owner"
     SIGN_MRM = "sign_mrm"
     ISSUE_CERTIFICATE = "issue_certificate"
@@ -111,8 +113,9 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
     Role.PLATFORM: frozenset(
         {
             Action.VIEW, Action.REGISTER_MODEL, Action.CHANGE_MODEL, Action.REGISTER_VERSION,
-            Action.CHANGE_VERSION, Action.CONFIGURE_METRICS, Action.START_CANARY, Action.ABORT_CANARY, Action.ROLLBACK_CANARY,
-            Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE, Action.EXPORT_EVIDENCE,
+            Action.CHANGE_VERSION, Action.CONFIGURE_METRICS, Action.START_CANARY, Action.ABORT_CANARY,
+            Action.ROLLBACK_CANARY, Action.REVERT_CANARY, Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE,
+            Action.EXPORT_EVIDENCE,
             Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS, Action.REQUEST_THRESHOLD_CHANGE,
             Action.MANAGE_NOTIFICATIONS,
         }
@@ -131,7 +134,7 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
 _OWN_MODEL = frozenset(
     {
         Action.REGISTER_MODEL, Action.CHANGE_MODEL, Action.REGISTER_VERSION, Action.CHANGE_VERSION, Action.START_CANARY,
-        Action.ABORT_CANARY, Action.ROLLBACK_CANARY, Action.SIGN_OWNER, Action.EXPORT_EVIDENCE,
+        Action.ABORT_CANARY, Action.ROLLBACK_CANARY, Action.REVERT_CANARY, Action.SIGN_OWNER, Action.EXPORT_EVIDENCE,
         Action.APPROVE_REINITIATION, Action.REQUEST_THRESHOLD_CHANGE,
     }
 )

@@ -20,6 +20,8 @@ TITLES: dict[str, str] = {
     "canary.resumed": "Canary resumed",
     "canary.rolled_back": "Canary ROLLED BACK",
     "canary.aborted": "Canary aborted",
+    "canary.reverted": "Canary REVERTED to the previous version after 100%",
+    "canary.standby_released": "Post-promotion watch over: hot standby released",
     "early_warning": "Early warning: a metric is near its rollback threshold",
     "incident.monitor_silent": "P1: evaluator heartbeat missing (dead-man's switch)",
     "incident.rollback_unconfirmed": "P1: rollback not confirmed at 0%",

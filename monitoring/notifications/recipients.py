@@ -53,6 +53,9 @@ WHO_HEARS: dict[str, Rule] = {
     "canary.resumed": Rule(("on_call", "platform", "owner")),
     "canary.rolled_back": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
     "canary.aborted": Rule(("owner", "consumers")),
+    # after 100 %: a revert to the hot standby is told as a rollback is; the standby's release too
+    "canary.reverted": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
+    "canary.standby_released": Rule(("owner", "platform", "on_call")),
     "early_warning": Rule(("on_call", "owner"), severity="warning"),
     # threshold change requests: the reviewers, then whoever asked
     "canary.threshold_change_requested": Rule(("ai_governance", "mrm")),

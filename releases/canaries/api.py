@@ -250,6 +250,12 @@ class CanaryOutput(CanarySummaryOutput):
     latest_evaluation = EvaluationRefOutput(allow_null=True)
     required_approvals = RequiredApprovalsOutput()
     approvals = ApprovalOutput(many=True)
+    standby = serializers.ChoiceField(
+        choices=Canary._meta.get_field("standby").choices, source="canary.standby", allow_blank=True,
+        help_text='after 100 %: "watching" (the previous version on hot standby; a revert is possible), '
+        '"released" (the watch is over), "used" (reverted); empty before completion')
+    watch_until = serializers.DateTimeField(source="canary.watch_until", allow_null=True,
+                                            help_text="when the post-promotion watch ends")
 
 
 class SignedOutput(serializers.Serializer):
@@ -299,7 +305,7 @@ _CANARY_EXAMPLE = {
     "latest_evaluation": {"id": 311, "content_hash": "9f2c" * 16, "window_start": "2025-05-04T10:05:00Z",
                           "window_end": "2025-05-04T10:10:00Z", "verdict": "green"},
     "required_approvals": {"step": "promote:1->2", "roles": ["owner"], "outstanding": ["owner"]},
-    "approvals": [_APPROVAL_EXAMPLE],
+    "approvals": [_APPROVAL_EXAMPLE], "standby": "", "watch_until": None,
 }
 _STARTED_EXAMPLE = {
     **_CANARY_EXAMPLE, "state": "running", "traffic_percent": 1,
@@ -320,7 +326,8 @@ _EVALUATION_EXAMPLE = {
 
 
 def _ended(state: str, reason: str) -> dict:
-    return {**_CANARY_EXAMPLE, "state": state, "traffic_percent": 0, "ended_at": "2025-05-04T11:00:00Z",
+    after = {"standby": "used", "watch_until": "2025-05-10T11:00:00Z"} if state == "reverted" else {}
+    return {**_CANARY_EXAMPLE, **after, "state": state, "traffic_percent": 0, "ended_at": "2025-05-04T11:00:00Z",
             "end_reason": reason, "readiness": {"ready": False, "reason": f"the canary is {state}: it takes no more "
                                                 "signed steps"},
             "required_approvals": {"step": None, "roles": [], "outstanding": []}}
@@ -483,6 +490,32 @@ class CanaryRollback(APIView):
         return Response(_detail(request, id))
 
 
+class CanaryRevert(APIView):
+    @extend_schema(
+        operation_id="canaries_revert_create",
+        tags=["canaries"],
+        summary="Revert a completed canary to the previous version",
+        description="During the post-promotion watch after 100 % (while the previous version is on hot standby), "
+        "sends every user back to the previous version at once (the 0 % push goes first), makes it production "
+        "again, marks the canary's version rolled back and opens an incident that needs a root cause. The model's "
+        "owner or a platform engineer. 409 outside the watch (not completed, standby released, reverted already) "
+        "or while a newer canary of the model is active.",
+        request=ReasonInput,
+        examples=[example_request({"reason": "complaints about refunds since the promotion"}),
+                  example_response(_ended("reverted", "complaints about refunds since the promotion"))],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
+    )
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        canary_selectors.canary_get(actor=principal, canary_id=id)
+        data = ReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.canary_revert(actor=principal, canary_id=id, reason=data.validated_data["reason"])
+        return Response(_detail(request, id))
+
+
 class CanaryAbort(APIView):
     @extend_schema(
         operation_id="canaries_abort_create",
@@ -514,4 +547,5 @@ urlpatterns = [
     path("canaries/<int:id>/approvals/", CanaryApprovals.as_view(), name="api-canary-approvals"),
     path("canaries/<int:id>/rollback/", CanaryRollback.as_view(), name="api-canary-rollback"),
     path("canaries/<int:id>/abort/", CanaryAbort.as_view(), name="api-canary-abort"),
+    path("canaries/<int:id>/revert/", CanaryRevert.as_view(), name="api-canary-revert"),
 ]

@@ -18,7 +18,11 @@ One round (`evaluate_tick`, enqueued by beat every CANARYHUB_EVALUATION_CADENCE_
 6. push: each transition that changes a split announces it; `push` carries it to the canary's
    router through releases.routing, after the commit.
 
-The round ends with the heartbeat. Around it: the dead-man's switch (`deadman_check`) and the
+The round ends with the heartbeat. After it, the post-promotion watch (`watch_tick`): completed
+canaries whose previous version is still on hot standby are judged with the rollback rule against
+that version's numbers from their last stages; a breach announces the same "canary.rollback_decided",
+carried out as a revert (`canary_revert`); a watch whose period is over releases the standby.
+Around it: the dead-man's switch (`deadman_check`) and the
 rollback sweeper (`rollbacks_sweep`: decided rollbacks and 0 % pushes whose messages were lost),
 both run by the watchdog thread of every worker and web process (canaryhub.watch) as well as by
 beat, so neither a dead beat nor a stuck queue silences the checks that watch them; the
@@ -85,14 +89,19 @@ class TickResult:
 # --- 1. claim ---------------------------------------------------------------------------------------
 
 
-def claim_due(*, now: datetime, limit: int | None = None) -> list[int]:
-    """Claim every serving canary whose next evaluation is due, for this round only. Two rounds at
-    once (two beats, two workers) split the canaries between them instead of both acting."""
+WATCHED = Q(state__in=states.COMPLETE, standby=states.Standby.WATCHING)  # states.watched, as a filter
+
+
+def claim_due(*, now: datetime, limit: int | None = None, watched: bool = False) -> list[int]:
+    """Claim every serving canary (`watched`: every canary in its post-promotion watch) whose next
+    evaluation is due, for this round only. Two rounds at once (two beats, two workers) split the
+    canaries between them instead of both acting."""
     due = Q(next_eval_at__isnull=True) | Q(next_eval_at__lte=now)
     # Not the full cadence: a beat firing a little early must not skip a canary for a whole round.
     next_at = now + timedelta(seconds=settings.EVALUATION_CADENCE_S * 0.8)
+    which = WATCHED if watched else Q(state__in=states.SERVING)
     with transaction.atomic():
-        qs = Canary.objects.filter(due, state__in=states.SERVING).order_by("next_eval_at", "pk")
+        qs = Canary.objects.filter(due, which).order_by("next_eval_at", "pk")
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
         ids = list(qs.values_list("pk", flat=True)[:limit] if limit else qs.values_list("pk", flat=True))
@@ -275,14 +284,57 @@ def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> Canar
     return outcome
 
 
+def watch_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,
+               canary_ids: list[int] | None = None) -> list[CanaryOutcome]:
+    """One round of the post-promotion watch: release the standbys whose watch is over, then judge
+    the due watched canaries' new production version against the previous version's numbers from
+    their last stages (monitoring.services.judge_watch). A breach is announced as
+    "canary.rollback_decided", which reverts a watched canary (`rollback_decided`)."""
+    now = (now or timezone.now()).replace(microsecond=0)
+    for canary_id in Canary.objects.filter(WATCHED, watch_until__lte=now).values_list("pk", flat=True):
+        services.standby_release(canary_id=canary_id, now=now)
+    ids = canary_ids if canary_ids is not None else claim_due(now=now, watched=True)
+    canaries = list(Canary.objects.filter(WATCHED, pk__in=ids).select_related("model", "version", "baseline"))
+    if not canaries:
+        return []
+    subjects = {c.pk: subject_of(c) for c in canaries}
+    readings, _ = monitor.read_metrics(list(subjects.values()), now=now, providers=providers)
+    outcomes = []
+    with transaction.atomic():
+        watches = monitor.watches_lock(list(subjects))
+        for canary in canaries:
+            if not canary.watch_baseline:
+                continue  # no stage measured the previous version: nothing to compare with
+            judged = monitor.judge_watch(subjects[canary.pk], readings[canary.pk], now=now,
+                                         watch=watches[canary.pk], baseline=canary.watch_baseline)
+            if not monitor.evaluation_insert(judged.evaluation):
+                outcomes.append(CanaryOutcome(canary.pk, judged.evaluation.verdict, duplicate=True))
+                continue
+            monitor.judged_recorded(judged, now=now)
+            judged.watch.save()
+            outcomes.append(_act(judged))
+    return outcomes
+
+
 def rollback_decided(*, canary_id: int, evaluation_id: int | None, reason: str, executed_by: str = "task") -> str:
     """Carry out an automatic rollback the loop decided, and close its recorded decision in the
-    same transaction. A canary that is no longer serving (rolled back by an earlier run, aborted)
-    is left alone: however many run this (the queued task, sweepers), the canary rolls back once."""
+    same transaction: of a serving canary, a rollback; of a canary in its post-promotion watch, a
+    revert to the previous version. A canary that is neither any more (rolled back or reverted by
+    an earlier run, aborted) is left alone: however many run this (the queued task, sweepers), the
+    canary rolls back (or reverts) once."""
     now = timezone.now()
     with transaction.atomic():
-        state = Canary.objects.filter(pk=canary_id).values_list("state", flat=True).first()
-        if state not in states.SERVING:
+        row = Canary.objects.filter(pk=canary_id).values_list("state", "standby").first()
+        state = row[0] if row else None
+        if row is not None and states.watched(*row):
+            try:
+                with transaction.atomic():
+                    services.canary_revert(actor=None, canary_id=canary_id, reason=reason, automatic=True,
+                                           evaluation_id=evaluation_id)
+                outcome = "reverted"
+            except Conflict as exc:  # raced with a manual revert, or a newer canary is active
+                outcome = f"skipped: {exc}"
+        elif state not in states.SERVING:
             outcome = f"skipped: canary {canary_id} is {state}"
         else:
             try:
@@ -293,8 +345,8 @@ def rollback_decided(*, canary_id: int, evaluation_id: int | None, reason: str, 
             except Conflict as exc:  # raced with another rollback or an abort
                 outcome = f"skipped: {exc}"
         monitor.rollback_decisions_close(canary_id=canary_id, outcome=outcome, executed_by=executed_by, now=now)
-    if outcome == "rolled back":
-        logger.warning("canary %s rolled back automatically (%s): %s", canary_id, executed_by, reason)
+    if outcome in ("rolled back", "reverted"):
+        logger.warning("canary %s %s automatically (%s): %s", canary_id, outcome, executed_by, reason)
     return outcome
 
 
@@ -316,7 +368,7 @@ def rollbacks_sweep(*, now: datetime | None = None) -> dict[str, int]:
         try:
             outcome = rollback_decided(canary_id=decision.canary_id, evaluation_id=decision.evaluation_id,
                                        reason=decision.reason, executed_by="sweeper")
-            if outcome == "rolled back":
+            if outcome in ("rolled back", "reverted"):
                 done.append(decision.canary_id)
         except Exception:  # one canary's failure must not stop the others' rollbacks
             logger.exception("sweeper: rollback of canary %s failed", decision.canary_id)
@@ -325,12 +377,17 @@ def rollbacks_sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _stop_pushes_sweep(*, now: datetime, skip: list[int]) -> int:
-    """The 0 % push of a canary stopped within the last hour that no push has confirmed (its
-    message lost or its worker stuck), carried here rather than waiting for the reconciler. A push
-    of that generation still under way (started within the push deadline) is left to finish."""
+    """The 0 % push of a canary stopped (or reverted) within the last hour that no push has
+    confirmed (its message lost or its worker stuck), carried here rather than waiting for the
+    reconciler. A push of that generation still under way (started within the push deadline) is
+    left to finish."""
     settle = now - timedelta(seconds=settings.ROLLBACK_SWEEP_AFTER_S)
-    stopped = Canary.objects.filter(state__in=states.STOPPED, traffic_percent=0, split_generation__gt=0,
-                                     ended_at__gte=now - timedelta(hours=1), ended_at__lte=settle).exclude(pk__in=skip)
+    since = now - timedelta(hours=1)
+    stopped = Canary.objects.filter(
+        Q(state__in=states.STOPPED, ended_at__gte=since, ended_at__lte=settle)
+        | Q(state=State.REVERTED, reverted_at__gte=since, reverted_at__lte=settle),
+        traffic_percent=0, split_generation__gt=0,
+    ).exclude(pk__in=skip)
     pushed = 0
     for canary_id, generation in stopped.values_list("pk", "split_generation"):
         attempts = RouterPush.objects.filter(canary_id=canary_id, generation=generation)
@@ -353,7 +410,8 @@ def _stop_pushes_sweep(*, now: datetime, skip: list[int]) -> int:
 def push_order(canary: Canary) -> PushOrder:
     return PushOrder(
         canary_id=canary.pk, router=canary.router, split=selectors.split_of(canary),
-        stopping=canary.state in states.STOPPED and canary.traffic_percent == 0, ended_at=canary.ended_at,
+        stopping=canary.state in states.AT_ZERO and canary.traffic_percent == 0,
+        ended_at=canary.reverted_at or canary.ended_at,
         label=f"canary #{canary.pk} ({canary.version})",
     )
 

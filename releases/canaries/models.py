@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from releases.canaries.states import ACTIVE, CanaryState
+from releases.canaries.states import ACTIVE, CanaryState, Standby
 from releases.register.models import AIModel, ModelVersion, RiskTier
 
 
@@ -68,6 +68,15 @@ class Canary(models.Model):
     initiated_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     next_eval_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    # After 100 %: the post-promotion watch (releases.canaries.states, "Standby"). Until
+    # `watch_until` the loop judges the new production version against `watch_baseline` (the
+    # previous version's numbers over the canary's last stages, a monitoring Sample as a dict)
+    # and the previous version is kept on hot standby for a revert.
+    standby = models.CharField(max_length=10, choices=Standby.choices, default=Standby.NONE, blank=True)
+    watch_until = models.DateTimeField(null=True, blank=True)
+    watch_baseline = models.JSONField(default=dict, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-initiated_at"]

@@ -36,6 +36,7 @@ GATE_LABELS = {
     "quality": "Quality score",
     "safety_violations": "Content-safety violations",
     "anomaly_alerts": "Anomaly alerts firing",
+    "post_promotion": "After 100%: rollback rule against the previous version",
 }
 STAGE_STATUS_LABELS = {
     State.ROLLED_BACK: "rolled back here",
@@ -291,7 +292,8 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "stage_label": stage_label(stages[canary.stage_index]),
         "remaining": remaining,
         "residence_until": selectors.residence_until(canary),
-        "live": canary.state in states.LIVE,
+        "live": canary.state in states.ACTIVE or canary.state == State.COMPLETED
+        or states.watched(canary.state, canary.standby),
         "cadence_s": settings.EVALUATION_CADENCE_S,
         "step": step,
         "step_label": step_label(canary, step) if step is not None else "",
@@ -312,6 +314,10 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         and decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed,
         "can_abort": states.allows(canary.state, states.Act.ABORT)
         and decide(user, Action.ABORT_CANARY, model=canary.model).allowed,
+        "can_revert": states.allows(canary.state, states.Act.REVERT, standby=canary.standby)
+        and decide(user, Action.REVERT_CANARY, model=canary.model).allowed,
+        "watched": states.watched(canary.state, canary.standby),
+        "watch_remaining": selectors.watch_remaining(canary, now=now),
         "threshold_rows": _threshold_rows(canary.thresholds),
         "strategy_label": STRATEGY_LABELS.get(canary.segmentation.get("strategy", ""), ""),
         "now": now,

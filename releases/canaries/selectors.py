@@ -23,6 +23,7 @@ from governance.access.permissions import Action, Role, as_principal, decide, ro
 from monitoring.evaluations import readiness
 from monitoring.models import Evaluation
 from monitoring.notifications.recipients import Contact, contact_from_text
+from monitoring.samples import Sample, samples_sum
 from releases.canaries import approvals as rules
 from releases.canaries import schedules, states
 from releases.canaries.models import Approval, Canary
@@ -63,6 +64,30 @@ def required_roles(canary: Canary, step: rules.Step | None = None) -> frozenset[
 
 def latest_evaluation(canary: Canary) -> Evaluation | None:
     return canary.evaluations.filter(stage_index=canary.stage_index).order_by("-window_end", "-id").first()
+
+
+def watch_baseline(canary: Canary, *, before_stage: int) -> dict[str, Any]:
+    """The previous production version's numbers the post-promotion watch compares with: its
+    stage-so-far numbers in the latest evaluation of each stage before `before_stage` that
+    measured any, added up (a Sample as a dict; {} when no stage measured production)."""
+    latest: dict[int, Any] = {}
+    for stage_index, inputs in (
+        Evaluation.objects.filter(canary=canary, stage_index__lt=before_stage)
+        .order_by("stage_index", "-window_end", "-id").values_list("stage_index", "inputs").iterator()
+    ):
+        production = (((inputs or {}).get("raw") or {}).get("stage") or {}).get("production")
+        if stage_index not in latest and production and production.get("requests"):
+            latest[stage_index] = production
+    if not latest:
+        return {}
+    return samples_sum([Sample.from_dict(v) for v in latest.values()]).to_dict()
+
+
+def watch_remaining(canary: Canary, *, now: datetime) -> timedelta | None:
+    """How long the post-promotion watch still lasts (None: the canary is not watched)."""
+    if not states.watched(canary.state, canary.standby) or canary.watch_until is None:
+        return None
+    return max(canary.watch_until - now, timedelta(0))
 
 
 def residence_until(canary: Canary) -> datetime | None:

@@ -347,6 +347,8 @@ def _take_step(canary: Canary, *, step: rules.Step, actor: Any, now: datetime) -
               "hold_reason": ""}
     if target.is_final:
         fields["ended_at"] = now
+        # The post-promotion watch starts: the previous version stays on hot standby.
+        fields.update(_watch_fields(canary, final_index=step.to_index, now=now))
         _transition(canary, to=State.COMPLETED, actor=actor, action="canary.completed",
                     payload={"step": step.key}, fields=fields, push=True)
         _make_production(canary, actor=actor)
@@ -372,6 +374,14 @@ def _make_production(canary: Canary, *, actor: Any) -> None:
     version_transition(version=canary.version, to=ModelVersion.Status.PRODUCTION, actor=actor, canary_id=canary.pk,
                        reason="canary completed", action="version.promoted_to_production",
                        extra={"deprecated": [v.version for v in previous]})
+
+
+def _watch_fields(canary: Canary, *, final_index: int, now: datetime) -> dict[str, Any]:
+    if not states.standby_may_become(canary.standby, states.Standby.WATCHING):
+        raise Conflict(f"canary #{canary.pk} was watched already")
+    hours = settings.HOT_STANDBY_HOURS / max(canary.clock_speed or 1.0, 1.0)
+    return {"standby": states.Standby.WATCHING, "watch_until": now + timedelta(hours=hours),
+            "watch_baseline": selectors.watch_baseline(canary, before_stage=final_index)}
 
 
 def canary_mark_certified(*, canary: Canary, actor: Any, payload: dict[str, Any]) -> Canary:
@@ -417,6 +427,82 @@ def canary_rollback(
             details={"automatic": automatic, "stage_index": canary.stage_index}, actor=actor, now=now,
         )
         _escalate_if_due(canary, now=now)
+    return canary
+
+
+def canary_revert(
+    *, actor: Any, canary_id: int, reason: str, automatic: bool = False, evaluation_id: int | None = None,
+) -> Canary:
+    """During the post-promotion watch, put the previous version back: 100 % of traffic to it at
+    once (the 0 % canary push goes first, on the rollbacks queue, held to the rollback SLO), the
+    previous version production again and the canary's version rolled back (it needs a root
+    cause before another canary), an incident opened, the same people told as for a rollback.
+    Manual (the model's owner or a platform engineer) or automatic (the control loop on a breach
+    of the rollback rule, actor None). 409 outside the watch, or while a newer canary of the
+    model is active."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed.field("reason", "say why the previous version is put back")
+    now = timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if not automatic:
+            require(actor, Action.REVERT_CANARY, model=canary.model)
+        if not states.allows(canary.state, states.Act.REVERT, standby=canary.standby):
+            why = {states.Standby.RELEASED: "its watch is over and the previous version's standby was released",
+                   states.Standby.USED: "it was reverted already"}.get(canary.standby, "it is not watched after 100 %")
+            raise Conflict(f"canary #{canary.pk} is {canary.state}: {why}; only a watched canary can be reverted")
+        newer = canary.model.canaries.filter(state__in=states.ACTIVE).exclude(pk=canary.pk).first()
+        if newer is not None:
+            raise Conflict(f"canary #{newer.pk} of {canary.model.name} is {newer.state}: finish, roll back or "
+                           "abort it before reverting an earlier one")
+        record = {"reason": reason.strip(), "automatic": automatic, "evaluation": evaluation_id,
+                  "from_percent": canary.traffic_percent, "reinstated": canary.baseline.version,
+                  "watch_until": canary.watch_until.isoformat() if canary.watch_until else None}
+        _transition(
+            canary, to=State.REVERTED, actor=actor, action="canary.reverted", payload=record,
+            fields={"traffic_percent": 0, "reverted_at": now, "end_reason": reason.strip(),
+                    "standby": states.Standby.USED},
+            push=True, push_queue="rollbacks",
+        )
+        version_transition(version=canary.version, to=ModelVersion.Status.ROLLED_BACK, actor=actor,
+                           canary_id=canary.pk, reason=f"reverted after completion: {reason.strip()}")
+        version_transition(version=canary.baseline, to=ModelVersion.Status.PRODUCTION, actor=actor,
+                           canary_id=canary.pk, reason=f"reinstated from hot standby: {reason.strip()}",
+                           action="version.reinstated")
+        incident_open(
+            severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary_id=canary.pk,
+            evaluation_id=evaluation_id if Evaluation.objects.filter(pk=evaluation_id).exists() else None,
+            summary=f"Canary #{canary.pk} of {canary.version} reverted to {canary.baseline.version} after 100 % "
+                    f"{'automatically' if automatic else 'by hand'}: {reason.strip()}",
+            details={"automatic": automatic, "revert": True, "stage_index": canary.stage_index}, actor=actor, now=now,
+        )
+    return canary
+
+
+def standby_release(*, canary_id: int, now: datetime | None = None) -> Canary:
+    """The post-promotion watch is over without a revert: the previous version's hot standby is
+    released (its servers may go), audited and told. Does nothing before `watch_until`."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if not states.watched(canary.state, canary.standby) or (canary.watch_until and canary.watch_until > now):
+            return canary
+        _standby_transition(canary, to=states.Standby.RELEASED, action="canary.standby_released",
+                            payload={"released": canary.baseline.version,
+                                     "watch_until": canary.watch_until.isoformat() if canary.watch_until else None})
+    return canary
+
+
+def _standby_transition(canary: Canary, *, to: str, action: str, payload: dict[str, Any]) -> Canary:
+    """Move a locked canary's standby (table: releases.canaries.states) and audit it."""
+    current = canary.standby
+    if not states.standby_may_become(current, to):
+        raise Conflict(f"canary #{canary.pk}'s standby is {current or 'none'}; it cannot become {to}")
+    canary.standby = to
+    canary.save(update_fields=["standby"])
+    record = {"from": current, "to": to, **payload}
+    audit_append(actor=None, action=action, object_type="canary", object_id=canary.pk, payload=record)
+    _notify(canary, kind=action, payload=record)
     return canary
 
 

@@ -7,6 +7,7 @@ in each. Everything else uses these names; nothing spells a group out again.
     running ──(residence over, gates green)──> awaiting_approval ──(last signature)──> running (next stage)
     running/awaiting_approval ──(residence over, gates not green)──> held ──(green again)──> awaiting_approval
     the last signature into the final 100 % stage ──> completed ──(certificate)──> certified
+    completed/certified, while the post-promotion watch lasts ──(revert)──> reverted
     any active state ──(rollback)──> rolled_back;  ──(abort)──> aborted
     running/awaiting_approval/held ──(monitor silent)──> suspended ──(monitor back)──> previous
 
@@ -31,6 +32,7 @@ class CanaryState(models.TextChoices):
     CERTIFIED = "certified", "Certified"
     ROLLED_BACK = "rolled_back", "Rolled back"
     ABORTED = "aborted", "Aborted"
+    REVERTED = "reverted", "Reverted after completion"
 
 
 State = CanaryState
@@ -46,13 +48,16 @@ ACTIVE = SERVING | {State.PENDING_APPROVAL}
 SIGNABLE = ADVANCING | {State.PENDING_APPROVAL}
 # Stopped before completion: every user is back on production (0 %).
 STOPPED = frozenset({State.ROLLED_BACK, State.ABORTED})
-# Reached 100 %: the version is production.
+# Reached 100 %: the version is production (for as long as the watch after it is not reverted).
 COMPLETE = frozenset({State.COMPLETED, State.CERTIFIED})
-# Nothing more happens to the canary.
-TERMINAL = STOPPED | {State.CERTIFIED}
+# Every user is on the version the canary was compared with (0 %): stopped before completion, or
+# reverted after it. The router push that gets there is held to the rollback SLO.
+AT_ZERO = STOPPED | {State.REVERTED}
+# Nothing more happens to the canary (a certified one may still be reverted while it is watched).
+TERMINAL = AT_ZERO
 # Whose page keeps refreshing itself: anything that can still change without the viewer (a
-# completed canary still becomes certified).
-LIVE = ACTIVE | {State.COMPLETED}
+# completed canary still becomes certified; a watched one may still be reverted).
+LIVE = ACTIVE | COMPLETE
 
 # Which state may follow which. A serving state may "move" to itself: a promotion enters the next
 # stage as running again.
@@ -62,10 +67,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     State.AWAITING_APPROVAL: ADVANCING | {State.SUSPENDED, State.COMPLETED, State.ROLLED_BACK, State.ABORTED},
     State.HELD: ADVANCING | {State.SUSPENDED, State.COMPLETED, State.ROLLED_BACK, State.ABORTED},
     State.SUSPENDED: ADVANCING | {State.ROLLED_BACK, State.ABORTED},
-    State.COMPLETED: frozenset({State.CERTIFIED}),
-    State.CERTIFIED: frozenset(),
+    State.COMPLETED: frozenset({State.CERTIFIED, State.REVERTED}),
+    State.CERTIFIED: frozenset({State.REVERTED}),
     State.ROLLED_BACK: frozenset(),
     State.ABORTED: frozenset(),
+    State.REVERTED: frozenset(),
 }
 
 
@@ -92,6 +98,7 @@ class Act(StrEnum):
     ABORT = "abort"
     CERTIFY = "certify"
     REQUEST_THRESHOLD_CHANGE = "request_threshold_change"
+    REVERT = "revert"
 
 
 _ACTS: dict[Act, frozenset[str]] = {
@@ -100,12 +107,51 @@ _ACTS: dict[Act, frozenset[str]] = {
     Act.ABORT: ACTIVE,
     Act.CERTIFY: frozenset({State.COMPLETED}),
     Act.REQUEST_THRESHOLD_CHANGE: ACTIVE,
+    Act.REVERT: COMPLETE,
 }
 
 
-def allows(state: str, act: Act) -> bool:
-    """Whether a canary in `state` allows `act` at all (who may do it is governance.access's)."""
+def allows(state: str, act: Act, *, standby: str = "") -> bool:
+    """Whether a canary in `state` allows `act` at all (who may do it is governance.access's).
+    A revert also needs the previous version still on standby (`standby` "watching")."""
+    if act is Act.REVERT and standby != Standby.WATCHING:
+        return False
     return State(state) in _ACTS[act]
+
+
+# --- after 100 %: the post-promotion watch and the previous version's hot standby -----------------
+#
+#     (none) ──(completed)──> watching ──(watch period over, no breach)──> released
+#                             watching ──(revert: by hand, or a breach of the rollback rule)──> used
+#
+# While "watching", the control loop judges the new production version against the previous
+# version's numbers from the canary's last stages, with the rollback rule, and the previous
+# version's servers are kept: a revert pushes 100 % back to it at once. "released": the watch is
+# over and the standby may be taken down. "used": the canary was reverted (state `reverted`).
+
+
+class Standby(models.TextChoices):
+    NONE = "", "No standby"
+    WATCHING = "watching", "Watched; the previous version is on hot standby"
+    RELEASED = "released", "Watch over; the previous version's standby is released"
+    USED = "used", "Reverted to the previous version"
+
+
+STANDBY_TRANSITIONS: dict[str, frozenset[str]] = {
+    Standby.NONE: frozenset({Standby.WATCHING}),
+    Standby.WATCHING: frozenset({Standby.RELEASED, Standby.USED}),
+    Standby.RELEASED: frozenset(),
+    Standby.USED: frozenset(),
+}
+
+
+def standby_may_become(current: str, target: str) -> bool:
+    return target in STANDBY_TRANSITIONS[Standby(current)]
+
+
+def watched(state: str, standby: str) -> bool:
+    """Whether the control loop judges this canary after its completion."""
+    return State(state) in COMPLETE and standby == Standby.WATCHING
 
 
 # A threshold change request's moves (releases.canaries.models.ThresholdChangeRequest.Status):

@@ -18,8 +18,9 @@ PUSH_HARD_LIMIT_S = loop.PUSH_HARD_LIMIT_S
 
 @shared_task(soft_time_limit=50, time_limit=60)
 def evaluate_tick() -> int:
-    """One round of the control loop over the due canaries (beat only enqueues; the round claims)."""
-    return len(loop.evaluate_tick().outcomes)
+    """One round of the control loop over the due canaries, then of the post-promotion watch (beat
+    only enqueues; each round claims)."""
+    return len(loop.evaluate_tick().outcomes) + len(loop.watch_tick())
 
 
 @shared_task(soft_time_limit=30, time_limit=45, acks_late=True, reject_on_worker_lost=True)

@@ -261,6 +261,12 @@ STOPS = {
         "Every user goes back to the production version (0% canary) at once. The version is blocked "
         "from another canary until its root cause is filed and a re-initiation approved.",
     ),
+    "revert": _Stop(
+        Action.REVERT_CANARY, "Revert", "Revert to the previous version now",
+        "Every user goes back to the previous version, kept on hot standby since the completion (0% canary) "
+        "at once; it becomes production again. This version is marked rolled back and needs a root cause "
+        "before another canary; an incident is opened.",
+    ),
     "abort": _Stop(
         Action.ABORT_CANARY, "Abort", "Abort the canary",
         "Traffic goes back to the production version (0% canary). The version returns to registered "
@@ -273,6 +279,12 @@ STOPS = {
 @require_http_methods(["GET", "POST"])
 def canary_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     return _stop(request, pk, kind="rollback")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_revert(request: HttpRequest, pk: int) -> HttpResponse:
+    return _stop(request, pk, kind="revert")
 
 
 @login_required
@@ -291,13 +303,14 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
     if request.method == "POST":
         status = 400
         if form.is_valid():
-            service = services.canary_rollback if kind == "rollback" else services.canary_abort
+            service = {"rollback": services.canary_rollback, "revert": services.canary_revert,
+                       "abort": services.canary_abort}[kind]
             try:
                 canary = service(actor=request.user, canary_id=canary.pk, reason=form.cleaned_data["reason"])
             except DomainError as exc:
                 status = form_refusal(form, exc)
             else:
-                verb = "rolled back" if kind == "rollback" else "aborted"
+                verb = {"rollback": "rolled back", "revert": "reverted", "abort": "aborted"}[kind]
                 messages.success(request, f"Canary #{canary.pk} {verb}: traffic is back on {canary.baseline.version}.")
                 return _done(request, canary)
     return _dialog(

@@ -4,6 +4,8 @@ releases.register.services.version_transition, which audits each move in the sam
     registered ──(canary initiated)──> canary ──(canary completed)──> production ──(next one)──> deprecated
                                        canary ──(rolled back)──> rolled_back ──(re-initiated)──> canary
                                        canary ──(aborted)──> registered
+    after a completion, while the previous version is on hot standby (a revert):
+        production ──(reverted)──> rolled_back;  deprecated ──(reinstated)──> production
 
 A model's first version may be registered directly as production (the incumbent canaries are
 compared with): that is its creation, not a move.
@@ -28,8 +30,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     Status.REGISTERED: frozenset({Status.CANARY}),
     Status.CANARY: frozenset({Status.PRODUCTION, Status.ROLLED_BACK, Status.REGISTERED}),
     Status.ROLLED_BACK: frozenset({Status.CANARY}),
-    Status.PRODUCTION: frozenset({Status.DEPRECATED}),
-    Status.DEPRECATED: frozenset(),
+    Status.PRODUCTION: frozenset({Status.DEPRECATED, Status.ROLLED_BACK}),
+    Status.DEPRECATED: frozenset({Status.PRODUCTION}),
 }
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from releases.canaries import states
-from releases.canaries.loop import evaluate_tick
+from releases.canaries.loop import WATCHED, evaluate_tick, watch_tick
 from releases.canaries.models import Canary
 
 
@@ -30,6 +30,12 @@ class Command(BaseCommand):
                     line += f" -> ROLLBACK ({o.rollback})"
                 if o.duplicate:
                     line += " (already evaluated this second)"
+                self.stdout.write(line)
+            watched = list(Canary.objects.filter(WATCHED).values_list("pk", flat=True))
+            for o in watch_tick(canary_ids=watched if options["once"] else None):
+                line = f"canary #{o.canary_id} (after 100 %): {o.verdict}"
+                if o.rollback:
+                    line += f" -> REVERT ({o.rollback})"
                 self.stdout.write(line)
             self.stdout.write(
                 f"tick: {len(result.outcomes)} canaries, {result.queries} metric queries, {result.duration_ms:.0f} ms"

@@ -390,10 +390,11 @@ EXPECTED_TRANSITIONS = {
     "awaiting_approval": SERVING_MOVES,
     "held": SERVING_MOVES,
     "suspended": {"running", "awaiting_approval", "held", "rolled_back", "aborted"},
-    "completed": {"certified"},
-    "certified": set(),
+    "completed": {"certified", "reverted"},
+    "certified": {"reverted"},
     "rolled_back": set(),
     "aborted": set(),
+    "reverted": set(),
 }
 ALL_PAIRS = [(a, b) for a in State.values for b in State.values]
 
@@ -418,8 +419,10 @@ def test_transition_table_every_pair(people, current, target):
 
 
 def test_terminal_states_go_nowhere():
-    for state in (State.ROLLED_BACK, State.ABORTED, State.CERTIFIED):
+    for state in (State.ROLLED_BACK, State.ABORTED, State.REVERTED):
         assert states.TRANSITIONS[state] == frozenset()
+    # A certified canary may only be reverted (during its post-promotion watch).
+    assert states.TRANSITIONS[State.CERTIFIED] == {State.REVERTED}
 
 
 def test_service_account_outside_its_scope_does_not_learn_the_model_exists(people):

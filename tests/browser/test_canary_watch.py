@@ -1,0 +1,77 @@
+"""After 100 % in a real browser: the owner sees the post-promotion watch on the canary page and
+reverts to the previous version from it; after the watch the page says the standby is released."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from governance.access.permissions import Role
+from releases.canaries import loop
+from releases.canaries.models import Canary
+from releases.register.models import ModelVersion
+from tests.releases.canaries.test_watch import complete
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def people(role_user) -> dict:
+    return {
+        "owner": role_user(Role.MODEL_OWNER, username="owner"),
+        "platform": role_user(Role.PLATFORM, username="platform"),
+        "mrm": role_user(Role.MRM, username="mrm"),
+        "risk": role_user(Role.RISK_OFFICER, username="risk"),
+    }
+
+
+@pytest.fixture
+def completed(people, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.EVALUATION_CADENCE_S = 2
+    return complete(people, settings, tmp_path, django_capture_on_commit_callbacks)
+
+
+def test_owner_reverts_a_watched_canary_from_its_page(page: Page, login: Callable[..., Page], people, completed,
+                                                      screenshot):
+    login(people["owner"])
+    page.goto(f"/canaries/{completed.pk}/")
+    expect(page.get_by_test_id("canary-state")).to_have_text("Completed")
+    expect(page.get_by_test_id("watch-status")).to_contain_text("Watched after 100%")
+    expect(page.get_by_test_id("watch-status")).to_contain_text("1.0.0 is on hot standby")
+    screenshot("canary-watched")
+    page.get_by_test_id("revert-button").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Every user goes back to the previous version")
+    dialog.get_by_role("button", name="Revert to the previous version now").click()
+    expect(dialog.locator('.error[data-field="reason"]')).to_be_visible()  # the reason is required
+    dialog.get_by_label("Reason").fill("Refund answers wrong since the promotion.")
+    dialog.get_by_role("button", name="Revert to the previous version now").click()
+    expect(page.get_by_test_id("canary-state")).to_have_text("Reverted after completion")
+    expect(page.get_by_test_id("traffic-percent")).to_have_text("0%")
+    expect(page.get_by_test_id("end-reason")).to_contain_text("every user is back on 1.0.0")
+    expect(page.get_by_test_id("revert-button")).to_have_count(0)
+    screenshot("canary-reverted")
+    completed.refresh_from_db()
+    assert completed.state == Canary.State.REVERTED
+    assert dict(ModelVersion.objects.values_list("version", "status")) == {"1.0.0": "production",
+                                                                           "1.1.0": "rolled_back"}
+
+
+def test_a_risk_officer_sees_the_watch_but_no_revert_button(page: Page, login: Callable[..., Page], people, completed):
+    login(people["risk"])
+    page.goto(f"/canaries/{completed.pk}/")
+    expect(page.get_by_test_id("watch-status")).to_be_visible()
+    expect(page.get_by_test_id("revert-button")).to_have_count(0)
+    assert page.request.get(f"/canaries/{completed.pk}/revert/").status == 403
+
+
+def test_after_the_watch_the_page_says_the_standby_is_released(page: Page, login: Callable[..., Page], people,
+                                                              completed):
+    loop.watch_tick(now=completed.watch_until, canary_ids=[])
+    login(people["owner"])
+    page.goto(f"/canaries/{completed.pk}/")
+    expect(page.get_by_test_id("watch-status")).to_contain_text("Watch over")
+    expect(page.get_by_test_id("watch-status")).to_contain_text("hot standby is released")
+    expect(page.get_by_test_id("revert-button")).to_have_count(0)
