@@ -44,7 +44,7 @@ class CheckItem:
 def certificate_checklist(canary: Any, *, chain_ok: bool | None = None) -> list[CheckItem]:
     """What AI Governance reviews, filled by the system from the stored facts."""
     stages = canary_stages(canary)
-    approvals = list(canary.approvals.select_related("evaluation"))
+    approvals = list(canary.approvals.select_related("evaluation").filter(voided_at__isnull=True))
     by_step: dict[str, dict[str, Any]] = {}
     for approval in approvals:
         by_step.setdefault(approval.step, {})[approval.role] = approval
@@ -103,7 +103,7 @@ def _body(canary: Any, *, reviewer_name: str, now: datetime, checklist: list[dic
         "signatures": [
             {"step": a.step, "role": a.role, "printed_name": a.printed_name, "signed_at": ts(a.signed_at),
              "meaning": a.meaning, "evaluation_hash": a.evaluation_hash}
-            for a in canary.approvals.order_by("signed_at", "id")
+            for a in canary.approvals.filter(voided_at__isnull=True).order_by("signed_at", "id")
         ],
         "checklist": checklist, "issued_by": reviewer_name, "issued_at": ts(now),
     }

@@ -54,13 +54,17 @@ def evaluation_record(evaluation: Any) -> dict[str, Any]:
 
 
 def approval_record(approval: Any) -> dict[str, Any]:
-    return {
+    record = {
         "id": approval.pk, "canary_id": approval.canary_id, "step": approval.step,
         "stage_index": approval.stage_index, "role": approval.role, "signer": approval.signer.get_username(),
         "printed_name": approval.printed_name, "meaning": approval.meaning, "statement": approval.statement,
         "evaluation_id": approval.evaluation_id, "evaluation_hash": approval.evaluation_hash,
         "signed_at": ts(approval.signed_at),
     }
+    if approval.voided_at is not None:
+        # Only a voided signature carries these keys: a standing one's record is unchanged.
+        record.update(voided_at=ts(approval.voided_at), void_reason=approval.void_reason)
+    return record
 
 
 def incident_record(incident: Any) -> dict[str, Any]:

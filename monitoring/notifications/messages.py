@@ -15,6 +15,7 @@ TITLES: dict[str, str] = {
     "canary.completed": "Canary completed: version in production",
     "canary.certified": "Canary certified",
     "canary.awaiting_approval": "Ready for your signature",
+    "canary.signature_voided": "Your signature no longer counts: sign again",
     "canary.held": "Canary held",
     "canary.suspended": "Canary suspended (dead-man's switch)",
     "canary.resumed": "Canary resumed",

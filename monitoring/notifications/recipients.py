@@ -5,7 +5,8 @@
 
 - owner: the model's owner; consumers: the model's registered consumers (e-mail, Slack,
   webhook or PagerDuty, as each registered); rollback_contact: the canary's rollback contact;
-  signers: exactly the people whose signature the canary's current step still needs;
+  signers: exactly the people whose signature the canary's current step still needs; signer:
+  the person whose signature was voided;
   requester: who asked for a threshold change — resolved by the layer that knows the canary
   (releases registers its resolver: monitoring.notifications.services.provide);
 - platform, mrm, ai_governance, on_call: the people in that group (on_call also the
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 ROLES = frozenset({
-    "owner", "consumers", "rollback_contact", "signers", "requester",
+    "owner", "consumers", "rollback_contact", "signers", "signer", "requester",
     "platform", "mrm", "ai_governance", "on_call", "model_risk_committee",
 })
 
@@ -47,6 +48,8 @@ WHO_HEARS: dict[str, Rule] = {
     "canary.completed": Rule(_STAGE),
     "canary.certified": Rule(("consumers", "owner", "ai_governance")),
     "canary.awaiting_approval": Rule(("signers",)),
+    # a signature that stopped counting (a red or stale evaluation followed it): its signer
+    "canary.signature_voided": Rule(("signer",)),
     "canary.held": Rule(("owner", "platform")),
     "canary.running": Rule(()),
     "canary.suspended": Rule(("on_call", "platform", "owner")),

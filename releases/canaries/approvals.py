@@ -36,12 +36,19 @@ ask it. Its checks, in order (the reason given is the first that applies):
 3. the step needs no signature of this role (409);
 4. segregation of duties (`signature_conflicts`, 403);
 5. a promotion whose stage is not ready: residence, gates, fresh data (409).
+
+`void_reasons` says which signatures already given on a promotion no longer count: every
+signature that completes a step must be on an evaluation of the stage being left, and no red or
+stale evaluation of that stage may come after it. A signature on the green evaluation of Monday
+does not approve the stage after Tuesday's red one: it is voided (kept on record, marked void,
+the signer told) and the role signs again on a newer evaluation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -239,3 +246,57 @@ def signing_refusal(*, role: str, facts: StepFacts, signer: SignerFacts) -> Refu
     if not ready:
         return Refusal(409, f"not ready for signatures: {reason}")
     return None
+
+
+# Verdicts after a signature that void it: the stage went bad, or its data stopped arriving.
+VOIDING_VERDICTS = frozenset({"red", "stale"})
+
+
+@dataclass(frozen=True)
+class EvaluationFacts:
+    """What the rule reads of an evaluation: which stage, when its window ended, its verdict."""
+
+    id: Any
+    stage_index: int
+    window_end: datetime
+    verdict: str
+
+    @property
+    def order(self) -> tuple[datetime, Any]:
+        return (self.window_end, self.id)
+
+
+def void_reason(*, step: Step, signed_on: EvaluationFacts | None,
+                evaluations: Sequence[EvaluationFacts]) -> str | None:
+    """Why a signature given on `step`, on the evaluation `signed_on`, no longer counts — or
+    None while it does. `evaluations`: the canary's evaluations (any order)."""
+    if step.kind is StepKind.START:
+        return None  # the start is signed before any traffic: there is no evaluation to be on
+    if signed_on is None:
+        return "it names no evaluation"
+    if signed_on.stage_index != step.from_index:
+        return (f"it was given on an evaluation of stage {signed_on.stage_index}, not of stage "
+                f"{step.from_index} that the step leaves")
+    later = sorted(
+        (e for e in evaluations
+         if e.stage_index == step.from_index and e.order > signed_on.order and e.verdict in VOIDING_VERDICTS),
+        key=lambda e: e.order,
+    )
+    if later:
+        first = later[0]
+        return f"evaluation #{first.id} of the stage, after the one signed on (#{signed_on.id}), is {first.verdict}"
+    return None
+
+
+def void_reasons(*, step: Step | None, signatures: Mapping[Any, EvaluationFacts | None],
+                 evaluations: Sequence[EvaluationFacts]) -> dict[Any, str]:
+    """The signatures of `step` (key -> the evaluation each was given on) that no longer count,
+    with the reason for each."""
+    if step is None:
+        return {}
+    reasons = {}
+    for key, signed in signatures.items():
+        reason = void_reason(step=step, signed_on=signed, evaluations=evaluations)
+        if reason is not None:
+            reasons[key] = reason
+    return reasons

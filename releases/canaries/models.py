@@ -99,7 +99,8 @@ class Approval(models.Model):
     The record carries what 21 CFR Part 11-style signature manifestations need: the signer's
     printed name, the time, the meaning of the signature (role and statement), and the hash of
     the Evaluation the signer was shown, so that what was approved can be proven later. The
-    signer re-entered their password to make it. One signature per role per step."""
+    signer re-entered their password to make it. One standing (not voided) signature per role per
+    step."""
 
     class SignatureRole(models.TextChoices):
         OWNER = "owner", "Model owner"
@@ -118,12 +119,17 @@ class Approval(models.Model):
     )
     evaluation_hash = models.CharField(max_length=64, blank=True)
     signed_at = models.DateTimeField()
+    # A signature stops counting when a red or stale evaluation of its stage follows the one it
+    # was given on (releases.canaries.approvals.void_reason): it stays on record, marked void.
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         app_label = "governance"  # table governance_approval
         ordering = ["signed_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["canary", "step", "role"], name="one_signature_per_role_per_step"),
+            models.UniqueConstraint(fields=["canary", "step", "role"], condition=models.Q(voided_at__isnull=True),
+                                    name="one_signature_per_role_per_step"),
         ]
 
     def __str__(self) -> str:

@@ -299,7 +299,7 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "step_label": step_label(canary, step) if step is not None else "",
         "required": [
             {"role": role, "label": ROLE_LABELS[role],
-             "signature": next((a for a in step_signatures if a.role == role), None)}
+             "signature": next((a for a in step_signatures if a.role == role and a.voided_at is None), None)}
             for role in ROLE_ORDER if role in required
         ],
         "readiness": readiness,
@@ -346,7 +346,8 @@ def sign_context(canary: Canary, *, user: Any, role: str, now: datetime) -> dict
         "meaning": meaning,
         "evaluation": evaluation,
         "blocked": blocked,
-        "others": [a for a in canary.approvals.select_related("signer") if step is not None and a.step == step.key],
+        "others": [a for a in canary.approvals.select_related("signer")
+                   if step is not None and a.step == step.key and a.voided_at is None],
         "action_url": reverse("releases:canary-sign", kwargs={"pk": canary.pk, "role": role}),
     }
 

@@ -168,7 +168,7 @@ def signed_on(step: rules.Step | None, approvals: Any) -> dict[str, Any]:
     """The step's signatures: role -> signer id (what segregation of duties compares)."""
     if step is None:
         return {}
-    return {a.role: a.signer_id for a in approvals if a.step == step.key}
+    return {a.role: a.signer_id for a in approvals if a.step == step.key and a.voided_at is None}
 
 
 def step_facts(canary: Canary, *, now: datetime, approvals: Any = None,
@@ -344,7 +344,7 @@ def required_approvals(canary: Canary, approvals: list[Approval]) -> RequiredApp
     if step is None:
         return RequiredApprovals(step=None, roles=[], outstanding=[])
     roles = sorted(required_roles(canary, step))
-    signed = {a.role for a in approvals if a.step == step.key}
+    signed = {a.role for a in approvals if a.step == step.key and a.voided_at is None}
     return RequiredApprovals(step=step.key, roles=roles, outstanding=[r for r in roles if r not in signed])
 
 
@@ -392,7 +392,7 @@ def outstanding_signers(canary: Canary, *, now: datetime) -> list[Any]:
     User = get_user_model()  # noqa: N806
     for role in sorted(missing):
         if role is rules.SignatureRole.OWNER:
-            candidates = [canary.model.owner]
+            candidates = [canary.owner]  # the owner frozen at initiation signs
         else:
             candidates = list(User.objects.filter(is_active=True, groups__name=Role.MRM.value).distinct())
         people += [u for u in candidates if signing_refusal(u, canary, role=role.value, facts=facts) is None
@@ -402,7 +402,8 @@ def outstanding_signers(canary: Canary, *, now: datetime) -> list[Any]:
 
 def notification_contacts(canary_id: int | None, roles: frozenset[str], payload: dict[str, Any]) -> list[Contact]:
     """The people and addresses of a canary's roles (owner, consumers, rollback contact, on-call
-    contact, outstanding signers, a threshold change's requester), for the notification outbox."""
+    contact, outstanding signers, the signer of a voided signature, a threshold change's requester),
+    for the notification outbox."""
     if canary_id is None:
         return []
     canary = Canary.objects.select_related("model", "model__owner").filter(pk=canary_id).first()
@@ -423,6 +424,9 @@ def notification_contacts(canary_id: int | None, roles: frozenset[str], payload:
     if "signers" in roles:
         out += [Contact(role="signers", user_id=u.pk, email=u.email)
                 for u in outstanding_signers(canary, now=timezone.now())]
+    if "signer" in roles and payload.get("signer_id"):
+        user = get_user_model().objects.filter(pk=payload["signer_id"], is_active=True).first()
+        out += [Contact(role="signer", user_id=user.pk, email=user.email)] if user else []
     if "requester" in roles and payload.get("requested_by"):
         user = get_user_model().objects.filter(pk=payload["requested_by"], is_active=True).first()
         out += [Contact(role="requester", user_id=user.pk, email=user.email)] if user else []

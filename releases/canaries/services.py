@@ -291,6 +291,7 @@ def canary_sign(
         raise PermissionRefused("re-authentication failed: the password does not match")
     with transaction.atomic():
         canary = _lock(canary_id)
+        signatures_void_stale(canary, now=now)
         ready = selectors.stage_readiness(canary, now=now)
         facts = selectors.step_facts(canary, now=now, evaluation=ready.evaluation)
         refusal = selectors.signing_refusal(principal, canary, role=role, facts=facts)
@@ -338,6 +339,45 @@ def canary_sign(
         if not rules.outstanding_signatures(required=required, signed={**facts.signed, role: user.pk}):
             _take_step(canary, step=step, actor=user, now=now)
     return approval
+
+
+def _facts_of(evaluation: Evaluation | None) -> rules.EvaluationFacts | None:
+    if evaluation is None:
+        return None
+    return rules.EvaluationFacts(id=evaluation.pk, stage_index=evaluation.stage_index,
+                                 window_end=evaluation.window_end, verdict=evaluation.verdict)
+
+
+def signatures_void_stale(canary: Canary, *, now: datetime) -> list[Approval]:
+    """Void the (locked) canary's signatures on its current step that no longer count
+    (releases.canaries.approvals.void_reason): mark them, audit each, and tell each signer
+    through the outbox that they must sign again. Returns the voided signatures."""
+    step = selectors.current_step(canary)
+    if step is None or step.kind is not rules.StepKind.PROMOTE:
+        return []
+    standing = list(canary.approvals.select_related("evaluation", "signer")
+                    .filter(step=step.key, voided_at__isnull=True))
+    if not standing:
+        return []
+    voiding = canary.evaluations.filter(stage_index=step.from_index, verdict__in=rules.VOIDING_VERDICTS)
+    evaluations = [_facts_of(e) for e in voiding.only("id", "stage_index", "window_end", "verdict")]
+    reasons = rules.void_reasons(step=step, signatures={a.pk: _facts_of(a.evaluation) for a in standing},
+                                 evaluations=[e for e in evaluations if e is not None])
+    voided = []
+    for approval in standing:
+        reason = reasons.get(approval.pk)
+        if reason is None:
+            continue
+        approval.voided_at, approval.void_reason = now, f"void: {reason}"[:300]
+        approval.save(update_fields=["voided_at", "void_reason"])
+        record = {"approval": approval.pk, "step": step.key, "role": approval.role,
+                  "signer": approval.signer.get_username(), "signer_id": approval.signer_id, "reason": reason,
+                  "evaluation": approval.evaluation_id}
+        audit_append(actor=None, action="canary.signature_voided", object_type="canary", object_id=canary.pk,
+                     payload=record)
+        _notify(canary, kind="canary.signature_voided", payload=record)
+        voided.append(approval)
+    return voided
 
 
 def _take_step(canary: Canary, *, step: rules.Step, actor: Any, now: datetime) -> None:
@@ -569,6 +609,8 @@ def canary_reconcile(*, canary_id: int, now: datetime | None = None) -> Canary:
         canary = _lock(canary_id)
         if canary.state not in states.ADVANCING:
             return canary
+        # A red or stale evaluation since a signature voids it now, and its signer hears of it.
+        signatures_void_stale(canary, now=now)
         ready = selectors.stage_readiness(canary, now=now)
         target, reason = states.reconcile_target(ready=ready.ready, reason=ready.reason,
                                                  residence_remaining=ready.residence_remaining)
