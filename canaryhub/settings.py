@@ -171,6 +171,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "certificates", "description": "Completion certificates and their verification."},
         {"name": "evidence", "description": "The MRM evidence bundle of a canary."},
         {"name": "audit", "description": "The hash-chained audit trail and its verification."},
+        {"name": "notifications", "description": "Your own notification feed."},
     ],
 }
 IDEMPOTENCY_KEY_TTL_S = env.int("CANARYHUB_IDEMPOTENCY_TTL_S", default=24 * 3600)

@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("governance.thresholds.api")),
     path("", include("governance.certificates.api")),
     path("", include("governance.evidence.api")),
+    path("", include("monitoring.notifications.api")),
 ]
 
 urlpatterns = [
@@ -25,6 +26,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("", include("monitoring.notifications.urls")),
     path("", include("governance.urls")),
     path("", include("releases.urls")),
 ]

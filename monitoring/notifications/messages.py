@@ -42,10 +42,10 @@ TITLES: dict[str, str] = {
 
 # Payload fields worth a line, in this order (the rest stays in the webhook's JSON).
 _FIELDS = (
-    "model", "version", "from", "to", "traffic_percent", "from_percent", "stage_index", "reason", "automatic",
-    "metric", "value", "rollback_threshold", "detail", "confidence", "severity", "summary", "rollback_contact",
-    "thresholds", "expected_timeline", "signers", "signed_by", "gates", "due_at", "note", "effect",
-    "manual_override", "canaries",
+    "model", "version", "reason", "summary", "metric", "value", "rollback_threshold", "confidence", "detail",
+    "traffic_percent", "from_percent", "stage_index", "from", "to", "automatic", "severity", "rollback_contact",
+    "thresholds", "expected_timeline", "signatures_required", "gates", "due_at", "note", "effect", "manual_override",
+    "canaries",
 )
 
 
