@@ -19,6 +19,7 @@ from monitoring.buckets import Bucket, Span, span_for
 from monitoring.models import Evaluation
 from monitoring.samples import le_parse
 from monitoring.series import evaluation_buckets
+from monitoring.statistics import ALPHA
 from releases.canaries import charts, selectors
 from releases.canaries.models import Canary
 from releases.canaries.presenters import stage_label
@@ -150,3 +151,167 @@ def _distribution(canary: Canary, latest: Evaluation | None) -> charts.Distribut
     if not pair[0] or not pair[1]:
         return None
     return charts.Distribution(pair[0], pair[1])
+
+
+# --- beside each gate: the evidence the evaluation recorded ------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateEvidence:
+    name: str
+    label: str
+    status: str
+    canary: str
+    production: str
+    difference: str
+    interval: str
+    limit: str
+    test: str
+    significance: str
+    samples: str
+    sufficiency: str
+    detail: str
+
+
+def gate_evidence(evaluation: Evaluation | None) -> list[GateEvidence]:
+    """Each gate of the evaluation with what it was judged on, as its `inputs` recorded it:
+    canary and production values, the difference and its interval, the test and its p-value,
+    both sample sizes against the one required, and the time to sufficiency."""
+    if evaluation is None:
+        return []
+    inputs = evaluation.inputs or {}
+    details = inputs.get("gates") or {}
+    stage = inputs.get("stage") or {}
+    rows = []
+    for gate in evaluation.gate_list():
+        info = details.get(gate.name) or {}
+        build = _EVIDENCE.get(gate.name, _plain)
+        values = build(gate, info, stage)
+        size = info.get("sample_size") or {}
+        samples = " / ".join(f"{_count(size.get(role))}" for role in ("canary", "production") if role in size)
+        if samples and info.get("required") is not None:
+            samples += f" (needs {_count(info['required'])})"
+        rows.append(GateEvidence(
+            name=gate.name, label=GATE_LABELS.get(gate.name, gate.name.replace("_", " ").capitalize()),
+            status=gate.status.value, limit=_g(gate.limit), samples=samples or "—",
+            sufficiency=_sufficiency(info), detail=gate.detail,
+            **values,
+        ))
+    return rows
+
+
+def data_age(evaluation: Evaluation | None, *, now: datetime) -> dict[str, Any] | None:
+    """How old the data behind the newest evaluation is: its age when judged, plus the time since."""
+    if evaluation is None:
+        return None
+    at_evaluation = (evaluation.inputs or {}).get("data_age_s")
+    since = max((now - evaluation.window_end).total_seconds(), 0.0)
+    total = since + (at_evaluation or 0)
+    return {"at_evaluation_s": at_evaluation, "since_window_s": round(since), "total": timedelta(seconds=round(total))}
+
+
+GATE_LABELS = {
+    "error_rate": "Error rate", "latency_p99": "Latency p99", "quality": "Quality score",
+    "safety_violations": "Content-safety violations", "anomaly_alerts": "Anomaly alerts",
+    "router_share": "Router split",
+}
+
+
+def _error(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    ci = info.get("ci_pp")
+    conf = info.get("confidence")
+    return {
+        "canary": _pct(info.get("canary_rate")), "production": _pct(info.get("production_rate")),
+        "difference": _signed(gate.value, " pp") if gate.value is not None else "—",
+        "interval": f"[{_g(ci[0])}, {_g(ci[1])}] pp" + (f" at {conf:.0%}" if conf else "") if ci else "—",
+        "test": info.get("test") or "—", "significance": _p(info.get("p_worse"), "canary worse"),
+    }
+
+
+def _latency(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    rank = info.get("rank_test") or {}
+    ci = (info.get("ci") or {}).get("interval")
+    return {
+        "canary": _ms(info.get("canary_p99_s")), "production": _ms(info.get("production_p99_s")),
+        "difference": f"×{gate.value:g}" if gate.value is not None else "—",
+        "interval": f"P(canary slower) [{_g(ci[0])}, {_g(ci[1])}]" if ci else "—",
+        "test": info.get("test") or "—", "significance": _p(rank.get("p_greater"), "canary slower"),
+    }
+
+
+def _quality(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    rank = info.get("rank_test") or {}
+    ci = info.get("ci")
+    return {
+        "canary": _g((stage.get("canary") or {}).get("quality_mean")),
+        "production": _g((stage.get("production") or {}).get("quality_mean")),
+        "difference": f"×{gate.value:g}" if gate.value is not None else "—",
+        "interval": f"[×{_g(ci[0])}, ×{_g(ci[1])}]" if ci else "—",
+        "test": info.get("test") or "—", "significance": _p(rank.get("p_less"), "canary lower"),
+    }
+
+
+def _safety(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    upper = info.get("upper_bound_rate")
+    return {
+        "canary": _count(gate.value), "production": _count((stage.get("production") or {}).get("safety_violations")),
+        "difference": "—", "interval": f"rate < {upper:.3%} (95%)" if upper is not None else "—",
+        "test": info.get("test") or "—", "significance": "—",
+    }
+
+
+def _router(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    observed, configured = info.get("observed_share"), info.get("configured_share")
+    return {
+        "canary": _pct(observed) + " observed" if observed is not None else "—",
+        "production": _pct(configured) + " configured" if configured is not None else "—",
+        "difference": "—", "interval": "—", "test": "z on the observed share" if "z" in info else "—",
+        "significance": f"z = {info['z']:g}" if "z" in info else "—",
+    }
+
+
+def _plain(gate: Any, info: dict, stage: dict) -> dict[str, str]:
+    return {"canary": _g(gate.value), "production": "—", "difference": "—", "interval": "—", "test": "—",
+            "significance": "—"}
+
+
+_EVIDENCE = {"error_rate": _error, "latency_p99": _latency, "quality": _quality, "safety_violations": _safety,
+             "router_share": _router}
+
+
+def _g(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "—"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,.0f}" if isinstance(value, int | float) else "—"
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.3g}%" if isinstance(value, int | float) else "—"
+
+
+def _ms(value: Any) -> str:
+    return f"{value * 1000:.0f} ms" if isinstance(value, int | float) else "—"
+
+
+def _signed(value: Any, unit: str) -> str:
+    return f"{value:+.4g}{unit}" if isinstance(value, int | float) else "—"
+
+
+def _p(value: Any, meaning: str) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    verdict = f" — significant at {ALPHA:g}" if value < ALPHA else ""
+    return f"p = {value:.2g} ({meaning}){verdict}"
+
+
+def _sufficiency(info: dict) -> str:
+    if "time_to_sufficiency_s" not in info:
+        return "—"
+    seconds = info.get("time_to_sufficiency_s")
+    if seconds is None:
+        return "no canary traffic to get there"
+    if seconds <= 0:
+        return "reached"
+    return f"about {timedelta(seconds=round(seconds))} at current traffic"

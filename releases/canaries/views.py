@@ -146,6 +146,8 @@ def canary_detail(request: HttpRequest, pk: int) -> HttpResponse:
     canary = _canary_or_404(request.user, pk)
     now = timezone.now()
     context = presenters.canary_page_context(canary, user=request.user, now=now)
+    context["gate_evidence"] = dashboard.gate_evidence(context["evaluation"])
+    context["data_age"] = dashboard.data_age(context["evaluation"], now=now)
     if not is_fragment_request(request):
         # The charts are drawn once with the page; their refresh asks canary_charts for JSON.
         key = dashboard.range_key(request.GET.get("range"))

@@ -219,3 +219,40 @@ def test_pure_builders_draw_nothing_without_data():
     assert [c.key for c in built] == ["error_rate", "difference", "latency_p99", "quality", "safety_violations",
                                       "router_split"]
     assert all(c.rows == [] for c in built)
+
+
+def test_beside_each_gate_the_evidence_it_was_judged_on(people, canary):
+    inputs = window_inputs()
+    inputs["data_age_s"] = 12.0
+    inputs["stage"] = {"canary": {"quality_mean": 0.88, "safety_violations": 0},
+                       "production": {"quality_mean": 0.9, "safety_violations": 0}}
+    inputs["gates"] = {
+        "error_rate": {"test": "two-proportion, one-sided Agresti-Caffo bounds", "canary_rate": 0.0012,
+                       "production_rate": 0.001, "difference": 0.0002, "p_worse": 0.31, "ci_pp": [-0.01, 0.05],
+                       "confidence": 0.95, "sample_size": {"canary": 12000, "production": 1188000},
+                       "required": 30000, "time_to_sufficiency_s": 5400},
+        "latency_p99": {"test": "Mann-Whitney U on latency buckets (canary slower)", "canary_p99_s": 0.31,
+                        "production_p99_s": 0.3, "rank_test": {"p_greater": 0.001}, "ci": {"interval": [0.5, 0.53]},
+                        "sample_size": {"canary": 12000, "production": 1188000}, "required": 3000,
+                        "time_to_sufficiency_s": 0},
+    }
+    evaluation = make_evaluation(canary, window_end=timezone.now() - timedelta(seconds=30), inputs=inputs,
+                                 values={"error_rate": (0.02, 0.1), "latency_p99": (1.033, 1.2)})
+    page = client_for(people["owner"]).get(reverse("releases:canary-detail", kwargs={"pk": canary.pk}))
+    rows = {row.name: row for row in page.context["gate_evidence"]}
+    error = rows["error_rate"]
+    assert (error.canary, error.production, error.difference) == ("0.12%", "0.1%", "+0.02 pp")
+    assert error.interval == "[-0.01, 0.05] pp at 95%"
+    assert error.significance == "p = 0.31 (canary worse)"
+    assert error.samples == "12,000 / 1,188,000 (needs 30,000)"
+    assert error.sufficiency == "about 1:30:00 at current traffic"
+    latency = rows["latency_p99"]
+    assert (latency.canary, latency.production, latency.difference) == ("310 ms", "300 ms", "×1.033")
+    assert latency.significance.startswith("p = 0.001 (canary slower) — significant")
+    assert latency.sufficiency == "reached"
+    html = page.content.decode()
+    assert 'data-gate="error_rate"' in html and "12,000 / 1,188,000 (needs 30,000)" in html
+    age = page.context["data_age"]
+    assert age["at_evaluation_s"] == 12.0 and 30 <= age["since_window_s"] <= 60
+    assert 'data-testid="data-age"' in html
+    assert evaluation.pk
