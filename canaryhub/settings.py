@@ -273,6 +273,9 @@ CANARYHUB_ROUTER_TARGET_DIRS = env.list(
     default=[str(c["path_dir" if k == "file" else "conf_dir"]) for k, c in CANARYHUB_ROUTERS.items()
              if c.get("path_dir" if k == "file" else "conf_dir")],
 )
+# How long a push that is not a rollback retries before it counts as a router failure (the canary
+# falls back to production and is suspended until the router answers again), seconds.
+ROUTER_PUSH_DEADLINE_S = env.float("CANARYHUB_ROUTER_PUSH_DEADLINE_S", default=60.0)
 # How long a web process reuses a model's active split and a token's principal in /api/v1/assign.
 CANARYHUB_ASSIGN_CACHE_S = env.float("CANARYHUB_ASSIGN_CACHE_S", default=1.0)
 

@@ -27,6 +27,7 @@ class ReleasesConfig(AppConfig):
         # What every worker and web process checks beside its work (canaryhub.watch).
         watch.register(loop.rollbacks_sweep)
         watch.register(loop.deadman_check)
+        watch.register(loop.routers_recover)
         # The people of a canary, for the notification outbox (monitoring cannot import releases).
         notifications.provide(canary_selectors.notification_contacts)
         metrics.on_scrape(register_selectors.metrics_refresh)

@@ -59,7 +59,8 @@ from monitoring.samples import Reading, Target
 from releases.canaries import selectors, services, states
 from releases.canaries.models import Canary
 from releases.routing.models import RouterPush
-from releases.routing.services import PushOrder, push_and_record, router_reconcile
+from releases.routing.routers.base import RouterError
+from releases.routing.services import PushOrder, push_and_record, router_for, router_reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -422,9 +423,40 @@ def push(*, canary_id: int, generation: int) -> str:
     canary = Canary.objects.select_related("model", "version", "baseline").get(pk=canary_id)
     if canary.split_generation != generation:
         return f"skipped: generation {generation} superseded by {canary.split_generation}"
-    record = push_and_record(push_order(canary), reason="transition")
+    order = push_order(canary)
+    record = push_and_record(order, reason="transition")
     state = "confirmed" if record.ok else f"failed after {record.attempts} attempt(s): {record.error[:200]}"
+    if not record.ok:
+        _router_failed(order, record)
     return f"generation {generation} ({canary.traffic_percent}%): {state}"
+
+
+def _router_failed(order: PushOrder, record: RouterPush) -> None:
+    """A canary's split did not reach its router within the deadline: unless it is stopping (the
+    rollback SLO's own incident covers that) or a newer split owns the router, the canary falls
+    back to production and is suspended (services.canary_router_failed)."""
+    if order.stopping or record.error.startswith("stale:"):
+        return
+    services.canary_router_failed(canary_id=order.canary_id, push_id=record.pk,
+                                  error=f"push of generation {order.split.generation} ({order.split.percent}%) "
+                                        f"failed after {record.attempts} attempt(s): {record.error[:500]}")
+
+
+def routers_recover(*, now: datetime | None = None) -> int:
+    """Canaries suspended for a router failure whose router answers again get the split in force
+    back (services.canary_router_recovered). Runs in the watchdog of every process, so a router's
+    return is acted on within seconds. Returns how many recovered."""
+    recovered = 0
+    for canary in Canary.objects.filter(state=State.SUSPENDED, hold_reason__startswith=services.ROUTER_FAILURE):
+        try:
+            router_for(canary.router).read_back(canary.model.name)
+        except RouterError as exc:
+            logger.info("router %s of canary %s still failing: %s", canary.router, canary.pk, exc)
+            continue
+        if services.canary_router_recovered(canary_id=canary.pk, now=now) is not None:
+            logger.warning("router %s answers again: canary %s resumes at its stage's split", canary.router, canary.pk)
+            recovered += 1
+    return recovered
 
 
 def routers_reconcile(*, sleep: Any = time.sleep) -> dict[str, int]:
@@ -437,8 +469,14 @@ def routers_reconcile(*, sleep: Any = time.sleep) -> dict[str, int]:
         newest.setdefault(canary.model_id, canary)
     outcome: dict[str, int] = {}
     for canary in newest.values():
-        result = router_reconcile(push_order(canary), sleep=sleep)
+        order = push_order(canary)
+        result = router_reconcile(order, sleep=sleep)
         outcome[result] = outcome.get(result, 0) + 1
+        if result == "drift" and canary.state in states.ADVANCING:
+            # The router stopped answering (or holds a split it will not give up) while serving.
+            last = RouterPush.objects.filter(canary=canary).order_by("-started_at", "-id").first()
+            if last is not None:
+                _router_failed(order, last)
     return outcome
 
 

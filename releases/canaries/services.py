@@ -39,7 +39,7 @@ from governance.incidents.services import (
 )
 from monitoring.models import Evaluation, NotificationEvent, RollbackDecision
 from monitoring.notifications.recipients import summary_slot
-from monitoring.services import notification_record
+from monitoring.services import incident_raise, notification_record
 from releases.canaries import approvals as rules
 from releases.canaries import schedules, selectors, states
 from releases.canaries.models import Approval, Canary, ThresholdChangeRequest
@@ -641,11 +641,12 @@ def canary_suspend(*, canary_id: int, reason: str) -> Canary:
 
 
 def canary_resume(*, canary_id: int, reason: str, now: datetime | None = None) -> Canary:
-    """Lift a suspension: back to the state the facts give (as canary_reconcile decides)."""
+    """Lift the dead-man's suspension: back to the state the facts give (as canary_reconcile
+    decides). A canary suspended for a router failure waits for its router (canary_router_recovered)."""
     now = now or timezone.now()
     with transaction.atomic():
         canary = _lock(canary_id)
-        if canary.state != State.SUSPENDED:
+        if canary.state != State.SUSPENDED or canary.hold_reason.startswith(ROUTER_FAILURE):
             return canary
         ready = selectors.stage_readiness(canary, now=now)
         target, hold = states.reconcile_target(ready=ready.ready, reason=ready.reason,
@@ -653,6 +654,54 @@ def canary_resume(*, canary_id: int, reason: str, now: datetime | None = None) -
         return _transition(
             canary, to=target, actor=None, action="canary.resumed",
             payload={"reason": reason, "readiness": ready.reason}, fields={"hold_reason": hold},
+        )
+
+
+ROUTER_FAILURE = "router failure"  # how a suspension for a router failure's hold reason begins
+
+
+def canary_router_failed(*, canary_id: int, error: str, push_id: int | None = None) -> Canary | None:
+    """A push of this canary's split could not be applied or read back within its deadline, or its
+    router stopped answering: fall back to 100 % production (a 0 % push, on the rollbacks queue:
+    it lands wherever the router still accepts one), suspend the canary, and open the P1 `router`
+    incident. Its router's return lifts it (canary_router_recovered). None when the canary is no
+    longer advancing (stopped, or suspended already)."""
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state not in states.ADVANCING:
+            return None
+        reason = f"{ROUTER_FAILURE}: {error}"
+        from_percent = canary.traffic_percent
+        _transition(
+            canary, to=State.SUSPENDED, actor=None, action="canary.suspended",
+            payload={"reason": reason[:1000], "router_failure": True, "from_percent": from_percent, "push": push_id},
+            fields={"traffic_percent": 0, "hold_reason": reason[:300]}, push=True, push_queue="rollbacks",
+        )
+        incident_raise(
+            severity=Incident.Severity.P1, kind=Incident.Kind.ROUTER, canary_id=canary.pk,
+            summary=f"Router {canary.router} failed for canary #{canary.pk} of {canary.version} at {from_percent}%: "
+                    f"traffic falls back to production and the canary is suspended. {error[:300]}",
+            details={"router": canary.router, "error": error[:1000], "push": push_id, "from_percent": from_percent},
+        )
+    return canary
+
+
+def canary_router_recovered(*, canary_id: int, now: datetime | None = None) -> Canary | None:
+    """The router of a canary suspended for its failure answers again: re-apply the split in force
+    (the current stage's percent, a new generation) and go back to the state the facts give."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        canary = _lock(canary_id)
+        if canary.state != State.SUSPENDED or not canary.hold_reason.startswith(ROUTER_FAILURE):
+            return None
+        percent = selectors.canary_stages(canary)[canary.stage_index].percent
+        ready = selectors.stage_readiness(canary, now=now)
+        target, hold = states.reconcile_target(ready=ready.ready, reason=ready.reason,
+                                               residence_remaining=ready.residence_remaining)
+        return _transition(
+            canary, to=target, actor=None, action="canary.resumed",
+            payload={"reason": "router answering again", "readiness": ready.reason, "router_failure": True},
+            fields={"traffic_percent": percent, "hold_reason": hold}, push=True,
         )
 
 

@@ -249,7 +249,7 @@ def router_for(kind: str) -> Router:
 def _deadline(order: PushOrder, now: datetime) -> datetime:
     if order.stopping:
         return (order.ended_at or now) + ROLLBACK_SLO
-    return now + timedelta(seconds=PUSH_DEADLINE_S)
+    return now + timedelta(seconds=getattr(settings, "ROUTER_PUSH_DEADLINE_S", PUSH_DEADLINE_S))
 
 
 def push_and_record(

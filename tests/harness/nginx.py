@@ -116,6 +116,19 @@ class NginxServer:
         self.main_conf.write_text(
             MAIN_CONF.format(prefix=self.prefix, conf_dir=self.conf_dir, port=self.port, user=user)
         )
+        return self._launch()
+
+    def halt(self) -> None:
+        """Stop nginx but keep its prefix, configuration and port: a router that stops answering."""
+        terminate(self.process)
+        self.process = None
+
+    def resume(self) -> NginxServer:
+        """Start nginx again after `halt`, on the same port with whatever configuration it finds."""
+        (self.prefix / "nginx.pid").unlink(missing_ok=True)  # type: ignore[operator]
+        return self._launch()
+
+    def _launch(self) -> NginxServer:
         self.process = subprocess.Popen(  # noqa: S603
             [self.nginx_bin, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", str(self.main_conf)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
