@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: a PostgreSQL server for the harness's second pass,
 # Chromium and ChromeDriver for the browser tests (Playwright cannot download its own browser
-# here), Redis, nginx and Prometheus for the integration tests, and a font for screenshots.
+# here), Redis, nginx, Prometheus and Alertmanager for the integration tests, and a font for screenshots.
 #
 # Checks what is already there first, so a second run installs nothing and takes no time.
 # Needs root (or sudo) only when something is missing.
@@ -19,6 +19,7 @@ have chromedriver || missing+=(chromium-driver)
 have redis-server || missing+=(redis-server)
 have nginx || missing+=(nginx-light)
 have prometheus || missing+=(prometheus)
+have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 # PostgreSQL refuses to run as root; the harness runs it as the `postgres` system user, which

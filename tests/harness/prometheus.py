@@ -26,8 +26,11 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    def __init__(self, targets: list[str], *, scrape_interval: str = "1s", binary: str | None = None) -> None:
+    def __init__(self, targets: list[str], *, scrape_interval: str = "1s", binary: str | None = None,
+                 extra_config: str = "", files: dict[str, str] | None = None) -> None:
         self.targets = targets
+        self.extra_config = extra_config  # appended to prometheus.yml (rule_files, alerting)
+        self.files = files or {}  # written beside prometheus.yml (rule files)
         self.scrape_interval = scrape_interval
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.port = 0
@@ -49,7 +52,10 @@ class PrometheusServer:
         config.write_text(
             f"global:\n  scrape_interval: {self.scrape_interval}\n  evaluation_interval: {self.scrape_interval}\n"
             f"scrape_configs:\n  - job_name: model-servers\n    static_configs:\n      - targets: [{targets}]\n"
+            + self.extra_config
         )
+        for name, text in self.files.items():
+            (self.dir / name).write_text(text)
         self.port = free_port()
         log = open(self.dir / "prometheus.log", "wb")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(

@@ -33,6 +33,7 @@ class HttpReceiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.status = 200
+        self.pages: dict[str, bytes] = {}  # what a GET of a path answers (a /metrics page to scrape)
         self._lock = threading.Lock()
         receiver = self
 
@@ -47,6 +48,13 @@ class HttpReceiver:
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(b'{"status": "success"}' if status < 300 else b'{"error": "down"}')
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = receiver.pages.get(self.path.split("?")[0])
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body or b"")
 
             def log_message(self, *args: Any) -> None:
                 pass
