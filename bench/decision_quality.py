@@ -39,6 +39,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from monitoring import statistics as st  # noqa: E402
 from monitoring.evaluator import rollback_triggers  # noqa: E402
 from monitoring.samples import Sample  # noqa: E402
 from monitoring.simulator import (  # noqa: E402,E501
@@ -118,7 +119,7 @@ def sample(w: dict[str, np.ndarray], i: int) -> Sample:
 
 
 def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray], sc: dict[str, np.ndarray],
-          sp: dict[str, np.ndarray]) -> np.ndarray:
+          sp: dict[str, np.ndarray], *, alpha: float = st.ROLLBACK_ALPHA) -> np.ndarray:
     """Per tick, the metrics whose rollback trigger fires ("" where none does). A cheap, looser
     magnitude pre-check picks candidates; the real rule (monitoring.evaluator.rollback_triggers)
     decides each candidate."""
@@ -143,7 +144,7 @@ def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray], sc: dict[str, np
         stage = {"canary": Sample(requests=float(sc["req"][i]), errors=float(sc["err"][i])),
                  "production": Sample(requests=float(sp["req"][i]), errors=float(sp["err"][i]))}
         fired, _, _ = rollback_triggers({"canary": sample(wc, i), "production": sample(wp, i)}, ROLLBACK, earlier,
-                                        stage)
+                                        stage, alpha=alpha)
         out[i] = ",".join(t.metric for t in fired)
     return out
 
@@ -226,6 +227,73 @@ def run_regressions(n: int, rps: float, hours: float,
     return results
 
 
+def segmented(rng: np.random.Generator, rate_per_min: float, k: int, n_min: int,
+              regressed: dict[int, Behaviour] | None = None, before: int = 0) -> list[dict[str, np.ndarray]]:
+    """Minutes of `k` equal segments; segment i switches to `regressed[i]` after `before` minutes."""
+    out = []
+    for i in range(k):
+        b = (regressed or {}).get(i)
+        if b is None:
+            out.append(minutes(rng, BASE, rate_per_min / k, n_min))
+        else:
+            head, tail = minutes(rng, BASE, rate_per_min / k, before), minutes(rng, b, rate_per_min / k, n_min - before)
+            out.append({key: np.concatenate([head[key], tail[key]]) for key in head})
+    return out
+
+
+def fires_segmented(mc: list[dict[str, np.ndarray]], mp: list[dict[str, np.ndarray]],
+                    prefix: tuple[tuple[float, float], tuple[float, float]] = ((0.0, 0.0), (0.0, 0.0))) -> np.ndarray:
+    """Per tick, whether the canary as a whole or any of its segments (each against production's
+    same segment, at the Bonferroni share of the level, as monitoring.evaluator.judge_segments)
+    rolls back."""
+    k = len(mc)
+    whole_c = {key: sum(m[key] for m in mc) for key in mc[0]}
+    whole_p = {key: sum(m[key] for m in mp) for key in mp[0]}
+    hit = fires(windows(whole_c), windows(whole_p), so_far(whole_c, prefix[0]), so_far(whole_p, prefix[1])) != ""
+    alpha = st.segment_alpha(st.ROLLBACK_ALPHA, k)
+    share_c = tuple(v / k for v in prefix[0])
+    share_p = tuple(v / k for v in prefix[1])
+    for c, p in zip(mc, mp, strict=True):
+        hit |= fires(windows(c), windows(p), so_far(c, share_c), so_far(p, share_p), alpha=alpha) != ""
+    return hit
+
+
+def run_segments(n_aa: int, n_reg: int, k: int, rps: float, hours: float, rng: np.random.Generator) -> dict:
+    """A/A canaries with `k` segments judged over the full schedule, and segment-only regressions:
+    one segment of `k` at +2 pp errors (the canary as a whole +2/k pp), onset at a random stage and
+    moment; detection within two windows (10 minutes) of the onset."""
+    false_rb = 0
+    per_stage = int(hours * 60)
+    for _ in range(n_aa):
+        for percent in STAGES:
+            share = percent / 100
+            mc = segmented(rng, rps * 60 * share, k, per_stage + WINDOW)
+            mp = segmented(rng, rps * 60 * (1 - share), k, per_stage + WINDOW)
+            if fires_segmented(mc, mp).any():
+                false_rb += 1
+                break
+    bad = Behaviour(**vars(BASE))
+    bad.error_rate = BASE.error_rate + 0.02
+    detected, by_stage = 0, Counter()
+    stage_n: Counter[int] = Counter()
+    for _ in range(n_reg):
+        percent = int(STAGES[rng.integers(len(STAGES))])
+        share = percent / 100
+        before, after = 10, 3 * WINDOW + 1
+        mc = segmented(rng, rps * 60 * share, k, before + after, regressed={0: bad}, before=before)
+        mp = segmented(rng, rps * 60 * (1 - share), k, before + after)
+        prefix = healthy_prefix(rng, rps * 60, share, hours)
+        f = fires_segmented(mc, mp, prefix)
+        onset_tick = before - WINDOW + 1
+        hit = np.flatnonzero(f[onset_tick:])
+        caught = len(hit) > 0 and int(hit[0]) < 2 * WINDOW
+        detected += caught
+        by_stage[percent] += caught
+        stage_n[percent] += 1
+    return {"false_rollbacks": false_rb, "aa": n_aa, "detected": detected, "regressions": n_reg,
+            "by_stage": {pct: by_stage[pct] / stage_n[pct] for pct in sorted(stage_n)}}
+
+
 def router_push_ms(samples: int = 50) -> float:
     from releases.routing.routers.base import Split
     from releases.routing.routers.file import FileRouter
@@ -248,9 +316,25 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=1000.0, help="total requests per second of the model")
     parser.add_argument("--hours", type=float, default=24.0, help="residence per stage")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--segments", type=int, default=4, help="segments per canary in the segment runs (0: none)")
+    parser.add_argument("--segment-aa", type=int, default=None, help="A/A canaries with segments (default: --aa)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes for a shared machine: --aa 20 --regressions 30 --hours 2 --segment-aa 10")
     args = parser.parse_args()
+    if args.quick:
+        args.aa, args.regressions, args.hours, args.segment_aa = 20, 30, 2.0, 10
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
+    if args.segments:
+        seg = run_segments(args.aa if args.segment_aa is None else args.segment_aa, args.regressions, args.segments,
+                           args.rps, args.hours, rng)
+        print(f"Segments: {args.segments} equal segments, each judged against production's same segment "
+              f"at 1e-6/{args.segments} per test, beside the canary as a whole")
+        print(f"  A/A false rollbacks over the schedule: {seg['false_rollbacks']} of {seg['aa']} "
+              f"({seg['false_rollbacks'] / max(seg['aa'], 1):.2%})  [target <= 1%]")
+        stages = "  ".join(f"{pct} %: {rate:.2%}" for pct, rate in seg["by_stage"].items())
+        print(f"  one segment +2 pp errors (whole canary +{2 / args.segments:.2g} pp): detected within 10 min "
+              f"{seg['detected'] / max(seg['regressions'], 1):.2%}  [target >= 99%]  by stage: {stages}")
     false_rb, ticks = run_aa(args.aa, args.rps, args.hours, rng)
     total = sum(false_rb.values())
     print(f"A/A: {args.aa} canaries, standard schedule {STAGES} % x {args.hours:g} h, {args.rps:g} req/s, "

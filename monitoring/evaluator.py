@@ -15,6 +15,9 @@ For one canary and one tick, `decide()` returns:
 - segments: with two or more segment labels, each segment against production's same segment
   (`judge_segments`): a segment's rollback trigger rolls the canary back, a segment's red gate
   holds the stage as the `segments` gate naming it;
+- LLM serving rules (`_llm_triggers`): tokens per request beyond 150 % of production's for ten
+  minutes (the last two windows) and guardrail blocks beyond 10 a minute over the window roll
+  back; cost per request is recorded beside them;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -31,11 +34,17 @@ from monitoring import statistics as st
 from monitoring.evaluations import PROMOTION_GATES, SEGMENTS_GATE, Gate, GateStatus, overall_verdict
 from monitoring.samples import Sample
 
+WINDOW_S = 300  # the pattern's evaluation window (settings.EVALUATION_WINDOW_S)
 FAIL_CLOSED_AFTER = 4  # consecutive source errors, as Argo Rollouts' default
 WARNING_FRACTION = 0.8  # "within 20 % of the rollback threshold"
 ROUTER_MIN_REQUESTS = 200  # below this the observed share says nothing
 ROUTER_RELATIVE_TOLERANCE = 0.5  # |observed / configured − 1| beyond this, and significant, is far off
 ROUTER_Z = 5.0
+# LLM serving rules (a version's frozen rollback thresholds may set them; these are the defaults):
+TOKENS_RATIO = 1.5  # tokens per request beyond 150 % of production's ...
+TOKENS_SPAN_WINDOWS = 2  # ... in each of the last two windows (10 minutes) rolls back
+TOKENS_MIN_REQUESTS = 50  # canary requests per window behind a tokens-per-request mean
+GUARDRAIL_PER_MIN = 10  # guardrail blocks beyond 10 a minute over the 5-minute window roll back
 
 
 @dataclass(frozen=True)
@@ -319,6 +328,9 @@ def rollback_triggers(
         elif ratio >= 1 + WARNING_FRACTION * (limit - 1) and c.requests >= st.p99_sample_size():
             warned.append(Trigger("latency_p99", ratio, limit, f"p99 ×{ratio:.2f}, within 20% of the ×{limit} "
                                   "rollback threshold"))
+    llm_fired, llm_detail = _llm_triggers(c, p, rollback, earlier, window_s=WINDOW_S)
+    fired += llm_fired
+    detail.update(llm_detail)
     # Quality.
     qc, qp = c.quality_mean, p.quality_mean
     if qc is not None and qp and qp > 0:
@@ -335,6 +347,45 @@ def rollback_triggers(
             warned.append(Trigger("quality", ratio, limit, f"quality ×{ratio:.3f}, within 20% of the ×{limit} "
                                   "rollback threshold"))
     return fired, warned, detail
+
+
+def _llm_triggers(c: Sample, p: Sample, rollback: dict[str, float], earlier: dict[str, Sample] | None, *,
+                  window_s: float) -> tuple[list[Trigger], dict[str, Any]]:
+    """The LLM serving rules: tokens per request (input and output together) beyond
+    `tokens_per_request_ratio` × production's in the last window and in the window before (ten
+    minutes), each on at least TOKENS_MIN_REQUESTS canary requests; guardrail blocks beyond
+    `guardrail_blocks_per_min` a minute on average over the window. Both are magnitudes the
+    pattern sets as rules, large against noise at those floors; no statistics."""
+    fired: list[Trigger] = []
+    detail: dict[str, Any] = {}
+    limit = float(rollback.get("tokens_per_request_ratio", TOKENS_RATIO))
+    spans = [(c, p)] + ([(earlier["canary"], earlier["production"])] if earlier else [])
+    ratios = []
+    for sc, sp in spans:
+        tc, tp = sc.tokens_per_request, sp.tokens_per_request
+        if tc is None or not tp or sc.requests < TOKENS_MIN_REQUESTS:
+            break
+        ratios.append(tc / tp)
+    if ratios:
+        detail["tokens_per_request"] = {"canary": _r(c.tokens_per_request), "production": _r(p.tokens_per_request),
+                                        "ratios": [_r(x) for x in ratios], "limit": limit}
+        if len(ratios) >= TOKENS_SPAN_WINDOWS and all(x > limit for x in ratios):
+            fired.append(Trigger("tokens_per_request", ratios[0], limit,
+                                 f"tokens per request {c.tokens_per_request:.0f} vs production "
+                                 f"{p.tokens_per_request:.0f} (×{ratios[0]:.2f}, ×{ratios[1]:.2f} the window "
+                                 f"before; > ×{limit:g} for 10 minutes)"))
+    per_min = float(rollback.get("guardrail_blocks_per_min", GUARDRAIL_PER_MIN))
+    if c.guardrail_blocks > 0:
+        rate = c.guardrail_blocks / (window_s / 60)
+        detail["guardrail_blocks"] = {"canary": c.guardrail_blocks, "per_min": _r(rate), "limit_per_min": per_min}
+        if rate > per_min:
+            fired.append(Trigger("guardrail_blocks", rate, per_min,
+                                 f"{int(c.guardrail_blocks)} guardrail blocks in the last window "
+                                 f"({rate:.1f} a minute > {per_min:g})"))
+    if c.requests > 0 and p.requests > 0 and (c.cost_usd or p.cost_usd):
+        detail["cost_per_request_usd"] = {"canary": _r(c.cost_usd / c.requests),
+                                          "production": _r(p.cost_usd / p.requests)}
+    return fired, detail
 
 
 def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, span: str,
@@ -621,7 +672,9 @@ def _brief(s: Sample) -> dict[str, Any]:
 def _summary(s: Sample) -> dict[str, Any]:
     return {"requests": s.requests, "errors": s.errors, "p99_s": _r(_p99(s)), "quality_mean": _r(s.quality_mean),
             "quality_count": s.quality_count, "safety_violations": s.safety_violations,
-            "anomaly_alerts": s.anomaly_alerts, "last_seen": s.last_seen.isoformat() if s.last_seen else None}
+            "anomaly_alerts": s.anomaly_alerts, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
+            "cost_usd": _r(s.cost_usd), "guardrail_blocks": s.guardrail_blocks,
+            "last_seen": s.last_seen.isoformat() if s.last_seen else None}
 
 
 def _eta(seconds: float | None) -> str:

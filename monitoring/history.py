@@ -17,6 +17,11 @@ _COUNTS = {
     (role, name): f"inputs__window__{role}__{name}"
     for role in ("canary", "production") for name in ("requests", "errors")
 }
+# Recorded since the LLM rules: an older evaluation lacks them, and reads as zero tokens.
+_OPTIONAL = {
+    (role, name): f"inputs__window__{role}__{name}"
+    for role in ("canary", "production") for name in ("tokens_in", "tokens_out")
+}
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,17 @@ def earlier_windows(canary_ids: Iterable[int], *, now: datetime, window_s: float
         Evaluation.objects.filter(canary_id__in=ids, window_end__lte=start,
                                   window_end__gt=start - timedelta(seconds=cadence_s))
         .order_by("canary_id", "window_end", "id")
-        .values_list("id", "canary_id", "window_start", "window_end", *_COUNTS.values())
+        .values_list("id", "canary_id", "window_start", "window_end", *_COUNTS.values(), *_OPTIONAL.values())
     )
     found: dict[int, EarlierWindow] = {}
     for pk, canary_id, w_start, w_end, *counts in rows:  # ascending: the last row per canary wins
-        values = dict(zip(_COUNTS, counts, strict=True))
+        values = dict(zip(_COUNTS, counts[:len(_COUNTS)], strict=True))
         if any(not isinstance(v, int | float) for v in values.values()):
             continue
+        extra = {k: float(v) if isinstance(v, int | float) else 0.0
+                 for k, v in zip(_OPTIONAL, counts[len(_COUNTS):], strict=True)}
         samples = {role: Sample(requests=float(values[(role, "requests")]), errors=float(values[(role, "errors")]),
+                                tokens_in=extra[(role, "tokens_in")], tokens_out=extra[(role, "tokens_out")],
                                 present=True) for role in ("canary", "production")}
         found[canary_id] = EarlierWindow(pk, w_start, w_end, samples)
     return found

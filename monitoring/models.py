@@ -207,6 +207,7 @@ class Observation(models.Model):
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
     cost_usd = models.FloatField(default=0.0)
+    guardrail_blocks = models.PositiveBigIntegerField(default=0)  # requests a guardrail blocked
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -53,6 +53,11 @@ DEFAULT_QUERIES: dict[str, str] = {
     "quality_window": f"sum by ({_BY}, le) (increase(model_quality_score_bucket[$w]))",
     "quality_sum_window": f"sum by ({_BY}) (increase(model_quality_score_sum[$w]))",
     "safety_window": f"sum by ({_BY}) (increase(model_safety_violations_total[$w]))",
+    # LLM serving, over the window only (what the rollback rules read): tokens by direction,
+    # inference cost, guardrail blocks.
+    "tokens_window": f"sum by ({_BY}, direction) (increase(model_tokens_total[$w]))",
+    "cost_window": f"sum by ({_BY}) (increase(model_cost_usd_total[$w]))",
+    "guardrail_window": f"sum by ({_BY}) (increase(model_guardrail_blocks_total[$w]))",
     "requests_total": f"sum by ({_BY}, outcome) (model_requests_total)",
     "latency_total": f"sum by ({_BY}, le) (model_request_duration_seconds_bucket)",
     "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
@@ -212,6 +217,11 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
             counts[0] += value
             if m.get("outcome") == "error":
                 counts[1] += value
+        elif metric == "tokens":
+            counts = out.get(series)
+            if counts is None:
+                counts = out[series] = [0.0, 0.0]
+            counts[0 if m.get("direction") in ("in", "input", "prompt") else 1] += value
         elif metric in ("latency", "quality"):
             buckets = out.get(series)
             if buckets is None:
@@ -227,7 +237,8 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
     """{(model, version): [(segment, numbers)]} from the parsed default queries of one span:
     each canary looks up its own rows instead of scanning every series."""
     index: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
-        lambda: {"requests": 0.0, "errors": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0}
+        lambda: {"requests": 0.0, "errors": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0,
+                 "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0}
     )
     for series, (requests, errors) in parsed.get(f"requests_{span}", {}).items():
         index[series]["requests"], index[series]["errors"] = requests, errors
@@ -239,6 +250,12 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
         index[series]["qsum"] = value
     for series, value in parsed.get(f"safety_{span}", {}).items():
         index[series]["safety"] = value
+    for series, value in parsed.get(f"tokens_{span}", {}).items():
+        index[series]["tokens"] = tuple(value)
+    for series, value in parsed.get(f"cost_{span}", {}).items():
+        index[series]["cost"] = value
+    for series, value in parsed.get(f"guardrail_{span}", {}).items():
+        index[series]["guardrail"] = value
     by_version: Index = defaultdict(list)
     for (model, version, segment), part in index.items():
         by_version[(model, version)].append((segment, part))
@@ -261,6 +278,10 @@ def _pick(index: Index, model: str, version: str,
         s.errors += part["errors"]
         s.quality_sum += part["qsum"]
         s.safety_violations += part["safety"]
+        s.tokens_in += part["tokens"][0]
+        s.tokens_out += part["tokens"][1]
+        s.cost_usd += part["cost"]
+        s.guardrail_blocks += part["guardrail"]
         for le, c in part["lat"].items():
             lat[le] += c
         for le, c in part["qual"].items():
@@ -268,10 +289,13 @@ def _pick(index: Index, model: str, version: str,
         one = parts[seg] = Sample(present=True, requests=round(part["requests"]), errors=round(part["errors"]),
                                   quality_sum=part["qsum"], safety_violations=round(part["safety"]),
                                   latency_buckets=sorted(part["lat"].items()) or None,
-                                  quality_buckets=sorted(part["qual"].items()) or None)
+                                  quality_buckets=sorted(part["qual"].items()) or None,
+                                  tokens_in=part["tokens"][0], tokens_out=part["tokens"][1], cost_usd=part["cost"],
+                                  guardrail_blocks=round(part["guardrail"]))
         one.quality_count = one.quality_buckets[-1][1] if one.quality_buckets else 0.0
     s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
     s.safety_violations = round(s.safety_violations)
+    s.guardrail_blocks = round(s.guardrail_blocks)
     s.latency_buckets = sorted(lat.items()) or None
     s.quality_buckets = sorted(qual.items()) or None
     s.quality_count = s.quality_buckets[-1][1] if s.quality_buckets else 0.0
@@ -341,6 +365,10 @@ def _sum_observations(rows: list[Any]) -> Sample:
         s.quality_count += r.quality_count
         s.safety_violations += r.safety_violations
         s.anomaly_alerts += r.anomaly_alerts
+        s.tokens_in += r.tokens_in
+        s.tokens_out += r.tokens_out
+        s.cost_usd += r.cost_usd
+        s.guardrail_blocks += r.guardrail_blocks
         if r.latency_buckets and lat is not None:
             for le, c in r.latency_buckets:
                 lat[le_parse(le)] += float(c)

@@ -30,8 +30,17 @@ class Sample:
     quality_mean_override: float | None = None
     safety_violations: float = 0.0
     anomaly_alerts: float = 0.0
+    # LLM serving: tokens in and out, inference cost, requests blocked by a guardrail.
+    tokens_in: float = 0.0
+    tokens_out: float = 0.0
+    cost_usd: float = 0.0
+    guardrail_blocks: float = 0.0
     last_seen: datetime | None = None
     present: bool = False  # any series / observation at all
+
+    @property
+    def tokens_per_request(self) -> float | None:
+        return (self.tokens_in + self.tokens_out) / self.requests if self.requests > 0 else None
 
     @property
     def quality_mean(self) -> float | None:
@@ -54,6 +63,10 @@ class Sample:
             quality_count=max(0.0, self.quality_count - earlier.quality_count),
             quality_buckets=bucket_minus(self.quality_buckets, earlier.quality_buckets),
             safety_violations=max(0.0, self.safety_violations - earlier.safety_violations),
+            tokens_in=max(0.0, self.tokens_in - earlier.tokens_in),
+            tokens_out=max(0.0, self.tokens_out - earlier.tokens_out),
+            cost_usd=max(0.0, self.cost_usd - earlier.cost_usd),
+            guardrail_blocks=max(0.0, self.guardrail_blocks - earlier.guardrail_blocks),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +77,8 @@ class Sample:
             "quality_buckets": [[le_json(le), c] for le, c in self.quality_buckets] if self.quality_buckets else None,
             "quality_mean_override": self.quality_mean_override,
             "safety_violations": self.safety_violations, "anomaly_alerts": self.anomaly_alerts,
+            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
+            "guardrail_blocks": self.guardrail_blocks,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
         }
 
@@ -79,6 +94,8 @@ class Sample:
             quality_buckets=buckets(value.get("quality_buckets")),
             quality_mean_override=value.get("quality_mean_override"),
             safety_violations=value.get("safety_violations", 0.0), anomaly_alerts=value.get("anomaly_alerts", 0.0),
+            tokens_in=value.get("tokens_in", 0.0), tokens_out=value.get("tokens_out", 0.0),
+            cost_usd=value.get("cost_usd", 0.0), guardrail_blocks=value.get("guardrail_blocks", 0.0),
             last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
             present=value.get("present", False),
         )

@@ -45,6 +45,10 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
         "latency_p99_ratio": ("number", 1.0, 1.5),
         "quality_ratio": ("number", 0.9, 1.0),
         "safety_violations": ("integer", 0, 0),
+        # LLM serving rules, optional (monitoring.evaluator applies the pattern's numbers when a
+        # version leaves them out): tokens per request vs production's, guardrail blocks a minute.
+        "tokens_per_request_ratio": ("number", 1.0, 1.5),
+        "guardrail_blocks_per_min": ("number", 0.0, 10.0),
     },
 }
 

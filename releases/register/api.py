@@ -408,6 +408,8 @@ class ObservationInput(StrictSerializer):
     tokens_in = serializers.IntegerField(min_value=0, default=0)
     tokens_out = serializers.IntegerField(min_value=0, default=0)
     cost_usd = serializers.FloatField(min_value=0, default=0.0)
+    guardrail_blocks = serializers.IntegerField(min_value=0, default=0,
+                                                help_text="requests a guardrail blocked in the window")
 
 
 class ObservationOutput(serializers.Serializer):
@@ -434,7 +436,7 @@ class ObservationCollection(APIView):
                 "model": "support-bot", "version": "1.5.0", "window_start": "2025-05-04T10:05:00Z",
                 "window_end": "2025-05-04T10:06:00Z", "requests": 5210, "errors": 3, "latency_p99_ms": 812.0,
                 "quality_sum": 4689.0, "quality_count": 5210, "safety_violations": 0, "anomaly_alerts": 0,
-                "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87,
+                "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87, "guardrail_blocks": 2,
             }),
             example_response({
                 "id": 90211, "model": "support-bot", "version": "1.5.0", "segment": "",

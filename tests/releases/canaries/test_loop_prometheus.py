@@ -92,7 +92,8 @@ def test_injected_error_spike_rolls_back_with_router_at_zero(env, django_capture
     time.sleep(3)
     tick(canary, django_capture_on_commit_callbacks)
     canary.refresh_from_db()
-    assert canary.state in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD)
+    assert canary.state in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD), (
+        Evaluation.objects.filter(canary=canary).first().inputs)
     assert router_percent(env, "sim-fault") == 1
     inject(sim.canary, "error_spike", magnitude=0.2)
     breach = time.monotonic()

@@ -90,4 +90,32 @@ def test_prometheus_provider_keeps_each_segment_with_the_same_queries():
     assert set(reading.segments_window) == {"eu", "us"}
     assert reading.segments_window["us"]["canary"].errors == 50 and reading.segments_window["us"]["production"].errors == 500
     assert reading.segments_totals["eu"]["production"].requests == 10_050
-    assert provider.query_count == len(client.queries) <= 12
+    assert provider.query_count == len(client.queries) <= 15
+
+
+def test_prometheus_provider_reads_tokens_cost_and_guardrail_blocks_per_segment():
+    def rows(query):
+        out = []
+        for version, scale in (("1.0.0", 10), ("1.1.0", 1)):
+            for segment in ("eu", "us"):
+                labels = {"model": "m", "version": version, "segment": segment}
+                if "model_requests_total" in query and "timestamp" not in query:
+                    out.append({"metric": {**labels, "outcome": "success"}, "value": [0, str(100 * scale)]})
+                elif "model_tokens_total" in query:
+                    out += [{"metric": {**labels, "direction": "input"}, "value": [0, str(35_000 * scale)]},
+                            {"metric": {**labels, "direction": "output"}, "value": [0, str(12_000 * scale)]}]
+                elif "model_cost_usd_total" in query:
+                    out.append({"metric": labels, "value": [0, str(0.5 * scale)]})
+                elif "model_guardrail_blocks_total" in query:
+                    out.append({"metric": labels, "value": [0, str(3)]})
+        return out
+
+    class Answers:
+        def custom_query(self, query, params=None, timeout=None):
+            return rows(query)
+
+    reading = PrometheusProvider(url="http://x", client=Answers()).fetch(
+        [Target(1, "m", "1.1.0", "1.0.0", None, NOW - timedelta(hours=1))], now=NOW, window_s=300)[1]
+    canary = reading.window["canary"]
+    assert (canary.tokens_in, canary.tokens_out, canary.cost_usd, canary.guardrail_blocks) == (70_000, 24_000, 1.0, 6)
+    assert canary.tokens_per_request == 470 and reading.segments_window["eu"]["production"].tokens_in == 350_000
