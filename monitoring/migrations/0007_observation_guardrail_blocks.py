@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0005_rollbackdecision'),
+        ('monitoring', '0006_notification_delivery'),
     ]
 
     operations = [
