@@ -17,6 +17,7 @@ urlpatterns = [
     path("models/<slug:name>/versions/<str:version>/", register.version_detail, name="version-detail"),
     path("models/<slug:name>/versions/<str:version>/canary/new/", canaries.canary_create, name="canary-create"),
     path("canaries/", canaries.canary_list, name="canary-list"),
+    path("fleet/", canaries.fleet, name="fleet"),
     path("canaries/<int:pk>/", canaries.canary_detail, name="canary-detail"),
     path("canaries/<int:pk>/charts/", canaries.canary_charts, name="canary-charts"),
     path("canaries/<int:pk>/charts/<slug:key>.csv", canaries.canary_chart_csv, name="canary-chart-csv"),

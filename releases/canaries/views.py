@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -25,6 +26,7 @@ from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_on_htmx
 from governance.access.permissions import Action, require_page
 from releases.canaries import charts, dashboard, presenters, selectors, services, states
+from releases.canaries import fleet as fleet_model
 from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
 from releases.canaries.models import Approval, Canary
 from releases.register import selectors as register_selectors
@@ -180,6 +182,43 @@ def canary_chart_csv(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     response = HttpResponse(chart.csv(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="canary-{canary.pk}-{key}-{range_key}.csv"'
     return response
+
+
+# --- the fleet ------------------------------------------------------------------------------------
+
+_FLEET_COLUMNS = (("model", "Model"), ("state", "State and why"), ("stage", "Stage"), ("in_stage", "In stage"),
+                  ("next", "Next step in"), ("act", "Who must act"))
+
+
+@login_required
+@require_GET
+def fleet(request: HttpRequest) -> HttpResponse:
+    """Every active canary in one table, sortable and filterable, refreshed at the cadence."""
+    require_page(request.user, Action.VIEW)
+    filters = {
+        "q": request.GET.get("q", "")[:100], "state": request.GET.get("state", ""),
+        "who": request.GET.get("who", "")[:40], "sort": request.GET.get("sort", "act"),
+        "desc": request.GET.get("desc") == "1",
+    }
+    if filters["state"] not in {s.value for s in states.ACTIVE}:
+        filters["state"] = ""
+    if filters["sort"] not in fleet_model.SORTS:
+        filters["sort"] = "act"
+    rows = fleet_model.fleet_rows(actor=request.user, now=timezone.now(), state=filters["state"], who=filters["who"],
+                                  query=filters["q"], sort=filters["sort"], descending=filters["desc"])
+    sort_links = []
+    for key, text in _FLEET_COLUMNS:
+        params = request.GET.copy()
+        params["sort"] = key
+        params["desc"] = "1" if filters["sort"] == key and not filters["desc"] else "0"
+        sort_links.append((key, {"text": text, "query": params.urlencode()}))
+    context = {
+        "rows": rows, "filters": filters, "sort_links": sort_links, "cadence_s": settings.EVALUATION_CADENCE_S,
+        "spark_points": fleet_model.SPARK_POINTS,
+        "state_choices": [(s.value, s.label) for s in Canary.State if s in states.ACTIVE],
+        "who_choices": ["owner", "MRM", "on-call"],
+    }
+    return render_page(request, "releases/fleet.html", "releases/partials/_fleet_table.html", context)
 
 
 # --- the dialogs: sign, roll back, abort ----------------------------------------------------------

@@ -5,6 +5,7 @@ charts are kept in the test's temporary folder."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -122,3 +123,18 @@ def test_without_javascript_the_tables_carry_the_numbers(browser: Browser, live_
         page.screenshot(path=str(tmp_path / "canary-page-no-js.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_fleet_page_lists_the_canary_and_sorts(page: Page, login: Callable[..., Page], people, canary, tmp_path):
+    make_evaluation(canary, window_end=timezone.now(), inputs=window_inputs(difference_pp=0.01))
+    login(people["platform"])
+    page.goto("/fleet/")
+    row = page.locator(f'[data-canary="{canary.pk}"]')
+    expect(row).to_contain_text("scorer")
+    expect(row).to_contain_text("1/6 · 1%")
+    expect(row.locator("svg.spark polyline")).to_be_attached()
+    page.get_by_role("link", name="Model").click()
+    expect(page).to_have_url(re.compile(r"sort=model"))
+    expect(page.get_by_test_id("fleet-count")).to_have_text("1 active canary.")
+    page.screenshot(path=str(tmp_path / "fleet-page.png"), full_page=True)
+    assert (tmp_path / "fleet-page.png").stat().st_size > 5_000

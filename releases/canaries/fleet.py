@@ -1,0 +1,135 @@
+"""The fleet page's read model: every active canary in one row — model, version, stage and
+percent, state and why, each gate's status, a sparkline of the error-rate difference, time in
+stage and to the next possible step, and who must act.
+
+A fixed set of queries whatever the number of canaries: the canaries (with their model,
+version and the newest evaluation's id as a subquery), their signatures (one prefetch), the
+newest evaluations (one query by id) and the recent error-rate differences for the sparklines
+(one query bounded in time, served by the (canary, window_end) index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import FloatField, OuterRef, Prefetch, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from monitoring.models import Evaluation
+from releases.canaries import presenters, schedules, selectors, states
+from releases.canaries.models import Approval, Canary
+
+SPARK_POINTS = 30  # evaluations on a sparkline: the last half hour at the default cadence
+SORTS = {
+    "model": "model", "state": "state", "stage": "stage percent", "in_stage": "time in stage",
+    "next": "time to next step", "act": "who must act",
+}
+# Who must act, by state (the signers are named from the step's outstanding signatures).
+_ACTOR = {
+    states.State.PENDING_APPROVAL: "signers", states.State.AWAITING_APPROVAL: "signers",
+    states.State.HELD: "owner", states.State.SUSPENDED: "on-call",
+}
+
+
+@dataclass
+class FleetRow:
+    canary: Canary
+    stage_label: str
+    stage_number: int
+    stage_count: int
+    why: str
+    gates: list[dict[str, str]]
+    spark: str  # SVG polyline points, "" without data
+    spark_last: float | None
+    in_stage: timedelta | None
+    to_next: timedelta | None
+    who: str
+    verdict: str
+
+    @property
+    def sort_keys(self) -> dict[str, Any]:
+        big = timedelta(days=36500)
+        return {
+            "model": self.canary.model.name, "state": self.canary.state, "stage": self.canary.traffic_percent,
+            "in_stage": self.in_stage or timedelta(0), "next": self.to_next if self.to_next is not None else big,
+            "act": (self.who == "—", self.who),
+        }
+
+
+def fleet_rows(*, actor: Any, now: datetime, state: str = "", who: str = "", query: str = "",
+               sort: str = "act", descending: bool = False) -> list[FleetRow]:
+    latest = (Evaluation.objects.filter(canary=OuterRef("pk"), stage_index=OuterRef("stage_index"))
+              .order_by("-window_end", "-id").values("id")[:1])
+    canaries = (
+        selectors.canary_list(actor=actor).filter(state__in=states.ACTIVE)
+        .annotate(latest_id=Subquery(latest))
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.order_by("signed_at", "id")))
+    )
+    if state:
+        canaries = canaries.filter(state=state)
+    if query:
+        canaries = canaries.filter(model__name__icontains=query)
+    canaries = list(canaries)
+    latest_rows = {
+        row["canary_id"]: row for row in
+        Evaluation.objects.filter(id__in=[c.latest_id for c in canaries if c.latest_id]).order_by()
+        .values("canary_id", "gates", "verdict", "window_end")
+    }
+    sparks = _sparklines([c.pk for c in canaries], now=now)
+    rows = [_row(c, latest_rows.get(c.pk), sparks.get(c.pk, []), now=now) for c in canaries]
+    if who:
+        rows = [r for r in rows if who in r.who]
+    key = sort if sort in SORTS else "act"
+    rows.sort(key=lambda r: r.sort_keys[key], reverse=descending)
+    return rows
+
+
+def _sparklines(ids: list[int], *, now: datetime) -> dict[int, list[float]]:
+    if not ids:
+        return {}
+    since = now - timedelta(seconds=SPARK_POINTS * max(int(settings.EVALUATION_CADENCE_S), 1))
+    found: dict[int, list[float]] = {}
+    for canary_id, diff in (
+        Evaluation.objects.filter(canary_id__in=ids, window_end__gte=since).order_by("canary_id", "window_end")
+        .values_list("canary_id", Cast(KT("inputs__gates__error_rate__difference"), FloatField()))
+    ):
+        if diff is not None:
+            found.setdefault(canary_id, []).append(diff * 100)
+    return found
+
+
+def _row(canary: Canary, latest: dict | None, diffs: list[float], *, now: datetime) -> FleetRow:
+    stages = selectors.canary_stages(canary)
+    stage = stages[canary.stage_index]
+    approvals = list(canary.approvals.all())
+    required = selectors.required_approvals(canary, approvals)
+    who = _ACTOR.get(canary.state, "—")
+    if who == "signers":
+        who = " + ".join(presenters.role_labels(required.outstanding)) or "—"
+    to_next = None
+    if canary.stage_entered_at is not None and not stage.is_final:
+        to_next = schedules.residence_remaining(stage, entered_at=canary.stage_entered_at, now=now)
+    gates = []
+    if latest is not None:
+        gates = [{"name": g.get("name", ""), "status": g.get("status", "")} for g in latest["gates"] or []]
+    return FleetRow(
+        canary=canary, stage_label=presenters.stage_label(stage), stage_number=canary.stage_index + 1,
+        stage_count=len(stages), why=canary.hold_reason, gates=gates, spark=_points(diffs),
+        spark_last=diffs[-1] if diffs else None,
+        in_stage=now - canary.stage_entered_at if canary.stage_entered_at else None, to_next=to_next, who=who,
+        verdict=latest["verdict"] if latest else "",
+    )
+
+
+def _points(values: list[float], *, width: int = 100, height: int = 24) -> str:
+    """An SVG polyline's points for the values (zero included in the scale, so the sign shows)."""
+    if not values:
+        return ""
+    low, high = min(min(values), 0.0), max(max(values), 0.0)
+    span = (high - low) or 1.0
+    step = width / max(len(values) - 1, 1)
+    return " ".join(f"{i * step:.1f},{height - (v - low) / span * height:.1f}" for i, v in enumerate(values))
