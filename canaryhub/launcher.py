@@ -2,9 +2,9 @@
 
 Starts its children — web (Django's server), a Celery worker, Celery workers of their own for
 rollbacks and for notifications, Celery beat and the built-in traffic simulator for the demo model — prefixes each
-line they print with the process name, and stops them all on Ctrl-C or SIGTERM, or as soon as
-any one of them exits (a half-running CanaryHub is worse than a stopped one: without the worker
-no evaluation or rollback happens).
+line they print with the process name, supervises them — a child that exits is restarted after a
+backoff (1 s, doubling to 60 s; back to 1 s once it had run a minute), and the log says which,
+with what exit code and when it comes back — and stops them all on Ctrl-C or SIGTERM.
 
 Environment: HOST (default 127.0.0.1), PORT (8000), CANARYHUB_DEMO_PASSWORD (the password
 `seed_demo` was given, only printed), CANARYHUB_WORKER_QUEUES (default "celery"),
@@ -52,14 +52,29 @@ def say(name: str, line: str) -> None:
         sys.stdout.flush()
 
 
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+STABLE_AFTER_S = 60.0  # a child that ran this long before exiting starts its backoff afresh
+
+
+def restart_delay(crashes_in_a_row: int) -> float:
+    """Seconds before restarting a child that exited this many times in a row (1, 2, 4 … 60)."""
+    return min(RESTART_FIRST_S * 2 ** max(crashes_in_a_row - 1, 0), RESTART_MAX_S)
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    restarts: int = 0
+    crashes_in_a_row: int = 0
+    restart_at: float | None = None  # set while the child waits out its backoff
 
     def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
         # Own session: Ctrl-C in the terminal reaches only the launcher, which then stops the
         # children in order, instead of all four racing to shut down at once.
         self.process = subprocess.Popen(
@@ -157,6 +172,30 @@ def wait_until_serving(url: str, children: list[Child], timeout_s: float = 60.0)
     return False
 
 
+def supervise_once(children: list[Child], env: dict[str, str], *, now: float | None = None) -> None:
+    """One look at the children: schedule the restart of one that exited, restart one whose
+    backoff is over. Every step is said in the log."""
+    now = time.monotonic() if now is None else now
+    for child in children:
+        if child.restart_at is None:
+            code = child.returncode
+            if code is None:
+                continue
+            child.kill_group()  # pool processes it left would hold the port or the broker
+            ran_s = now - child.started_at
+            child.crashes_in_a_row = 1 if ran_s >= STABLE_AFTER_S else child.crashes_in_a_row + 1
+            delay = restart_delay(child.crashes_in_a_row)
+            child.restart_at = now + delay
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            say("launcher", f"{child.name} {how} after {ran_s:.0f} s; restarting it in {delay:.0f} s "
+                            f"({child.crashes_in_a_row} exit(s) in a row)")
+        elif now >= child.restart_at:
+            child.restart_at = None
+            child.restarts += 1
+            child.start(env)
+            say("launcher", f"restarted {child.name} (pid {child.process.pid}, restart #{child.restarts})")
+
+
 class Stop(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -189,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         for child in children:
             child.start(env)
             say("launcher", f"started {child.name} (pid {child.process.pid}): {' '.join(child.argv[1:])}")
-        if wait_until_serving(url, children):
+        if wait_until_serving(url, children[:1]):
             say("launcher", f"CanaryHub is running at {url} — log in as {' / '.join(DEMO_LOGINS)}, "
                             f"password: {args.demo_password}")
             say("launcher", delivery_summary(env, base_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -197,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         elif all(c.returncode is None for c in children):
             say("launcher", f"{url}healthz has not answered yet; the processes keep running (Ctrl-C to stop)")
         while True:
-            for child in children:
-                code = child.returncode
-                if code is not None:
-                    exit_code = 128 - code if code < 0 else (code or 1)  # -N: killed by signal N
-                    raise Stop(f"{child.name} exited with code {code}")
+            supervise_once(children, env)
             time.sleep(0.5)
     except Stop as stop:
         running = ", ".join(c.name for c in children if c.returncode is None)

@@ -294,6 +294,13 @@ SIMULATOR_TRAFFIC_SCALE = env.float("CANARYHUB_SIMULATOR_TRAFFIC_SCALE", default
 if SIMULATOR_TRAFFIC_SCALE <= 0:
     raise ImproperlyConfigured("CANARYHUB_SIMULATOR_TRAFFIC_SCALE must be a positive number")
 SIMULATOR_RPS = env.float("CANARYHUB_SIMULATOR_RPS", default=50.0)
+# The ports the simulator's production and canary servers export their metrics on; 0 (default):
+# a free port each, said at start, so a second copy never clashes with the first. Set them when a
+# Prometheus scrapes the simulator (docker compose does).
+SIMULATOR_PRODUCTION_PORT = env.int("CANARYHUB_SIMULATOR_PRODUCTION_PORT", default=0)
+SIMULATOR_CANARY_PORT = env.int("CANARYHUB_SIMULATOR_CANARY_PORT", default=0)
+# The address they listen on: loopback, or 0.0.0.0 in a container another one scrapes.
+SIMULATOR_HOST = env.str("CANARYHUB_SIMULATOR_HOST", default="127.0.0.1")
 EVALUATION_WINDOW_S = env.int("CANARYHUB_EVALUATION_WINDOW_S", default=300)
 EVALUATION_CADENCE_S = env.int("CANARYHUB_EVALUATION_CADENCE_S", default=60)
 STALENESS_LIMIT_S = env.int("CANARYHUB_STALENESS_LIMIT_S", default=300)

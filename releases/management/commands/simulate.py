@@ -32,8 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--traffic-scale", type=float, default=None,
                             help="multiply --rps by this (default CANARYHUB_SIMULATOR_TRAFFIC_SCALE, which follows "
                                  "the clock speed)")
-        parser.add_argument("--production-port", type=int, default=9101)
-        parser.add_argument("--canary-port", type=int, default=9102)
+        parser.add_argument("--production-port", type=int, default=None,
+                            help="production metrics port (default CANARYHUB_SIMULATOR_PRODUCTION_PORT; 0: free)")
+        parser.add_argument("--canary-port", type=int, default=None,
+                            help="metrics port of the canary (default CANARYHUB_SIMULATOR_CANARY_PORT; 0: a free one)")
         parser.add_argument("--fault", action="append", default=[], metavar="FAULT[@SECONDS]",
                             help="inject on the canary after SECONDS: error_spike, latency_regression, quality_drop, "
                                  "safety_violation, silence")
@@ -56,8 +58,10 @@ class Command(BaseCommand):
                 raise CommandError(f"unknown fault {name!r}; one of {', '.join(FAULTS)}")
             faults.append((float(at or 0), name))
         push = opts["push"] or not settings.PROMETHEUS_URL
-        sim.production.start(opts["production_port"])
-        sim.canary.start(opts["canary_port"])
+        sim.production.start(settings.SIMULATOR_PRODUCTION_PORT if opts["production_port"] is None
+                             else opts["production_port"], host=settings.SIMULATOR_HOST)
+        sim.canary.start(settings.SIMULATOR_CANARY_PORT if opts["canary_port"] is None else opts["canary_port"],
+                         host=settings.SIMULATOR_HOST)
         sim.start(serve_metrics=False)
         scaled = f" ({base_rps:g}/s scaled {scale:g}x for the demo clock)" if scale != 1 else ""
         self.stdout.write(f"simulating {opts['model']}: {rps:,.0f} requests/s{scaled}, production {opts['production']} "
