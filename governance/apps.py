@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_save
+from django.db.models.signals import m2m_changed, post_save, pre_save
 
 
 class GovernanceConfig(AppConfig):
@@ -13,6 +13,10 @@ class GovernanceConfig(AppConfig):
         from auditlog.models import LogEntry
 
         from canaryhub import events, metrics
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from governance.audit import signals as account_signals
         from governance.audit.services import auditlog_entry_seal, metrics_refresh
         from governance.evidence import tasks as evidence_tasks
 
@@ -23,5 +27,13 @@ class GovernanceConfig(AppConfig):
                 auditlog_entry_seal(instance)
 
         post_save.connect(seal, sender=LogEntry, dispatch_uid="seal-auditlog-entry", weak=False)
+        # Accounts: roles (groups), passwords and logins reach the chain however they change.
+        user_model = get_user_model()
+        pre_save.connect(account_signals.user_pre_save, sender=user_model, dispatch_uid="audit-user-pre")
+        post_save.connect(account_signals.user_post_save, sender=user_model, dispatch_uid="audit-user-post")
+        m2m_changed.connect(account_signals.groups_changed, sender=user_model.groups.through,
+                            dispatch_uid="audit-user-groups")
+        user_logged_in.connect(account_signals.logged_in, dispatch_uid="audit-login")
+        user_login_failed.connect(account_signals.login_failed, dispatch_uid="audit-login-failed")
         events.subscribe("evidence.export_requested", evidence_tasks.enqueue_build)
         metrics.on_scrape(metrics_refresh)

@@ -239,3 +239,56 @@ def protection_run(statements: list[str]) -> None:
     with connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
+
+
+# --- accounts: who may act is decided by group membership and passwords; both go in the chain ---
+
+ACCOUNT_FLAGS = ("is_active", "is_staff", "is_superuser")
+
+
+def account_changes(*, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """Pure: what changed in an account that decides what its holder may do — the password (never
+    its hash: only that it changed) and the active, staff and superuser flags."""
+    if before is None:
+        return {}
+    changes: dict[str, Any] = {}
+    if before.get("password") != after.get("password"):
+        changes["password"] = "changed" if after.get("password") else "removed"
+    for flag in ACCOUNT_FLAGS:
+        if before.get(flag) != after.get(flag):
+            changes[flag] = [before.get(flag), after.get(flag)]
+    return changes
+
+
+def account_audit_changes(*, user: Any, actor: Any, changes: dict[str, Any]) -> AuditEvent | None:
+    """Record a change of an account's password or flags (`account_changes`), by `actor` (None:
+    a command or the system). A password set by someone else is a reset."""
+    if not changes:
+        return None
+    action = "user.password_changed" if set(changes) == {"password"} else "user.account_changed"
+    by_self = actor is not None and getattr(actor, "pk", None) == user.pk
+    return audit_append(
+        actor=actor, action=action, object_type="user", object_id=user.pk,
+        payload={"username": user.get_username(), "changes": changes,
+                 "by": "self" if by_self else ("system" if actor is None else "another user")},
+    )
+
+
+def account_audit_groups(*, user: Any, actor: Any, added: list[str], removed: list[str]) -> AuditEvent | None:
+    """Record a change of an account's groups — its CanaryHub roles."""
+    if not added and not removed:
+        return None
+    return audit_append(
+        actor=actor, action="user.groups_changed", object_type="user", object_id=user.pk,
+        payload={"username": user.get_username(), "added": sorted(added), "removed": sorted(removed),
+                 "groups_now": sorted(user.groups.values_list("name", flat=True))},
+    )
+
+
+def account_audit_login(*, user: Any | None, username: str, address: str, ok: bool, reason: str = "") -> AuditEvent:
+    """Record a login, or a failed one (the name tried, never the password)."""
+    return audit_append(
+        actor=user if ok else None, action="user.logged_in" if ok else "user.login_failed",
+        object_type="user", object_id=user.pk if user is not None else username[:150],
+        payload={"username": username[:150], "address": address[:64], **({"reason": reason} if reason else {})},
+    )
