@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    # Names who acts when a password or a group membership changes (governance.audit.signals).
+    "governance.audit.signals.ActingUserMiddleware",
     "canaryhub.problems.ApiProblemMiddleware",
     # Starts this web process's watchdog thread (canaryhub.watch): the rollback sweeper and the
     # dead-man's check run in every process, not only on beat and the queues they watch.

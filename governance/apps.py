@@ -11,11 +11,10 @@ class GovernanceConfig(AppConfig):
     def ready(self) -> None:
         # Local: Django imports apps.py before the models and task modules can be loaded.
         from auditlog.models import LogEntry
-
-        from canaryhub import events, metrics
         from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_in, user_login_failed
 
+        from canaryhub import events, metrics
         from governance.audit import signals as account_signals
         from governance.audit.services import auditlog_entry_seal, metrics_refresh
         from governance.evidence import tasks as evidence_tasks

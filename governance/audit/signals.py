@@ -4,9 +4,9 @@ logins and failed logins, password and flag changes however they are made (the p
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
-from auditlog.context import auditlog_value
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
@@ -19,15 +19,29 @@ from governance.audit.services import (
 )
 
 _BEFORE = "_canaryhub_account_before"
+_REQUEST: ContextVar[Any] = ContextVar("canaryhub_account_request", default=None)
+
+
+class ActingUserMiddleware:
+    """Keeps the request being served, for the signal receivers below to name who acts (a
+    password reset in /admin/ is the superuser's act); forgotten when the response is made."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        token = _REQUEST.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _REQUEST.reset(token)
 
 
 def acting_user() -> Any:
-    """Who is acting in this request (django-auditlog's middleware keeps it), or None."""
-    try:
-        actor = auditlog_value.get().get("actor")
-    except LookupError:
-        return None
-    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    """Who is acting in the request being served, or None (a command, a task, a shell)."""
+    request = _REQUEST.get()
+    user = getattr(request, "user", None) if request is not None else None
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
 def client_address(request: Any) -> str:

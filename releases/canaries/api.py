@@ -509,7 +509,8 @@ class CanaryRevert(APIView):
     @idempotent
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
-        canary_selectors.canary_get(actor=principal, canary_id=id)
+        canary = canary_selectors.canary_get(actor=principal, canary_id=id)
+        require(principal, Action.REVERT_CANARY, model=canary.model)  # 403 before the input is read
         data = ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.canary_revert(actor=principal, canary_id=id, reason=data.validated_data["reason"])
