@@ -313,6 +313,9 @@ DEADMAN_LIMIT_S = env.int("CANARYHUB_DEADMAN_LIMIT_S", default=600)
 HOT_STANDBY_HOURS = env.float("CANARYHUB_HOT_STANDBY_HOURS", default=48.0)
 if not 48 <= HOT_STANDBY_HOURS <= 72:
     raise ImproperlyConfigured("CANARYHUB_HOT_STANDBY_HOURS must be between 48 and 72")
+# A pushed metric window may end at most this far after the server's clock (and no earlier than
+# STALENESS_LIMIT_S ago): a window "ending" in the future would count in every evaluation.
+OBSERVATION_CLOCK_SKEW_S = env.int("CANARYHUB_OBSERVATION_CLOCK_SKEW_S", default=60)
 # The rollback SLO (decision to router confirmed at 0 %), and how long a recorded rollback
 # decision may wait for its queued task before any process's sweeper carries it out itself.
 ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)

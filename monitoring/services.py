@@ -17,9 +17,12 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Value
+from django.utils import timezone
+from prometheus_client import Counter
 
 from canaryhub.canonical import normalise_json
 from canaryhub.errors import ValidationFailed
+from canaryhub.metrics import REGISTRY
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from governance.incidents.services import incident_open
@@ -476,14 +479,58 @@ def rollback_overdue_alarm(decision: RollbackDecision, *, now: datetime, slo_s: 
 # --- observations -----------------------------------------------------------------------------------
 
 
-def observation_record(*, data: dict[str, Any]) -> Observation:
-    """Store one pushed window of a version the caller has checked exists and may be pushed for."""
-    if data["window_end"] <= data["window_start"]:
-        raise ValidationFailed.field("window_end", "must be after window_start")
-    if data.get("errors", 0) > data["requests"]:
-        raise ValidationFailed.field("errors", "must not exceed requests")
+# Bounds of one pushed window (the API's fields carry them too).
+MAX_COUNT = 10**12  # requests, errors, scored requests, violations, alerts, bucket counts
+MAX_TOKENS = 10**15
+MAX_LATENCY_MS = 3_600_000.0  # an hour
+MAX_COST_USD = 1e9
+MAX_BUCKETS = 64
+
+OBSERVATIONS_REFUSED = Counter(
+    "canaryhub_observations_refused_total", "Pushed metric windows refused as invalid or implausible, by field",
+    ["field"], registry=REGISTRY,
+)
+
+
+def count_refused(field: str) -> None:
+    OBSERVATIONS_REFUSED.labels(field=str(field)[:40]).inc()
+
+
+def observation_problem(data: dict[str, Any], *, now: datetime) -> tuple[str, str] | None:
+    """Why a pushed window is not believable, as (field, message), or None. A window counts in
+    every evaluation it overlaps and is never stale while it "ends" in the future, so its times
+    must be near now; its counts must fit inside its requests."""
+    start, end = data["window_start"], data["window_end"]
+    skew = timedelta(seconds=settings.OBSERVATION_CLOCK_SKEW_S)
+    if end <= start:
+        return "window_end", "must be after window_start"
+    if end > now + skew:
+        return "window_end", f"is in the future (more than {settings.OBSERVATION_CLOCK_SKEW_S} s of clock skew)"
+    if end < now - timedelta(seconds=settings.STALENESS_LIMIT_S):
+        return "window_end", f"is older than the staleness limit ({settings.STALENESS_LIMIT_S} s)"
+    if (end - start).total_seconds() > settings.EVALUATION_WINDOW_S:
+        return "window_start", f"a window lasts at most the evaluation window ({settings.EVALUATION_WINDOW_S} s)"
+    requests = data["requests"]
+    for field in ("errors", "quality_count", "safety_violations", "anomaly_alerts", "guardrail_blocks"):
+        if data.get(field, 0) > requests:
+            return field, "must not exceed requests"
     if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:
-        raise ValidationFailed.field("quality_sum", "scores are in [0, 1]: the sum cannot exceed the count")
+        return "quality_sum", "scores are in [0, 1]: the sum cannot exceed the count"
+    for field in ("latency_buckets", "quality_buckets"):
+        buckets = data.get(field) or []
+        if len(buckets) > MAX_BUCKETS:
+            return field, f"at most {MAX_BUCKETS} buckets"
+        if buckets and buckets[-1][1] > requests:
+            return field, "the bucket total (the +Inf count) must not exceed requests"
+    return None
+
+
+def observation_record(*, data: dict[str, Any], now: datetime | None = None) -> Observation:
+    """Store one pushed window of a version the caller has checked exists and may be pushed for,
+    if it is plausible at `now` (observation_problem); otherwise ValidationFailed naming the field."""
+    problem = observation_problem(data, now=now or timezone.now())
+    if problem is not None:
+        raise ValidationFailed.field(*problem)
     return Observation.objects.create(**data)
 
 

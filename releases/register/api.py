@@ -3,6 +3,7 @@ asks the service or selector, and renders. Access is decided in governance.acces
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.urls import path, register_converter
@@ -23,8 +24,17 @@ from canaryhub.api import (
     paginated,
     problems,
 )
+from canaryhub.errors import ValidationFailed
 from governance.access.permissions import Action, principal_of, require
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from monitoring.services import (
+    MAX_BUCKETS,
+    MAX_COST_USD,
+    MAX_COUNT,
+    MAX_LATENCY_MS,
+    MAX_TOKENS,
+    count_refused,
+)
 from monitoring.thresholds import METRIC_NAMES
 from releases.register import selectors, services
 from releases.register.models import Consumer, ModelVersion, RiskTier
@@ -368,19 +378,33 @@ class VersionItem(APIView):
 
 
 class BucketsField(serializers.ListField):
-    """Cumulative histogram buckets `[[le, count], ...]`, ascending, the last `"+Inf"`."""
+    """Cumulative histogram buckets `[[le, count], ...]`, ascending, the last `"+Inf"`; finite
+    bounds and counts, at most MAX_BUCKETS of them."""
 
     child = serializers.ListField(min_length=2, max_length=2)
 
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(max_length=MAX_BUCKETS, **kwargs)
+
     def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, list) and len(data) > MAX_BUCKETS:  # before reading each of them
+            raise serializers.ValidationError(f"at most {MAX_BUCKETS} buckets")
         rows = super().to_internal_value(data)
         out, last_le, last_count = [], float("-inf"), 0.0
         for le_raw, count_raw in rows:
             try:
+                if isinstance(le_raw, bool) or isinstance(count_raw, bool):
+                    raise TypeError("a boolean is not a number")
                 le = float("inf") if le_raw in ("+Inf", "Inf") else float(le_raw)
                 count = float(count_raw)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise serializers.ValidationError("each bucket is [upper bound, cumulative count]") from exc
+            infinite = le_raw not in ("+Inf", "Inf") and not math.isfinite(le)
+            if infinite or not math.isfinite(count) or count > MAX_COUNT:
+                raise serializers.ValidationError(
+                    f"bounds and counts must be finite numbers (counts at most {MAX_COUNT}); "
+                    'only the last bound is "+Inf"'
+                )
             if le <= last_le or count < last_count or count < 0:
                 raise serializers.ValidationError("bounds must ascend and counts be cumulative")
             last_le, last_count = le, count
@@ -391,24 +415,28 @@ class BucketsField(serializers.ListField):
 
 
 class ObservationInput(StrictSerializer):
+    """One window, bounded field by field (the plausibility of the window as a whole, its times
+    and its counts against each other, is monitoring.services.observation_record's)."""
+
     model = serializers.CharField(max_length=64)
     version = serializers.CharField(max_length=40)
     segment = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     window_start = serializers.DateTimeField()
     window_end = serializers.DateTimeField()
-    requests = serializers.IntegerField(min_value=0)
-    errors = serializers.IntegerField(min_value=0, default=0)
-    latency_p99_ms = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+    requests = serializers.IntegerField(min_value=0, max_value=MAX_COUNT)
+    errors = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0)
+    latency_p99_ms = serializers.FloatField(min_value=0, max_value=MAX_LATENCY_MS, required=False, allow_null=True,
+                                            default=None)
     latency_buckets = BucketsField(required=False, allow_null=True, default=None)
-    quality_sum = serializers.FloatField(min_value=0, default=0.0)
-    quality_count = serializers.IntegerField(min_value=0, default=0)
+    quality_sum = serializers.FloatField(min_value=0, max_value=MAX_COUNT, default=0.0)
+    quality_count = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0)
     quality_buckets = BucketsField(required=False, allow_null=True, default=None)
-    safety_violations = serializers.IntegerField(min_value=0, default=0)
-    anomaly_alerts = serializers.IntegerField(min_value=0, default=0)
-    tokens_in = serializers.IntegerField(min_value=0, default=0)
-    tokens_out = serializers.IntegerField(min_value=0, default=0)
-    cost_usd = serializers.FloatField(min_value=0, default=0.0)
-    guardrail_blocks = serializers.IntegerField(min_value=0, default=0,
+    safety_violations = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0)
+    anomaly_alerts = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)  # an integer column
+    tokens_in = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
+    tokens_out = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
+    cost_usd = serializers.FloatField(min_value=0, max_value=MAX_COST_USD, default=0.0)
+    guardrail_blocks = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                                 help_text="requests a guardrail blocked in the window")
 
 
@@ -429,8 +457,12 @@ class ObservationCollection(APIView):
         tags=["observations"],
         summary="Push one window of metrics",
         description="The push metric provider's input: the counts of one metric window of one version of a model "
-        "(optionally of one segment), which the evaluator reads for models whose metrics come from `push`. A "
-        "service-account token may push for the models it is scoped to.",
+        "(optionally of one segment), which the evaluator reads for models whose metrics come from `push`. An "
+        "`observations` token may push for the models it is scoped to. A window must be plausible: it ends no later "
+        "than now plus the allowed clock skew and no earlier than the staleness limit ago, lasts at most the "
+        "evaluation window, its counts are non-negative, finite and consistent (errors, scored requests, safety "
+        "violations, anomaly alerts and bucket totals at most the requests), and it has at most 64 buckets; "
+        "otherwise 400 naming the field (counted on /metrics as canaryhub_observations_refused_total).",
         examples=[
             example_request({
                 "model": "support-bot", "version": "1.5.0", "window_start": "2025-05-04T10:05:00Z",
@@ -452,9 +484,16 @@ class ObservationCollection(APIView):
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         require(principal, Action.PUSH_OBSERVATIONS)  # 403 before the input is read
-        data = ObservationInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        obj = services.observation_push(actor=principal, data=dict(data.validated_data))
+        try:
+            data = ObservationInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            obj = services.observation_push(actor=principal, data=dict(data.validated_data))
+        except serializers.ValidationError as exc:
+            count_refused(next(iter(exc.detail), "body") if isinstance(exc.detail, dict) else "body")
+            raise
+        except ValidationFailed as exc:
+            count_refused(next(iter(exc.errors or {}), "body"))
+            raise
         return Response(ObservationOutput(obj).data, status=status.HTTP_201_CREATED)
 
 

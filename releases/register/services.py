@@ -356,7 +356,7 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
     return obj
 
 
-def observation_push(*, actor: Any, data: dict[str, Any]) -> Observation:
+def observation_push(*, actor: Any, data: dict[str, Any], now: Any = None) -> Observation:
     """Store one window pushed for a version of the register (monitoring's push provider reads
     it). The caller must be allowed to push for the model; a model outside a token's scope
     answers as an unknown one does (404), so a token learns nothing of the models it may not see."""
@@ -366,7 +366,7 @@ def observation_push(*, actor: Any, data: dict[str, Any]) -> Observation:
     require(actor, Action.PUSH_OBSERVATIONS, model=model)
     if not model.versions.filter(version=data["version"]).exists():
         raise ValidationFailed.field("version", f"{model.name} has no version {data['version']!r}")
-    return observation_record(data=data)
+    return observation_record(data=data, now=now)
 
 
 def version_transition(

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance.access.permissions import Principal
+from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
 from governance.audit.services import audit_append
 from monitoring.simulator import FAULTS, Pusher, Simulator, inject
 from releases.register.models import AIModel
@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 bot.set_unusable_password()
                 bot.save(update_fields=["password"])
             bot.groups.add(Group.objects.get_or_create(name="service_account")[0])
-            principal = Principal(user=bot, scope=frozenset({model_pk}))
+            principal = Principal(user=bot, scope=frozenset({model_pk}), token_purpose=TOKEN_OBSERVATIONS)
             pusher = Pusher(sim, lambda body: observation_push(actor=principal, data=body))
         started, last_push = time.monotonic(), time.monotonic()
         try:

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 
-from governance.access.permissions import Principal
+from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
 from governance.certificates.services import certificate_decide
 from monitoring.simulator import Pusher, Simulator
 from releases.canaries import loop
@@ -47,10 +47,12 @@ class Demo:
         model_pk = AIModel.objects.get(name="support-assistant").pk
         bot = users.create(username="simulator")
         bot.groups.add(Group.objects.get(name="service_account"))
-        principal = Principal(user=bot, scope=frozenset({model_pk}))
+        principal = Principal(user=bot, scope=frozenset({model_pk}), token_purpose=TOKEN_OBSERVATIONS)
         self.sim = Simulator("support-assistant", "1.4.2", "1.5.0",
                              rps=settings.SIMULATOR_RPS * settings.SIMULATOR_TRAFFIC_SCALE, router_dir=router_dir)
-        self.pusher = Pusher(self.sim, lambda body: observation_push(actor=principal, data=body))
+        # The test drives the clock: each window is judged plausible at the time it is pushed.
+        self.pusher = Pusher(self.sim, lambda body: observation_push(actor=principal, data=body,
+                                                                     now=body["window_end"]))
         self.now = timezone.now().replace(microsecond=0)
         self.pusher.window_start = self.now
         self.started = self.now

@@ -298,8 +298,9 @@ def test_observation_api_stores_a_window_and_refuses_bad_input(canary, role_user
     bot = role_user(Role.SERVICE_ACCOUNT, username="ci")
     _, secret = token_create(actor=bot, user=bot, name="pusher", scope=["scorer"], purpose="observations")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
-    body = {"model": "scorer", "version": "1.1.0", "window_start": "2026-01-01T00:00:00Z",
-            "window_end": "2026-01-01T00:01:00Z", "requests": 100, "errors": 2,
+    end = timezone.now().replace(microsecond=0)
+    body = {"model": "scorer", "version": "1.1.0", "window_start": (end - timedelta(seconds=60)).isoformat(),
+            "window_end": end.isoformat(), "requests": 100, "errors": 2,
             "latency_buckets": [[0.1, 50], [0.5, 99], ["+Inf", 100]]}
     r = client.post("/api/v1/observations/", body, content_type="application/json", **headers)
     assert r.status_code == 201, r.content

@@ -4,8 +4,11 @@ observations token can do nothing else. Each attack runs through the API or the 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from governance.access.permissions import Role
@@ -21,7 +24,8 @@ from tests.releases.register.test_api import assert_problem
 pytestmark = pytest.mark.django_db
 
 FORGED = {"provider": "prometheus", "queries": {"errors": "vector(0)"}}
-WINDOW = {"window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:01:00Z", "requests": 100}
+_END = timezone.now().replace(microsecond=0)
+WINDOW = {"window_start": (_END - timedelta(seconds=60)).isoformat(), "window_end": _END.isoformat(), "requests": 100}
 
 
 @pytest.fixture(autouse=True)
