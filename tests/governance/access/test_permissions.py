@@ -36,8 +36,12 @@ EXPECTED: dict[Role, tuple[set[Action], set[Action]]] = {
     Role.ON_CALL: ({A.VIEW, A.FILE_ROOT_CAUSE, A.VERIFY_AUDIT}, set()),
     Role.AUDITOR: ({A.VIEW, A.EXPORT_EVIDENCE, A.VERIFY_AUDIT}, set()),
 }
-SERVICE_ACCOUNT_ALLOWED = {A.VIEW, A.REGISTER_VERSION, A.CHANGE_VERSION, A.START_CANARY, A.ABORT_CANARY,
-                           A.PUSH_OBSERVATIONS}
+# By token purpose: a CI token never pushes the numbers that judge canaries; an observations
+# token does nothing else.
+SERVICE_ACCOUNT_ALLOWED = {
+    "ci": {A.VIEW, A.REGISTER_VERSION, A.CHANGE_VERSION, A.START_CANARY, A.ABORT_CANARY},
+    "observations": {A.VIEW, A.PUSH_OBSERVATIONS},
+}
 
 CASES = [
     (role, action, owns)
@@ -62,16 +66,19 @@ def test_matrix_for_people(role_user, role: Role, action: Action, owns: bool):
         assert decision.reason  # a refusal always says why
 
 
-SA_CASES = [(action, scoped) for action in Action for scoped in (True, False)]
+SA_CASES = [(purpose, action, scoped) for purpose in SERVICE_ACCOUNT_ALLOWED for action in Action
+            for scoped in (True, False)]
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("action", "scoped"), SA_CASES, ids=[f"{a}-{'in' if s else 'out'}-of-scope" for a, s in SA_CASES])
-def test_matrix_for_service_accounts(role_user, action: Action, scoped: bool):
+@pytest.mark.parametrize(("purpose", "action", "scoped"), SA_CASES,
+                         ids=[f"{p}-{a}-{'in' if s else 'out'}-of-scope" for p, a, s in SA_CASES])
+def test_matrix_for_service_accounts(role_user, purpose: str, action: Action, scoped: bool):
     user = role_user(Role.SERVICE_ACCOUNT)
     model = AIModelFactory()
-    principal = Principal(user=user, scope=frozenset({model.pk}) if scoped else frozenset(), token_prefix="abc")
-    expected = action in SERVICE_ACCOUNT_ALLOWED and scoped
+    principal = Principal(user=user, scope=frozenset({model.pk}) if scoped else frozenset(), token_prefix="abc",
+                          token_purpose=purpose)
+    expected = action in SERVICE_ACCOUNT_ALLOWED[purpose] and scoped
     assert decide(principal, action, model=model).allowed is expected
 
 
