@@ -18,6 +18,7 @@ reads). The rules, as a table:
 | abort_canary           | own         | yes      |     |               |              |         |         | scoped ci       |
 | rollback_canary        | own         | yes      |     |               |              |         |         |                 |
 | revert_canary          | own         | yes      |     |               |              |         |         |                 |
+| break_glass            |             |          |     |               |              | yes     |         | never           |
 | sign_owner             | own         |          |     |               |              |         |         | never           |
 | sign_mrm               |             |          | yes |               |              |         |         | never           |
 | issue_certificate      |             |          |     | yes           |              |         |         | never           |
@@ -99,13 +100,17 @@ class Action(StrEnum):
     REVIEW_THRESHOLD_CHANGE = "review_threshold_change"
     RESOLVE_ESCALATION = "resolve_escalation"
     MANAGE_NOTIFICATIONS = "manage_notifications"
+    # The emergency path (pattern §3.2): on-call rolls a canary back, or reverts a watched one,
+    # at once, with a mandatory reason, a page, an incident and MRM's retrospective review of its
+    # root cause within 48 h (releases.canaries.services, break_glass=True).
+    BREAK_GLASS = "break_glass"
 
 
 # Actions that are acts of a person (signatures, certificates, acceptance): never a machine.
 HUMAN_ONLY = frozenset(
     {Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE,
      Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION,
-     Action.CONFIGURE_METRICS}
+     Action.CONFIGURE_METRICS, Action.BREAK_GLASS}
 )
 
 # Actions a role may take on any model.
@@ -126,7 +131,7 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
     Role.AI_GOVERNANCE: frozenset({Action.VIEW, Action.ISSUE_CERTIFICATE, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT,
                                    Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION}),
     Role.RISK_OFFICER: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
-    Role.ON_CALL: frozenset({Action.VIEW, Action.FILE_ROOT_CAUSE, Action.VERIFY_AUDIT}),
+    Role.ON_CALL: frozenset({Action.VIEW, Action.FILE_ROOT_CAUSE, Action.VERIFY_AUDIT, Action.BREAK_GLASS}),
     Role.AUDITOR: frozenset({Action.VIEW, Action.EXPORT_EVIDENCE, Action.VERIFY_AUDIT}),
 }
 

@@ -59,6 +59,8 @@ WHO_HEARS: dict[str, Rule] = {
     # after 100 %: a revert to the hot standby is told as a rollback is; the standby's release too
     "canary.reverted": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
     "canary.standby_released": Rule(("owner", "platform", "on_call")),
+    # on-call's emergency act (§3.2): paged, and MRM reviews it in retrospect
+    "canary.break_glass": Rule(("on_call", "platform", "mrm", "owner"), pages=True, severity="error"),
     "early_warning": Rule(("on_call", "owner"), severity="warning"),
     # threshold change requests: the reviewers, then whoever asked
     "canary.threshold_change_requested": Rule(("ai_governance", "mrm")),

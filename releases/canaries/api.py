@@ -32,7 +32,7 @@ from canaryhub.api import (
     problems,
 )
 from canaryhub.errors import PermissionRefused
-from governance.access.permissions import Action, principal_of, require
+from governance.access.permissions import Action, decide, principal_of, require
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.evaluations import GateStatus
 from releases.canaries import schedules, services
@@ -119,6 +119,14 @@ class ReasonInput(StrictSerializer):
     """Why the canary is stopped: recorded as its end reason and in the audit trail."""
 
     reason = StrictCharField(max_length=REASON_MAX)
+
+
+class StopInput(ReasonInput):
+    """A rollback's or a revert's reason, and whether it is on-call's break-glass act."""
+
+    break_glass = serializers.BooleanField(
+        default=False, help_text="on-call's emergency path: a reason of 20 characters at least; pages on-call and "
+        "MRM and puts the act up for MRM's retrospective review (the incident's root cause, due within 48 h)")
 
 
 class CanaryFilters(QueryFilters):
@@ -472,8 +480,8 @@ class CanaryRollback(APIView):
         summary="Roll a canary back",
         description="Sends every user back to the production version at once (the 0 % push goes first), marks the "
         "version rolled back and opens an incident that needs a root cause. The model's owner or a platform "
-        "engineer.",
-        request=ReasonInput,
+        "engineer, or on-call with `break_glass`.",
+        request=StopInput,
         examples=[example_request({"reason": "users report wrong answers about refunds"}),
                   example_response(_ended("rolled_back", "users report wrong answers about refunds"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
@@ -483,10 +491,13 @@ class CanaryRollback(APIView):
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
         canary = canary_selectors.canary_get(actor=principal, canary_id=id)
-        require(principal, Action.ROLLBACK_CANARY, model=canary.model)  # 403 before the input is read
-        data = ReasonInput(data=request.data)
+        # 403 before the input is read: the owner's or platform's right, or on-call's break-glass.
+        if not decide(principal, Action.ROLLBACK_CANARY, model=canary.model).allowed:
+            require(principal, Action.BREAK_GLASS, model=canary.model)
+        data = StopInput(data=request.data)
         data.is_valid(raise_exception=True)
-        services.canary_rollback(actor=principal, canary_id=id, reason=data.validated_data["reason"], automatic=False)
+        services.canary_rollback(actor=principal, canary_id=id, reason=data.validated_data["reason"],
+                                 break_glass=data.validated_data["break_glass"], automatic=False)
         return Response(_detail(request, id))
 
 
@@ -498,9 +509,9 @@ class CanaryRevert(APIView):
         description="During the post-promotion watch after 100 % (while the previous version is on hot standby), "
         "sends every user back to the previous version at once (the 0 % push goes first), makes it production "
         "again, marks the canary's version rolled back and opens an incident that needs a root cause. The model's "
-        "owner or a platform engineer. 409 outside the watch (not completed, standby released, reverted already) "
-        "or while a newer canary of the model is active.",
-        request=ReasonInput,
+        "owner or a platform engineer, or on-call with `break_glass`. 409 outside the watch (not completed, "
+        "standby released, reverted already) or while a newer canary of the model is active.",
+        request=StopInput,
         examples=[example_request({"reason": "complaints about refunds since the promotion"}),
                   example_response(_ended("reverted", "complaints about refunds since the promotion"))],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
@@ -510,10 +521,13 @@ class CanaryRevert(APIView):
     def post(self, request: Request, id: int) -> Response:
         principal = principal_of(request)
         canary = canary_selectors.canary_get(actor=principal, canary_id=id)
-        require(principal, Action.REVERT_CANARY, model=canary.model)  # 403 before the input is read
-        data = ReasonInput(data=request.data)
+        # 403 before the input is read: the owner's or platform's right, or on-call's break-glass.
+        if not decide(principal, Action.REVERT_CANARY, model=canary.model).allowed:
+            require(principal, Action.BREAK_GLASS, model=canary.model)
+        data = StopInput(data=request.data)
         data.is_valid(raise_exception=True)
-        services.canary_revert(actor=principal, canary_id=id, reason=data.validated_data["reason"])
+        services.canary_revert(actor=principal, canary_id=id, reason=data.validated_data["reason"],
+                                 break_glass=data.validated_data["break_glass"])
         return Response(_detail(request, id))
 
 

@@ -142,8 +142,9 @@ class CanarySignForm(ServiceErrorsMixin, forms.Form):
         return super().service_error_field(key)
 
 
-class CanaryStopForm(forms.Form):
-    """The reason for a rollback or an abort: recorded in the audit trail and told to consumers."""
+class CanaryStopForm(ServiceErrorsMixin, forms.Form):
+    """The reason for a rollback, a revert or an abort: recorded in the audit trail and told to
+    consumers. A service's refusal of the reason (e.g. too short for a break-glass act) shows on it."""
 
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),

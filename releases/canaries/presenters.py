@@ -311,11 +311,13 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "ready_at": ready_estimate(canary, rate, now=now) if canary.state in states.ACTIVE else None,
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)
-        and decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed,
+        and (decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed
+             or decide(user, Action.BREAK_GLASS, model=canary.model).allowed),
         "can_abort": states.allows(canary.state, states.Act.ABORT)
         and decide(user, Action.ABORT_CANARY, model=canary.model).allowed,
         "can_revert": states.allows(canary.state, states.Act.REVERT, standby=canary.standby)
-        and decide(user, Action.REVERT_CANARY, model=canary.model).allowed,
+        and (decide(user, Action.REVERT_CANARY, model=canary.model).allowed
+             or decide(user, Action.BREAK_GLASS, model=canary.model).allowed),
         "watched": states.watched(canary.state, canary.standby),
         "watch_remaining": selectors.watch_remaining(canary, now=now),
         "threshold_rows": _threshold_rows(canary.thresholds),

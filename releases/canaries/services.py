@@ -433,60 +433,95 @@ def canary_mark_certified(*, canary: Canary, actor: Any, payload: dict[str, Any]
 # --- stopping -------------------------------------------------------------------------------------
 
 
+BREAK_GLASS_REASON_MIN = 20  # a break-glass act states its reason in a sentence, not a word
+
+
+def _authorise_stop(actor: Any, action: Action, *, model: AIModel, break_glass: bool, reason: str) -> None:
+    """The right to roll back or revert by hand: the action's own rule (owner, platform), or,
+    `break_glass`, the on-call engineer's emergency right with a reason of a sentence at least."""
+    if not break_glass:
+        require(actor, action, model=model)
+        return
+    require(actor, Action.BREAK_GLASS, model=model)
+    if len(reason.strip()) < BREAK_GLASS_REASON_MIN:
+        raise ValidationFailed.field(
+            "reason", f"a break-glass act needs its reason stated in full (at least {BREAK_GLASS_REASON_MIN} "
+            "characters)")
+
+
+def _break_glass_recorded(canary: Canary, *, actor: Any, act: str, reason: str, incident: Incident) -> None:
+    """After a break-glass act: its own audit event and the page (on-call, platform, MRM, the
+    owner). MRM's retrospective review is the incident's root cause, due within 48 h and
+    reviewed by MRM, tracked as every rollback's is (governance.rootcause)."""
+    record = {"act": act, "reason": reason.strip(), "incident": incident.pk,
+              "retrospective_review_due_at": incident.root_cause_due_at.isoformat()
+              if incident.root_cause_due_at else None}
+    audit_append(actor=as_principal(actor).user, action="canary.break_glass", object_type="canary",
+                 object_id=canary.pk, payload=record)
+    _notify(canary, kind="canary.break_glass", payload=record)
+
+
 def canary_rollback(
     *, actor: Any, canary_id: int, reason: str, automatic: bool = False, evaluation_id: int | None = None,
+    break_glass: bool = False,
 ) -> Canary:
-    """Send every user back to production. Manual (owner or platform) or automatic (the
-    control loop, actor None). The 0 % push is announced first, for the rollbacks queue. The
-    rollback opens its P2 incident and, on a version's third consecutive rollback, the model risk
-    committee's escalation."""
+    """Send every user back to production. Manual (owner or platform; on-call under break-glass)
+    or automatic (the control loop, actor None). The 0 % push is announced first, for the
+    rollbacks queue. The rollback opens its P2 incident and, on a version's third consecutive
+    rollback, the model risk committee's escalation."""
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationFailed.field("reason", "say why the canary is rolled back")
     now = timezone.now()
     with transaction.atomic():
         canary = _lock(canary_id)
         if not automatic:
-            require(actor, Action.ROLLBACK_CANARY, model=canary.model)
+            _authorise_stop(actor, Action.ROLLBACK_CANARY, model=canary.model, break_glass=break_glass,
+                            reason=reason)
         if canary.state == State.PENDING_APPROVAL:
             raise Conflict(f"canary #{canary.pk} is {canary.state}: it never served traffic; abort it instead")
         _transition(
             canary, to=State.ROLLED_BACK, actor=actor, action="canary.rolled_back",
             payload={"reason": reason.strip(), "automatic": automatic, "evaluation": evaluation_id,
-                     "from_percent": canary.traffic_percent},
+                     "from_percent": canary.traffic_percent, "break_glass": break_glass},
             fields={"traffic_percent": 0, "ended_at": now, "end_reason": reason.strip()},
             push=True, push_queue="rollbacks",
         )
         version_transition(version=canary.version, to=ModelVersion.Status.ROLLED_BACK, actor=actor,
                            canary_id=canary.pk, reason=reason.strip())
         _lapse_threshold_changes(canary, now=now)
-        incident_open(
+        how = "automatically" if automatic else "under break-glass by on-call" if break_glass else "by hand"
+        incident = incident_open(
             severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary_id=canary.pk,
             evaluation_id=evaluation_id if Evaluation.objects.filter(pk=evaluation_id).exists() else None,
-            summary=f"Canary #{canary.pk} of {canary.version} rolled back "
-                    f"{'automatically' if automatic else 'by hand'}: {reason.strip()}",
-            details={"automatic": automatic, "stage_index": canary.stage_index}, actor=actor, now=now,
+            summary=f"Canary #{canary.pk} of {canary.version} rolled back {how}: {reason.strip()}",
+            details={"automatic": automatic, "stage_index": canary.stage_index, "break_glass": break_glass},
+            actor=actor, now=now,
         )
+        if break_glass:
+            _break_glass_recorded(canary, actor=actor, act="rollback", reason=reason, incident=incident)
         _escalate_if_due(canary, now=now)
     return canary
 
 
 def canary_revert(
     *, actor: Any, canary_id: int, reason: str, automatic: bool = False, evaluation_id: int | None = None,
+    break_glass: bool = False,
 ) -> Canary:
     """During the post-promotion watch, put the previous version back: 100 % of traffic to it at
     once (the 0 % canary push goes first, on the rollbacks queue, held to the rollback SLO), the
     previous version production again and the canary's version rolled back (it needs a root
     cause before another canary), an incident opened, the same people told as for a rollback.
-    Manual (the model's owner or a platform engineer) or automatic (the control loop on a breach
-    of the rollback rule, actor None). 409 outside the watch, or while a newer canary of the
-    model is active."""
+    Manual (the model's owner or a platform engineer; on-call under break-glass) or automatic
+    (the control loop on a breach of the rollback rule, actor None). 409 outside the watch, or
+    while a newer canary of the model is active."""
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationFailed.field("reason", "say why the previous version is put back")
     now = timezone.now()
     with transaction.atomic():
         canary = _lock(canary_id)
         if not automatic:
-            require(actor, Action.REVERT_CANARY, model=canary.model)
+            _authorise_stop(actor, Action.REVERT_CANARY, model=canary.model, break_glass=break_glass,
+                            reason=reason)
         if not states.allows(canary.state, states.Act.REVERT, standby=canary.standby):
             why = {states.Standby.RELEASED: "its watch is over and the previous version's standby was released",
                    states.Standby.USED: "it was reverted already"}.get(canary.standby, "it is not watched after 100 %")
@@ -497,7 +532,8 @@ def canary_revert(
                            "abort it before reverting an earlier one")
         record = {"reason": reason.strip(), "automatic": automatic, "evaluation": evaluation_id,
                   "from_percent": canary.traffic_percent, "reinstated": canary.baseline.version,
-                  "watch_until": canary.watch_until.isoformat() if canary.watch_until else None}
+                  "watch_until": canary.watch_until.isoformat() if canary.watch_until else None,
+                  "break_glass": break_glass}
         _transition(
             canary, to=State.REVERTED, actor=actor, action="canary.reverted", payload=record,
             fields={"traffic_percent": 0, "reverted_at": now, "end_reason": reason.strip(),
@@ -509,13 +545,17 @@ def canary_revert(
         version_transition(version=canary.baseline, to=ModelVersion.Status.PRODUCTION, actor=actor,
                            canary_id=canary.pk, reason=f"reinstated from hot standby: {reason.strip()}",
                            action="version.reinstated")
-        incident_open(
+        how = "automatically" if automatic else "under break-glass by on-call" if break_glass else "by hand"
+        incident = incident_open(
             severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary_id=canary.pk,
             evaluation_id=evaluation_id if Evaluation.objects.filter(pk=evaluation_id).exists() else None,
             summary=f"Canary #{canary.pk} of {canary.version} reverted to {canary.baseline.version} after 100 % "
-                    f"{'automatically' if automatic else 'by hand'}: {reason.strip()}",
-            details={"automatic": automatic, "revert": True, "stage_index": canary.stage_index}, actor=actor, now=now,
+                    f"{how}: {reason.strip()}",
+            details={"automatic": automatic, "revert": True, "stage_index": canary.stage_index,
+                     "break_glass": break_glass}, actor=actor, now=now,
         )
+        if break_glass:
+            _break_glass_recorded(canary, actor=actor, act="revert", reason=reason, incident=incident)
     return canary
 
 

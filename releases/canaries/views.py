@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_on_htmx
-from governance.access.permissions import Action, require_page
+from governance.access.permissions import Action, decide, require_page
 from releases.canaries import charts, dashboard, presenters, selectors, services, states
 from releases.canaries import fleet as fleet_model
 from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
@@ -338,7 +338,11 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
     stop = STOPS[kind]
     require_page(request.user, Action.VIEW)
     canary = _canary_or_404(request.user, pk)
-    require_page(request.user, stop.action, model=canary.model)
+    # On-call acts under break-glass (a rollback or a revert): the same dialog, its own rule.
+    break_glass = kind != "abort" and not decide(request.user, stop.action, model=canary.model).allowed \
+        and decide(request.user, Action.BREAK_GLASS, model=canary.model).allowed
+    if not break_glass:
+        require_page(request.user, stop.action, model=canary.model)
     form = CanaryStopForm(request.POST or None)
     status = 200
     if request.method == "POST":
@@ -347,7 +351,8 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
             service = {"rollback": services.canary_rollback, "revert": services.canary_revert,
                        "abort": services.canary_abort}[kind]
             try:
-                canary = service(actor=request.user, canary_id=canary.pk, reason=form.cleaned_data["reason"])
+                extra = {"break_glass": True} if break_glass else {}
+                canary = service(actor=request.user, canary_id=canary.pk, reason=form.cleaned_data["reason"], **extra)
             except DomainError as exc:
                 status = form_refusal(form, exc)
             else:
@@ -356,7 +361,7 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
                 return _done(request, canary)
     return _dialog(
         request,
-        {"canary": canary, "form": form, "stop": stop,
+        {"canary": canary, "form": form, "stop": stop, "break_glass": break_glass,
          "action_url": reverse(f"releases:canary-{kind}", kwargs={"pk": canary.pk})},
         body="releases/partials/_canary_stop_form.html", title=f"{stop.title} canary #{canary.pk}", status=status,
     )

@@ -75,3 +75,33 @@ def test_after_the_watch_the_page_says_the_standby_is_released(page: Page, login
     expect(page.get_by_test_id("watch-status")).to_contain_text("Watch over")
     expect(page.get_by_test_id("watch-status")).to_contain_text("hot standby is released")
     expect(page.get_by_test_id("revert-button")).to_have_count(0)
+
+
+def test_on_call_rolls_back_under_break_glass_from_the_page(page: Page, login: Callable[..., Page], people,
+                                                            role_user, settings, tmp_path):
+    from governance.audit.models import AuditEvent
+    from releases.canaries import services as lifecycle
+    from releases.register import services as register
+
+    settings.EVALUATION_CADENCE_S = 2
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(tmp_path)}}
+    on_call = role_user(Role.ON_CALL, username="oncall")
+    register.model_register(actor=people["platform"], name="scorer", display_name="Scorer", risk_tier="medium",
+                            owner="owner", on_call="x")
+    register.version_register(actor=people["platform"], model_name="scorer", version="1.0.0", artifact_uri="s3://1",
+                              status="production")
+    register.version_register(actor=people["platform"], model_name="scorer", version="1.1.0", artifact_uri="s3://2")
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
+    login(on_call)
+    page.goto(f"/canaries/{canary.pk}/")
+    expect(page.get_by_role("link", name="Abort")).to_have_count(0)  # not an emergency: not on-call's
+    page.get_by_role("link", name="Roll back").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_test_id("break-glass")).to_contain_text("MRM reviews this act in retrospect")
+    dialog.get_by_label("Reason").fill("too short")
+    dialog.get_by_role("button", name="Roll back now").click()
+    expect(dialog.locator('.error[data-field="reason"]')).to_contain_text("20 characters")
+    dialog.get_by_label("Reason").fill("Checkout errors tripled since 14:02; owner unreachable.")
+    dialog.get_by_role("button", name="Roll back now").click()
+    expect(page.get_by_test_id("canary-state")).to_have_text("Rolled back")
+    assert AuditEvent.objects.get(action="canary.break_glass").actor == on_call

@@ -33,7 +33,7 @@ EXPECTED: dict[Role, tuple[set[Action], set[Action]]] = {
     Role.AI_GOVERNANCE: ({A.VIEW, A.ISSUE_CERTIFICATE, A.EXPORT_EVIDENCE, A.VERIFY_AUDIT, A.REVIEW_THRESHOLD_CHANGE,
                         A.RESOLVE_ESCALATION}, set()),
     Role.RISK_OFFICER: ({A.VIEW, A.EXPORT_EVIDENCE, A.VERIFY_AUDIT}, set()),
-    Role.ON_CALL: ({A.VIEW, A.FILE_ROOT_CAUSE, A.VERIFY_AUDIT}, set()),
+    Role.ON_CALL: ({A.VIEW, A.FILE_ROOT_CAUSE, A.VERIFY_AUDIT, A.BREAK_GLASS}, set()),
     Role.AUDITOR: ({A.VIEW, A.EXPORT_EVIDENCE, A.VERIFY_AUDIT}, set()),
 }
 # By token purpose: a CI token never pushes the numbers that judge canaries; an observations
