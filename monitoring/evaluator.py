@@ -44,6 +44,7 @@ ROUTER_Z = 5.0
 TOKENS_RATIO = 1.5  # tokens per request beyond 150 % of production's ...
 TOKENS_SPAN_WINDOWS = 2  # ... in each of the last two windows (10 minutes) rolls back
 TOKENS_MIN_REQUESTS = 50  # canary requests per window behind a tokens-per-request mean
+FAIRNESS_MIN = 200  # canary observations of a subgroup before its value enters the disparity
 GUARDRAIL_PER_MIN = 10  # guardrail blocks beyond 10 a minute over the 5-minute window roll back
 
 
@@ -146,6 +147,11 @@ def decide(
         gates.append(seg_gate)
         triggers = triggers + seg_triggers
         inputs["segments"] = seg_inputs
+    if thresholds.get("fairness"):
+        fair_gate, fair_inputs = fairness_gate({n: parts["stage"] for n, parts in (segments or {}).items()},
+                                               thresholds["fairness"])
+        gates.append(fair_gate)
+        inputs["fairness"] = fair_inputs
     return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs)
 
 
@@ -185,6 +191,53 @@ def judge_segments(
         gate = Gate(SEGMENTS_GATE, GateStatus.GREEN, 0, 0,
                     f"{len(judged)} segment(s), none worse than production's same segment beyond tolerance")
     return gate, fired, inputs
+
+
+def fairness_gate(stage: dict[str, dict[str, Sample]], config: dict[str, Any]) -> tuple[Gate, dict[str, Any]]:
+    """The disparity between subgroups (segments) must not grow in the canary beyond the frozen
+    tolerance compared with production's: disparity is the worst subgroup's value less the best
+    one's (error rate in pp, or mean quality in score points), over the subgroups with at least
+    FAIRNESS_MIN canary observations. Red when the growth's lower confidence bound is past the
+    tolerance, green when its upper bound is within it (normal approximation over the four
+    subgroup estimates involved, one-sided at ALPHA), insufficient otherwise."""
+    metric, tolerance = config["metric"], float(config["tolerance"])
+    values: dict[str, dict[str, tuple[float, float]]] = {"canary": {}, "production": {}}
+    for name, pair in stage.items():
+        for role, s in pair.items():
+            if metric == "error_rate" and s.requests >= FAIRNESS_MIN:
+                rate = s.errors / s.requests
+                values[role][name] = (rate * 100, max(rate * (1 - rate), 1e-4) / s.requests * 1e4)
+            elif metric == "quality" and s.quality_count >= FAIRNESS_MIN and s.quality_mean is not None:
+                values[role][name] = (s.quality_mean, _quality_var(s) / s.quality_count)
+    common = sorted(set(values["canary"]) & set(values["production"]))
+    info: dict[str, Any] = {"metric": metric, "tolerance": tolerance, "subgroups": common,
+                            "minimum_per_subgroup": FAIRNESS_MIN}
+    unit = "pp" if metric == "error_rate" else "score points"
+    if len(common) < 2:
+        return Gate("fairness", GateStatus.INSUFFICIENT, None, tolerance,
+                    f"needs two subgroups with {FAIRNESS_MIN} canary observations each"), info
+    worse_is_high = metric == "error_rate"
+
+    def disparity(role: str) -> tuple[float, float, str, str]:
+        ranked = sorted(common, key=lambda n: values[role][n][0], reverse=worse_is_high)
+        worst, best = ranked[0], ranked[-1]
+        gap = abs(values[role][worst][0] - values[role][best][0])
+        return gap, values[role][worst][1] + values[role][best][1], worst, best
+
+    d_c, var_c, worst_c, best_c = disparity("canary")
+    d_p, var_p, _, _ = disparity("production")
+    growth = d_c - d_p
+    z = st.z_quantile(1 - st.ALPHA)
+    half = z * math.sqrt(var_c + var_p)
+    info.update({"canary_disparity": _r(d_c), "production_disparity": _r(d_p), "growth": _r(growth),
+                 "interval": [_r(growth - half), _r(growth + half)], "worst": worst_c, "best": best_c})
+    text = (f"disparity {d_c:.3g} {unit} ({worst_c} worst, {best_c} best) vs production {d_p:.3g} {unit}: "
+            f"growth {growth:+.3g} (interval {growth - half:+.3g} to {growth + half:+.3g}), tolerance {tolerance:g}")
+    if growth - half > tolerance:
+        return Gate("fairness", GateStatus.RED, _r(growth), tolerance, text), info
+    if growth + half <= tolerance:
+        return Gate("fairness", GateStatus.GREEN, _r(growth), tolerance, text), info
+    return Gate("fairness", GateStatus.INSUFFICIENT, _r(growth), tolerance, text + "; not yet conclusive"), info
 
 
 def _segment_reds(stage: dict[str, Sample], promote: dict[str, float], alpha_gate: float,

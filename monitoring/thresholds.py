@@ -52,6 +52,33 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
     },
 }
 
+# A version subject to fairness requirements declares a "fairness" section: the metric whose
+# disparity between subgroups (the segment label's values) is judged, and how much more disparity
+# than production's the canary may show (error rate: percentage points between the worst and the
+# best subgroup; quality: score points). Frozen on the canary with the other thresholds.
+FAIRNESS_METRICS = {"error_rate": 5.0, "quality": 0.5}  # metric -> the largest tolerance allowed
+
+
+def _fairness(value: Any, errors: dict[str, list[str]]) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        errors.setdefault("thresholds.fairness", []).append("must be an object with metric and tolerance")
+        return None
+    for key in value:
+        if key not in ("metric", "tolerance"):
+            errors.setdefault(f"thresholds.fairness.{key}", []).append("unknown field; expected metric or tolerance")
+    metric, tolerance = value.get("metric"), value.get("tolerance")
+    if metric not in FAIRNESS_METRICS:
+        errors.setdefault("thresholds.fairness.metric", []).append(
+            f"must be one of {', '.join(FAIRNESS_METRICS)}")
+        return None
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
+            or not 0 < tolerance <= FAIRNESS_METRICS[metric]:
+        errors.setdefault("thresholds.fairness.tolerance", []).append(
+            f"must be a number above 0 and at most {FAIRNESS_METRICS[metric]:g}")
+        return None
+    return {"metric": metric, "tolerance": float(tolerance)}
+
+
 METRIC_NAMES = ("requests", "errors", "latency_p99", "quality", "safety_violations", "anomaly_alerts")
 QUERY_PLACEHOLDERS = frozenset({"model", "version", "segment", "window"})
 PROVIDERS = ("prometheus", "push")
@@ -68,9 +95,14 @@ def thresholds_with_defaults(value: Any) -> dict[str, dict[str, float | int]]:
         raise ValidationFailed.field("thresholds", "must be an object with 'promote' and/or 'rollback'")
     errors: dict[str, list[str]] = {}
     for section in value:
-        if section not in _BOUNDS:
-            errors.setdefault(f"thresholds.{section}", []).append("unknown section; expected promote or rollback")
-    result = copy.deepcopy(DEFAULT_THRESHOLDS)
+        if section not in _BOUNDS and section != "fairness":
+            errors.setdefault(f"thresholds.{section}", []).append(
+                "unknown section; expected promote, rollback or fairness")
+    result: dict[str, Any] = copy.deepcopy(DEFAULT_THRESHOLDS)
+    if "fairness" in value:
+        fairness = _fairness(value["fairness"], errors)
+        if fairness is not None:
+            result["fairness"] = fairness
     for section, bounds in _BOUNDS.items():
         given = value.get(section, {})
         if not isinstance(given, dict):
