@@ -5,6 +5,7 @@ SQLite, Celery on kombu's filesystem transport, the push metric provider and the
 Production mode (CANARYHUB_ENV=production) refuses to start on a default secret key or DEBUG.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "auditlog",
+    "axes",
     "governance",
     "releases",
     "monitoring",
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     # Starts this web process's watchdog thread (canaryhub.watch): the rollback sweeper and the
     # dead-man's check run in every process, not only on beat and the queues they watch.
     "canaryhub.watch.WatchMiddleware",
+    # Refuses logins from a locked-out user or address (django-axes; last, as its docs ask).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "canaryhub.urls"
@@ -425,7 +429,22 @@ LOGGING = {
     "loggers": {"django.server": {"level": "WARNING"}},
 }
 
+# --- brute force: failed logins and failed signature re-authentications share these counters ---
+AUTHENTICATION_BACKENDS = [
+    "governance.access.reauth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CANARYHUB_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("CANARYHUB_LOGIN_LOCKOUT_MINUTES", default=15))
+# Per user and, separately, per address: either reaching the limit locks.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_LOCKOUT_CALLABLE = "governance.access.reauth.lockout_response"
+
+
 # --- Celery app -------------------------------------------------------------------------------
 # Loaded with the settings so that every Django process (web, manage.py, tests) binds
 # @shared_task to it; canaryhub/__init__.py no longer imports it (the CLI must not load Celery).
 import canaryhub.celery  # noqa: E402, F401
+

@@ -11,6 +11,7 @@ class GovernanceConfig(AppConfig):
     def ready(self) -> None:
         # Local: Django imports apps.py before the models and task modules can be loaded.
         from auditlog.models import LogEntry
+        from axes.signals import user_locked_out
         from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_in, user_login_failed
 
@@ -34,5 +35,6 @@ class GovernanceConfig(AppConfig):
                             dispatch_uid="audit-user-groups")
         user_logged_in.connect(account_signals.logged_in, dispatch_uid="audit-login")
         user_login_failed.connect(account_signals.login_failed, dispatch_uid="audit-login-failed")
+        user_locked_out.connect(account_signals.locked_out, dispatch_uid="audit-locked-out")
         events.subscribe("evidence.export_requested", evidence_tasks.enqueue_build)
         metrics.on_scrape(metrics_refresh)

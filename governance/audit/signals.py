@@ -99,6 +99,12 @@ def logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     account_audit_login(user=user, username=user.get_username(), address=client_address(request), ok=True)
 
 
+def locked_out(sender: Any, request: Any = None, username: str | None = None, ip_address: str | None = None,
+               **kwargs: Any) -> None:
+    account_audit_login(user=None, username=username or "", address=ip_address or client_address(request), ok=False,
+                        reason="locked out: too many failed attempts")
+
+
 def login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
     username = str(credentials.get("username", ""))
     account_audit_login(user=None, username=username, address=client_address(request), ok=False)

@@ -466,7 +466,7 @@ class CanaryApprovals(APIView):
             raise PermissionRefused(refusal)
         data = ApprovalInput(data=request.data)
         data.is_valid(raise_exception=True)
-        approval = services.canary_sign(actor=principal, canary_id=id, **data.validated_data)
+        approval = services.canary_sign(actor=principal, canary_id=id, request=request, **data.validated_data)
         return Response(
             {"approval": ApprovalOutput(approval).data, "canary": _detail(request, id)},
             status=status.HTTP_201_CREATED,

@@ -29,6 +29,7 @@ from django.utils import timezone
 from canaryhub import events
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
+from governance.access.reauth import reauthenticate
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from governance.incidents.services import (
@@ -265,6 +266,34 @@ def canary_initiate(
 # --- signatures -----------------------------------------------------------------------------------
 
 
+def _signable(canary: Canary, principal: Any, *, role: str, evaluation_hash: str,
+              now: datetime) -> tuple[rules.StepFacts, rules.Step, Evaluation | None]:
+    """Refuse (403/409/400) a signature the locked canary cannot take now; else the step's facts,
+    the step and the evaluation signed on. Voids stale signatures of the step first."""
+    signatures_void_stale(canary, now=now)
+    ready = selectors.stage_readiness(canary, now=now)
+    facts = selectors.step_facts(canary, now=now, evaluation=ready.evaluation)
+    refusal = selectors.signing_refusal(principal, canary, role=role, facts=facts)
+    if refusal is not None:
+        if refusal.status == 403:
+            raise PermissionRefused(refusal.reason)
+        raise Conflict(f"canary #{canary.pk} is {canary.state}: {refusal.reason}")
+    step = facts.step
+    assert step is not None  # signing_refusal refuses a canary without a step
+    evaluation: Evaluation | None = None
+    if step.kind is rules.StepKind.PROMOTE:
+        evaluation = ready.evaluation
+        assert evaluation is not None  # readiness needs one
+        if not evaluation_hash:
+            raise ValidationFailed.field("evaluation_hash", "sign what you saw: give the hash of the evaluation shown")
+        if evaluation_hash != evaluation.content_hash:
+            raise Conflict(
+                "the evaluation you were shown is no longer the newest; review the latest evaluation "
+                f"({evaluation.content_hash[:12]}…) and sign again"
+            )
+    return facts, step, evaluation
+
+
 def canary_sign(
     *,
     actor: Any,
@@ -274,10 +303,13 @@ def canary_sign(
     password: str,
     evaluation_hash: str = "",
     now: datetime | None = None,
+    request: Any = None,
 ) -> Approval:
     """An e-signature on the canary's current step. The last required one takes the step:
     starts the canary, or promotes it to the next stage (completing it at 100 %). Whether this
-    person may sign now is releases.canaries.approvals.signing_refusal's answer."""
+    person may sign now is releases.canaries.approvals.signing_refusal's answer. `request`: the
+    HTTP request it came in, whose address counts failed re-authentications
+    (governance.access.reauth)."""
     now = now or timezone.now()
     principal = as_principal(actor)
     if role not in {r.value for r in rules.SignatureRole}:
@@ -287,33 +319,16 @@ def canary_sign(
     if principal.is_service_account:
         raise PermissionRefused("service accounts never sign: an approval is a human act")
     user = principal.user
-    if not isinstance(password, str) or not user.check_password(password):
-        raise PermissionRefused("re-authentication failed: the password does not match")
+    # Whether the signature could be given now is answered before the password is checked, so a
+    # wrong password and a refused signature cannot be told apart by a guesser (no password
+    # oracle). The re-authentication runs outside the signing transaction: its failures are
+    # counted (lockout) and audited even though the signature is refused.
+    with transaction.atomic():
+        _signable(_lock(canary_id), principal, role=role, evaluation_hash=evaluation_hash, now=now)
+    reauthenticate(user, password, request=request)
     with transaction.atomic():
         canary = _lock(canary_id)
-        signatures_void_stale(canary, now=now)
-        ready = selectors.stage_readiness(canary, now=now)
-        facts = selectors.step_facts(canary, now=now, evaluation=ready.evaluation)
-        refusal = selectors.signing_refusal(principal, canary, role=role, facts=facts)
-        if refusal is not None:
-            if refusal.status == 403:
-                raise PermissionRefused(refusal.reason)
-            raise Conflict(f"canary #{canary.pk} is {canary.state}: {refusal.reason}")
-        step = facts.step
-        assert step is not None  # signing_refusal refuses a canary without a step
-        evaluation: Evaluation | None = None
-        if step.kind is rules.StepKind.PROMOTE:
-            evaluation = ready.evaluation
-            assert evaluation is not None  # readiness needs one
-            if not evaluation_hash:
-                raise ValidationFailed.field(
-                    "evaluation_hash", "sign what you saw: give the hash of the evaluation shown"
-                )
-            if evaluation_hash != evaluation.content_hash:
-                raise Conflict(
-                    "the evaluation you were shown is no longer the newest; review the latest evaluation "
-                    f"({evaluation.content_hash[:12]}…) and sign again"
-                )
+        facts, step, evaluation = _signable(canary, principal, role=role, evaluation_hash=evaluation_hash, now=now)
         meaning = rules.signature_meaning(role=role, step=step, stages=selectors.canary_stages(canary),
                                           canary_id=canary.pk, version=str(canary.version))
         try:

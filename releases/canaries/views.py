@@ -257,7 +257,7 @@ def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
                 services.canary_sign(
                     actor=request.user, canary_id=canary.pk, role=role,
                     statement=form.cleaned_data["statement"], password=form.cleaned_data["password"],
-                    evaluation_hash=form.cleaned_data["evaluation_hash"],
+                    evaluation_hash=form.cleaned_data["evaluation_hash"], request=request,
                 )
             except DomainError as exc:
                 status = form_refusal(form, exc)
