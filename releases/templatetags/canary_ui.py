@@ -8,8 +8,9 @@ from typing import Any
 
 from django import template
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from releases.canaries import presenters
+from releases.canaries import history, presenters
 from releases.canaries.models import Canary
 from releases.register.models import AIModel, ModelVersion
 
@@ -62,6 +63,12 @@ def canaries_of(model: AIModel | None = None, version: ModelVersion | None = Non
     if version is not None:
         qs = qs.filter(version=version)
     return qs
+
+
+@register.simple_tag
+def canary_history(canaries: Any) -> list[Any]:
+    """`{% canary_history canaries as rows %}`: outcome, time per stage and deciding metric of each."""
+    return history.canary_history(list(canaries), now=timezone.now())
 
 
 @register.filter

@@ -138,3 +138,14 @@ def test_fleet_page_lists_the_canary_and_sorts(page: Page, login: Callable[..., 
     expect(page.get_by_test_id("fleet-count")).to_have_text("1 active canary.")
     page.screenshot(path=str(tmp_path / "fleet-page.png"), full_page=True)
     assert (tmp_path / "fleet-page.png").stat().st_size > 5_000
+
+
+def test_model_page_lists_past_canaries_with_outcome_and_stage_times(
+        page: Page, login: Callable[..., Page], people, canary):
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="error rate tripled")
+    login(people["owner"])
+    page.goto("/models/scorer/")
+    row = page.get_by_test_id("canary-history").locator(f'[data-canary="{canary.pk}"]')
+    expect(row.locator('[data-cell="outcome"]')).to_have_text("rolled back")
+    expect(row.locator('[data-cell="decided-by"]')).to_have_text("manual rollback: error rate tripled")
+    expect(row.locator('[data-cell="stage-times"]')).to_contain_text("1% 1 h")
