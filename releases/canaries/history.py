@@ -19,7 +19,7 @@ from releases.canaries.models import Canary
 
 State = states.State
 _OUTCOMES = {State.COMPLETED: "promoted", State.CERTIFIED: "promoted", State.ROLLED_BACK: "rolled back",
-             State.ABORTED: "aborted"}
+             State.ABORTED: "aborted", State.REVERTED: "promoted, then reverted"}
 _ENTERS = ("canary.started", "canary.promoted", "canary.completed")
 _METRICS = {"error_rate": "error rate", "latency_p99": "latency p99", "quality": "quality",
             "safety_violations": "content safety", "anomaly_alerts": "anomaly alerts"}
@@ -65,7 +65,7 @@ def _row(canary: Canary, moves: list[tuple[datetime, str, dict]], triggers: dict
     times = []
     for i, (at, index) in enumerate(entered):
         until = entered[i + 1][0] if i + 1 < len(entered) else end
-        if index < len(stages) and stages[index].is_final and canary.state in {State.COMPLETED, State.CERTIFIED}:
+        if index < len(stages) and stages[index].is_final and canary.state in states.COMPLETE:
             continue  # reaching 100 % ends the canary: no time is spent "in" the final stage
         label = presenters.stage_label(stages[index]) if index < len(stages) else f"stage {index + 1}"
         times.append({"label": label, "duration": max(until - at, timedelta(0))})
@@ -83,7 +83,7 @@ def _decided_by(canary: Canary, moves: list[tuple[datetime, str, dict]], trigger
             return f"manual rollback: {canary.end_reason[:120]}" if canary.end_reason else "manual rollback"
         if action == "canary.aborted":
             return f"aborted: {canary.end_reason[:120]}" if canary.end_reason else "aborted"
-    if canary.state in {State.COMPLETED, State.CERTIFIED}:
+    if canary.state in states.COMPLETE:
         return "every promotion gate green at each signed step"
     if canary.state == State.HELD and canary.hold_reason:
         return f"held: {canary.hold_reason[:120]}"
