@@ -15,7 +15,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.access.permissions import Action, decide
+from governance.access.permissions import Action, decide, roles_of
 from monitoring.evaluator import rollback_sensitivity
 from monitoring.models import Evaluation
 from monitoring.thresholds import DEFAULT_THRESHOLDS
@@ -37,7 +37,12 @@ GATE_LABELS = {
     "safety_violations": "Content-safety violations",
     "anomaly_alerts": "Anomaly alerts firing",
     "post_promotion": "After 100%: rollback rule against the previous version",
+    "router_share": "Share of traffic on the canary",
 }
+# Who can do something about a gate that holds the canary (role values of governance.access).
+OWNER, PLATFORM, ON_CALL = "model_owner", "platform", "on_call"
+ACTOR_WORDS = {OWNER: "the model owner", PLATFORM: "a platform engineer", ON_CALL: "on-call"}
+SAMPLE_WORDS = {"quality": "scored canary requests"}
 STAGE_STATUS_LABELS = {
     State.ROLLED_BACK: "rolled back here",
     State.ABORTED: "aborted here",
@@ -182,6 +187,106 @@ def ready_estimate(canary: Canary, rate: schedules.DataRate | None, *, now: date
     return max(until, now + rate.current_wait)
 
 
+def about(seconds: float) -> str:
+    """"about 40 s", "about 12 min", "about 5 h": how long a wait is, in round words."""
+    if seconds < 90:
+        return f"about {max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.0f} h" if seconds >= 36000 else f"about {seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One reason a canary waits, in words: what it is, what happens next, and who (if anyone)
+    can act. `actors` are role values; `yours` says the viewer is one of them."""
+
+    label: str
+    text: str
+    action: str
+    actors: tuple[str, ...] = ()
+    yours: bool = False
+
+
+def explain_gate(name: str, status: str, info: dict[str, Any] | None, detail: str = "", *,
+                 viewer_roles: Iterable[str] = (), viewer_owns: bool = False) -> Explanation | None:
+    """Why one gate holds the canary and what to do, in words (None: the gate does not hold it).
+    The one place gate statuses become sentences on the pages."""
+    info = info or {}
+    label = GATE_LABELS.get(name, name.replace("_", " ").capitalize())
+    noun = SAMPLE_WORDS.get(name, "canary requests")
+    actors: tuple[str, ...] = ()
+    if status == "green":
+        return None
+    if status == "insufficient":
+        required = float(info.get("required") or 0)
+        sample = info.get("sample_size") or {}
+        have = float(sample.get("canary") or 0)
+        wait = info.get("time_to_sufficiency_s")
+        more = max(required - have, 0)
+        text = f"needs about {more:,.0f} more {noun} to judge it ({have:,.0f} of {required:,.0f} so far)"
+        if wait is None:
+            text = f"no {noun} measured yet ({required:,.0f} needed)"
+            action = ("the canary gets no traffic: check that the router sends it its share "
+                      "(Routers page)")
+            actors = (PLATFORM,)
+        else:
+            text += f", {about(float(wait))} at current traffic"
+            action = f"nothing to do but wait {about(float(wait))}"
+    elif status == "stale":
+        text = f"no fresh metrics ({detail})" if detail else "no fresh metrics"
+        action = "check the model's metric source; the canary waits until it reports again"
+        actors = (PLATFORM,)
+    elif name == "router_share":
+        text = detail or "the canary's share of requests is far from the configured percent"
+        action = "check the router's configuration (Routers page); the stage waits until the split is right"
+        actors = (PLATFORM,)
+    elif name == "anomaly_alerts":
+        text = detail or "anomaly alerts are firing"
+        action = "look at the firing alerts; the stage waits until they stop"
+        actors = (ON_CALL, PLATFORM)
+    else:  # red: the canary is worse than the promotion gate allows
+        text = f"worse than the promotion gate allows ({detail})" if detail else "worse than the promotion gate allows"
+        action = "it cannot be promoted while this stays red: wait for more data, or roll the canary back"
+        actors = (OWNER, PLATFORM)
+    roles = set(viewer_roles)
+    yours = any(a in roles and (a != OWNER or viewer_owns) for a in actors)
+    if actors:
+        who = " or ".join(ACTOR_WORDS[a] for a in actors)
+        action = f"You can act ({who}): {action}" if yours else f"{who[0].upper()}{who[1:]}: {action}"
+    else:
+        action = action[0].upper() + action[1:]
+    return Explanation(label=label, text=text, action=action + ".", actors=actors, yours=yours)
+
+
+def hold_explanations(canary: Canary, evaluation: Evaluation | None, *, user: Any, now: datetime,
+                      remaining: timedelta | None) -> list[Explanation]:
+    """Everything the current stage waits for, in words: its minimum time, then each gate that
+    is not green on the latest evaluation (or that there is none yet)."""
+    out: list[Explanation] = []
+    if canary.state not in states.ADVANCING or canary.stage_entered_at is None:
+        return out
+    if remaining:
+        until = canary.stage_entered_at + selectors.canary_stages(canary)[canary.stage_index].min_residence
+        out.append(Explanation(
+            label="Minimum time in this stage",
+            text=f"{about(remaining.total_seconds())} left (until {until:%H:%M} UTC)",
+            action=f"Nothing to do but wait {about(remaining.total_seconds())}."))
+    if evaluation is None:
+        out.append(Explanation(
+            label="Evaluation", text="the monitor has not judged this stage yet",
+            action=f"Nothing to do but wait: it judges the canary every {settings.EVALUATION_CADENCE_S} s."))
+        return out
+    gates = (evaluation.inputs or {}).get("gates") or {}
+    roles = {str(r) for r in roles_of(user)}
+    for gate in evaluation.gate_list():
+        line = explain_gate(gate.name, gate.status.value, gates.get(gate.name), gate.detail,
+                            viewer_roles=roles, viewer_owns=canary.owner_id == getattr(user, "pk", None))
+        if line is not None:
+            out.append(line)
+    return out
+
+
 def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime,
                 rate: schedules.DataRate | None = None) -> list[dict[str, Any]]:
     """Every stage: what it serves, when it was (or can earliest be) entered, its residence,
@@ -309,6 +414,7 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         if evaluation is not None else [],
         "stage_rows": _stage_rows(canary, approvals, now=now, rate=rate),
         "ready_at": ready_estimate(canary, rate, now=now) if canary.state in states.ACTIVE else None,
+        "waits": hold_explanations(canary, evaluation, user=user, now=now, remaining=remaining),
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)
         and (decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed

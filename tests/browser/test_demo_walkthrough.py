@@ -1,0 +1,208 @@
+"""A newcomer's visit of the demo, end to end in a real browser, on the demo settings
+(`CANARYHUB_CLOCK_SPEED=1440`, the simulator's traffic scaled with it, the seeded users and
+model): the owner starts a canary from the version page, MRM signs from the Inbox, the stages
+advance on the simulator's healthy traffic with every signature given in the signing dialog, and
+AI Governance issues the certificate. A screenshot of every page passed is kept
+(CANARYHUB_SCREENSHOT_DIR, else the test's temporary folder).
+
+The deployment's clock is in the test's hands: `django.utils.timezone.now` is replaced by a
+clock the test moves (the live server runs in this process, so its pages read the same clock),
+and each move plays the simulator's traffic, pushes its windows and runs the control loop, as
+the simulator and Celery beat do in `make run`. Nothing waits for wall time."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, expect
+
+from governance.access.permissions import Principal
+from monitoring.simulator import Pusher, Simulator
+from releases.canaries import loop
+from releases.canaries.models import Canary
+from releases.register.models import AIModel
+from releases.register.services import observation_push
+from tests.browser.conftest import SCREENSHOT_DIR, TIMEOUT_MS
+
+pytestmark = pytest.mark.browser
+
+State = Canary.State
+PASSWORD = "canaryhub-demo"
+STATEMENT = "I reviewed the evaluation and the stage plan and approve this step."
+PUSH_EVERY_S = 15
+CADENCE_S = 60
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = timezone.now().replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Deployment:
+    """The demo's background processes, stepped by the test: simulator, pusher, control loop."""
+
+    def __init__(self, clock: Clock, settings, router_dir: Path) -> None:
+        self.clock = clock
+        model_pk = AIModel.objects.get(name="support-assistant").pk
+        bot = get_user_model().objects.create(username="simulator")
+        bot.groups.add(Group.objects.get(name="service_account"))
+        principal = Principal(user=bot, scope=frozenset({model_pk}))
+        self.sim = Simulator("support-assistant", "1.4.2", "1.5.0",
+                             rps=settings.SIMULATOR_RPS * settings.SIMULATOR_TRAFFIC_SCALE, router_dir=router_dir)
+        self.pusher = Pusher(self.sim, lambda body: observation_push(actor=principal, data=body))
+        self.pusher.window_start = clock.now
+        self.started = clock.now
+        self.spent = 0.0
+
+    def run(self, seconds: float) -> None:
+        t0 = time.perf_counter()
+        self._run(seconds)
+        self.spent += time.perf_counter() - t0
+
+    def _run(self, seconds: float) -> None:
+        end = self.clock.now + timedelta(seconds=seconds)
+        while self.clock.now < end:
+            self.sim.step(PUSH_EVERY_S)
+            self.clock.now += timedelta(seconds=PUSH_EVERY_S)
+            self.pusher.push(now=self.clock.now)
+            if int((self.clock.now - self.started).total_seconds()) % CADENCE_S == 0:
+                loop.evaluate_tick()
+
+    def run_until(self, canary: Canary, states: set[str], *, limit_s: float = 600) -> Canary:
+        end = self.clock.now + timedelta(seconds=limit_s)
+        while True:
+            canary.refresh_from_db()
+            if canary.state in states:
+                return canary
+            assert self.clock.now < end, (canary.state, canary.stage_index, canary.hold_reason)
+            self.run(PUSH_EVERY_S)
+
+
+@pytest.fixture
+def demo(settings, tmp_path, monkeypatch, _role_groups) -> Deployment:
+    settings.CLOCK_SPEED = 1440
+    settings.SIMULATOR_TRAFFIC_SCALE = 1440
+    settings.SIMULATOR_RPS = 50
+    settings.EVALUATION_CADENCE_S = CADENCE_S
+    router_dir = tmp_path / "router"
+    router_dir.mkdir()
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(router_dir)}}
+    call_command("seed_demo", password=PASSWORD, stdout=open("/dev/null", "w"))
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", clock)
+    return Deployment(clock, settings, router_dir)
+
+
+@pytest.fixture
+def shots(tmp_path) -> Iterator:
+    folder = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: list[Path] = []
+
+    def take(page: Page, name: str) -> None:
+        path = folder / f"demo-{len(taken) + 1:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        taken.append(path)
+
+    take.taken = taken  # type: ignore[attr-defined]
+    yield take
+
+
+def session(browser: Browser, live_server, username: str) -> Page:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("user-name")).to_be_visible()
+    return page
+
+
+def sign(page: Page, role_label: str) -> None:
+    page.get_by_role("link", name=f"Sign as {role_label}").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Statement").fill(STATEMENT)
+    dialog.get_by_label("Your password").fill(PASSWORD)
+    dialog.get_by_role("button", name=f"Sign as {role_label}").click()
+    expect(page.get_by_role("status").filter(has_text="signature")).to_be_visible()
+
+
+def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Browser, live_server, demo, shots):
+    owner = session(browser, live_server, "owner")
+    mrm = session(browser, live_server, "mrm")
+    expect(owner.get_by_test_id("traffic-banner")).to_contain_text("72,000 requests/s")
+    shots(owner, "home")
+
+    # The owner starts a canary of the demo model's registered version from its page.
+    owner.goto("/models/support-assistant/versions/1.5.0/")
+    shots(owner, "version")
+    owner.get_by_role("link", name="Start a canary").click()
+    owner.get_by_label("Rationale").fill("New answer templates for billing tickets.")
+    shots(owner, "start-form")
+    owner.get_by_role("button", name="Start canary").click()
+    expect(owner).to_have_url(re.compile(r"/canaries/\d+/$"))
+    canary = Canary.objects.get()
+    stage_count = len(canary.stages)
+    shots(owner, "canary-started")
+
+    sign(owner, "owner")
+    mrm.goto("/inbox/")
+    shots(mrm, "mrm-inbox")
+    sign(mrm, "MRM")
+    canary.refresh_from_db()
+    assert canary.state == State.RUNNING
+
+    # The first stage runs on the simulated traffic; the page says what it waits for, in words.
+    demo.run(PUSH_EVERY_S * 4)
+    owner.goto(f"/canaries/{canary.pk}/")
+    expect(owner.get_by_test_id("hold-reason")).to_contain_text("Minimum time in this stage")
+    expect(owner.get_by_test_id("ready-at")).to_be_visible()
+    shots(owner, "canary-waiting")
+    for stage in range(1, stage_count):
+        canary = demo.run_until(canary, {State.AWAITING_APPROVAL})
+        owner.goto(f"/canaries/{canary.pk}/")
+        expect(owner.get_by_test_id("readiness")).to_contain_text("Ready for signatures")
+        expect(owner.get_by_test_id("current-stage")).to_have_text(f"{stage} of {stage_count}")
+        if stage == 1:
+            shots(owner, "canary-ready")
+        sign(owner, "owner")
+        mrm.goto("/inbox/")
+        sign(mrm, "MRM")
+    canary.refresh_from_db()
+    assert canary.state == State.COMPLETED
+    elapsed = demo.clock.now - demo.started
+    assert elapsed < timedelta(minutes=15), elapsed
+    owner.goto(f"/canaries/{canary.pk}/")
+    expect(owner.get_by_test_id("canary-state")).to_have_text("Completed")
+    shots(owner, "canary-completed")
+
+    # AI Governance issues the certificate from the queue.
+    governance = session(browser, live_server, "governance")
+    governance.goto(reverse("evidence:certificate-queue"))
+    review = governance.get_by_test_id(f"review-{canary.pk}")
+    expect(review).to_be_visible()
+    shots(governance, "certificate-queue")
+    review.get_by_role("button", name="Issue certificate").click()
+    expect(governance.get_by_role("status").filter(has_text="Certificate issued")).to_contain_text(f"#{canary.pk}")
+    shots(governance, "certificate-issued")
+    canary.refresh_from_db()
+    assert canary.state == State.CERTIFIED
+    print(f"deployment time {elapsed}, simulation and control loop {demo.spent:.1f} s")
+    assert len(shots.taken) >= 10 and all(p.stat().st_size > 0 for p in shots.taken)
