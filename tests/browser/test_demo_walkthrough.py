@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from governance.access.permissions import Principal
+from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
 from monitoring.simulator import Pusher, Simulator
 from releases.canaries import loop
 from releases.canaries.models import Canary
@@ -59,7 +59,7 @@ class Deployment:
         model_pk = AIModel.objects.get(name="support-assistant").pk
         bot = get_user_model().objects.create(username="simulator")
         bot.groups.add(Group.objects.get(name="service_account"))
-        principal = Principal(user=bot, scope=frozenset({model_pk}))
+        principal = Principal(user=bot, scope=frozenset({model_pk}), token_purpose=TOKEN_OBSERVATIONS)
         self.sim = Simulator("support-assistant", "1.4.2", "1.5.0",
                              rps=settings.SIMULATOR_RPS * settings.SIMULATOR_TRAFFIC_SCALE, router_dir=router_dir)
         self.pusher = Pusher(self.sim, lambda body: observation_push(actor=principal, data=body))

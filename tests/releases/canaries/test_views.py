@@ -306,7 +306,7 @@ def test_a_held_canary_shows_why(people):
     body = client_for(people["owner"]).get(f"/canaries/{canary.pk}/").content.decode()
     assert 'data-testid="canary-state">Held' in body
     assert "Held — what it waits for" in body
-    assert "<strong>Quality score</strong>: " in body and "quality is insufficient" not in body
+    assert "<strong>Quality score</strong>: " in body and "<strong>Held:</strong> quality" not in body
     assert "Sign as owner" not in body
 
 
