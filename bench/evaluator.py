@@ -1,7 +1,11 @@
 """Evaluator tick cost against a real Prometheus: wall time and PromQL queries per tick for 10,
 100 and 1,000 active canaries.
 
-    python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3] [--postgres]
+    python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3] [--postgres] [--segments 4] [--quick]
+
+Every model serves its traffic over `--segments` segment labels (each judged against production's
+same segment) and exports the LLM series (tokens by direction, cost) with the rest. `--quick`:
+sizes 10,100 and 2 ticks, for a machine shared with other work.
 
 Starts the simulator's model servers for every model (one exporter, production and canary series
 per model) in a process of their own, a real Prometheus (Debian package) scraping them every 5 s,
@@ -52,7 +56,10 @@ class Many:
         yield from merged.values()
 
 
-def run_fleet(models: int, port: int, stop: multiprocessing.synchronize.Event) -> None:
+SEGMENT_NAMES = ("eu", "us", "apac", "latam", "mea", "anz", "cn", "in")
+
+
+def run_fleet(models: int, port: int, stop: multiprocessing.synchronize.Event, segments: int = 4) -> None:
     """The model servers of `models` models behind one exporter on `port`, serving a step of
     requests every 5 s until `stop`. In a process of its own: a model server does not live in
     the evaluator's process, and here its scrapes (seconds of Python at 1,000 models) would hold
@@ -65,7 +72,8 @@ def run_fleet(models: int, port: int, stop: multiprocessing.synchronize.Event) -
     start_http_server(port, addr="127.0.0.1", registry=registry)
     while not stop.wait(5.0):
         for s in servers:
-            s.serve(4950 if s.version == "1.0.0" else 50, "eu")
+            for segment in SEGMENT_NAMES[:segments]:
+                s.serve((4950 if s.version == "1.0.0" else 50) // segments, segment)
 
 
 class StatementCounter:
@@ -130,7 +138,12 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3)
     parser.add_argument("--postgres", action="store_true",
                         help="on a PostgreSQL server started for the bench instead of SQLite")
+    parser.add_argument("--segments", type=int, default=4, help=f"segment labels per model (1-{len(SEGMENT_NAMES)})")
+    parser.add_argument("--quick", action="store_true", help="--sizes 10,100 --ticks 2")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.ticks = "10,100", 2
+    args.segments = max(1, min(args.segments, len(SEGMENT_NAMES)))
     sizes = [int(s) for s in args.sizes.split(",")]
     import signal
 
@@ -155,7 +168,7 @@ def main() -> None:
         port = free_port()
         # Forked with no database connection open and no thread started, for the child to copy.
         connection.close()
-        fleet = fork.Process(target=run_fleet, args=(max(sizes), port, stop), daemon=True)
+        fleet = fork.Process(target=run_fleet, args=(max(sizes), port, stop, args.segments), daemon=True)
         fleet.start()
         prometheus = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval="5s").start()
         settings.PROMETHEUS_URL = prometheus.url
@@ -167,13 +180,14 @@ def main() -> None:
         while time.monotonic() < deadline:
             r = requests.get(f"{prometheus.url}/api/v1/query", timeout=5, params={
                 "query": "count(count_over_time(model_requests_total[1m]) >= 3)"}).json()["data"]["result"]
-            if r and float(r[0]["value"][1]) >= 4 * max(sizes):  # success and error, of two versions
+            # success and error, of two versions, in every segment
+            if r and float(r[0]["value"][1]) >= 4 * args.segments * max(sizes):
                 break
             time.sleep(2)
         from releases.canaries.loop import evaluate_tick
 
         print(f"evaluator tick against Prometheus {prometheus.url} on {os.cpu_count()} CPUs "
-              f"({connection.display_name}, {args.ticks} ticks per size)")
+              f"({connection.display_name}, {args.ticks} ticks per size, {args.segments} segments per model)")
         made: list[int] = []
         for n in sizes:
             made += make_canaries(n - len(made), len(made))

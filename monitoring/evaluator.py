@@ -723,7 +723,10 @@ def _brief(s: Sample) -> dict[str, Any]:
 
 
 def _summary(s: Sample) -> dict[str, Any]:
-    return {"requests": s.requests, "errors": s.errors, "p99_s": _r(_p99(s)), "quality_mean": _r(s.quality_mean),
+    quantiles = {f"p{round(q * 100)}_s": _r(st.histogram_quantile(q, s.latency_buckets)) if s.latency_buckets
+                 else None for q in (0.5, 0.95)}
+    return {"requests": s.requests, "errors": s.errors, **quantiles, "p99_s": _r(_p99(s)),
+            "quality_mean": _r(s.quality_mean),
             "quality_count": s.quality_count, "safety_violations": s.safety_violations,
             "anomaly_alerts": s.anomaly_alerts, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
             "cost_usd": _r(s.cost_usd), "guardrail_blocks": s.guardrail_blocks,

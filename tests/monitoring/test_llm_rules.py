@@ -72,3 +72,13 @@ def test_a_version_may_tighten_the_llm_rules_never_loosen_them():
     with pytest.raises(ValidationFailed) as loose:
         thresholds_with_defaults({"rollback": {"tokens_per_request_ratio": 2.0}})
     assert "thresholds.rollback.tokens_per_request_ratio" in loose.value.errors
+
+
+def test_the_record_keeps_latency_p50_and_p95_beside_p99():
+    import math
+
+    buckets = [(0.1, 500.0), (0.2, 950.0), (0.5, 995.0), (1.0, 1000.0), (math.inf, 1000.0)]
+    c = Sample(requests=1000, errors=10, latency_buckets=buckets, last_seen=NOW, present=True)
+    d = run({"canary": c, "production": c})
+    recorded = d.inputs["window"]["canary"]
+    assert (recorded["p50_s"], recorded["p95_s"], recorded["p99_s"]) == (0.1, 0.2, pytest.approx(0.2 + 0.3 * 40 / 45))
