@@ -17,8 +17,8 @@ from prometheus_client import Gauge
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from canaryhub.metrics import REGISTRY
-from monitoring.models import Heartbeat, NotificationDelivery
-from monitoring.services import rollbacks_pending_summary
+from monitoring.models import Heartbeat, NotificationDelivery, SloHistogram, SloMeasurement
+from monitoring.services import SLO_BUCKETS_S, rollbacks_pending_summary
 
 QUEUES = ("celery", "rollbacks", "notifications")
 
@@ -110,3 +110,37 @@ class NotificationCollector:
 
 
 REGISTRY.register(NotificationCollector())
+
+
+# --- SLOs measured ------------------------------------------------------------------------------------
+
+
+class SloCollector:
+    """The measured SLOs on /metrics, read from the database at each scrape: rollback (breach →
+    router at 0 %) and promotion (last signature → router at the new percent) per event, metric
+    staleness at every evaluation; and the breaches of each."""
+
+    def describe(self):
+        return []  # no database read when the collector is registered
+
+    def collect(self):
+        hist = HistogramMetricFamily("canaryhub_slo_seconds",
+                                     "Measured SLO durations: rollback, promotion and metric staleness",
+                                     labels=["slo"])
+        breaches = GaugeMetricFamily("canaryhub_slo_breaches", "Measured events past their SLO target",
+                                     labels=["slo"])
+        aggs = {f"le{i}": Count("pk", filter=Q(seconds__lte=le)) for i, le in enumerate(SLO_BUCKETS_S)}
+        for row in SloMeasurement.objects.values("slo").annotate(
+                n=Count("pk"), total=Sum("seconds"), over=Count("pk", filter=Q(breached=True)), **aggs):
+            buckets = [(str(le), row[f"le{i}"]) for i, le in enumerate(SLO_BUCKETS_S)] + [("+Inf", row["n"])]
+            hist.add_metric([row["slo"]], buckets, row["total"] or 0.0)
+            breaches.add_metric([row["slo"]], row["over"])
+        for h in SloHistogram.objects.all():
+            buckets = [(str(le), h.buckets.get(str(le), 0)) for le in SLO_BUCKETS_S] + [("+Inf", h.count)]
+            hist.add_metric([h.slo], buckets, h.total)
+            breaches.add_metric([h.slo], h.over_target)
+        yield hist
+        yield breaches
+
+
+REGISTRY.register(SloCollector())

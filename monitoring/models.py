@@ -304,3 +304,47 @@ class RollbackDecision(models.Model):
 
     def __str__(self) -> str:
         return f"rollback of canary #{self.canary_id} decided {self.decided_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SloMeasurement(models.Model):
+    """One measured event of an SLO (pattern §10.1): a rollback (the first window past the
+    threshold, or the decision by hand, → the router confirmed at 0 %, target 2 min) or a
+    promotion (the last signature → the router confirmed at the new percent, target 30 min).
+    Written once per canary and split generation; exported on /metrics as histograms and shown on
+    the SLO page. A breach is also an audited event and an outbox notification."""
+
+    class Slo(models.TextChoices):
+        ROLLBACK = "rollback", "Rollback: breach to router at 0%"
+        PROMOTION = "promotion", "Promotion: last signature to router at the new percent"
+
+    slo = models.CharField(max_length=20, choices=Slo.choices)
+    canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="slo_measurements")
+    generation = models.PositiveBigIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    seconds = models.FloatField()
+    target_s = models.FloatField()
+    breached = models.BooleanField(default=False)
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-finished_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["slo", "canary", "generation"], name="slo_once_per_push")]
+
+    def __str__(self) -> str:
+        return f"{self.slo} of canary #{self.canary_id}: {self.seconds:.1f} s"
+
+
+class SloHistogram(models.Model):
+    """An SLO measured too often for a row per event: metric staleness, the age of the data at
+    every evaluation (target 5 min). Cumulative bucket counts, added to once per evaluation round."""
+
+    slo = models.CharField(max_length=20, unique=True)
+    buckets = models.JSONField(default=dict)  # {"<le seconds>": count of observations <= le}
+    count = models.PositiveBigIntegerField(default=0)
+    total = models.FloatField(default=0.0)
+    over_target = models.PositiveBigIntegerField(default=0)
+    target_s = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.slo}: {self.count} observations"

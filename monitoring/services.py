@@ -29,7 +29,16 @@ from governance.incidents.services import incident_open
 from monitoring import evaluator
 from monitoring.evaluations import evaluation_hash
 from monitoring.history import EarlierWindow, earlier_windows
-from monitoring.models import CanaryWatch, Evaluation, Heartbeat, NotificationEvent, Observation, RollbackDecision
+from monitoring.models import (
+    CanaryWatch,
+    Evaluation,
+    Heartbeat,
+    NotificationEvent,
+    Observation,
+    RollbackDecision,
+    SloHistogram,
+    SloMeasurement,
+)
 from monitoring.notifications.services import notification_record
 from monitoring.providers import Provider, provider_for
 from monitoring.samples import Reading, Sample, Target
@@ -560,3 +569,51 @@ def incident_raise(
             payload={"incident": incident.pk, "severity": severity, "summary": summary, "details": details or {}},
         )
     return incident
+
+
+# --- SLOs measured (pattern §10.1) -------------------------------------------------------------------
+
+SLO_TARGETS_S = {"rollback": 120.0, "promotion": 1800.0, "staleness": 300.0, "notification": 300.0}
+SLO_BUCKETS_S = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+def slo_record(*, slo: str, canary_id: int, generation: int, started_at: datetime, finished_at: datetime,
+               detail: dict[str, Any] | None = None) -> SloMeasurement | None:
+    """Record one measured event (once per canary and generation: None if it was already). A
+    breach of the target is audited and told (on-call, platform) in the same transaction."""
+    seconds = max((finished_at - started_at).total_seconds(), 0.0)
+    target = SLO_TARGETS_S[slo]
+    try:
+        with transaction.atomic():
+            measurement = SloMeasurement.objects.create(
+                slo=slo, canary_id=canary_id, generation=generation, started_at=started_at,
+                finished_at=finished_at, seconds=seconds, target_s=target, breached=seconds > target,
+                detail=normalise_json(detail or {}),
+            )
+            if measurement.breached:
+                record = {"slo": slo, "seconds": round(seconds, 1), "target_s": target, "generation": generation,
+                          "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
+                          **(detail or {})}
+                audit_append(actor=None, action="slo.breached", object_type="canary", object_id=canary_id,
+                             payload=record)
+                notification_record(kind="slo.breached", canary_id=canary_id, payload=record)
+    except IntegrityError:
+        return None
+    return measurement
+
+
+def staleness_observe(ages_s: list[float]) -> None:
+    """Add a round's data ages (one per evaluation that had data) to the staleness histogram."""
+    if not ages_s:
+        return
+    with transaction.atomic():
+        hist, _ = SloHistogram.objects.select_for_update().get_or_create(
+            slo="staleness", defaults={"target_s": SLO_TARGETS_S["staleness"]})
+        buckets = dict(hist.buckets)
+        for le in SLO_BUCKETS_S:
+            buckets[str(le)] = buckets.get(str(le), 0) + sum(1 for a in ages_s if a <= le)
+        hist.buckets = buckets
+        hist.count += len(ages_s)
+        hist.total += float(sum(ages_s))
+        hist.over_target += sum(1 for a in ages_s if a > hist.target_s)
+        hist.save(update_fields=["buckets", "count", "total", "over_target"])

@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness, readiness and CanaryHub's own Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and CanaryHub's own Prometheus metrics; the SLO page."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from canaryhub import metrics as own_metrics
+from governance.access.permissions import Action, require_page
 from monitoring.metrics import queue_depths
 from monitoring.models import Heartbeat
+from monitoring.selectors import slo_figures, slo_recent
 from monitoring.services import rollbacks_pending_summary
 
 
@@ -124,3 +128,14 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(own_metrics.scrape(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_required
+@require_GET
+def slo_page(request: HttpRequest) -> HttpResponse:
+    """The SLOs measured (pattern §10.1): each one's figures against its target, and the latest
+    measured rollbacks and promotions with their canaries."""
+    require_page(request.user, Action.VIEW)
+    return render(request, "monitoring/slo.html", {
+        "figures": slo_figures(), "recent": slo_recent(), "section": "slo",
+    })

@@ -22,6 +22,7 @@ TITLES: dict[str, str] = {
     "canary.rolled_back": "Canary ROLLED BACK",
     "canary.aborted": "Canary aborted",
     "canary.reverted": "Canary REVERTED to the previous version after 100%",
+    "slo.breached": "SLO breached: a measured rollback or promotion took longer than its target",
     "canary.break_glass": "BREAK-GLASS: on-call acted on a canary; MRM retrospective review due",
     "canary.standby_released": "Post-promotion watch over: hot standby released",
     "early_warning": "Early warning: a metric is near its rollback threshold",

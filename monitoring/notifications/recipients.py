@@ -60,6 +60,8 @@ WHO_HEARS: dict[str, Rule] = {
     "canary.reverted": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
     "canary.standby_released": Rule(("owner", "platform", "on_call")),
     # on-call's emergency act (§3.2): paged, and MRM reviews it in retrospect
+    # a measured SLO past its target (rollback, promotion)
+    "slo.breached": Rule(("on_call", "platform"), severity="warning"),
     "canary.break_glass": Rule(("on_call", "platform", "mrm", "owner"), pages=True, severity="error"),
     "early_warning": Rule(("on_call", "owner"), severity="warning"),
     # threshold change requests: the reviewers, then whoever asked

@@ -52,12 +52,12 @@ from canaryhub.errors import Conflict
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from monitoring import services as monitor
-from monitoring.models import Evaluation, Heartbeat
+from monitoring.models import Evaluation, Heartbeat, RollbackDecision
 from monitoring.notifications.services import notifications_store
 from monitoring.providers import Provider
 from monitoring.samples import Reading, Target
 from releases.canaries import selectors, services, states
-from releases.canaries.models import Canary
+from releases.canaries.models import Approval, Canary
 from releases.routing.models import RouterPush
 from releases.routing.routers.base import RouterError
 from releases.routing.services import PushOrder, push_and_record, router_for, router_reconcile
@@ -218,6 +218,9 @@ def evaluate_tick(*, now: datetime | None = None, providers: dict[str, Provider]
     result.fetch_ms = (fetched - started) * 1000
     result.duration_ms = (time.perf_counter() - started) * 1000
     monitor.heartbeat_beat(now=now, duration_ms=result.duration_ms, canaries=len(canaries), queries=result.queries)
+    # The metric-staleness SLO: the age of the data each new evaluation judged.
+    monitor.staleness_observe([o.evaluation.inputs["data_age_s"] for o in result.outcomes
+                               if o.evaluation is not None and o.evaluation.inputs.get("data_age_s") is not None])
     return result
 
 
@@ -428,7 +431,34 @@ def push(*, canary_id: int, generation: int) -> str:
     state = "confirmed" if record.ok else f"failed after {record.attempts} attempt(s): {record.error[:200]}"
     if not record.ok:
         _router_failed(order, record)
+    else:
+        slo_measure(canary, confirmed_at=record.finished_at or timezone.now())
     return f"generation {generation} ({canary.traffic_percent}%): {state}"
+
+
+def slo_measure(canary: Canary, *, confirmed_at: datetime) -> None:
+    """The router confirmed the canary's current split: measure the SLO it closes. At 0 % after a
+    rollback or a revert, the rollback SLO from the first window past the threshold (the deciding
+    evaluation's window end) or from the decision by hand; at a signed stage's percent, the
+    promotion SLO from the step's last signature. Recorded once per split generation."""
+    generation = canary.split_generation
+    if canary.state in states.AT_ZERO and canary.traffic_percent == 0:
+        if canary.state == State.ABORTED:
+            return  # an abort is no rollback
+        decision = (RollbackDecision.objects.filter(canary=canary, evaluation__isnull=False)
+                    .select_related("evaluation").order_by("decided_at").first())
+        start = decision.evaluation.window_end if decision else (canary.reverted_at or canary.ended_at)
+        if start is not None:
+            monitor.slo_record(slo="rollback", canary_id=canary.pk, generation=generation, started_at=start,
+                               finished_at=confirmed_at,
+                               detail={"state": canary.state, "automatic": decision is not None,
+                                       "evaluation": decision.evaluation_id if decision else None})
+        return
+    signed = Approval.objects.filter(canary=canary, stage_index=canary.stage_index).order_by("-signed_at").first()
+    if signed is not None and canary.traffic_percent > 0:
+        monitor.slo_record(slo="promotion", canary_id=canary.pk, generation=generation, started_at=signed.signed_at,
+                           finished_at=confirmed_at,
+                           detail={"stage_index": canary.stage_index, "percent": canary.traffic_percent})
 
 
 def _router_failed(order: PushOrder, record: RouterPush) -> None:

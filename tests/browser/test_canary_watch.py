@@ -105,3 +105,15 @@ def test_on_call_rolls_back_under_break_glass_from_the_page(page: Page, login: C
     dialog.get_by_role("button", name="Roll back now").click()
     expect(page.get_by_test_id("canary-state")).to_have_text("Rolled back")
     assert AuditEvent.objects.get(action="canary.break_glass").actor == on_call
+
+
+def test_the_slo_page_shows_the_measured_figures(page: Page, login: Callable[..., Page], people, completed):
+    login(people["risk"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="SLOs").click()
+    expect(page.get_by_role("heading", name="SLOs measured")).to_be_visible()
+    # The five signed promotions of the completed canary, timed to the router's confirmation.
+    expect(page.get_by_test_id("slo-promotion").locator("td").nth(1)).to_have_text("5")
+    expect(page.get_by_test_id("slo-rollback")).to_contain_text("nothing measured yet")
+    expect(page.get_by_test_id("slo-row")).to_have_count(5)
+    page.get_by_test_id("slo-row").first.get_by_role("link", name=f"#{completed.pk}").click()
+    expect(page.get_by_test_id("canary-state")).to_have_text("Completed")
