@@ -7,7 +7,8 @@
   webhook or PagerDuty, as each registered); rollback_contact: the canary's rollback contact;
   signers: exactly the people whose signature the canary's current step still needs; signer:
   the person whose signature was voided;
-  requester: who asked for a threshold change — resolved by the layer that knows the canary
+  requester: who asked for a threshold change; ci_callback: the URL the pipeline that started
+  the canary gave, told of every state change — resolved by the layer that knows the canary
   (releases registers its resolver: monitoring.notifications.services.provide);
 - platform, mrm, ai_governance, on_call: the people in that group (on_call also the
   deployment's on-call address, and the model's on-call contact when it is an address);
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 ROLES = frozenset({
-    "owner", "consumers", "rollback_contact", "signers", "signer", "requester",
+    "owner", "consumers", "rollback_contact", "signers", "signer", "requester", "ci_callback",
     "platform", "mrm", "ai_governance", "on_call", "model_risk_committee",
 })
 
@@ -36,28 +37,30 @@ class Rule:
     severity: str = "info"  # PagerDuty severity: critical (P1), error (P2), warning, info
 
 
-_STAGE = ("consumers", "owner")
+_STAGE = ("consumers", "owner", "ci_callback")
 _P1 = Rule(("on_call", "platform"), pages=True, severity="critical")
 
 WHO_HEARS: dict[str, Rule] = {
     # a canary's life
-    "canary.initiated": Rule(("consumers", "owner", "rollback_contact")),
-    "canary.signatures_requested": Rule(("signers",)),
+    "canary.initiated": Rule(("consumers", "owner", "rollback_contact", "ci_callback")),
+    "canary.signatures_requested": Rule(("signers", "ci_callback")),
     "canary.started": Rule(_STAGE),
     "canary.promoted": Rule(_STAGE),
     "canary.completed": Rule(_STAGE),
-    "canary.certified": Rule(("consumers", "owner", "ai_governance")),
-    "canary.awaiting_approval": Rule(("signers",)),
+    "canary.certified": Rule(("consumers", "owner", "ai_governance", "ci_callback")),
+    "canary.awaiting_approval": Rule(("signers", "ci_callback")),
     # a signature that stopped counting (a red or stale evaluation followed it): its signer
     "canary.signature_voided": Rule(("signer",)),
-    "canary.held": Rule(("owner", "platform")),
-    "canary.running": Rule(()),
-    "canary.suspended": Rule(("on_call", "platform", "owner")),
-    "canary.resumed": Rule(("on_call", "platform", "owner")),
-    "canary.rolled_back": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
-    "canary.aborted": Rule(("owner", "consumers")),
+    "canary.held": Rule(("owner", "platform", "ci_callback")),
+    "canary.running": Rule(("ci_callback",)),
+    "canary.suspended": Rule(("on_call", "platform", "owner", "ci_callback")),
+    "canary.resumed": Rule(("on_call", "platform", "owner", "ci_callback")),
+    "canary.rolled_back": Rule(("owner", "on_call", "rollback_contact", "consumers", "ci_callback"),
+                               pages=True, severity="error"),
+    "canary.aborted": Rule(("owner", "consumers", "ci_callback")),
     # after 100 %: a revert to the hot standby is told as a rollback is; the standby's release too
-    "canary.reverted": Rule(("owner", "on_call", "rollback_contact", "consumers"), pages=True, severity="error"),
+    "canary.reverted": Rule(("owner", "on_call", "rollback_contact", "consumers", "ci_callback"), pages=True,
+                            severity="error"),
     "canary.standby_released": Rule(("owner", "platform", "on_call")),
     # on-call's emergency act (§3.2): paged, and MRM reviews it in retrospect
     # a measured SLO past its target (rollback, promotion)

@@ -95,6 +95,11 @@ class CanaryInput(StrictSerializer):
         help_text="who to call about a rollback; defaults to the model's on-call",
     )
     router = StrictCharField(required=False, default="file", max_length=ROUTER_MAX, help_text="router kind")
+    callback_url = StrictCharField(
+        required=False, allow_blank=True, default="", max_length=500,
+        help_text="http(s) URL told of every state change of the canary, as a signed webhook (version 1), "
+        "so a pipeline need not poll",
+    )
 
 
 class ApprovalInput(StrictSerializer):
@@ -378,7 +383,8 @@ class CanaryCollection(APIView):
         "signatures (high risk). One active canary per model (409). Send an `Idempotency-Key` derived from the CI "
         "run: a retried job then gets the canary its first try started instead of a refusal or a second canary.",
         request=CanaryInput,
-        examples=[example_request({"model": "support-bot", "version": "1.5.0", "schedule": "standard"}),
+        examples=[example_request({"model": "support-bot", "version": "1.5.0", "schedule": "standard",
+                                   "callback_url": "https://ci.example.com/hooks/canary"}),
                   example_response(_STARTED_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
@@ -397,6 +403,7 @@ class CanaryCollection(APIView):
             segmentation=dict(values["segmentation"]) if values["segmentation"] is not None else None,
             rationale=values["rationale"], shadow_evidence_ref=values["shadow_evidence_ref"],
             rollback_contact=values["rollback_contact"], router=values["router"],
+            callback_url=values["callback_url"],
         )
         return Response(
             _detail(request, canary.pk), status=status.HTTP_201_CREATED,

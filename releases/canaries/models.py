@@ -45,6 +45,8 @@ class Canary(models.Model):
     metrics = models.JSONField(default=dict)
     expected_timeline = models.JSONField(default=list)
     rollback_contact = models.CharField(max_length=200)
+    # Where a pipeline that started the canary is told of every state change (a signed webhook).
+    callback_url = models.CharField(max_length=500, blank=True, default="")
     router = models.CharField(max_length=40, default="file")
     clock_speed = models.FloatField(default=1.0)
 

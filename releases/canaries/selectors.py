@@ -427,6 +427,8 @@ def notification_contacts(canary_id: int | None, roles: frozenset[str], payload:
     if "signer" in roles and payload.get("signer_id"):
         user = get_user_model().objects.filter(pk=payload["signer_id"], is_active=True).first()
         out += [Contact(role="signer", user_id=user.pk, email=user.email)] if user else []
+    if "ci_callback" in roles and canary.callback_url:
+        out.append(Contact(role="ci_callback", channel="webhook", address=canary.callback_url))
     if "requester" in roles and payload.get("requested_by"):
         user = get_user_model().objects.filter(pk=payload["requested_by"], is_active=True).first()
         out += [Contact(role="requester", user_id=user.pk, email=user.email)] if user else []

@@ -173,12 +173,17 @@ def canary_initiate(
     shadow_evidence_ref: str = "",
     rollback_contact: str = "",
     router: str = "file",
+    callback_url: str = "",
     now: datetime | None = None,
 ) -> Canary:
     """Start a canary of a registered version: freeze its schedule, segmentation and thresholds,
-    and either start traffic at the first stage or wait for the start signatures."""
+    and either start traffic at the first stage or wait for the start signatures. `callback_url`
+    (a pipeline's) hears of every state change as a signed webhook."""
     now = now or timezone.now()
     principal = as_principal(actor)
+    if callback_url and (not isinstance(callback_url, str) or len(callback_url) > 500
+                         or not callback_url.startswith(("https://", "http://"))):
+        raise ValidationFailed.field("callback_url", "an http(s) URL of at most 500 characters")
     with transaction.atomic():
         # The model row lock serialises initiations of one model: the "one active canary"
         # check below cannot race (and the unique constraint backs it up).
@@ -228,7 +233,7 @@ def canary_initiate(
             stage_index=0, stage_entered_at=now if starts_now else None,
             traffic_percent=plan.stages[0].percent if starts_now else 0,
             split_generation=1 if starts_now else 0, initiated_by=principal.user,
-            risk_tier=model.risk_tier, owner=model.owner,
+            risk_tier=model.risk_tier, owner=model.owner, callback_url=callback_url or "",
         )
         try:
             with transaction.atomic():
@@ -246,7 +251,8 @@ def canary_initiate(
             "stages": canary.stages, "segmentation": plan.segmentation, "rationale": canary.rationale,
             "shadow_evidence_ref": canary.shadow_evidence_ref, "thresholds": canary.thresholds,
             "expected_timeline": plan.timeline, "rollback_contact": canary.rollback_contact,
-            "router": router, "state": canary.state, "traffic_percent": canary.traffic_percent,
+            "router": router, "callback_url": canary.callback_url, "state": canary.state,
+            "traffic_percent": canary.traffic_percent,
             "start_signatures_required": sorted(r.value for r in plan.start_roles),
             "warnings": plan.warnings, "clock_speed": settings.CLOCK_SPEED,
             "simulator_traffic_scale": settings.SIMULATOR_TRAFFIC_SCALE, "via_token": principal.token_prefix,

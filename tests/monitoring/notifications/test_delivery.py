@@ -9,12 +9,14 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from canaryhub.errors import PermissionRefused
 from canaryhub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from governance.access.permissions import Role
 from governance.incidents.models import Incident
 from governance.rootcause import services as rootcause
+from governance.tokens.services import token_create
 from monitoring.models import NotificationDelivery
 from monitoring.notifications import services as notify
 from releases.canaries import services as lifecycle
@@ -230,3 +232,26 @@ def test_the_latency_histogram_is_on_metrics(people, wired, http, client):
                  if x.startswith('canaryhub_notification_delivery_seconds_count{channel="webhook"}'))
     assert float(count.split()[1]) >= 1
     assert 'canaryhub_notification_delivery_seconds_bucket{channel="pagerduty",le="300.0"} 1.0' in text
+
+
+def test_a_pipeline_hears_every_state_change_at_its_callback_url(people, wired, http, role_user):
+    model(people, http)
+    bot = role_user(Role.SERVICE_ACCOUNT, username="ci")
+    _, secret = token_create(actor=None, user=bot, name="ci", scope=["scorer"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    refused = api.post("/api/v1/canaries/", {"model": "scorer", "version": "1.1.0", "callback_url": "ftp://ci/x"},
+                       format="json")
+    assert refused.status_code == 400 and "callback_url" in refused.json()["errors"]
+    started = api.post("/api/v1/canaries/", {"model": "scorer", "version": "1.1.0",
+                                             "callback_url": f"{http.url}/ci-callback"}, format="json")
+    assert started.status_code == 201, started.content
+    canary_id = started.json()["id"]
+    assert api.post(f"/api/v1/canaries/{canary_id}/abort/", {"reason": "pipeline cancelled"},
+                    format="json").status_code == 200
+    drain()
+    calls = http.at("/ci-callback")
+    assert [c.json()["kind"] for c in calls] == ["canary.initiated", "canary.aborted"]
+    assert all(c.json()["canary_id"] == canary_id and c.json()["version"] == 1 for c in calls)
+    assert all(verify(SECRET, timestamp=c.headers[TIMESTAMP_HEADER.lower()], body=c.body,
+                      signature=c.headers[SIGNATURE_HEADER.lower()]) for c in calls)
