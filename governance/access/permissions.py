@@ -250,15 +250,44 @@ def _decide_roles(principal: Principal, roles: frozenset[Role], action: Action, 
 
 
 def require(actor: Any, action: Action, *, model: AIModel | None = None) -> None:
-    """Raise PermissionRefused unless allowed; used by services as their first line."""
+    """Raise PermissionRefused unless allowed; used by services as their first line. An action
+    that concerns one model is refused without its model: "allowed on some model" never lets it
+    through (ask `require_some` for that, before the model is known)."""
+    if action in MODEL_SCOPED and model is None:
+        raise PermissionRefused(f"{action.value.replace('_', ' ')} concerns one model: the model must be named")
     decision = decide(actor, action, model=model)
     if not decision.allowed:
         raise PermissionRefused(decision.reason)
 
 
+def require_some(actor: Any, action: Action) -> None:
+    """PermissionRefused unless the principal may take `action` on at least one model: the first
+    check of an endpoint whose model is only named in the body, so who may never act is refused
+    before the body is read. The action itself still needs `require` with its model."""
+    decision = decide(actor, action)
+    if not decision.allowed:
+        raise PermissionRefused(decision.reason)
+
+
+def models_where(actor: Any, action: Action) -> dict[str, Any] | None:
+    """Queryset filter kwargs (for the register's models) restricting to the models on which the
+    principal may take `action`, or None when it may on every model."""
+    principal = as_principal(actor)
+    roles = roles_of(principal.user)
+    if Role.SERVICE_ACCOUNT in roles:
+        allowed = decide(principal, action, model=None).allowed
+        return {"pk__in": list(principal.scope or ())} if allowed else {"pk__in": []}
+    if any(action in _ANY_MODEL.get(role, frozenset()) for role in roles):
+        return None
+    if Role.MODEL_OWNER in roles and action in _OWN_MODEL:
+        return {"owner": principal.user}
+    return {"pk__in": []}
+
+
 def require_page(user: Any, action: Action, *, model: AIModel | None = None) -> None:
     """For HTML views: Django's PermissionDenied (a 403 page) unless `action` is allowed (on
-    `model`, when given)."""
+    `model`, when given; without a model, a model-scoped action is allowed when it is on some
+    model — a page's first check before it reads which model)."""
     decision = decide(user, action, model=model)
     if not decision.allowed:
         if action in MODEL_SCOPED and model is None:

@@ -77,8 +77,12 @@ class _Sink(io.RawIOBase):
 
 
 def canaries_for(*, canary_id: int | None = None, model_name: str = "", since: datetime | None = None,
-                 until: datetime | None = None) -> QuerySet[Any]:
+                 until: datetime | None = None, models: dict[str, Any] | None = None) -> QuerySet[Any]:
+    """The canaries a bundle holds; `models`: a filter of the register's models they must belong to
+    (governance.access.permissions.models_where), None for all."""
     qs = Canary.objects.select_related("model", "version", "baseline", "initiated_by").order_by("initiated_at", "id")
+    if models is not None:
+        qs = qs.filter(**{f"model__{name}": value for name, value in models.items()})
     if canary_id is not None:
         qs = qs.filter(pk=canary_id)
     if model_name:

@@ -36,12 +36,15 @@ CSV_HEADER = ["at", "model", "version", "risk_tier", "canary", "outcome", "stage
 
 
 def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "", since: datetime | None = None,
-                     until: datetime | None = None) -> list[RegisterEntry]:
+                     until: datetime | None = None, models: dict[str, Any] | None = None) -> list[RegisterEntry]:
+    """The register's events; `models`: a filter of the models they must belong to (None: all)."""
     entries: list[RegisterEntry] = []
+    only = {f"canary__model__{name}": value for name, value in (models or {}).items()}
     if outcome in ("", "passed"):
         # The signature that took a promotion step closes the stage it left: one event per step.
         approvals = Approval.objects.filter(step__startswith="promote:", evaluation__verdict="green").select_related(
             "canary__model", "canary__version", "evaluation")
+        approvals = approvals.filter(**only)
         if model:
             approvals = approvals.filter(canary__model__name=model)
         if risk_tier:
@@ -60,6 +63,7 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
     if outcome in ("", "failed"):
         incidents = Incident.objects.filter(kind=Incident.Kind.ROLLBACK).select_related(
             "canary__model", "canary__version").prefetch_related("root_cause_reports")
+        incidents = incidents.filter(**only)
         if model:
             incidents = incidents.filter(canary__model__name=model)
         if risk_tier:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from canaryhub import events
 from canaryhub.errors import NotFound, ValidationFailed
-from governance.access.permissions import Action, as_principal, require
+from governance.access.permissions import Action, as_principal, models_where, require, require_some
 from governance.audit.models import AuditEvent
 from governance.audit.services import audit_append, audit_verify
 from governance.evidence.bundles import bundle_file_count, bundle_stream, canaries_for
@@ -51,9 +51,10 @@ def evidence_export_request(
     elif scope == EvidenceExport.Scope.RANGE:
         if since is None or until is None or since >= until:
             raise ValidationFailed.field("until", "give a date range whose end is after its start")
-        # A range spans models: only a role that may export any model's evidence may ask.
+        # A range spans models: it holds only the models whose evidence the requester may export
+        # (filtered when it is built, by the requester's rights then).
         require(principal, Action.VERIFY_AUDIT)
-        require(principal, Action.EXPORT_EVIDENCE, model=None)
+        require_some(principal, Action.EXPORT_EVIDENCE)
     else:
         raise ValidationFailed.field("scope", "must be canary, model or range")
     with transaction.atomic():
@@ -98,7 +99,7 @@ def evidence_export_build(*, export_id: int) -> EvidenceExport:
     export = EvidenceExport.objects.get(pk=export_id)
     canaries = list(canaries_for(
         canary_id=export.canary_id, model_name=export.model.name if export.model else "",
-        since=export.since, until=export.until,
+        since=export.since, until=export.until, models=models_where(export.requested_by, Action.EXPORT_EVIDENCE),
     ))
     EvidenceExport.objects.filter(pk=export_id).update(total=bundle_file_count(canaries))
     directory = Path(settings.EVIDENCE_EXPORT_DIR)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from canaryhub.errors import DomainError
 from canaryhub.web import render_page
-from governance.access.permissions import Action, require_page
+from governance.access.permissions import Action, models_where, require_page
 from governance.evidence.models import EvidenceExport
 from governance.evidence.selectors import register_csv, register_entries
 from governance.evidence.services import evidence_export_request
@@ -53,8 +53,10 @@ def mrm_register(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def mrm_register_csv(request: HttpRequest) -> StreamingHttpResponse:
-    require_page(request.user, Action.EXPORT_EVIDENCE, model=None)
-    response = StreamingHttpResponse(register_csv(register_entries(**_register_filters(request))),
+    require_page(request.user, Action.EXPORT_EVIDENCE)
+    # The export holds only the models whose evidence this person may export.
+    mine = models_where(request.user, Action.EXPORT_EVIDENCE)
+    response = StreamingHttpResponse(register_csv(register_entries(**_register_filters(request), models=mine)),
                                      content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="mrm-register.csv"'
     return response

@@ -32,7 +32,7 @@ from canaryhub.api import (
     problems,
 )
 from canaryhub.errors import PermissionRefused
-from governance.access.permissions import Action, decide, principal_of, require
+from governance.access.permissions import Action, decide, principal_of, require, require_some
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.evaluations import GateStatus
 from releases.canaries import schedules, services
@@ -392,7 +392,7 @@ class CanaryCollection(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
-        require(principal, Action.START_CANARY)  # 403 before the input is read
+        require_some(principal, Action.START_CANARY)  # 403 before the input is read
         data = CanaryInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data

@@ -25,7 +25,7 @@ from canaryhub.api import (
     problems,
 )
 from canaryhub.errors import ValidationFailed
-from governance.access.permissions import Action, principal_of, require
+from governance.access.permissions import Action, principal_of, require, require_some
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.services import (
     MAX_BUCKETS,
@@ -233,7 +233,7 @@ class ModelCollection(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
-        require(principal, Action.REGISTER_MODEL)  # who may not act is refused before their input is read
+        require_some(principal, Action.REGISTER_MODEL)  # who may not act is refused before their input is read
         data = ModelInput(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_register(actor=principal, **data.validated_data)
@@ -483,7 +483,7 @@ class ObservationCollection(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
-        require(principal, Action.PUSH_OBSERVATIONS)  # 403 before the input is read
+        require_some(principal, Action.PUSH_OBSERVATIONS)  # 403 before the input is read
         try:
             data = ObservationInput(data=request.data)
             data.is_valid(raise_exception=True)

@@ -77,8 +77,10 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "canaries_create": ("POST", "/api/v1/canaries/",
                         write("owner", "other_owner", "platform", "token", "out_token")),
     "canaries_approvals_create": ("POST", "/api/v1/canaries/{canary}/approvals/", write("owner", "mrm")),
-    "canaries_rollback_create": ("POST", "/api/v1/canaries/{canary}/rollback/", write("owner", "platform")),
-    "canaries_revert_create": ("POST", "/api/v1/canaries/{canary}/revert/", write("owner", "platform")),
+    "canaries_rollback_create": ("POST", "/api/v1/canaries/{canary}/rollback/",
+                                 write("owner", "platform", "oncall")),
+    # On-call may too: break-glass (with its reason in full).
+    "canaries_revert_create": ("POST", "/api/v1/canaries/{canary}/revert/", write("owner", "platform", "oncall")),
     "canaries_abort_create": ("POST", "/api/v1/canaries/{canary}/abort/", write("owner", "platform", "token")),
     "canaries_certificate_create": ("POST", "/api/v1/canaries/{canary}/certificate/", write("gov")),
     "canaries_threshold_changes_create": ("POST", "/api/v1/canaries/{canary}/threshold-changes/",
