@@ -4,15 +4,60 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import JSONParser
 
 from canaryhub.pagination import Pagination
 
 # Free text that is copied into the audit trail: bounded so one request cannot bloat the chain.
 REASON_MAX = 2000
 STATEMENT_MAX = 2000
+DESCRIPTION_MAX = 5000
 PASSWORD_MAX = 1024
+# No request body of the API nests deeper than this; deeper JSON is refused before it is used.
+JSON_MAX_DEPTH = 32
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "the request body is larger than the server accepts"
+    default_code = "payload_too_large"
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser with the body size limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 413) and a nesting
+    limit (JSON_MAX_DEPTH, 400) enforced before anything reads the data."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        request = (parser_context or {}).get("request")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int((request.META if request is not None else {}).get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise exceptions.ParseError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels") from exc
+        if _depth_exceeds(data, JSON_MAX_DEPTH):
+            raise exceptions.ParseError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels")
+        return data
 
 
 def _nul_paths(value: Any, path: str = "") -> list[str]:

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -79,6 +80,11 @@ def problem_for(exc: Exception) -> tuple[dict[str, Any], dict[str, str]] | None:
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
         body = problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors)
+    elif isinstance(exc, RequestDataTooBig) or (
+        isinstance(exc, drf_exceptions.APIException) and exc.status_code == 413
+    ):
+        body = problem(413, "payload-too-large", "Payload too large",
+                       f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
     elif isinstance(exc, Http404):
         body = problem(404, "not-found", "Not found", str(exc) or "No such object.")
     elif isinstance(exc, PermissionDenied):
@@ -176,6 +182,9 @@ class ApiProblemMiddleware:
             return response
         if not request.path.startswith("/api/"):
             return None
+        found = problem_for(exception) if isinstance(exception, RequestDataTooBig) else None
+        if found is not None:  # raised before DRF's handler could answer it
+            return JsonResponse(found[0], status=found[0]["status"], content_type=PROBLEM_CONTENT_TYPE)
         logger.exception("unhandled error on %s", request.path)
         return JsonResponse(
             problem(500, "internal-error", "Internal error", "The server failed; the error was logged."),

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canaryhub.api import (
+    DESCRIPTION_MAX,
     QueryFilters,
     StrictSerializer,
     example_page,
@@ -65,7 +66,7 @@ class ConsumerSerializer(StrictSerializer):
 class ModelInput(StrictSerializer):
     name = serializers.CharField(max_length=64, help_text="slug: lower-case letters, digits, hyphens")
     display_name = serializers.CharField(max_length=200)
-    description = serializers.CharField(allow_blank=True, required=False, default="")
+    description = serializers.CharField(max_length=DESCRIPTION_MAX, allow_blank=True, required=False, default="")
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices)
     owner = serializers.CharField(max_length=150, help_text="username of the model owner")
     on_call = serializers.CharField(max_length=200)
@@ -74,7 +75,7 @@ class ModelInput(StrictSerializer):
 
 class ModelPatch(StrictSerializer):
     display_name = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(allow_blank=True, required=False)
+    description = serializers.CharField(max_length=DESCRIPTION_MAX, allow_blank=True, required=False)
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
     owner = serializers.CharField(max_length=150, required=False)
     on_call = serializers.CharField(max_length=200, required=False)
@@ -109,7 +110,7 @@ class _Thresholds(serializers.Serializer):
 class _Metrics(serializers.Serializer):
     provider = serializers.ChoiceField(choices=["prometheus", "push"], required=False)
     queries = serializers.DictField(
-        child=serializers.CharField(), required=False,
+        child=serializers.CharField(max_length=2000), required=False,
         help_text=f"PromQL templates per metric ({', '.join(METRIC_NAMES)}); placeholders $model, $version, "
         "$segment, $window",
     )

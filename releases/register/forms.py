@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from canaryhub.api import DESCRIPTION_MAX
 from canaryhub.forms import ServiceErrorsMixin
 from governance.access.permissions import Role
 from monitoring.thresholds import DEFAULT_THRESHOLDS, METRIC_NAMES, PROVIDERS, QUERY_PLACEHOLDERS
@@ -87,7 +88,7 @@ class ModelRegisterForm(ServiceErrorsMixin, forms.Form):
         help_text="Lower-case letters, digits and hyphens, e.g. fraud-scorer. Used in URLs and the API.",
     )
     display_name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    description = forms.CharField(required=False, max_length=DESCRIPTION_MAX, widget=forms.Textarea(attrs={"rows": 3}))
     risk_tier = forms.ChoiceField(
         choices=RiskTier.choices,
         initial=RiskTier.MEDIUM,

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
+from canaryhub.api import DESCRIPTION_MAX
 from canaryhub.errors import Conflict, NotFound, ValidationFailed
 from governance.access.permissions import Action, Role, as_principal, may_see_model, require, roles_of
 from governance.audit.services import audit_append
@@ -32,6 +33,9 @@ RESERVED_MODEL_NAMES = frozenset({"new"})
 
 
 def _clean(instance: models.Model, *, exclude: Iterable[str] = ()) -> None:
+    # Free text is copied into the audit trail: bounded on every way in (API, page, command).
+    if len(getattr(instance, "description", "") or "") > DESCRIPTION_MAX:
+        raise ValidationFailed.field("description", f"at most {DESCRIPTION_MAX} characters")
     try:
         instance.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
     except ValidationError as exc:

@@ -4,6 +4,7 @@ documents, and must refuse what the schema forbids. Bounded (examples per operat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -77,3 +78,66 @@ def test_api_never_fails_and_matches_its_schema(case, api_data):
         headers={"Authorization": f"Bearer {api_data.token}"},
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
+
+
+# --- hostile shapes the generator does not reach ---------------------------------------------------
+
+HOSTILE_VALUES = [
+    2**63,  # past a 64-bit integer (OverflowError on SQLite)
+    2**31,  # past a PostgreSQL integer column
+    -(2**63) - 1,
+    1e308,
+    "NaN",
+    [["NaN", 1], ["+Inf", 1]],  # histogram buckets with a NaN bound
+    [[0.1, "inf"], ["+Inf", 1]],
+    "x" * 20_000,  # free text far over any bound
+    {"a": {"b": {"c": [[[[[[[[[[1]]]]]]]]]]}}},
+]
+
+
+def _operations() -> list[tuple[str, str, dict]]:
+    """(method, path template, example request body) of every operation that takes a body."""
+    document = schema.raw_schema
+    out = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in ("post", "patch", "put"):
+                continue
+            content = (operation.get("requestBody") or {}).get("content", {}).get("application/json", {})
+            examples = [e.get("value") for e in (content.get("examples") or {}).values()]
+            body = next((e for e in examples if isinstance(e, dict)), {})
+            out.append((method.upper(), path, body))
+    return out
+
+
+def _fill(path: str, canary_id: int) -> str:
+    return (path.replace("{name}", "fraud-scorer").replace("{version}", "1.0.0").replace("{id}", str(canary_id))
+            .replace("{pk}", str(canary_id)))
+
+
+@pytest.mark.django_db
+def test_hostile_bodies_never_reach_a_500(api_data, settings):
+    """Every operation that takes a body, sent each hostile value in each field of its example, a
+    body nested 100,000 levels deep and a body over the upload limit: never a 5xx, and a 413
+    problem document for the body that is too big."""
+    from django.test import Client  # noqa: PLC0415 - after the fixture above unhooked the connection closing
+
+    client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {api_data.token}")
+    failures = []
+    operations = _operations()
+    assert len(operations) >= 10
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200_000
+    deep = "[" * 100_000 + "]" * 100_000
+    for method, template, example in operations:
+        path = _fill(template, api_data.canary_id)
+        bodies = [{**example, key: value} for key in example for value in HOSTILE_VALUES]
+        for body in [*bodies, deep, '{"x": "' + "a" * 300_000 + '"}']:
+            data = body if isinstance(body, str) else json.dumps(body)
+            response = client.generic(method, path, data, content_type="application/json")
+            if response.status_code >= 500 or not response["Content-Type"].startswith("application/problem+json") \
+                    and response.status_code >= 400:
+                failures.append((method, path, data[:120], response.status_code, response.content[:200]))
+            if body is not deep and isinstance(body, str):
+                # 413, unless who may not act was refused before the body was read.
+                assert response.status_code in (413, 403, 404), (method, path, response.status_code)
+    assert not failures, failures[:10]
