@@ -91,3 +91,13 @@ def _staleness(hist: SloHistogram | None) -> SloFigures:
 
 def slo_recent(*, limit: int = 50) -> list[SloMeasurement]:
     return list(SloMeasurement.objects.select_related("canary", "canary__model", "canary__version")[:limit])
+
+
+def slo_measurements(*, canary_id: int) -> list[dict[str, Any]]:
+    """One canary's measured rollbacks and promotions, oldest first (its evidence)."""
+    return [
+        {"slo": m.slo, "generation": m.generation, "started_at": m.started_at.isoformat(),
+         "finished_at": m.finished_at.isoformat(), "seconds": round(m.seconds, 3), "target_s": m.target_s,
+         "breached": m.breached, "detail": m.detail}
+        for m in SloMeasurement.objects.filter(canary_id=canary_id).order_by("finished_at", "id")
+    ]

@@ -23,6 +23,7 @@ from governance.incidents.models import Incident
 from governance.reports.pdf import render_pdf
 from governance.reports.records import digest, seal, ts
 from governance.reports.selectors import stage_summaries
+from monitoring.selectors import slo_figures
 from releases.canaries import approvals as rules
 from releases.canaries import states
 from releases.canaries.models import Canary
@@ -106,6 +107,8 @@ def _body(canary: Any, *, reviewer_name: str, now: datetime, checklist: list[dic
             for a in canary.approvals.filter(voided_at__isnull=True).order_by("signed_at", "id")
         ],
         "checklist": checklist, "issued_by": reviewer_name, "issued_at": ts(now),
+        # The SLOs measured on this canary's own rollbacks and promotions (monitoring.selectors).
+        "slo": [f.as_dict() for f in slo_figures(canary_ids=[canary.pk])],
     }
 
 

@@ -37,10 +37,11 @@ from governance.reports.records import (
 )
 from governance.reports.selectors import report_data, stage_summaries
 from monitoring.evaluations import PROMOTION_GATES
+from monitoring.selectors import slo_figures, slo_measurements
 from releases.canaries.models import Canary
 
 VERIFY_SCRIPT = Path(__file__).with_name("verify_bundle.py")
-FILES_PER_CANARY = 11  # for the progress estimate of a background export
+FILES_PER_CANARY = 12  # for the progress estimate of a background export
 BUNDLE_README = """CanaryHub evidence bundle
 
 manifest.json           SHA-256 and size of every other file in this bundle
@@ -51,8 +52,9 @@ audit/chain.jsonl       seq, prev_hash and hash of every event from the first on
 audit/head.json         the chain head when the bundle was made
 canaries/<id>-.../      initiation record, stages, evaluations (JSON and CSV), approvals with their
                         signature manifestations, incidents and root causes, threshold changes,
-                        router push history, the post-canary report (PDF) and, when issued, the
-                        completion certificate (JSON and PDF)
+                        router push history, the SLOs measured (slo.json: each timed rollback
+                        and promotion, and the figures against their targets), the post-canary
+                        report (PDF) and, when issued, the completion certificate (JSON and PDF)
 """
 EVALUATION_CSV_FIELDS = ["id", "stage_index", "window_start", "window_end", "verdict", "content_hash"]
 
@@ -173,6 +175,10 @@ def _canary_files(canary: Any) -> Iterator[tuple[str, Callable[[], Iterable[byte
     yield f"{folder}/router_pushes.json", lambda: _json_array(
         push_record(p) for p in canary.pushes.order_by("started_at", "id").iterator(chunk_size=500)
     )
+    yield f"{folder}/slo.json", lambda: [_json_bytes({
+        "figures": [f.as_dict() for f in slo_figures(canary_ids=[canary.pk])],
+        "measurements": slo_measurements(canary_id=canary.pk),
+    })]
     yield f"{folder}/post_canary_report.pdf", lambda: [report_pdf(report_data(canary))]
     cert = canary.certificates.filter(status=Certificate.Status.ISSUED).first()
     if cert is not None:

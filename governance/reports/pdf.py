@@ -89,12 +89,30 @@ def certificate_pdf(*, certificate_id: str, body: dict[str, Any], evidence_hash:
         _table([["Check", "Result"]] + [[c["label"], ("passed: " if c["ok"] else "FAILED: ") + c["detail"]]
                                          for c in body["checklist"]], [60 * mm, 120 * mm]),
         Spacer(1, 4 * mm),
+        *_slo_story(body.get("slo") or []),
         _p("Integrity", "Heading3"),
         _p(f"Evidence hash (SHA-256 of the sealed evidence records): {evidence_hash}", "Code"),
         _p(f"Audit chain head at issue: #{chain_head['seq']} {chain_head['hash']}", "Code"),
         _p(f"Verify this certificate at {verify_url}"),
     ]
     return _build(story, title=f"Canary completion certificate {certificate_id}")
+
+
+def _slo_story(figures: list[dict[str, Any]]) -> list[Any]:
+    """The SLOs measured on the canary's own rollbacks and promotions (certificates issued before
+    they were measured carry none)."""
+    if not figures:
+        return []
+
+    def secs(value: Any) -> str:
+        return "—" if value is None else f"{value:g} s"
+
+    rows = [[f["label"].split(":")[0], f"< {f['target_s']:g} s", str(f["count"]), secs(f["median_s"]),
+             secs(f["max_s"]), str(f["breaches"])] for f in figures]
+    return [_p("SLOs measured", "Heading3"),
+            _table([["SLO", "Target", "Measured", "Median", "Worst", "Breaches"]] + rows,
+                   [34 * mm, 24 * mm, 24 * mm, 30 * mm, 30 * mm, 24 * mm]),
+            Spacer(1, 4 * mm)]
 
 
 def _line_chart(points: list[tuple[float, float]], *, x_label: str) -> Drawing:

@@ -132,3 +132,20 @@ def test_the_slo_page(completed, people, client):
     assert response.status_code == 200
     page = response.content.decode()
     assert "Promotion: last signature" in page and 'data-slo="promotion"' in page
+
+
+def test_the_evidence_bundle_and_the_certificate_carry_the_canarys_slo_figures(completed):
+    import json
+
+    from governance.certificates.services import _body
+    from governance.evidence.bundles import _canary_files
+
+    files = dict(_canary_files(completed))
+    name = next(n for n in files if n.endswith("/slo.json"))
+    slo = json.loads(b"".join(files[name]()))
+    assert [m["slo"] for m in slo["measurements"]] == ["promotion"] * 5
+    figures = {f["slo"]: f for f in slo["figures"]}
+    assert figures["promotion"]["count"] == 5 and figures["rollback"]["count"] == 0
+    assert "staleness" not in figures  # kept over every evaluation, not per canary
+    body = _body(completed, reviewer_name="G", now=timezone.now(), checklist=[])
+    assert {f["slo"]: f["count"] for f in body["slo"]} == {"rollback": 0, "promotion": 5, "notification": 0}
