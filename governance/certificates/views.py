@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from canaryhub.errors import DomainError
 from governance.access.permissions import Action, decide, require_page
+from governance.audit.services import audit_verify
 from governance.certificates import selectors, services
 from governance.certificates.models import Certificate
 from governance.reports.pdf import render_pdf
@@ -20,7 +21,9 @@ from governance.reports.pdf import render_pdf
 @require_GET
 def certificate_queue(request: HttpRequest) -> HttpResponse:
     require_page(request.user, Action.VIEW)
-    rows = [{"canary": c, "checklist": services.certificate_checklist(c, chain_ok=None),
+    # The chain is verified once for the page, not once per canary listed.
+    chain_ok = audit_verify().ok
+    rows = [{"canary": c, "checklist": services.certificate_checklist(c, chain_ok=chain_ok),
              "returned": [x for x in c.certificates.all() if x.status == Certificate.Status.RETURNED]}
             for c in selectors.certificate_review_queue()[:50]]
     issued = Certificate.objects.filter(status=Certificate.Status.ISSUED).select_related(

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from governance.access.permissions import Role
+from governance.audit import services as audit_services
 from governance.certificates.models import Certificate
 from governance.tokens.services import token_create
 from releases.canaries.models import Canary
@@ -87,3 +88,25 @@ def test_a_service_account_sending_a_short_statement_is_refused_not_told_what_to
                         {"role": "owner", "statement": "ok", "password": "x"}, content_type="application/json")
     assert response.status_code == 403, response.content
     assert "statement" not in response.content.decode()
+
+
+def test_the_certificate_queue_verifies_the_chain_once_per_page(people, monkeypatch):
+    platform = people["platform"]
+    for name in ("alpha", "beta", "gamma"):
+        services.model_register(actor=platform, name=name, display_name=name, risk_tier="medium",
+                                owner="owner_gov", on_call="oncall@x")
+        services.version_register(actor=platform, model_name=name, version="1.0.0", artifact_uri="s3://1",
+                                  status="production")
+        services.version_register(actor=platform, model_name=name, version="1.1.0", artifact_uri="s3://2")
+        run_to_completion(owner=people["owner_gov"], mrm=people["mrm_gov"], model_name=name)
+    calls = []
+    real = audit_services.audit_verify
+    monkeypatch.setattr(audit_services, "audit_verify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr("governance.certificates.views.audit_verify", audit_services.audit_verify)
+    monkeypatch.setattr("governance.certificates.services.audit_verify", audit_services.audit_verify)
+    page = Client()
+    page.force_login(people["gov"])
+    response = page.get("/governance/certificates/")
+    assert response.status_code == 200
+    assert len(response.context["rows"]) == 3
+    assert len(calls) == 1
