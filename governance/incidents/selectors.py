@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from governance.incidents.models import CommitteeEscalation, Incident
+from governance.incidents.models import CommitteeEscalation, Incident, ReinitiationApproval, RootCauseReport
 
 
 def incident_is_overdue(incident: Incident, *, now: datetime) -> bool:
@@ -32,3 +32,27 @@ def incidents(*, status: str = "", kind: str = "", model: str = "") -> QuerySet[
 
 def escalations_for(*, version: Any) -> QuerySet[CommitteeEscalation]:
     return CommitteeEscalation.objects.filter(version=version).select_related("resolved_by")
+
+
+def rollback_next_steps(incident: Incident) -> list[dict[str, Any]]:
+    """What a rollback incident still needs before its version can be canaried again, in order,
+    with who acts and whether each is done: the root cause filed (on-call or a platform
+    engineer), MRM's acceptance, the model owner's re-initiation signature, then a new canary."""
+    reports = list(incident.root_cause_reports.all())
+    accepted = any(r.status == RootCauseReport.Status.ACCEPTED for r in reports)
+    filed = any(r.status in (RootCauseReport.Status.FILED, RootCauseReport.Status.ACCEPTED) for r in reports)
+    reinitiation = ReinitiationApproval.objects.filter(incident=incident).first()
+    return [
+        {"key": "file", "label": "File the root cause", "who": "on-call or a platform engineer",
+         "done": filed or accepted},
+        {"key": "review", "label": "Review the root cause (accept, or return it)", "who": "MRM", "done": accepted},
+        {"key": "reinitiate", "label": "Sign the re-initiation", "who": "the model owner",
+         "done": reinitiation is not None},
+        {"key": "start", "label": "Start a new canary of the version", "who": "the model owner",
+         "done": reinitiation is not None and reinitiation.used_by_id is not None},
+    ]
+
+
+def open_reinitiation(incident: Incident) -> ReinitiationApproval | None:
+    """The incident's re-initiation approval while no canary has used it yet."""
+    return ReinitiationApproval.objects.filter(incident=incident, used_by__isnull=True).first()

@@ -17,6 +17,7 @@ from governance.access.permissions import Action, decide, require_page
 from governance.incidents import selectors
 from governance.incidents.models import Incident, ReinitiationApproval, RootCauseReport
 from governance.rootcause import services
+from releases.canaries import presenters as canary_presenters
 
 ROOT_CAUSE_FIELDS = ("cause", "contributing_factors", "fix", "version_change_ref")
 
@@ -53,6 +54,10 @@ def _page(request: HttpRequest, incident: Incident, *, values: dict[str, str] | 
         and decide(request.user, Action.APPROVE_REINITIATION, model=model).allowed
         and reinitiation is None,
         "reinitiation": reinitiation,
+        "next_steps": selectors.rollback_next_steps(incident) if incident.kind == Incident.Kind.ROLLBACK
+        else [],
+        "can_start_again": incident.canary is not None
+        and canary_presenters.after_rollback(incident.canary, user=request.user)["can_start_again"],
         "filed": RootCauseReport.Status.FILED,
         "escalations": list(selectors.escalations_for(version=incident.canary.version)) if incident.canary else [],
         "can_resolve_escalation": decide(request.user, Action.RESOLVE_ESCALATION).allowed,

@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.access.permissions import Action, decide, roles_of
+from governance.incidents import selectors as incident_selectors
+from governance.incidents.models import Incident
 from monitoring.evaluator import rollback_sensitivity
 from monitoring.models import Evaluation
 from monitoring.thresholds import DEFAULT_THRESHOLDS
@@ -287,6 +289,21 @@ def hold_explanations(canary: Canary, evaluation: Evaluation | None, *, user: An
     return out
 
 
+def after_rollback(canary: Canary, *, user: Any) -> dict[str, Any]:
+    """For a rolled-back canary: its incident, the steps left before its version can be canaried
+    again (who acts, which are done), and whether this user can start that canary now."""
+    if canary.state != State.ROLLED_BACK:
+        return {"incident": None, "next_steps": [], "can_start_again": False}
+    incident = canary.incidents.filter(kind=Incident.Kind.ROLLBACK).order_by("-opened_at").first()
+    if incident is None:
+        return {"incident": None, "next_steps": [], "can_start_again": False}
+    steps = incident_selectors.rollback_next_steps(incident)
+    can_start = (incident_selectors.open_reinitiation(incident) is not None
+                 and not selectors.canary_list(actor=user).filter(model=canary.model, state__in=states.ACTIVE).exists()
+                 and decide(user, Action.START_CANARY, model=canary.model).allowed)
+    return {"incident": incident, "next_steps": steps, "can_start_again": can_start}
+
+
 def _stage_rows(canary: Canary, approvals: list[Approval], *, now: datetime,
                 rate: schedules.DataRate | None = None) -> list[dict[str, Any]]:
     """Every stage: what it serves, when it was (or can earliest be) entered, its residence,
@@ -414,6 +431,7 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         if evaluation is not None else [],
         "stage_rows": _stage_rows(canary, approvals, now=now, rate=rate),
         "ready_at": ready_estimate(canary, rate, now=now) if canary.state in states.ACTIVE else None,
+        **after_rollback(canary, user=user),
         "waits": hold_explanations(canary, evaluation, user=user, now=now, remaining=remaining),
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)

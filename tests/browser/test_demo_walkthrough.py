@@ -27,7 +27,7 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
-from monitoring.simulator import Pusher, Simulator
+from monitoring.simulator import Pusher, Simulator, inject
 from releases.canaries import loop
 from releases.canaries.models import Canary
 from releases.register.models import AIModel
@@ -135,6 +135,7 @@ def session(browser: Browser, live_server, username: str) -> Page:
 
 
 def sign(page: Page, role_label: str) -> None:
+    page.wait_for_load_state("load")  # htmx (a deferred script) opens the dialog once loaded
     page.get_by_role("link", name=f"Sign as {role_label}").first.click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
@@ -206,3 +207,72 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
     assert canary.state == State.CERTIFIED
     print(f"deployment time {elapsed}, simulation and control loop {demo.spent:.1f} s")
     assert len(shots.taken) >= 10 and all(p.stat().st_size > 0 for p in shots.taken)
+
+
+def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
+    browser: Browser, live_server, demo, shots
+):
+    owner = session(browser, live_server, "owner")
+    mrm = session(browser, live_server, "mrm")
+    owner.goto("/models/support-assistant/versions/1.5.0/")
+    owner.get_by_role("link", name="Start a canary").click()
+    owner.get_by_role("button", name="Start canary").click()
+    expect(owner).to_have_url(re.compile(r"/canaries/\d+/$"))
+    canary = Canary.objects.get()
+    sign(owner, "owner")
+    mrm.goto("/inbox/")
+    sign(mrm, "MRM")
+
+    # The simulator's fault: the canary's error rate jumps; the control loop rolls it back.
+    demo.run(PUSH_EVERY_S * 4)
+    inject(demo.sim.canary, "error_spike")
+    canary = demo.run_until(canary, {State.ROLLED_BACK}, limit_s=300)
+    owner.goto(f"/canaries/{canary.pk}/")
+    expect(owner.get_by_test_id("canary-state")).to_have_text("Rolled back")
+    steps = owner.get_by_test_id("next-steps")
+    expect(steps).to_contain_text("File the root cause")
+    expect(steps).to_contain_text("on-call or a platform engineer")
+    shots(owner, "rolled-back")
+
+    # The canary links its incident; on-call files the root cause there.
+    owner.get_by_test_id("canary-incident").click()
+    expect(owner).to_have_url(re.compile(r"/governance/incidents/\d+/$"))
+    expect(owner.get_by_test_id("incident-canary")).to_have_text(f"#{canary.pk}")
+    shots(owner, "incident")
+    incident_url = owner.url
+    oncall = session(browser, live_server, "oncall")
+    oncall.goto(incident_url)
+    form = oncall.get_by_test_id("root-cause-form")
+    form.get_by_label("Cause").fill("A template change doubled the tokens sent to the upstream API, which timed out.")
+    form.get_by_label("Fix").fill("Cap the prompt size; add a contract test on the request size.")
+    form.get_by_role("button", name="File root cause").click()
+    expect(oncall.get_by_test_id("incident-status")).to_have_text("Root cause filed")
+    shots(oncall, "root-cause-filed")
+
+    # MRM accepts it; the owner signs the re-initiation on the incident page.
+    mrm.goto(incident_url)
+    mrm.get_by_role("button", name="Accept root cause").click()
+    expect(mrm.get_by_test_id("incident-status")).to_have_text("Resolved")
+    shots(mrm, "root-cause-accepted")
+    owner.goto(incident_url)
+    reinit = owner.get_by_test_id("reinitiation-form")
+    reinit.get_by_label("Statement").fill("The fix is in 1.5.0's serving config; canary it again.")
+    reinit.get_by_label("Password (re-authentication)").fill(PASSWORD)
+    reinit.get_by_role("button", name="Sign re-initiation").click()
+    expect(owner.get_by_test_id("reinitiation")).to_be_visible()
+    shots(owner, "reinitiation-signed")
+
+    # A button, not a typed address, starts the new canary: from the old canary's page.
+    owner.goto(f"/canaries/{canary.pk}/")
+    expect(owner.get_by_test_id("next-steps")).to_contain_text("Sign the re-initiation")
+    owner.get_by_role("link", name="Start a canary").click()
+    expect(owner).to_have_url(re.compile(r"/canary/new/$"))
+    shots(owner, "start-again")
+    owner.get_by_role("button", name="Start canary").click()
+    expect(owner).to_have_url(re.compile(r"/canaries/\d+/$"))
+    assert Canary.objects.count() == 2
+    new = Canary.objects.exclude(pk=canary.pk).get()
+    assert new.version_id == canary.version_id
+    shots(owner, "new-canary")
+    owner.goto(incident_url)
+    expect(owner.get_by_test_id("reinitiation")).to_contain_text(f"used by canary #{new.pk}")
