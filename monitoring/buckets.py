@@ -68,9 +68,12 @@ class Span:
 
 
 def span_for(start: datetime, end: datetime, *, buckets: int, min_width_s: int) -> Span:
-    """The bucket width that cuts [start, end] into at most `buckets` buckets, at least `min_width_s`."""
+    """The bucket width that cuts [start, end] into at most `buckets` buckets, at least
+    `min_width_s`; the start moved back to a multiple of the width (from the epoch), so a range
+    that slides with the clock keeps the same buckets from one request to the next."""
     if end <= start:
         end = start + timedelta(seconds=min_width_s)
     seconds = (end - start).total_seconds()
-    width = max(int(min_width_s), math.ceil(seconds / max(buckets, 1)))
-    return Span(start, end, width)
+    width = max(int(min_width_s), math.ceil(seconds / max(buckets - 1, 1)))
+    aligned = datetime.fromtimestamp(start.timestamp() // width * width, tz=start.tzinfo)
+    return Span(aligned, end, width)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max, Min, Q, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, NullIf
@@ -64,12 +65,39 @@ def _ratio(top: str, bottom: str) -> Any:
     return _num(top) / NullIf(_num(bottom), 0.0)
 
 
-def evaluation_buckets(canary_id: int, span: Span) -> list[Bucket]:
-    """The canary's evaluation windows ending in `span`, grouped into time buckets (one query)."""
+CACHE_TIMEOUT_S = 86400
+
+
+def evaluation_buckets(canary_id: int, span: Span, *, closed_before: datetime | None = None,
+                       cache_key: str = "") -> list[Bucket]:
+    """The canary's evaluation windows ending in `span`, grouped into time buckets.
+
+    Evaluations are written once, with a window ending at the time they are judged: a bucket
+    that ended before `closed_before` never changes again. With a `cache_key` (naming the
+    canary's identity), the closed buckets are kept in the cache and only the open ones are read:
+    one query per request, plus one whenever another bucket closes."""
+    if closed_before is None or not cache_key:
+        return _buckets(canary_id, span, span.start, span.end)
+    closed_count = max(0, int((closed_before - span.start).total_seconds() // span.width_s))
+    boundary = span.start + timedelta(seconds=closed_count * span.width_s)
+    if boundary > span.end:
+        boundary, closed_count = span.end, None
+    key = f"canaryhub:buckets:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:{closed_count}"
+    closed = cache.get(key)
+    if closed is None:
+        closed = _buckets(canary_id, span, span.start, boundary, end_inclusive=False)
+        cache.set(key, closed, CACHE_TIMEOUT_S)
+    return closed + _buckets(canary_id, span, boundary, span.end)
+
+
+def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
+             end_inclusive: bool = True) -> list[Bucket]:
+    """One aggregate query: the windows ending in [start, end] (or [start, end)) in `span`'s buckets."""
     t0 = int(span.start.timestamp())
     c, p = "window__canary__", "window__production__"
+    until = {"window_end__lte" if end_inclusive else "window_end__lt": end}
     rows = (
-        Evaluation.objects.filter(canary_id=canary_id, window_end__gte=span.start, window_end__lte=span.end)
+        Evaluation.objects.filter(canary_id=canary_id, window_end__gte=start, **until)
         .order_by()
         .annotate(bucket=_Bucket(F("window_end"), t0=t0, width=span.width_s))
         .values("bucket")

@@ -80,7 +80,10 @@ def canary_dashboard(canary: Canary, *, key: str, now: datetime, latest: Evaluat
     """The charts of one canary over the range `key` names. `latest`: the canary's newest
     evaluation when the caller has it (`latest_known` True even when it is None)."""
     span = chart_span(canary, key, now=now)
-    buckets = evaluation_buckets(canary.pk, span)
+    # Windows are judged every cadence and written at once: buckets ended two cadences ago are final.
+    cadence = timedelta(seconds=max(int(settings.EVALUATION_CADENCE_S), 1))
+    buckets = evaluation_buckets(canary.pk, span, closed_before=min(now, span.end) - 2 * cadence,
+                                 cache_key=f"{canary.pk}:{canary.initiated_at.timestamp():.6f}")
     if not latest_known:
         latest = selectors.latest_evaluation(canary)
     data = charts.ChartInput(

@@ -44,7 +44,7 @@ class FleetRow:
     why: str
     gates: list[dict[str, str]]
     spark: str  # SVG polyline points, "" without data
-    spark_last: float | None
+    spark_last: str | None  # the newest difference in pp, formatted
     in_stage: timedelta | None
     to_next: timedelta | None
     who: str
@@ -60,8 +60,29 @@ class FleetRow:
         }
 
 
+PAGE_SIZE = 50  # rows per page: the template's cost grows with them, the queries do not
+
+
+@dataclass
+class FleetPage:
+    rows: list[FleetRow]
+    total: int
+    page: int
+    pages: int
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + 1 if self.total else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+
 def fleet_rows(*, actor: Any, now: datetime, state: str = "", who: str = "", query: str = "",
-               sort: str = "act", descending: bool = False) -> list[FleetRow]:
+               sort: str = "act", descending: bool = False, page: int = 1) -> FleetPage:
+    """One page of the fleet, sorted and filtered over every active canary the actor may see;
+    the gates and sparklines are read for that page's canaries only."""
     latest = (Evaluation.objects.filter(canary=OuterRef("pk"), stage_index=OuterRef("stage_index"))
               .order_by("-window_end", "-id").values("id")[:1])
     canaries = (
@@ -73,19 +94,28 @@ def fleet_rows(*, actor: Any, now: datetime, state: str = "", who: str = "", que
         canaries = canaries.filter(state=state)
     if query:
         canaries = canaries.filter(model__name__icontains=query)
-    canaries = list(canaries)
-    latest_rows = {
-        row["canary_id"]: row for row in
-        Evaluation.objects.filter(id__in=[c.latest_id for c in canaries if c.latest_id]).order_by()
-        .values("canary_id", "gates", "verdict", "window_end")
-    }
-    sparks = _sparklines([c.pk for c in canaries], now=now)
-    rows = [_row(c, latest_rows.get(c.pk), sparks.get(c.pk, []), now=now) for c in canaries]
+    rows = [_row(c, now=now) for c in canaries]
     if who:
         rows = [r for r in rows if who in r.who]
     key = sort if sort in SORTS else "act"
     rows.sort(key=lambda r: r.sort_keys[key], reverse=descending)
-    return rows
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    latest_rows = {
+        row["canary_id"]: row for row in
+        Evaluation.objects.filter(id__in=[r.canary.latest_id for r in shown if r.canary.latest_id]).order_by()
+        .values("canary_id", "gates", "verdict")
+    }
+    sparks = _sparklines([r.canary.pk for r in shown], now=now)
+    for row in shown:
+        found = latest_rows.get(row.canary.pk)
+        if found is not None:
+            row.gates = [{"name": g.get("name", ""), "status": g.get("status", "")} for g in found["gates"] or []]
+            row.verdict = found["verdict"]
+        diffs = sparks.get(row.canary.pk, [])
+        row.spark, row.spark_last = _points(diffs), (f"{diffs[-1]:.3f}" if diffs else None)
+    return FleetPage(shown, len(rows), page, pages)
 
 
 def _sparklines(ids: list[int], *, now: datetime) -> dict[int, list[float]]:
@@ -102,7 +132,7 @@ def _sparklines(ids: list[int], *, now: datetime) -> dict[int, list[float]]:
     return found
 
 
-def _row(canary: Canary, latest: dict | None, diffs: list[float], *, now: datetime) -> FleetRow:
+def _row(canary: Canary, *, now: datetime) -> FleetRow:
     stages = selectors.canary_stages(canary)
     stage = stages[canary.stage_index]
     approvals = list(canary.approvals.all())
@@ -113,15 +143,11 @@ def _row(canary: Canary, latest: dict | None, diffs: list[float], *, now: dateti
     to_next = None
     if canary.stage_entered_at is not None and not stage.is_final:
         to_next = schedules.residence_remaining(stage, entered_at=canary.stage_entered_at, now=now)
-    gates = []
-    if latest is not None:
-        gates = [{"name": g.get("name", ""), "status": g.get("status", "")} for g in latest["gates"] or []]
     return FleetRow(
         canary=canary, stage_label=presenters.stage_label(stage), stage_number=canary.stage_index + 1,
-        stage_count=len(stages), why=canary.hold_reason, gates=gates, spark=_points(diffs),
-        spark_last=diffs[-1] if diffs else None,
+        stage_count=len(stages), why=canary.hold_reason, gates=[], spark="", spark_last=None,
         in_stage=now - canary.stage_entered_at if canary.stage_entered_at else None, to_next=to_next, who=who,
-        verdict=latest["verdict"] if latest else "",
+        verdict="",
     )
 
 

@@ -204,16 +204,28 @@ def fleet(request: HttpRequest) -> HttpResponse:
         filters["state"] = ""
     if filters["sort"] not in fleet_model.SORTS:
         filters["sort"] = "act"
-    rows = fleet_model.fleet_rows(actor=request.user, now=timezone.now(), state=filters["state"], who=filters["who"],
-                                  query=filters["q"], sort=filters["sort"], descending=filters["desc"])
+    try:
+        page_number = int(request.GET.get("page", "1"))
+    except ValueError:
+        page_number = 1
+    fleet_page = fleet_model.fleet_rows(
+        actor=request.user, now=timezone.now(), state=filters["state"], who=filters["who"], query=filters["q"],
+        sort=filters["sort"], descending=filters["desc"], page=page_number)
     sort_links = []
     for key, text in _FLEET_COLUMNS:
         params = request.GET.copy()
         params["sort"] = key
         params["desc"] = "1" if filters["sort"] == key and not filters["desc"] else "0"
+        params.pop("page", None)
         sort_links.append((key, {"text": text, "query": params.urlencode()}))
+    page_links = []
+    for number in range(1, fleet_page.pages + 1):
+        params = request.GET.copy()
+        params["page"] = str(number)
+        page_links.append({"number": number, "query": params.urlencode(), "current": number == fleet_page.page})
     context = {
-        "rows": rows, "filters": filters, "sort_links": sort_links, "cadence_s": settings.EVALUATION_CADENCE_S,
+        "rows": fleet_page.rows, "fleet_page": fleet_page, "page_links": page_links if fleet_page.pages > 1 else [],
+        "filters": filters, "sort_links": sort_links, "cadence_s": settings.EVALUATION_CADENCE_S,
         "spark_points": fleet_model.SPARK_POINTS,
         "state_choices": [(s.value, s.label) for s in Canary.State if s in states.ACTIVE],
         "who_choices": ["owner", "MRM", "on-call"],

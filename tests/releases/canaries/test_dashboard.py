@@ -125,6 +125,7 @@ def test_queries_and_payload_do_not_grow_with_the_evaluations(people, canary):
     data_url = reverse("releases:canary-charts", kwargs={"pk": canary.pk})
 
     def measure() -> tuple[int, int, int]:
+        client.get(url), client.get(data_url)  # the closed buckets cached: the steady state
         with CaptureQueriesContext(connection) as page:
             assert client.get(url).status_code == 200
         with CaptureQueriesContext(connection) as data:
@@ -256,3 +257,18 @@ def test_beside_each_gate_the_evidence_it_was_judged_on(people, canary):
     assert age["at_evaluation_s"] == 12.0 and 30 <= age["since_window_s"] <= 60
     assert 'data-testid="data-age"' in html
     assert evaluation.pk
+
+
+def test_cached_closed_buckets_give_the_same_series(people, canary):
+    from monitoring.series import evaluation_buckets
+
+    seed(canary, 200, step_s=45)
+    now = timezone.now()
+    span = dashboard.chart_span(canary, "stage", now=now)
+    fresh = evaluation_buckets(canary.pk, span)
+    key = f"test:{canary.pk}:{now.timestamp()}"
+    first = evaluation_buckets(canary.pk, span, closed_before=now - timedelta(minutes=30), cache_key=key)
+    with CaptureQueriesContext(connection) as queries:
+        second = evaluation_buckets(canary.pk, span, closed_before=now - timedelta(minutes=30), cache_key=key)
+    assert len(queries) == 1  # only the open buckets are read again
+    assert first == second == fresh

@@ -73,7 +73,7 @@ def test_every_active_canary_is_a_row_with_its_state_gates_and_sparkline(people)
     assert rows[pending.pk].who == "owner + MRM"
     assert rows[running.pk].who == "—"
     assert [g["status"] for g in rows[running.pk].gates] == ["green"] * 5
-    assert rows[running.pk].spark_last == pytest.approx(0.02)
+    assert rows[running.pk].spark_last == "0.020"
     assert len(rows[running.pk].spark.split()) == 3
     assert rows[running.pk].to_next is not None and rows[running.pk].to_next > timedelta(hours=23)
     html = response.content.decode()
@@ -123,3 +123,18 @@ def test_who_sees_the_fleet(people):
     assert client_for(people["nobody"]).get(URL).status_code == 403
     anonymous = Client().get(URL)
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+
+
+def test_pages_of_the_fleet(people, monkeypatch):
+    from releases.canaries import fleet
+
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 2)
+    for name in ("a", "b", "c"):
+        start(people, name)
+    client = client_for(people["platform"])
+    first = client.get(URL, {"sort": "model"})
+    assert [r.canary.model.name for r in first.context["rows"]] == ["a", "b"]
+    assert "Showing 1–2." in first.content.decode() and 'data-testid="fleet-pages"' in first.content.decode()
+    second = client.get(URL, {"sort": "model", "page": "2"})
+    assert [r.canary.model.name for r in second.context["rows"]] == ["c"]
+    assert client.get(URL, {"page": "x"}).status_code == 200
