@@ -149,6 +149,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("CANARYHUB_VAR_DIR", tempfile.mkdtemp(prefix="canaryhub-bench-dashboard-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
+    # No evaluator runs here: the web process's dead-man watchdog would suspend the seeded canaries.
+    os.environ["CANARYHUB_WATCHDOG_INTERVAL_S"] = "0"
     postgres = PostgresServer().start() if args.postgres else None
     try:
         if postgres is not None:
