@@ -1,6 +1,6 @@
-"""Faults injected into running processes: a real Celery worker (its own process, on PostgreSQL
-and a real Redis broker, as production runs it) while beat is dead and the rollbacks queue's
-worker is gone. After each fault the canary is in the state the rules demand, the router agrees,
+"""Faults injected into running processes: real Celery workers (their own processes, on
+PostgreSQL and a real Redis broker, as production runs them) while beat is dead, the rollbacks
+queue's worker is gone or is killed with `kill -9` in the middle of a rollback, or Redis is stopped. After each fault the canary is in the state the rules demand, the router agrees,
 the rollback happened once and the audit chain verifies.
 
 PostgreSQL pass only (a second process must see the test's committed rows)."""
@@ -55,23 +55,38 @@ def stack(tmp_path, settings):
            "CANARYHUB_WATCHDOG_INTERVAL_S": "1", "CANARYHUB_ROLLBACK_SWEEP_AFTER_S": "2",
            "CANARYHUB_EVALUATION_CADENCE_S": "2", "CANARYHUB_DEADMAN_LIMIT_S": "5",
            "DJANGO_SETTINGS_MODULE": "canaryhub.settings", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "celery", "-P", "solo",
-         "-n", "faults@%h", "--loglevel=INFO"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while b"watchdog started" not in (tmp_path / "worker.log").read_bytes():
-        assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
-        time.sleep(0.2)
+    worker = start_worker("celery", "faults", env, tmp_path / "worker.log")
     try:
-        yield {"router_dir": router_dir, "worker": worker, "log": tmp_path / "worker.log", "redis": redis}
+        yield {"router_dir": router_dir, "worker": worker, "log": tmp_path / "worker.log", "redis": redis, "env": env,
+               "tmp": tmp_path}
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        log.close()
+        kill_group(worker)
         redis.stop()
+
+
+def start_worker(queue: str, name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A Celery worker as production starts one, in a process group of its own; returns once its
+    watchdog runs (it is ready)."""
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queue, "-c", "1",
+             "-n", f"{name}@%h", "--loglevel=INFO"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while b"watchdog started" not in log_path.read_bytes():
+        assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.2)
+    return worker
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """kill -9 of the worker's main process and its pool."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def start_canary(role_user):
@@ -140,4 +155,49 @@ def test_with_beat_dead_a_workers_watchdog_trips_the_deadman_switch(stack, role_
     wait_for(lambda: Canary.objects.get(pk=canary.pk).state == Canary.State.SUSPENDED, timeout_s=30,
              log=stack["log"])
     assert Incident.objects.get(kind=Incident.Kind.MONITOR_SILENT).severity == "P1"
+    assert audit_verify().ok
+
+
+def test_kill_9_of_the_rollbacks_worker_in_the_middle_of_a_rollback(stack, role_user, monkeypatch):
+    import psycopg
+    from celery import Celery
+
+    from releases.canaries import tasks
+
+    monkeypatch.setattr(tasks.push_split, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.rollback_canary, "apply_async", lambda *a, **k: None)
+    rollbacks_log = stack["tmp"] / "rollbacks.log"
+    rollbacks = start_worker("rollbacks", "rollbacks", stack["env"], rollbacks_log)
+    canary = start_canary(role_user)
+    now = timezone.now().replace(microsecond=0)
+    for version, requests_, errors, safety in (("1.0.0", 100_000, 100, 0), ("1.1.0", 1000, 1, 1)):
+        Observation.objects.create(model="scorer", version=version, window_start=now - timedelta(seconds=60),
+                                   window_end=now, requests=requests_, errors=errors, latency_p99_ms=200.0,
+                                   quality_sum=0.8 * requests_, quality_count=requests_, safety_violations=safety)
+    outcome = loop.evaluate_tick(now=now, canary_ids=[canary.pk]).outcomes[0]
+    # Another session holds the canary's row (before any sweep is due): the rollback task will
+    # wait inside its transaction.
+    holder = psycopg.connect(database_url(), connect_timeout=5)
+    holder.execute("SET lock_timeout = '20s'")
+    holder.execute("SELECT id FROM releases_canary WHERE id = %s FOR UPDATE", [canary.pk])
+    try:
+        assert RollbackDecision.objects.get().done_at is None
+        Celery(broker=stack["redis"].url, set_as_current=False).send_task(
+            "releases.canaries.tasks.rollback_canary", args=[canary.pk, outcome.evaluation_id, "automatic: test"],
+            queue="rollbacks")
+        wait_for(lambda: b"rollback_canary" in rollbacks_log.read_bytes(), timeout_s=30, log=rollbacks_log)
+        time.sleep(1)  # in the middle of it: blocked on the row, its transaction open
+        kill_group(rollbacks)
+    finally:
+        holder.rollback()
+        holder.close()
+    decision = wait_for(lambda: RollbackDecision.objects.filter(done_at__isnull=False).first(), timeout_s=30,
+                        log=stack["log"])
+    router = stack["router_dir"] / "scorer.json"
+    wait_for(lambda: router.exists() and json.loads(router.read_text())["percent"] == 0, timeout_s=30,
+             log=stack["log"])
+    assert decision.executed_by == "sweeper" and decision.outcome == "rolled back"
+    time.sleep(3)
+    assert AuditEvent.objects.filter(action="canary.rolled_back", object_id=str(canary.pk)).count() == 1
+    assert Canary.objects.get(pk=canary.pk).state == Canary.State.ROLLED_BACK
     assert audit_verify().ok
