@@ -6,17 +6,25 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import path
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canaryhub.api import QueryFilters, example_page, example_response, paginated, problems
+from canaryhub.api import (
+    QueryFilters,
+    StrictCharField,
+    example_page,
+    example_request,
+    example_response,
+    paginated,
+    problems,
+)
 from canaryhub.errors import PermissionRefused
 from canaryhub.pagination import Pagination
 from governance.access.permissions import Action, principal_of, require
-from monitoring.notifications import selectors
+from monitoring.notifications import selectors, services
 from monitoring.notifications.messages import render
 
 _EXAMPLE = {
@@ -77,6 +85,54 @@ class NotificationList(APIView):
                                                                    many=True).data)
 
 
+class AlertInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["firing", "resolved"])
+    labels = serializers.DictField(child=serializers.CharField(max_length=500, allow_blank=True))
+    annotations = serializers.DictField(child=serializers.CharField(max_length=5000, allow_blank=True),
+                                        required=False, default=dict)
+    startsAt = serializers.CharField(max_length=64, required=False, default="")  # noqa: N815 (Alertmanager's name)
+    fingerprint = serializers.CharField(max_length=64, required=False, default="")
+
+
+class AlertmanagerInput(serializers.Serializer):
+    """Alertmanager's webhook body (version 4); fields CanaryHub does not read are ignored."""
+
+    version = StrictCharField(max_length=8, required=False, default="4")
+    status = serializers.ChoiceField(choices=["firing", "resolved"])
+    alerts = AlertInput(many=True, max_length=1000)
+
+
+_ALERT_EXAMPLE = {
+    "version": "4", "status": "firing", "receiver": "page-on-call",
+    "alerts": [{"status": "firing", "labels": {"alertname": "CanaryHubEvaluatorSilent", "severity": "P1"},
+                "annotations": {"summary": "CanaryHub evaluator heartbeat missing for more than 10 minutes"},
+                "startsAt": "2025-05-04T11:00:00Z", "fingerprint": "3f2a9c1d"}],
+}
+
+
+def inline_answer() -> Any:
+    return inline_serializer("AlertsRecorded", fields={"recorded": serializers.IntegerField()})
+
+
+class AlertmanagerReceiver(APIView):
+    @extend_schema(operation_id="alerts_alertmanager_receive", request=AlertmanagerInput, tags=["notifications"],
+                   summary="Receive Prometheus alerts from Alertmanager",
+                   description="Alertmanager's webhook receiver (deploy/alertmanager/alertmanager.yml): each "
+                   "firing or resolved alert becomes a notification to on-call and platform (the feed and "
+                   "e-mail; the page itself is Alertmanager's PagerDuty route), once per alert and start time. "
+                   "Needs a platform engineer's API token.",
+                   responses={202: inline_answer(), **problems(400, 401, 403)},
+                   examples=[example_request(_ALERT_EXAMPLE), example_response({"recorded": 1}, status=202)])
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.MANAGE_NOTIFICATIONS)
+        data = AlertmanagerInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        recorded = services.alerts_record(alerts=data.validated_data["alerts"])
+        return Response({"recorded": recorded}, status=202)
+
+
 urlpatterns = [
     path("notifications/", NotificationList.as_view(), name="api-notification-list"),
+    path("alerts/alertmanager/", AlertmanagerReceiver.as_view(), name="api-alertmanager"),
 ]

@@ -40,12 +40,15 @@ TITLES: dict[str, str] = {
     "committee.escalation": "Escalation to the model risk committee",
     "version.escalation_resolved": "Committee escalation resolved",
     "oncall.summary": "On-call summary of active canaries",
+    "alert.firing": "Prometheus alert firing",
+    "alert.resolved": "Prometheus alert resolved",
 }
 
 # Payload fields worth a line, in this order (the rest stays in the webhook's JSON).
 _FIELDS = (
-    "model", "version", "reason", "summary", "metric", "value", "rollback_threshold", "confidence", "detail",
-    "traffic_percent", "from_percent", "stage_index", "from", "to", "automatic", "severity", "rollback_contact",
+    "alertname", "model", "version", "reason", "summary", "metric", "value", "rollback_threshold", "confidence",
+    "detail", "traffic_percent", "from_percent", "stage_index", "from", "to", "automatic", "severity",
+    "rollback_contact",
     "thresholds", "expected_timeline", "signatures_required", "gates", "due_at", "note", "effect", "manual_override",
     "canaries",
 )

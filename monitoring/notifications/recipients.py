@@ -89,6 +89,9 @@ WHO_HEARS: dict[str, Rule] = {
     "version.reinitiation_approved": Rule(("owner", "mrm")),
     "committee.escalation": Rule(("model_risk_committee", "owner", "mrm")),
     "version.escalation_resolved": Rule(("owner", "mrm", "ai_governance")),
+    # Prometheus alerts through Alertmanager (which pages PagerDuty itself)
+    "alert.firing": Rule(("on_call", "platform"), severity="critical"),
+    "alert.resolved": Rule(("on_call", "platform")),
     # the on-call summary, every 4 h in business hours while a canary is active (§10.2)
     "oncall.summary": Rule(("on_call",)),
 }

@@ -268,6 +268,26 @@ def delivery_retry_now(*, actor: Any, delivery_id: int, now: datetime | None = N
     return delivery
 
 
+# --- alerts from Alertmanager ----------------------------------------------------------------------
+
+
+def alerts_record(*, alerts: list[dict[str, Any]]) -> int:
+    """Prometheus alerts received from Alertmanager, each told to on-call and platform once per
+    alert, start and status. Returns how many were new."""
+    recorded = 0
+    for alert in alerts:
+        labels, notes = alert.get("labels", {}), alert.get("annotations", {})
+        kind = "alert.resolved" if alert["status"] == "resolved" else "alert.firing"
+        key = f"{kind}:{alert.get('fingerprint') or labels.get('alertname', '')}:{alert.get('startsAt', '')}"
+        with transaction.atomic():
+            event = notification_record(kind=kind, canary_id=None, once_key=key[:120], payload={
+                "alertname": labels.get("alertname", ""), "severity": labels.get("severity", ""),
+                "summary": notes.get("summary", ""), "detail": notes.get("description", ""),
+                "starts_at": alert.get("startsAt", "")})
+        recorded += event is not None
+    return recorded
+
+
 # --- the feed -----------------------------------------------------------------------------------
 
 

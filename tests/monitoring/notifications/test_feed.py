@@ -138,3 +138,24 @@ def test_quiet_until_crosses_midnight():
     assert quiet_until(night, time(22), time(7), tz=utc) == datetime(2025, 5, 6, 7, 0, tzinfo=utc)
     assert quiet_until(night.replace(hour=12), time(22), time(7), tz=utc) is None
     assert quiet_until(night, None, None, tz=utc) is None
+
+
+ALERTS = {"version": "4", "status": "firing", "alerts": [
+    {"status": "firing", "labels": {"alertname": "CanaryHubDeadmanTripped", "severity": "P1"},
+     "annotations": {"summary": "advancement suspended"}, "startsAt": "2025-05-04T11:00:00Z", "fingerprint": "ab12"}]}
+
+
+def test_only_platform_posts_alerts_and_bad_bodies_are_refused(people):
+    assert api().post("/api/v1/alerts/alertmanager/", ALERTS, format="json").status_code == 401
+    assert api(people["owner"]).post("/api/v1/alerts/alertmanager/", ALERTS, format="json").status_code == 403
+    bad = api(people["platform"]).post("/api/v1/alerts/alertmanager/", {"status": "firing", "alerts": [{}]},
+                                       format="json")
+    assert bad.status_code == 400 and bad["Content-Type"].startswith("application/problem+json")
+    ok = api(people["platform"]).post("/api/v1/alerts/alertmanager/", ALERTS, format="json")
+    assert ok.status_code == 202 and ok.json() == {"recorded": 1}
+    told = set(NotificationDelivery.objects.filter(event__kind="alert.firing").values_list("channel", "user_id"))
+    assert ("feed", people["oncall"].pk) in told and ("feed", people["platform"].pk) in told
+    assert ("feed", people["owner"].pk) not in told
+    resolved = {**ALERTS, "status": "resolved", "alerts": [{**ALERTS["alerts"][0], "status": "resolved"}]}
+    assert api(people["platform"]).post("/api/v1/alerts/alertmanager/", resolved, format="json").json() == {
+        "recorded": 1}
