@@ -165,6 +165,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # An Alertmanager alert's status (the receiver's input) beside the other "status" enums.
+    "ENUM_NAME_OVERRIDES": {"AlertStatusEnum": ["firing", "resolved"]},
     # Each operation names its tag; these give the tags their order and a line of description.
     "TAGS": [
         {"name": "models", "description": "The model register: models, their owners, on-call and consumers."},
