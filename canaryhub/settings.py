@@ -258,6 +258,12 @@ NOTIFY_DEADLINE_S = env.float("CANARYHUB_NOTIFY_DEADLINE_S", default=3600.0)  # 
 REDIS_URL = env.str("REDIS_URL", default="")
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_TIMEOUT_S = env.float("CANARYHUB_PROMETHEUS_TIMEOUT_S", default=5.0)
+# TLS to Prometheus is verified: against this CA bundle (a PEM file) when set, else the system's
+# CAs. PROMETHEUS_TLS_INSECURE=true switches verification off (explicit opt-out; refused in production).
+PROMETHEUS_CA_BUNDLE = env.str("CANARYHUB_PROMETHEUS_CA_BUNDLE", default="")
+PROMETHEUS_TLS_INSECURE = env.bool("CANARYHUB_PROMETHEUS_TLS_INSECURE", default=False)
+if PRODUCTION and PROMETHEUS_TLS_INSECURE:
+    raise ImproperlyConfigured("production refuses CANARYHUB_PROMETHEUS_TLS_INSECURE")
 
 # Router adapters by kind; each canary names the kind it uses. The embedded default writes the
 # split as JSON into a folder (one file per model) and logs every split it was told.
@@ -284,6 +290,10 @@ CANARYHUB_ROUTER_TARGET_DIRS = env.list(
 # How long a push that is not a rollback retries before it counts as a router failure (the canary
 # falls back to production and is suspended until the router answers again), seconds.
 ROUTER_PUSH_DEADLINE_S = env.float("CANARYHUB_ROUTER_PUSH_DEADLINE_S", default=60.0)
+# Networks (CIDRs) a router may send requests to although they are private, loopback or
+# link-local (the webhook URL, nginx's readback_url). Empty: only public addresses. A local nginx
+# read back on 127.0.0.1 needs "127.0.0.0/8" here.
+CANARYHUB_ROUTER_ALLOWED_NETWORKS = env.list("CANARYHUB_ROUTER_ALLOWED_NETWORKS", default=[])
 # How long a web process reuses a model's active split and a token's principal in /api/v1/assign.
 CANARYHUB_ASSIGN_CACHE_S = env.float("CANARYHUB_ASSIGN_CACHE_S", default=1.0)
 

@@ -76,6 +76,15 @@ _OVERRIDE_FIELDS = {
 }
 
 
+def prometheus_tls_verify() -> bool | str:
+    """How the Prometheus client checks the server's certificate: on by default against the
+    system's CAs, against PROMETHEUS_CA_BUNDLE when set, and off only by the explicit opt-out
+    PROMETHEUS_TLS_INSECURE (a deployment decision, never a default)."""
+    if settings.PROMETHEUS_TLS_INSECURE:
+        return False
+    return settings.PROMETHEUS_CA_BUNDLE or True
+
+
 class PrometheusProvider:
     name = "prometheus"
 
@@ -86,7 +95,9 @@ class PrometheusProvider:
         self.timeout_s = timeout_s if timeout_s is not None else settings.PROMETHEUS_TIMEOUT_S
         # A handful in flight, well under Prometheus' default query concurrency of 20.
         self.max_in_flight = max_in_flight
-        self.client = client or PrometheusConnect(url=self.url, disable_ssl=True, timeout=self.timeout_s)
+        self.client = client or PrometheusConnect(url=self.url, timeout=self.timeout_s)
+        if client is None:
+            self.client._session.verify = prometheus_tls_verify()
         self.query_count = 0
 
     def _query(self, promql: str, at: datetime) -> list[dict[str, Any]]:

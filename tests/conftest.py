@@ -16,6 +16,9 @@ from tests.factories import UserFactory
 # A speed setting only: real password hashing costs ~0.3 s per user and the matrix makes
 # hundreds. Signing still re-checks passwords through the same API.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The tests' routers (webhook receivers, nginx) listen on loopback: allowed here explicitly, as a
+# deployment would (tests/releases/routing/test_webhook_router.py proves the refusal without it).
+settings.CANARYHUB_ROUTER_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 # No watchdog thread in the test process: tests call the checks it runs (releases.canaries.loop)
 # themselves, at the moments they choose.
 settings.WATCHDOG_INTERVAL_S = 0

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from releases.routing.assignment import hash_key
+from releases.routing.routers import destinations
 from releases.routing.routers.base import (
     MODEL_NAME_RE,
     AppliedSplit,
@@ -185,6 +186,8 @@ class NginxRouter(Router):
         self.main_conf = Path(main_conf)
         self.upstreams = {str(k): dict(v) for k, v in upstreams.items()}
         self.readback_url = readback_url.rstrip("/")
+        if self.readback_url:
+            destinations.check_url(self.readback_url, resolve=False)
         self.nginx_bin = nginx_bin
         # With a pid file we reload by signal (no second nginx process parsing the config).
         self.pid_file = Path(pid_file) if pid_file else None
@@ -262,8 +265,8 @@ class NginxRouter(Router):
             return self._written(model)
         url = f"{self.readback_url}{READBACK_PREFIX}{_checked(model)}"
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - configured http(s) URL
-                body = response.read()
+            with destinations.open_checked(url, timeout=2.0) as response:
+                body = response.read(64 * 1024)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None

@@ -12,7 +12,10 @@ off, which makes a captured request useless later. It answers 2xx with the split
 (the echo), 409 for a split older than the one it applies, 404 on a GET when it was never told.
 
 Errors: no answer, a timeout or a 5xx is transient; a 4xx (a wrong signature: 401/403) or an
-echo that is not the split sent is permanent. The secret never appears in an error message.
+echo that is not the split sent is permanent. The secret never appears in an error message, and
+neither does the answer's body: errors keep the status and a fixed reason. The URL may not be a
+private, loopback or link-local address unless the deployment allows it
+(CANARYHUB_ROUTER_ALLOWED_NETWORKS, see destinations.py), and redirects are not followed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import urllib.request
 from typing import Any, ClassVar
 
 from canaryhub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from releases.routing.routers import destinations
 from releases.routing.routers.base import (
     AppliedSplit,
     PermanentRouterError,
@@ -34,6 +38,8 @@ from releases.routing.routers.base import (
     StaleSplitError,
     TransientRouterError,
 )
+
+MAX_ANSWER_BYTES = 64 * 1024  # a split echo is a few hundred bytes
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookRouter", "sign", "verify"]
 
@@ -45,6 +51,7 @@ class WebhookRouter(Router):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise PermanentRouterError("the webhook router needs an http(s) URL")
+        destinations.check_url(url, resolve=False)
         if not secret:
             raise PermanentRouterError("the webhook router needs a signing secret")
         self.url = url
@@ -58,7 +65,7 @@ class WebhookRouter(Router):
         body = json.dumps(split.to_dict(), sort_keys=True).encode("utf-8")
         status, payload = self._request("POST", self.url, body)
         if status == 409:
-            raise StaleSplitError(f"webhook router refused generation {split.generation} as stale: {_text(payload)}")
+            raise StaleSplitError(f"webhook router refused generation {split.generation} as stale (409)")
         echoed = self._split_of(payload)
         if echoed != split:
             raise PermanentRouterError(
@@ -87,14 +94,18 @@ class WebhookRouter(Router):
         }
         request = urllib.request.Request(url, data=body if method == "POST" else None, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                status, raw = response.status, response.read()
+            with destinations.open_checked(request, timeout=self.timeout_s) as response:
+                status, raw = response.status, response.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
+            status = exc.code
             if status in (404, 409):
-                return status, _json_or_text(raw)
+                return status, None
             error: type[RouterError] = TransientRouterError if status >= 500 or status == 429 else PermanentRouterError
-            raise error(f"webhook router {method} {self.url} answered {status}: {_text(_json_or_text(raw))}") from None
+            # A status and a fixed reason only: what the server wrote is never stored or shown.
+            moved = " (redirects are not followed)" if 300 <= status < 400 else ""
+            raise error(
+                f"webhook router {method} {self.url} answered {status} {destinations.reason(status)}{moved}"
+            ) from None
         except TimeoutError:
             raise TransientRouterError(
                 f"webhook router {method} {self.url} timed out after {self.timeout_s}s"
@@ -113,8 +124,8 @@ class WebhookRouter(Router):
         value = payload.get("split", payload) if isinstance(payload, dict) else payload
         try:
             return Split.from_dict(value)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise PermanentRouterError(f"webhook router answered something that is not a split: {exc}") from None
+        except (ValueError, TypeError, KeyError):
+            raise PermanentRouterError("webhook router answered something that is not a split") from None
 
 
 def _json_or_text(raw: bytes) -> Any:
@@ -124,5 +135,4 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-def _text(payload: Any) -> str:
-    return (payload if isinstance(payload, str) else json.dumps(payload))[:300]
+
