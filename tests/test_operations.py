@@ -69,6 +69,27 @@ def test_create_token_prints_a_working_scoped_token(capsys, client):
 
 
 @pytest.mark.django_db
+def test_revoke_token_stops_a_stolen_token_and_is_audited(capsys, client):
+    from django.core.management.base import CommandError  # noqa: PLC0415 - as the test below
+
+    from governance.audit.models import AuditEvent  # noqa: PLC0415 - as the test below
+
+    call_command("seed_demo", password="pw-for-tests")
+    call_command("create_token", "ci-bot", "--service-account", "--models", "support-assistant")
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    token = ApiToken.objects.get()
+    call_command("revoke_token", token.prefix)
+    assert "revoked" in capsys.readouterr().out
+    response = client.get("/api/v1/models/support-assistant/", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert response.status_code == 401
+    assert AuditEvent.objects.filter(action="token.revoked", object_id=token.prefix).count() == 1
+    with pytest.raises(CommandError, match="already revoked"):
+        call_command("revoke_token", token.prefix)
+    with pytest.raises(CommandError, match="no token"):
+        call_command("revoke_token", "nope")
+
+
+@pytest.mark.django_db
 def test_create_token_refuses_unscoped_service_account():
     from django.core.management.base import CommandError
 
