@@ -139,7 +139,15 @@ STORAGES = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    # HTTPS only, for a year (browsers remember it); `CANARYHUB_HSTS_SECONDS=0` turns it off.
+    SECURE_HSTS_SECONDS = env.int("CANARYHUB_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("CANARYHUB_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SESSION_COOKIE_HTTPONLY = True
+# Headers every answer carries (django.middleware.security / clickjacking): no MIME sniffing, no
+# referrer sent to other sites, never framed by another site.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
