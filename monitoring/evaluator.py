@@ -274,6 +274,19 @@ def _segment_reds(stage: dict[str, Sample], promote: dict[str, float], alpha_gat
     return out
 
 
+def metric_gap(inputs: dict[str, Any]) -> str | None:
+    """Quality data lagging behind traffic, read off an evaluation's inputs: the canary served
+    requests in the last window but none of them has a quality score yet (the scores arrive later
+    than the requests). The quality gate cannot grow its sample, so the stage extends; the owner is
+    told why. None when there is no gap."""
+    canary = ((inputs or {}).get("window") or {}).get("canary") or {}
+    requests = canary.get("requests") or 0
+    if requests > 0 and not canary.get("quality_count"):
+        return (f"metric gap: no quality scores for the canary's {int(requests)} requests of the last window; "
+                "the quality gate waits for them and the stage extends")
+    return None
+
+
 # The one gate of an evaluation after 100 % (the post-promotion watch).
 WATCH_GATE = "post_promotion"
 

@@ -265,8 +265,9 @@ def _dump(pair: dict[str, Sample] | None) -> dict[str, Any] | None:
 
 
 def warnings_for(judged: Judged, *, now: datetime) -> list[NotificationEvent]:
-    """The early warnings of a new evaluation, at most one per metric per WARNING_REPEAT, as
-    outbox rows for the caller to store; noted on the watch row."""
+    """The early warnings of a new evaluation, at most one per metric per WARNING_REPEAT, and the
+    owner's notice of a quality metric gap (monitoring.evaluator.metric_gap), as often, as outbox
+    rows for the caller to store; noted on the watch row."""
     watch, decision, evaluation = judged.watch, judged.decision, judged.evaluation
     events = []
     for warning in decision.warnings:
@@ -279,6 +280,15 @@ def warnings_for(judged: Judged, *, now: datetime) -> list[NotificationEvent]:
                      "detail": warning.detail, "evaluation": evaluation.pk, "stage_index": judged.subject.stage_index},
         ))
         watch.warned = {**watch.warned, warning.metric: now.isoformat()}
+    gap = evaluator.metric_gap(decision.inputs)
+    last = watch.warned.get("metric_gap")
+    if gap and not (last and now - datetime.fromisoformat(last) < WARNING_REPEAT):
+        events.append(NotificationEvent(
+            kind="metric_gap", canary_id=judged.subject.canary_id,
+            payload={"metric": "quality", "detail": gap, "evaluation": evaluation.pk,
+                     "stage_index": judged.subject.stage_index},
+        ))
+        watch.warned = {**watch.warned, "metric_gap": now.isoformat()}
     return events
 
 

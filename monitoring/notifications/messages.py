@@ -26,6 +26,7 @@ TITLES: dict[str, str] = {
     "canary.break_glass": "BREAK-GLASS: on-call acted on a canary; MRM retrospective review due",
     "canary.standby_released": "Post-promotion watch over: hot standby released",
     "early_warning": "Early warning: a metric is near its rollback threshold",
+    "metric_gap": "Metric gap: quality scores lag behind the canary's traffic; the stage extends",
     "incident.monitor_silent": "P1: evaluator heartbeat missing (dead-man's switch)",
     "incident.rollback_unconfirmed": "P1: rollback not confirmed at 0%",
     "incident.audit_chain": "P1: audit chain failed verification",

@@ -67,6 +67,7 @@ WHO_HEARS: dict[str, Rule] = {
     "slo.breached": Rule(("on_call", "platform"), severity="warning"),
     "canary.break_glass": Rule(("on_call", "platform", "mrm", "owner"), pages=True, severity="error"),
     "early_warning": Rule(("on_call", "owner"), severity="warning"),
+    "metric_gap": Rule(("owner",), severity="warning"),
     # threshold change requests: the reviewers, then whoever asked
     "canary.threshold_change_requested": Rule(("ai_governance", "mrm")),
     "canary.threshold_change_approved": Rule(("requester",)),

@@ -18,7 +18,7 @@ from django.utils import timezone
 from governance.access.permissions import Action, decide, roles_of
 from governance.incidents import selectors as incident_selectors
 from governance.incidents.models import Incident
-from monitoring.evaluator import rollback_sensitivity
+from monitoring.evaluator import metric_gap, rollback_sensitivity
 from monitoring.models import Evaluation
 from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases.canaries import approvals as rules
@@ -443,6 +443,8 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         and (decide(user, Action.REVERT_CANARY, model=canary.model).allowed
              or decide(user, Action.BREAK_GLASS, model=canary.model).allowed),
         "watched": states.watched(canary.state, canary.standby),
+        "metric_gap": metric_gap(evaluation.inputs) if evaluation is not None and canary.state in states.SERVING
+        else None,
         "watch_remaining": selectors.watch_remaining(canary, now=now),
         "threshold_rows": _threshold_rows(canary.thresholds),
         "strategy_label": STRATEGY_LABELS.get(canary.segmentation.get("strategy", ""), ""),

@@ -117,3 +117,25 @@ def test_the_slo_page_shows_the_measured_figures(page: Page, login: Callable[...
     expect(page.get_by_test_id("slo-row")).to_have_count(5)
     page.get_by_test_id("slo-row").first.get_by_role("link", name=f"#{completed.pk}").click()
     expect(page.get_by_test_id("canary-state")).to_have_text("Completed")
+
+
+def test_the_owner_sees_a_metric_gap(page: Page, login: Callable[..., Page], people, settings, tmp_path):
+    from django.utils import timezone
+
+    from releases.canaries import services as lifecycle
+    from releases.register import services as register
+    from tests.factories import make_evaluation
+
+    settings.EVALUATION_CADENCE_S = 2
+    settings.CANARYHUB_ROUTERS = {"file": {"path_dir": str(tmp_path)}}
+    register.model_register(actor=people["platform"], name="scorer", display_name="Scorer", risk_tier="medium",
+                            owner="owner", on_call="x")
+    register.version_register(actor=people["platform"], model_name="scorer", version="1.0.0", artifact_uri="s3://1",
+                              status="production")
+    register.version_register(actor=people["platform"], model_name="scorer", version="1.1.0", artifact_uri="s3://2")
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
+    make_evaluation(canary, status="insufficient", window_end=timezone.now(),
+                    inputs={"window": {"canary": {"requests": 4200, "quality_count": 0}}})
+    login(people["owner"])
+    page.goto(f"/canaries/{canary.pk}/")
+    expect(page.get_by_test_id("metric-gap")).to_contain_text("no quality scores for the canary's 4200 requests")
