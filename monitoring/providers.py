@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import string
 import time
 from collections import defaultdict
@@ -172,7 +173,7 @@ class PrometheusProvider:
             for role, version in (("canary", t.version), ("production", t.baseline)):
                 for span, seconds in (("window", window_s), ("stage", stage_s)):
                     jobs[f"{metric}|{role}|{span}"] = string.Template(template).safe_substitute(
-                        model=t.model, version=version, segment="|".join(t.segments or (".*",)),
+                        model=t.model, version=version, segment=segment_regex(t.segments),
                         window=f"{seconds}s",
                     )
         results = self._run(jobs, now)
@@ -190,6 +191,16 @@ class PrometheusProvider:
                     reading.window[role].latency_buckets = None  # type: ignore[index]
             else:
                 reading.stage_overrides.setdefault(role, {})[name] = value
+
+
+def segment_regex(segments: tuple[str, ...] | None) -> str:
+    """$segment for a `segment=~"$segment"` matcher: the segment values as one regular expression
+    that matches exactly them (regex characters escaped), then escaped for a double-quoted PromQL
+    string, so a value with quotes, braces or `|` cannot change the query."""
+    if not segments:
+        return ".*"
+    pattern = "|".join(re.escape(value) for value in segments)
+    return pattern.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _finite(raw: Any) -> bool:

