@@ -239,7 +239,8 @@ class IncidentReinitiation(APIView):
             require(principal, Action.APPROVE_REINITIATION, model=incident.canary.model)  # before the input
         data = ReinitiationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        approval = services.reinitiation_approve(actor=principal, incident_id=id, **data.validated_data)
+        approval = services.reinitiation_approve(actor=principal, incident_id=id, request=request,
+                                                **data.validated_data)
         approval = ReinitiationApproval.objects.select_related("version__model", "signer").get(pk=approval.pk)
         return Response(ReinitiationOutput(approval).data, status=status.HTTP_201_CREATED)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from canaryhub.clock import scaled
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
+from governance.access.reauth import reauthenticate
 from governance.audit.services import audit_append
 from governance.incidents.models import CommitteeEscalation, Incident, ReinitiationApproval, RootCauseReport
 from governance.incidents.services import incident_transition
@@ -114,32 +115,43 @@ def root_cause_review(
     return report
 
 
+def _reinitiable(incident: Incident, principal: Any) -> RootCauseReport:
+    """Refuse (403/409) a re-initiation approval the locked incident cannot take from this person
+    now; else the accepted root cause it rests on."""
+    if incident.kind != Incident.Kind.ROLLBACK or incident.canary is None:
+        raise Conflict(f"incident #{incident.pk} is not a canary rollback")
+    require(principal, Action.APPROVE_REINITIATION, model=incident.canary.model)
+    accepted = incident.root_cause_reports.filter(status=RootCauseReport.Status.ACCEPTED).first()
+    if accepted is None:
+        raise Conflict(f"incident #{incident.pk}: MRM has not accepted a root cause yet")
+    if accepted.reviewed_by_id == principal.user.pk:
+        raise PermissionRefused("the MRM reviewer who accepted the root cause cannot also approve re-initiation")
+    if ReinitiationApproval.objects.filter(incident=incident).exists():
+        raise Conflict(f"incident #{incident.pk} already has a re-initiation approval")
+    return accepted
+
+
 def reinitiation_approve(
-    *, actor: Any, incident_id: int, statement: str, password: str, now: datetime | None = None
+    *, actor: Any, incident_id: int, statement: str, password: str, now: datetime | None = None,
+    request: Any = None,
 ) -> ReinitiationApproval:
     """The model owner's e-signature (password re-entered, as for a stage promotion) that a
-    rolled-back version, its root cause accepted, may be canaried again."""
+    rolled-back version, its root cause accepted, may be canaried again. Whether it can be given
+    is answered before the password is checked (no password oracle); the re-authentication
+    counts against the login's lockout counters (`request`: governance.access.reauth)."""
     now = now or timezone.now()
     principal = as_principal(actor)
     statement = _text("statement", statement)
     if principal.is_service_account:
         raise PermissionRefused("service accounts never sign: a re-initiation approval is a human act")
     user = principal.user
-    if not isinstance(password, str) or not user.check_password(password):
-        raise PermissionRefused("re-authentication failed: the password does not match")
+    with transaction.atomic():
+        _reinitiable(_lock_incident(incident_id), principal)
+    reauthenticate(user, password, request=request)
     with transaction.atomic():
         incident = _lock_incident(incident_id)
-        if incident.kind != Incident.Kind.ROLLBACK or incident.canary is None:
-            raise Conflict(f"incident #{incident.pk} is not a canary rollback")
+        accepted = _reinitiable(incident, principal)
         version = incident.canary.version
-        require(principal, Action.APPROVE_REINITIATION, model=incident.canary.model)
-        accepted = incident.root_cause_reports.filter(status=RootCauseReport.Status.ACCEPTED).first()
-        if accepted is None:
-            raise Conflict(f"incident #{incident.pk}: MRM has not accepted a root cause yet")
-        if accepted.reviewed_by_id == user.pk:
-            raise PermissionRefused("the MRM reviewer who accepted the root cause cannot also approve re-initiation")
-        if ReinitiationApproval.objects.filter(incident=incident).exists():
-            raise Conflict(f"incident #{incident.pk} already has a re-initiation approval")
         meaning = f"Model owner: approves canarying {version} again after rollback incident #{incident.pk}"
         approval = ReinitiationApproval.objects.create(
             version=version, incident=incident, root_cause=accepted, signer=user,

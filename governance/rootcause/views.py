@@ -117,7 +117,7 @@ def reinitiation_approve(request: HttpRequest, incident_id: int) -> HttpResponse
     try:
         services.reinitiation_approve(actor=request.user, incident_id=incident.pk,
                                       statement=request.POST.get("statement", ""),
-                                      password=request.POST.get("password", ""))
+                                      password=request.POST.get("password", ""), request=request)
     except DomainError as exc:
         return _refused(request, incident, exc)
     messages.success(request, "Re-initiation approved: the version may be canaried again.")

@@ -13,6 +13,8 @@ from rest_framework.test import APIClient
 
 from governance.access.permissions import Role
 from governance.audit.models import AuditEvent
+from governance.incidents.models import Incident
+from governance.incidents.services import incident_open
 from releases.canaries import services as lifecycle
 from releases.canaries.models import Canary
 from releases.register import services
@@ -98,3 +100,16 @@ def test_failed_reauthentications_lock_signing_and_the_login_page_and_are_audite
     assert locked.status_code in (403, 429) and "locked" in locked.json()["detail"]
     assert not canary.approvals.exists()
     assert login("owner", PASSWORD, address="10.0.0.77").status_code == 429  # the same counters
+
+
+def test_a_reinitiation_that_cannot_be_approved_answers_the_same_for_any_password(people):
+    canary = running_canary(people)
+    incident = incident_open(severity=Incident.Severity.P2, kind=Incident.Kind.ROLLBACK, canary_id=canary.pk,
+                             summary="rolled back", actor=None, now=timezone.now())
+    client = APIClient(REMOTE_ADDR="10.0.0.6")
+    client.force_authenticate(people["owner"])
+    answers = [client.post(f"/api/v1/incidents/{incident.pk}/reinitiation/",
+                           {"statement": STATEMENT, "password": password}, format="json")
+               for password in ("not-the-password", PASSWORD)]
+    assert [a.status_code for a in answers] == [409, 409], [a.content for a in answers]  # no root cause accepted
+    assert answers[0].json()["detail"] == answers[1].json()["detail"]
