@@ -114,7 +114,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "releases:model-list"
+LOGIN_REDIRECT_URL = "releases:home"  # the Inbox when work waits, else the register
 LOGOUT_REDIRECT_URL = "login"
 
 # --- i18n / static ----------------------------------------------------------------------------

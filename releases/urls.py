@@ -26,6 +26,7 @@ urlpatterns = [
     path("canaries/<int:pk>/revert/", canaries.canary_revert, name="canary-revert"),
     path("canaries/<int:pk>/abort/", canaries.canary_abort, name="canary-abort"),
     path("inbox/", canaries.inbox, name="inbox"),
+    path("home/", canaries.home, name="home"),
     path("canaries/<int:pk>/pushes/", canaries.canary_pushes, name="canary-pushes"),
     path("routers/", routing.router_list, name="router-list"),
     path("routers/<slug:name>/", routing.router_edit, name="router-edit"),

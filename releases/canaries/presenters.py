@@ -480,8 +480,82 @@ def sign_context(canary: Canary, *, user: Any, role: str, now: datetime) -> dict
     }
 
 
-def inbox_count(user: Any) -> int | None:
-    """For the navigation: how many steps wait for this user's signature (None: they sign nothing)."""
+@dataclass(frozen=True)
+class WorkItem:
+    """One act waiting for this user that is not a canary signature: a root cause to file or
+    review, a re-initiation to sign, a canary to start again, a certificate to issue."""
+
+    what: str
+    subject: str
+    url: str
+    action: str
+
+
+def may_have_work(user: Any) -> bool:
+    """Whether any act of the work list can ever be this user's (else there is no Inbox)."""
+    return selectors.may_sign_anything(user) or any(
+        decide(user, action).allowed
+        for action in (Action.FILE_ROOT_CAUSE, Action.ACCEPT_ROOT_CAUSE, Action.ISSUE_CERTIFICATE))
+
+
+def other_work(user: Any) -> list[WorkItem]:
+    """Every act besides canary signatures that waits for this user, oldest first."""
+    items: list[WorkItem] = []
+    rollbacks = Incident.objects.filter(kind=Incident.Kind.ROLLBACK, canary__isnull=False).select_related(
+        "canary__model", "canary__version").order_by("opened_at", "id")
+    for incident in rollbacks.exclude(status=Incident.Status.RESOLVED):
+        subject = f"Incident #{incident.pk} · {incident.canary.model.name} {incident.canary.version.version}"
+        url = reverse("evidence:incident-detail", kwargs={"incident_id": incident.pk})
+        if incident.status == Incident.Status.OPEN and decide(
+                user, Action.FILE_ROOT_CAUSE, model=incident.canary.model).allowed:
+            items.append(WorkItem("Root cause to file", subject, url, "File the root cause"))
+        elif incident.status == Incident.Status.ROOT_CAUSE_FILED and decide(user, Action.ACCEPT_ROOT_CAUSE).allowed:
+            items.append(WorkItem("Root cause to review", subject, url, "Accept or return it"))
+    for incident in rollbacks.filter(status=Incident.Status.RESOLVED, canary__owner=user):
+        subject = f"Incident #{incident.pk} · {incident.canary.model.name} {incident.canary.version.version}"
+        if not decide(user, Action.APPROVE_REINITIATION, model=incident.canary.model).allowed:
+            continue
+        steps = {step["key"]: step["done"] for step in incident_selectors.rollback_next_steps(incident)}
+        if not steps["reinitiate"]:
+            items.append(WorkItem("Re-initiation to sign", subject,
+                                  reverse("evidence:incident-detail", kwargs={"incident_id": incident.pk}),
+                                  "Sign the re-initiation"))
+        elif not steps["start"] and after_rollback(incident.canary, user=user)["can_start_again"]:
+            items.append(WorkItem("Canary to start again", subject, reverse(
+                "releases:canary-create",
+                kwargs={"name": incident.canary.model.name, "version": incident.canary.version.version}),
+                "Start a canary"))
+    if decide(user, Action.ISSUE_CERTIFICATE).allowed:
+        for canary in Canary.objects.filter(state=State.COMPLETED).select_related("model", "version").order_by(
+                "ended_at", "id"):
+            items.append(WorkItem("Certificate to issue", f"Canary #{canary.pk} · {canary.model.name} "
+                                  f"{canary.version.version}", reverse("evidence:certificate-queue"),
+                                  "Review the checklist and issue or return it"))
+    return items
+
+
+def coming_next(user: Any, *, now: datetime) -> list[str]:
+    """For an empty Inbox: when the active canaries this user may sign reach their next step."""
     if not selectors.may_sign_anything(user):
+        return []
+    lines = []
+    for canary in selectors.canary_list(actor=user).filter(state__in=states.ADVANCING).order_by("id")[:10]:
+        ready = ready_estimate(canary, data_rate(selectors.latest_evaluation(canary)), now=now)
+        if ready is None:
+            lines.append(f"Canary #{canary.pk} ({canary.model.name}): its next step is not known yet (no traffic "
+                         "measured).")
+        else:
+            wait = max((ready - now).total_seconds(), 0)
+            lines.append(f"Canary #{canary.pk} ({canary.model.name}) reaches its next step in {about(wait)}."
+                         if wait > 0 else f"Canary #{canary.pk} ({canary.model.name}) is about to be ready "
+                                          "(at the monitor's next evaluation).")
+    return lines
+
+
+def inbox_count(user: Any) -> int | None:
+    """For the navigation: how many acts wait for this user — signatures and the rest of the work
+    list (None: none of their roles ever has any, so there is no Inbox)."""
+    if not may_have_work(user):
         return None
-    return len(waiting_for_signature(user, now=timezone.now()))
+    signatures = len(waiting_for_signature(user, now=timezone.now())) if selectors.may_sign_anything(user) else 0
+    return signatures + len(other_work(user))

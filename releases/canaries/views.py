@@ -384,6 +384,15 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
 
 @login_required
 @require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Where a login lands: the Inbox when something waits for this user, else the register."""
+    if presenters.inbox_count(request.user):
+        return redirect("releases:inbox")
+    return redirect("releases:model-list")
+
+
+@login_required
+@require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     require_page(request.user, Action.VIEW)
     recent = (
@@ -395,6 +404,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "items": presenters.waiting_for_signature(request.user, now=timezone.now()),
         "recent": list(recent),
         "may_sign": selectors.may_sign_anything(request.user),
+        "work": presenters.other_work(request.user),
+        "coming": presenters.coming_next(request.user, now=timezone.now()),
     }
     return render(request, "releases/canary_inbox.html", context)
 

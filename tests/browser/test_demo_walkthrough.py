@@ -176,6 +176,10 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
     expect(owner.get_by_test_id("hold-reason")).to_contain_text("Minimum time in this stage")
     expect(owner.get_by_test_id("ready-at")).to_be_visible()
     shots(owner, "canary-waiting")
+    mrm.goto("/inbox/")  # nothing to sign yet: the Inbox says what is coming
+    expect(mrm.get_by_test_id("coming-next")).to_contain_text(f"Canary #{canary.pk} (support-assistant) reaches its "
+                                                              "next step in about")
+    shots(mrm, "mrm-inbox-coming-next")
     for stage in range(1, stage_count):
         canary = demo.run_until(canary, {State.AWAITING_APPROVAL})
         owner.goto(f"/canaries/{canary.pk}/")
@@ -196,7 +200,11 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
 
     # AI Governance issues the certificate from the queue.
     governance = session(browser, live_server, "governance")
-    governance.goto(reverse("evidence:certificate-queue"))
+    expect(governance).to_have_url(re.compile(r"/inbox/$"))
+    expect(governance.get_by_test_id("work-table")).to_contain_text(f"Canary #{canary.pk}")
+    shots(governance, "governance-inbox")
+    governance.get_by_role("link", name="Review the checklist and issue or return it").click()
+    expect(governance).to_have_url(re.compile(reverse("evidence:certificate-queue") + "$"))
     review = governance.get_by_test_id(f"review-{canary.pk}")
     expect(review).to_be_visible()
     shots(governance, "certificate-queue")
@@ -241,7 +249,12 @@ def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
     shots(owner, "incident")
     incident_url = owner.url
     oncall = session(browser, live_server, "oncall")
-    oncall.goto(incident_url)
+    # With work waiting, the login lands in the Inbox, which names it with a way to act.
+    expect(oncall).to_have_url(re.compile(r"/inbox/$"))
+    expect(oncall.get_by_test_id("work-table")).to_contain_text("Root cause to file")
+    shots(oncall, "oncall-inbox")
+    oncall.get_by_role("link", name="File the root cause").click()
+    expect(oncall).to_have_url(incident_url)
     form = oncall.get_by_test_id("root-cause-form")
     form.get_by_label("Cause").fill("A template change doubled the tokens sent to the upstream API, which timed out.")
     form.get_by_label("Fix").fill("Cap the prompt size; add a contract test on the request size.")
@@ -250,11 +263,18 @@ def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
     shots(oncall, "root-cause-filed")
 
     # MRM accepts it; the owner signs the re-initiation on the incident page.
-    mrm.goto(incident_url)
+    mrm.goto("/inbox/")
+    expect(mrm.get_by_test_id("work-table")).to_contain_text("Root cause to review")
+    mrm.get_by_role("link", name="Accept or return it").click()
+    expect(mrm).to_have_url(incident_url)
     mrm.get_by_role("button", name="Accept root cause").click()
     expect(mrm.get_by_test_id("incident-status")).to_have_text("Resolved")
     shots(mrm, "root-cause-accepted")
-    owner.goto(incident_url)
+    owner.goto("/inbox/")
+    expect(owner.get_by_test_id("work-table")).to_contain_text("Re-initiation to sign")
+    shots(owner, "owner-inbox-reinitiation")
+    owner.get_by_role("link", name="Sign the re-initiation").click()
+    expect(owner).to_have_url(incident_url)
     reinit = owner.get_by_test_id("reinitiation-form")
     reinit.get_by_label("Statement").fill("The fix is in 1.5.0's serving config; canary it again.")
     reinit.get_by_label("Password (re-authentication)").fill(PASSWORD)
@@ -262,7 +282,10 @@ def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
     expect(owner.get_by_test_id("reinitiation")).to_be_visible()
     shots(owner, "reinitiation-signed")
 
-    # A button, not a typed address, starts the new canary: from the old canary's page.
+    # A button, not a typed address, starts the new canary: the Inbox offers it, as does the
+    # old canary's page.
+    owner.goto("/inbox/")
+    expect(owner.get_by_test_id("work-table")).to_contain_text("Canary to start again")
     owner.goto(f"/canaries/{canary.pk}/")
     expect(owner.get_by_test_id("next-steps")).to_contain_text("Sign the re-initiation")
     owner.get_by_role("link", name="Start a canary").click()

@@ -496,3 +496,15 @@ def test_risk_officer_has_no_inbox_link(people):
     body = client_for(people["risk"]).get("/canaries/").content.decode()
     assert 'href="/inbox/"' not in body and 'href="/canaries/"' in body
     assert client_for(people["risk"]).get("/inbox/").context["items"] == []
+
+
+def test_a_login_lands_in_the_inbox_when_work_waits_and_the_inbox_names_it(people, role_user):
+    governance = role_user(Role.AI_GOVERNANCE, username="gov")
+    canary = start(people)
+    assert client_for(governance).get("/home/").url == "/"  # nothing waits: the register
+    Canary.objects.filter(pk=canary.pk).update(state=Canary.State.COMPLETED)
+    client = client_for(governance)
+    assert client.get("/home/").url == "/inbox/"
+    body = client.get("/inbox/").content.decode()
+    assert "Certificate to issue" in body and f"Canary #{canary.pk}" in body
+    assert 'data-testid="inbox-count"' in body
