@@ -94,59 +94,71 @@ def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
              end_inclusive: bool = True) -> list[Bucket]:
     """One aggregate query: the windows ending in [start, end] (or [start, end)) in `span`'s buckets."""
     t0 = int(span.start.timestamp())
-    c, p = "window__canary__", "window__production__"
     until = {"window_end__lte" if end_inclusive else "window_end__lt": end}
     rows = (
         Evaluation.objects.filter(canary_id=canary_id, window_end__gte=start, **until)
         .order_by()
         .annotate(bucket=_Bucket(F("window_end"), t0=t0, width=span.width_s))
         .values("bucket")
-        .annotate(
-            first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
-            stage_min=Min("stage_index"), stage_max=Max("stage_index"),
-            c_req=Sum(_num(c + "requests")), c_err=Sum(_num(c + "errors")),
-            p_req=Sum(_num(p + "requests")), p_err=Sum(_num(p + "errors")),
-            c_rate_max=Max(_ratio(c + "errors", c + "requests")),
-            c_rate_min=Min(_ratio(c + "errors", c + "requests")),
-            p_rate_max=Max(_ratio(p + "errors", p + "requests")),
-            c_p99_max=Max(_num(c + "p99_s")), c_p99_mean=Avg(_num(c + "p99_s")),
-            p_p99_max=Max(_num(p + "p99_s")), p_p99_mean=Avg(_num(p + "p99_s")),
-            c_q_sum=Sum(_num(c + "quality_mean") * _num(c + "quality_count")), c_q_n=Sum(_num(c + "quality_count")),
-            p_q_sum=Sum(_num(p + "quality_mean") * _num(p + "quality_count")), p_q_n=Sum(_num(p + "quality_count")),
-            safety=Sum(_num(c + "safety_violations")),
-            percent=Avg(_num("traffic_percent")),
-            diff=Avg(_num("gates__error_rate__difference")),
-            ci_low=Min(_num("gates__error_rate__ci_pp__0")), ci_high=Max(_num("gates__error_rate__ci_pp__1")),
-            warnings=Count("id", filter=Q(inputs__warnings__0__metric__isnull=False)),
-            triggers=Count("id", filter=Q(inputs__rollback_triggers__0__metric__isnull=False)),
-            red=Count("id", filter=Q(verdict=Evaluation.Verdict.RED)),
-        )
+        .annotate(**_aggregates())
         .order_by("bucket")
     )
-    out = []
-    for row in rows:
-        start = span.start + timedelta(seconds=row["bucket"] * span.width_s)
-        out.append(Bucket(
-            start=start, end=_aware(row["last"]), windows=row["windows"],
-            stage_min=row["stage_min"], stage_max=row["stage_max"],
-            canary_requests=row["c_req"] or 0.0, canary_errors=row["c_err"] or 0.0,
-            production_requests=row["p_req"] or 0.0, production_errors=row["p_err"] or 0.0,
-            canary_rate_max=row["c_rate_max"], canary_rate_min=row["c_rate_min"],
-            production_rate_max=row["p_rate_max"],
-            canary_p99_max=row["c_p99_max"], canary_p99_mean=row["c_p99_mean"],
-            production_p99_max=row["p_p99_max"], production_p99_mean=row["p_p99_mean"],
-            canary_quality=row["c_q_sum"] / row["c_q_n"] if row["c_q_n"] else None,
-            production_quality=row["p_q_sum"] / row["p_q_n"] if row["p_q_n"] else None,
-            canary_scored=row["c_q_n"] or 0.0, production_scored=row["p_q_n"] or 0.0,
-            safety_violations=row["safety"] or 0.0, traffic_percent=row["percent"],
-            difference_pp=row["diff"] * 100 if row["diff"] is not None else None,
-            ci_low_pp=row["ci_low"], ci_high_pp=row["ci_high"],
-            warnings=row["warnings"], rollback_triggers=row["triggers"], red=row["red"],
-        ))
-    return out
+    return [_bucket(row, span.start + timedelta(seconds=row["bucket"] * span.width_s)) for row in rows]
 
 
 def _aware(value: datetime | str) -> datetime:
     if isinstance(value, str):  # SQLite hands back an aggregate over a datetime column as text
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def stage_summaries(canary_id: int) -> dict[int, Bucket]:
+    """Every stage of the canary pooled into one bucket (one query): the per-stage comparison of
+    the post-canary report."""
+    rows = (Evaluation.objects.filter(canary_id=canary_id).order_by().values("stage_index")
+            .annotate(**_aggregates()).order_by("stage_index"))
+    return {row["stage_index"]: _bucket(row, _aware(row["first"])) for row in rows}
+
+
+def _aggregates() -> dict[str, Any]:
+    c, p = "window__canary__", "window__production__"
+    return dict(
+        first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
+        stage_min=Min("stage_index"), stage_max=Max("stage_index"),
+        c_req=Sum(_num(c + "requests")), c_err=Sum(_num(c + "errors")),
+        p_req=Sum(_num(p + "requests")), p_err=Sum(_num(p + "errors")),
+        c_rate_max=Max(_ratio(c + "errors", c + "requests")),
+        c_rate_min=Min(_ratio(c + "errors", c + "requests")),
+        p_rate_max=Max(_ratio(p + "errors", p + "requests")),
+        c_p99_max=Max(_num(c + "p99_s")), c_p99_mean=Avg(_num(c + "p99_s")),
+        p_p99_max=Max(_num(p + "p99_s")), p_p99_mean=Avg(_num(p + "p99_s")),
+        c_q_sum=Sum(_num(c + "quality_mean") * _num(c + "quality_count")), c_q_n=Sum(_num(c + "quality_count")),
+        p_q_sum=Sum(_num(p + "quality_mean") * _num(p + "quality_count")), p_q_n=Sum(_num(p + "quality_count")),
+        safety=Sum(_num(c + "safety_violations")),
+        percent=Avg(_num("traffic_percent")),
+        diff=Avg(_num("gates__error_rate__difference")),
+        ci_low=Min(_num("gates__error_rate__ci_pp__0")), ci_high=Max(_num("gates__error_rate__ci_pp__1")),
+        warnings=Count("id", filter=Q(inputs__warnings__0__metric__isnull=False)),
+        triggers=Count("id", filter=Q(inputs__rollback_triggers__0__metric__isnull=False)),
+        red=Count("id", filter=Q(verdict=Evaluation.Verdict.RED)),
+    )
+
+
+def _bucket(row: dict[str, Any], start: datetime) -> Bucket:
+    return Bucket(
+        start=start, end=_aware(row["last"]), windows=row["windows"],
+        stage_min=row["stage_min"], stage_max=row["stage_max"],
+        canary_requests=row["c_req"] or 0.0, canary_errors=row["c_err"] or 0.0,
+        production_requests=row["p_req"] or 0.0, production_errors=row["p_err"] or 0.0,
+        canary_rate_max=row["c_rate_max"], canary_rate_min=row["c_rate_min"],
+        production_rate_max=row["p_rate_max"],
+        canary_p99_max=row["c_p99_max"], canary_p99_mean=row["c_p99_mean"],
+        production_p99_max=row["p_p99_max"], production_p99_mean=row["p_p99_mean"],
+        canary_quality=row["c_q_sum"] / row["c_q_n"] if row["c_q_n"] else None,
+        production_quality=row["p_q_sum"] / row["p_q_n"] if row["p_q_n"] else None,
+        canary_scored=row["c_q_n"] or 0.0, production_scored=row["p_q_n"] or 0.0,
+        safety_violations=row["safety"] or 0.0, traffic_percent=row["percent"],
+        difference_pp=row["diff"] * 100 if row["diff"] is not None else None,
+        ci_low_pp=row["ci_low"], ci_high_pp=row["ci_high"],
+        warnings=row["warnings"], rollback_triggers=row["triggers"], red=row["red"],
+    )
