@@ -19,6 +19,7 @@ urlpatterns = [
     path("canaries/", canaries.canary_list, name="canary-list"),
     path("fleet/", canaries.fleet, name="fleet"),
     path("canaries/<int:pk>/", canaries.canary_detail, name="canary-detail"),
+    path("canaries/<int:pk>/report/", canaries.canary_report, name="canary-report"),
     path("canaries/<int:pk>/charts/", canaries.canary_charts, name="canary-charts"),
     path("canaries/<int:pk>/charts/<slug:key>.csv", canaries.canary_chart_csv, name="canary-chart-csv"),
     path("canaries/<int:pk>/sign/<str:role>/", canaries.canary_sign, name="canary-sign"),

@@ -18,9 +18,9 @@ from governance.audit.models import AuditEvent
 from monitoring.buckets import Bucket, Span, span_for
 from monitoring.models import Evaluation
 from monitoring.samples import le_parse
-from monitoring.series import evaluation_buckets
+from monitoring.series import evaluation_buckets, stage_summaries
 from monitoring.statistics import ALPHA
-from releases.canaries import charts, selectors
+from releases.canaries import charts, history, selectors
 from releases.canaries.models import Canary
 from releases.canaries.presenters import stage_label
 
@@ -318,3 +318,49 @@ def _sufficiency(info: dict) -> str:
     if seconds <= 0:
         return "reached"
     return f"about {timedelta(seconds=round(seconds))} at current traffic"
+
+
+# --- the post-canary report -----------------------------------------------------------------------
+
+
+@dataclass
+class StageReport:
+    number: int
+    label: str
+    summary: Bucket | None
+    time: timedelta | None
+
+
+@dataclass
+class CanaryReport:
+    canary: Canary
+    outcome: str
+    decided_by: str
+    stages: list[StageReport]
+    anomalies: list[charts.Marker]
+    split: charts.Chart
+
+
+def canary_report(canary: Canary, *, now: datetime) -> CanaryReport:
+    """What the canary did, stage by stage against production: the traffic split over time, each
+    stage's pooled numbers for both sides, the anomalies (warnings, holds, red evaluations, the
+    rollback) and the decision with the time each stage took."""
+    summaries = stage_summaries(canary.pk)
+    [past] = history.canary_history([canary], now=now)
+    times = {item["label"]: item["duration"] for item in past.stage_times}
+    stages = []
+    for index, stage in enumerate(selectors.canary_stages(canary)):
+        label = stage_label(stage)
+        if index in summaries or label in times:
+            stages.append(StageReport(index + 1, label, summaries.get(index), times.get(label)))
+    board = canary_dashboard(canary, key="all", now=now)
+    span = board.span
+    anomalies = [m for m in _markers(canary, span, board.buckets) if m.kind in {"held", "warning", "rolled_back"}]
+    for index, summary in summaries.items():
+        if summary.red:
+            anomalies.append(charts.Marker(summary.end, "red", f"stage {index + 1}: {summary.red} evaluation(s) "
+                                                               "with a red gate"))
+    anomalies.sort(key=lambda m: m.at)
+    split = board.chart("router_split")
+    assert split is not None
+    return CanaryReport(canary, past.outcome, past.decided_by, stages, anomalies, split)

@@ -171,6 +171,17 @@ def canary_charts(request: HttpRequest, pk: int) -> JsonResponse:
 
 @login_required
 @require_GET
+def canary_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The post-canary report: the split over time, each stage against production, the
+    anomalies, and the decision with the time per stage."""
+    require_page(request.user, Action.VIEW)
+    canary = _canary_or_404(request.user, pk)
+    report = dashboard.canary_report(canary, now=timezone.now())
+    return render(request, "releases/canary_report.html", {"canary": canary, "report": report})
+
+
+@login_required
+@require_GET
 def canary_chart_csv(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     """One chart's numbers as CSV (the same rows as its table)."""
     require_page(request.user, Action.VIEW)

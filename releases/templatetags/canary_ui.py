@@ -108,3 +108,15 @@ def number(value: Any) -> str:
         # Latencies in ms: no exponent notation, one decimal at most.
         return f"{number:.1f}".rstrip("0").rstrip(".")
     return f"{number:.4g}"
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A fraction as a percent, 0.0012 → 0.12%; — when unknown."""
+    return "—" if value is None else f"{value * 100:.3g}%"
+
+
+@register.filter
+def ms(value: float | None) -> str:
+    """Seconds as milliseconds, 0.2 → 200 ms; — when unknown."""
+    return "—" if value is None else f"{value * 1000:.0f} ms"

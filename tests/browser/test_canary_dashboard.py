@@ -149,3 +149,15 @@ def test_model_page_lists_past_canaries_with_outcome_and_stage_times(
     expect(row.locator('[data-cell="outcome"]')).to_have_text("rolled back")
     expect(row.locator('[data-cell="decided-by"]')).to_have_text("manual rollback: error rate tripled")
     expect(row.locator('[data-cell="stage-times"]')).to_contain_text("1% 1 h")
+
+
+def test_report_page_after_a_rollback(page: Page, login: Callable[..., Page], people, canary):
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="error rate tripled")
+    login(people["owner"])
+    page.goto(f"/canaries/{canary.pk}/")
+    page.get_by_test_id("report-link").click()
+    expect(page.get_by_test_id("report-outcome")).to_have_text("rolled back")
+    expect(page.get_by_test_id("report-stages").locator('[data-stage="1"] [data-cell="error-rate"]')).to_have_text(
+        "0.233% / 0.1%")  # (6 + 1) errors in 2,000 + 1,000 requests, against 297 in 297,000
+    expect(page.get_by_test_id("report-anomalies")).to_contain_text("Rolled back: error rate tripled")
+    expect(page.locator('[data-chart="router_split"][data-drawn]')).to_be_attached()

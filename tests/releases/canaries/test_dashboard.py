@@ -272,3 +272,24 @@ def test_cached_closed_buckets_give_the_same_series(people, canary):
         second = evaluation_buckets(canary.pk, span, closed_before=now - timedelta(minutes=30), cache_key=key)
     assert len(queries) == 1  # only the open buckets are read again
     assert first == second == fresh
+
+
+def test_report_compares_each_stage_with_production(people, canary):
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=30),
+                    inputs=window_inputs(canary=(1000, 5), production=(99000, 99), warnings=[{"metric": "error_rate"}]))
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=20), status="red",
+                    inputs=window_inputs(canary=(1000, 3), production=(99000, 99)))
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="errors up")
+    client = client_for(people["governance"])
+    response = client.get(reverse("releases:canary-report", kwargs={"pk": canary.pk}))
+    assert response.status_code == 200
+    report = response.context["report"]
+    assert report.outcome == "rolled back" and report.decided_by == "manual rollback: errors up"
+    [stage] = report.stages
+    assert stage.summary.canary_rate == pytest.approx(8 / 2000) and stage.summary.red == 1
+    kinds = [m.kind for m in report.anomalies]
+    assert kinds.count("warning") == 1 and "rolled_back" in kinds and "red" in kinds
+    html = response.content.decode()
+    assert "0.4% / 0.1%" in html and "vendor/plotly.min.js" in html
+    assert client_for(people["bot"]).get(reverse("releases:canary-report", kwargs={"pk": canary.pk})).status_code == 404
+    assert Client().get(reverse("releases:canary-report", kwargs={"pk": canary.pk})).status_code == 302
