@@ -355,7 +355,7 @@ def canary_report(canary: Canary, *, now: datetime) -> CanaryReport:
             stages.append(StageReport(index + 1, label, summaries.get(index), times.get(label)))
     board = canary_dashboard(canary, key="all", now=now)
     span = board.span
-    anomalies = [m for m in _markers(canary, span, board.buckets) if m.kind in {"held", "warning", "rolled_back"}]
+    anomalies = [m for m in _markers(canary, span, board.buckets) if m.kind not in ("promoted", "other")]
     for index, summary in summaries.items():
         if summary.red:
             anomalies.append(charts.Marker(summary.end, "red", f"stage {index + 1}: {summary.red} evaluation(s) "
