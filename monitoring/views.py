@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import urllib.request
@@ -25,6 +26,8 @@ from monitoring.models import Heartbeat
 from monitoring.selectors import slo_figures, slo_recent
 from monitoring.services import rollbacks_pending_summary
 
+logger = logging.getLogger(__name__)
+
 
 @require_GET
 @never_cache
@@ -38,8 +41,15 @@ def _check_database() -> str | None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure is "not ready", reported by name
-        return f"{type(exc).__name__}: {exc}"
+        return _failed(exc)
     return None
+
+
+def _failed(exc: BaseException) -> str:
+    """What /readyz (answered without login) says of a failed check: the kind of error only. The
+    exception's text can name hosts, users and paths: it goes to the server log."""
+    logger.warning("readiness check failed: %s: %s", type(exc).__name__, exc)
+    return f"{type(exc).__name__} (details in the server log)"
 
 
 def _check_broker() -> str | None:
@@ -52,7 +62,7 @@ def _check_broker() -> str | None:
         try:
             redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
         except Exception as exc:  # noqa: BLE001
-            return f"{type(exc).__name__}: {exc}"
+            return _failed(exc)
         return None
     if url.startswith("memory://"):
         return None
@@ -72,7 +82,7 @@ def _check_metric_source() -> str | None:
         ) as response:
             return None if response.status == 200 else f"Prometheus answered {response.status}"
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
+        return _failed(exc)
 
 
 def _check_rollbacks() -> str | None:
@@ -81,7 +91,7 @@ def _check_rollbacks() -> str | None:
     try:
         pending = rollbacks_pending_summary(now=timezone.now())
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
+        return _failed(exc)
     if pending.count and pending.oldest_age_s > settings.ROLLBACK_SLO_S / 2:
         return (f"{pending.count} decided rollback(s) not carried out, the oldest for {pending.oldest_age_s:.0f} s "
                 f"(SLO {settings.ROLLBACK_SLO_S} s)")
@@ -100,7 +110,7 @@ def _check_evaluator() -> str | None:
     try:
         beat = Heartbeat.objects.filter(pk=1).first()
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
+        return _failed(exc)
     if beat is not None and beat.tripped_at is not None:
         return f"evaluator heartbeat missing since {beat.last_tick_at}: the dead-man's switch suspends advancement"
     return None
