@@ -63,6 +63,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "certificates_retrieve": ("GET", "/api/v1/certificates/{certificate}/", row(404)),
     "certificates_verify": ("GET", "/api/v1/certificates/{certificate}/verify/", row(404)),
     "incidents_list": ("GET", "/api/v1/incidents/", read(out_token=200)),
+    "alerts_alertmanager_receive": ("POST", "/api/v1/alerts/alertmanager/", write("platform", out_token=403)),
     "notifications_list": ("GET", "/api/v1/notifications/", read(token=403, obs_token=403, out_token=403)),
     "models_list": ("GET", "/api/v1/models/", read(out_token=200)),
     "models_retrieve": ("GET", "/api/v1/models/scorer/", read()),
