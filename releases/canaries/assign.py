@@ -215,7 +215,8 @@ def answer(principal: Principal | None, params: Mapping[str, str]) -> tuple[int,
         allowed = decide(principal, Action.VIEW, model=AIModel.objects.get(pk=active.model_pk)).allowed
         _principals.put(access_key, allowed, settings.CANARYHUB_ASSIGN_CACHE_S * PRINCIPAL_CACHE_FACTOR)
     if not allowed:
-        return _refusal(403, "forbidden", "Not allowed", f"You may not read {model}.")
+        # Out of scope answers as unknown: a token learns nothing of the models it may not see.
+        return _refusal(404, "not-found", "Not found", f"No model {model!r}.")
     if active.split is None:
         _count("production", "no-canary")
         return 200, {"model": model, "user": user, "variant": "production", "version": active.production_version,

@@ -121,5 +121,9 @@ def test_a_token_scoped_to_other_models_is_refused(people, canary):
     services.model_register(actor=people["platform"], name="other", display_name="Other", risk_tier="low",
                             owner="owner", on_call="x")
     _, secret = token_create(actor=people["platform"], user=people["app"], name="o", scope=["other"])
-    response = Client(HTTP_AUTHORIZATION=f"Bearer {secret}").get("/api/v1/assign", {"model": "scorer", "user": "u"})
-    assert response.status_code == 403
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    response = client.get("/api/v1/assign", {"model": "scorer", "user": "u"})
+    unknown = client.get("/api/v1/assign", {"model": "no-such-model", "user": "u"})
+    # Out of scope answers exactly as a model that does not exist.
+    assert response.status_code == unknown.status_code == 404
+    assert response.json()["detail"].replace("scorer", "M") == unknown.json()["detail"].replace("no-such-model", "M")
