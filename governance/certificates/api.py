@@ -130,7 +130,14 @@ class CertificateVerify(APIView):
                                                            "detail": "1211 events verify"}],
                                                "changed": []})])
     def get(self, request: Request, id: uuid.UUID) -> Response:
-        require(principal_of(request), Action.VIEW)
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        cert = Certificate.objects.filter(pk=id).first()
+        if cert is not None:
+            try:
+                canary_get(actor=principal, canary_id=cert.canary_id)
+            except NotFound:  # out of scope answers as unknown, in the same words
+                raise NotFound(f"no certificate {id}") from None
         return Response(certificate_verify(certificate_id=id).as_dict())
 
 

@@ -117,3 +117,27 @@ def test_verification_names_an_evaluation_changed_after_issue(completed, people)
     result = certificate_verify(certificate_id=cert.pk)
     assert not result.ok
     assert f"evaluation:{evaluation.pk}" in result.changed
+
+
+def test_certificate_verify_answers_an_out_of_scope_token_as_unknown(people, completed):
+    import uuid  # noqa: PLC0415 - only this test needs a random id
+
+    from django.test import Client  # noqa: PLC0415 - only this test goes through HTTP
+
+    from governance.tokens.services import token_create  # noqa: PLC0415 - as above
+    from releases.register import services  # noqa: PLC0415 - as above
+
+    cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+    services.model_register(actor=people["platform"], name="other", display_name="Other", risk_tier="low",
+                            owner="owner", on_call="x")
+    _, secret = token_create(actor=people["platform"], user=people["bot"], name="o", scope=["other"])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    out_of_scope = client.get(f"/api/v1/certificates/{cert.pk}/verify/")
+    unknown_id = uuid.uuid4()
+    unknown = client.get(f"/api/v1/certificates/{unknown_id}/verify/")
+    assert out_of_scope.status_code == unknown.status_code == 404
+    assert out_of_scope.json()["detail"].replace(str(cert.pk), "X") == unknown.json()["detail"].replace(
+        str(unknown_id), "X")
+    _, in_scope = token_create(actor=people["platform"], user=people["bot"], name="s", scope=["scorer"])
+    ok = Client(HTTP_AUTHORIZATION=f"Bearer {in_scope}").get(f"/api/v1/certificates/{cert.pk}/verify/")
+    assert ok.status_code == 200 and ok.json()["ok"] is True
