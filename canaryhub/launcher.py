@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEMO_LOGINS = ("owner", "platform", "mrm", "governance", "risk", "oncall")
+DEMO_LOGINS = (("owner", "model owner"), ("platform", "platform engineer"), ("mrm", "model risk validator"),
+               ("governance", "AI Governance"), ("risk", "risk officer"), ("oncall", "on-call engineer"),
+               ("auditor", "auditor, read-only"))
 DEFAULT_DEMO_PASSWORD = "canaryhub-demo"
 STOP_GRACE_S = 20.0  # a Celery worker's warm shutdown takes 5-10 s even when idle
 COLOURS = {"web": "\033[36m", "worker": "\033[33m", "notify": "\033[34m", "beat": "\033[35m", "launcher": "\033[32m"}
@@ -157,6 +159,29 @@ def delivery_summary(environ: dict[str, str], *, base_dir: str) -> str:
 
 
 
+def ready_block(url: str, password: str, env: dict[str, str], *, notices: str = "") -> list[str]:
+    """The one block a newcomer reads once CanaryHub answers: where, who, how fast, what is
+    simulated, where notices go, how to stop."""
+    speed = float(env.get("CANARYHUB_CLOCK_SPEED", "1") or 1)
+    scale = float(env.get("CANARYHUB_SIMULATOR_TRAFFIC_SCALE", "") or speed)
+    rps = float(env.get("CANARYHUB_SIMULATOR_RPS", "50") or 50) * scale
+    lines = ["=" * 72, f"CanaryHub is ready: {url}", f"Log in with the password {password!r} as:"]
+    lines += [f"  {name:<11} {role}" for name, role in DEMO_LOGINS]
+    if speed == 1:
+        lines.append("Clock: real time (CANARYHUB_CLOCK_SPEED=1440 make run: a demo canary in about 15 minutes)")
+    else:
+        lines.append(f"Clock: {speed:g}x faster than real time: a stage lasts minutes, not days")
+    if env.get("CANARYHUB_SIMULATE", "1") == "1":
+        lines.append(f"Simulated: traffic of support-assistant 1.4.2 (production) and 1.5.0 (canary), "
+                     f"{rps:,.0f} requests/s, following the file router in var/router/")
+    else:
+        lines.append("Simulated: nothing (CANARYHUB_SIMULATE=0): metrics come from your model servers")
+    if notices:
+        lines.append(notices)
+    lines += ["Stop: press Ctrl-C (stops every process)", "=" * 72]
+    return lines
+
+
 def wait_until_serving(url: str, children: list[Child], timeout_s: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -229,10 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             child.start(env)
             say("launcher", f"started {child.name} (pid {child.process.pid}): {' '.join(child.argv[1:])}")
         if wait_until_serving(url, children[:1]):
-            say("launcher", f"CanaryHub is running at {url} — log in as {' / '.join(DEMO_LOGINS)}, "
-                            f"password: {args.demo_password}")
-            say("launcher", delivery_summary(env, base_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-            say("launcher", "press Ctrl-C to stop")
+            notices = delivery_summary(env, base_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            for line in ready_block(url, args.demo_password, env, notices=notices):
+                say("launcher", line)
         elif all(c.returncode is None for c in children):
             say("launcher", f"{url}healthz has not answered yet; the processes keep running (Ctrl-C to stop)")
         while True:

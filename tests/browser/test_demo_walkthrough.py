@@ -149,6 +149,8 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
     owner = session(browser, live_server, "owner")
     mrm = session(browser, live_server, "mrm")
     expect(owner.get_by_test_id("traffic-banner")).to_contain_text("72,000 requests/s")
+    icon = owner.locator('link[rel="icon"]').get_attribute("href")
+    assert owner.request.get(icon).status == 200  # a favicon, not a 404 per page view
     shots(owner, "home")
 
     # The owner starts a canary of the demo model's registered version from its page.
