@@ -93,7 +93,7 @@ def test_browse_the_register_with_live_search(page: Page, login, owner, register
 
     page.get_by_test_id("version-table").get_by_role("link", name="1.0.0").click()
     expect(page).to_have_url(re.compile(r"/models/fraud-scorer/versions/1\.0\.0/$"))
-    expect(page.get_by_test_id("frozen-note")).to_contain_text("Frozen: a canary of this version has started")
+    expect(page.get_by_test_id("frozen-note")).to_contain_text("Frozen: this version is in production")
     thresholds = page.get_by_test_id("threshold-table")
     expect(thresholds).to_contain_text("canary ≤ production + 0.1 pp")
     expect(thresholds).to_contain_text("canary > production × 1.5")
