@@ -302,6 +302,9 @@ ROUTER_PUSH_DEADLINE_S = env.float("CANARYHUB_ROUTER_PUSH_DEADLINE_S", default=6
 # link-local (the webhook URL, nginx's readback_url). Empty: only public addresses. A local nginx
 # read back on 127.0.0.1 needs "127.0.0.0/8" here.
 CANARYHUB_ROUTER_ALLOWED_NETWORKS = env.list("CANARYHUB_ROUTER_ALLOWED_NETWORKS", default=[])
+# The key of the sticky store's hashed user ids (HMAC-SHA256): set it apart from SECRET_KEY to
+# rotate one without the other (a change forgets which users were on the canary).
+ASSIGNMENT_HASH_KEY = env.str("CANARYHUB_ASSIGNMENT_HASH_KEY", default=SECRET_KEY)
 # How long a web process reuses a model's active split and a token's principal in /api/v1/assign.
 CANARYHUB_ASSIGN_CACHE_S = env.float("CANARYHUB_ASSIGN_CACHE_S", default=1.0)
 

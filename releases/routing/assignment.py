@@ -21,6 +21,8 @@ Two layers:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+from django.conf import settings
 
 from releases.routing.routers.base import Split
 
@@ -122,7 +125,11 @@ class AssignmentStore(Protocol):
 
 
 def store_key(split: Split, user: str) -> str:
-    return f"canaryhub:assign:{split.model}:{split.canary_id}:{user}"
+    """The sticky store's key of a user: a keyed hash (HMAC-SHA256 with the deployment's
+    CANARYHUB_ASSIGNMENT_HASH_KEY) of the user id, never the id itself: the store holds no
+    personal data, and without the key its keys cannot be tested against guessed ids."""
+    digest = hmac.new(settings.ASSIGNMENT_HASH_KEY.encode(), user.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return f"canaryhub:assign:{split.model}:{split.canary_id}:{digest.hexdigest()[:40]}"
 
 
 class MemoryStore:

@@ -127,3 +127,23 @@ def test_a_token_scoped_to_other_models_is_refused(people, canary):
     # Out of scope answers exactly as a model that does not exist.
     assert response.status_code == unknown.status_code == 404
     assert response.json()["detail"].replace("scorer", "M") == unknown.json()["detail"].replace("no-such-model", "M")
+
+
+def test_the_sticky_store_holds_keyed_hashes_never_user_ids(people, canary, settings):
+    from releases.canaries import assign as assign_module  # noqa: PLC0415 - reads the process's store
+
+    settings.REDIS_URL = ""
+    _, secret = token_create(actor=people["platform"], user=people["app"], name="app2", scope=["scorer"])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    users = [f"alice-{n}@example.com" for n in range(200)]
+    for user in users:
+        assert client.get("/api/v1/assign", {"model": "scorer", "user": user}).status_code == 200
+    keys = list(assign_module._the_store()._data)
+    assert keys, "some users landed on the canary and were remembered"
+    assert not any("alice" in key or "example.com" in key for key in keys)
+    split = assign_module.active_split("scorer").split
+    from releases.routing.assignment import store_key  # noqa: PLC0415 - as above
+
+    remembered = store_key(split, users[0])
+    settings.ASSIGNMENT_HASH_KEY = "another-deployment-key"
+    assert store_key(split, users[0]) != remembered  # keyed: not guessable without the key
