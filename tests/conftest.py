@@ -24,6 +24,25 @@ settings.CANARYHUB_ROUTER_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 settings.WATCHDOG_INTERVAL_S = 0
 
 
+def _serve_one_request_at_a_time_on_sqlite() -> None:
+    """pytest-django's live server shares the test's in-memory SQLite connection with its request
+    threads; two requests at once on that one connection (a page's htmx refresh beside a click)
+    fail with "database table is locked". On SQLite the live server answers one request at a
+    time; on PostgreSQL each thread has its own connection and requests stay concurrent."""
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        from django.core.servers.basehttp import WSGIServer
+        from django.test.testcases import LiveServerThread
+
+        class OneRequestAtATime(WSGIServer):
+            def __init__(self, *args, connections_override=None, **kwargs):
+                super().__init__(*args, **kwargs)  # the thread itself holds the shared connection
+
+        LiveServerThread.server_class = OneRequestAtATime
+
+
+_serve_one_request_at_a_time_on_sqlite()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Unit tests run tasks inline when their transaction commits; the integration tests that
     # need a real worker and broker start them themselves.

@@ -75,8 +75,15 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"canaryhub-{name}.png"), full_page=True)
 
 
+def open_dialog(page: Page, link_name: str) -> None:
+    """Click a link that opens a dialog. Before htmx has loaded (it is deferred, and runs after the
+    page's other deferred scripts, Plotly's among them) the same link goes to the full page."""
+    page.wait_for_load_state("load")
+    page.get_by_role("link", name=link_name).click()
+
+
 def sign_in_dialog(page: Page, role_label: str, *, password: str = PASSWORD) -> None:
-    page.get_by_role("link", name=f"Sign as {role_label}").click()
+    open_dialog(page, f"Sign as {role_label}")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     dialog.get_by_label("Statement").fill(STATEMENT)
@@ -162,7 +169,7 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
 
     expect(page.get_by_test_id("readiness")).to_contain_text("Ready for signatures")
     expect(page.get_by_test_id("gates").locator("tbody tr")).to_have_count(5)
-    page.get_by_role("link", name="Sign as owner").click()
+    open_dialog(page, "Sign as owner")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_test_id("sign-evaluation")).to_contain_text(
         f"You are signing on evaluation {evaluation.content_hash[:12]}…"
@@ -204,7 +211,7 @@ def test_owner_rolls_back_with_a_reason(page: Page, login: Callable[..., Page], 
         re.compile(r"\(production 1\.00%\):\s+a rise of \+1\.03 pp or more\s+over one window \(3000 canary requests\);"
                    r"\s+a rise of \+0\.70 pp or more\s+over two windows \(6000 canary requests\)\."))
 
-    page.get_by_role("link", name="Roll back").click()
+    open_dialog(page, "Roll back")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Every user goes back to the production version")
     dialog.get_by_role("button", name="Roll back now").click()
