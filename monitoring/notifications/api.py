@@ -69,7 +69,7 @@ class NotificationList(APIView):
                    "text, a link to the page with the evidence, when it was written and when it reached the caller "
                    "on each channel (feed, e-mail). Nobody can read another person's feed; a service account has "
                    "no feed (403).",
-                   responses={200: paginated(NotificationOutput), **problems(400, 401, 403)},
+                   responses={200: paginated(NotificationOutput), **problems(400, 401, 403, 404)},
                    examples=[example_response(example_page(_EXAMPLE))])
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
@@ -87,11 +87,11 @@ class NotificationList(APIView):
 
 class AlertInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["firing", "resolved"])
-    labels = serializers.DictField(child=serializers.CharField(max_length=500, allow_blank=True))
-    annotations = serializers.DictField(child=serializers.CharField(max_length=5000, allow_blank=True),
+    labels = serializers.DictField(child=StrictCharField(max_length=500, allow_blank=True))
+    annotations = serializers.DictField(child=StrictCharField(max_length=5000, allow_blank=True),
                                         required=False, default=dict)
-    startsAt = serializers.CharField(max_length=64, required=False, default="")  # noqa: N815 (Alertmanager's name)
-    fingerprint = serializers.CharField(max_length=64, required=False, default="")
+    startsAt = StrictCharField(max_length=64, required=False, default="")  # noqa: N815 (Alertmanager's name)
+    fingerprint = StrictCharField(max_length=64, required=False, default="")
 
 
 class AlertmanagerInput(serializers.Serializer):

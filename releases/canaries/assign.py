@@ -196,6 +196,10 @@ def answer(principal: Principal | None, params: Mapping[str, str]) -> tuple[int,
     """The status and body of an /assign answer: the assignment, or a problem document."""
     if principal is None:
         return _refusal(401, "not-authenticated", "Not authenticated", "Send a bearer token.")
+    first = decide(principal, Action.VIEW)
+    if not first.allowed:
+        # Who may see no model at all is refused before anything they sent is read.
+        return _refusal(403, "forbidden", "Not allowed", first.reason)
     model, user = params.get("model", ""), params.get("user", "")
     errors = {name: ["required"] for name, value in (("model", model), ("user", user)) if not value}
     if len(user) > 256:
