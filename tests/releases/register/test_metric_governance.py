@@ -24,8 +24,10 @@ from tests.releases.register.test_api import assert_problem
 pytestmark = pytest.mark.django_db
 
 FORGED = {"provider": "prometheus", "queries": {"errors": "vector(0)"}}
-_END = timezone.now().replace(microsecond=0)
-WINDOW = {"window_start": (_END - timedelta(seconds=60)).isoformat(), "window_end": _END.isoformat(), "requests": 100}
+def window() -> dict:
+    """A plausible pushed window ending now (now when the test runs, not when it was collected)."""
+    end = timezone.now().replace(microsecond=0)
+    return {"window_start": (end - timedelta(seconds=60)).isoformat(), "window_end": end.isoformat(), "requests": 100}
 
 
 @pytest.fixture(autouse=True)
@@ -101,18 +103,18 @@ def test_a_ci_token_cannot_set_metrics_nor_push_observations(people):
                            format="json"), 403)
     assert ci.post("/api/v1/models/scorer/versions/", version_body(), format="json").status_code == 201
     assert_problem(ci.patch("/api/v1/models/scorer/versions/1.1.0/", {"metrics": FORGED}, format="json"), 403)
-    pushed = ci.post("/api/v1/observations/", {"model": "scorer", "version": "1.1.0", **WINDOW}, format="json")
+    pushed = ci.post("/api/v1/observations/", {"model": "scorer", "version": "1.1.0", **window()}, format="json")
     assert_problem(pushed, 403)
 
 
 def test_an_observations_token_pushes_only_for_its_models_and_does_nothing_else(people):
     services.version_register(actor=people["platform"], model_name="scorer", version="1.1.0", artifact_uri="s3://2")
     obs = bearer(people, "observations", "scorer")
-    ok = obs.post("/api/v1/observations/", {"model": "scorer", "version": "1.1.0", **WINDOW}, format="json")
+    ok = obs.post("/api/v1/observations/", {"model": "scorer", "version": "1.1.0", **window()}, format="json")
     assert ok.status_code == 201, ok.content
     # Out of scope answers as unknown: 404 like a model that does not exist.
-    other = obs.post("/api/v1/observations/", {"model": "other", "version": "1.0.0", **WINDOW}, format="json")
-    missing = obs.post("/api/v1/observations/", {"model": "nope", "version": "1.0.0", **WINDOW}, format="json")
+    other = obs.post("/api/v1/observations/", {"model": "other", "version": "1.0.0", **window()}, format="json")
+    missing = obs.post("/api/v1/observations/", {"model": "nope", "version": "1.0.0", **window()}, format="json")
     assert_problem(other, 404) and assert_problem(missing, 404)
     assert other.json()["detail"].replace("other", "X") == missing.json()["detail"].replace("nope", "X")
     assert_problem(obs.post("/api/v1/models/scorer/versions/", version_body(version="1.2.0"), format="json"), 403)

@@ -56,18 +56,16 @@ def test_a_plausible_window_is_stored(pusher):
     assert response.status_code == 201, response.content
 
 
-NOW = timezone.now()
-
-
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
         # A window "ending" in 2099 counts in every evaluation and never goes stale.
         ({"window_start": "2099-01-01T00:00:00Z", "window_end": "2099-01-01T00:01:00Z"}, "window_end"),
-        ({"window_end": (NOW + timedelta(minutes=5)).isoformat()}, "window_end"),
-        ({"window_start": (NOW - timedelta(hours=2)).isoformat(),
-          "window_end": (NOW - timedelta(hours=1)).isoformat()}, "window_end"),  # older than staleness
-        ({"window_start": (NOW - timedelta(hours=1)).isoformat()}, "window_start"),  # longer than the window
+        # Times relative to when the test runs (a function of now), not to when it was collected.
+        (lambda now: {"window_end": (now + timedelta(minutes=5)).isoformat()}, "window_end"),
+        (lambda now: {"window_start": (now - timedelta(hours=2)).isoformat(),
+                      "window_end": (now - timedelta(hours=1)).isoformat()}, "window_end"),  # older than staleness
+        (lambda now: {"window_start": (now - timedelta(hours=1)).isoformat()}, "window_start"),  # longer than the window
         ({"latency_p99_ms": 1e308}, "latency_p99_ms"),  # rolled a canary back
         ({"anomaly_alerts": 2**40}, "anomaly_alerts"),
         ({"safety_violations": 101}, "safety_violations"),
@@ -83,6 +81,8 @@ NOW = timezone.now()
     ],
 )
 def test_an_implausible_window_is_refused_naming_the_field_and_counted(pusher, overrides, field):
+    if callable(overrides):
+        overrides = overrides(timezone.now())
     before = refused_count(field)
     response = pusher.post("/api/v1/observations/", window(**overrides), format="json")
     assert_problem(response, 400)

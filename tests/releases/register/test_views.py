@@ -324,7 +324,7 @@ def test_version_detail_marks_a_frozen_configuration(owner, platform):
     )
     response = client_for(owner).get("/models/ranker/versions/1.0.0/")
     assert response.status_code == 200
-    assert b"Frozen: a canary has started." in response.content
+    assert b"Frozen: this version is in production." in response.content
     assert "canary ≤ production × 1.2" in response.content.decode()
 
 
