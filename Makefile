@@ -55,7 +55,9 @@ run: $(RUN_STAMP)
 	@$(VPY) manage.py seed_demo --password '$(DEMO_PASSWORD)' || { \
 	  echo "make run: 'manage.py seed_demo' failed (see above); CanaryHub needs its demo users to start" >&2; exit 1; }
 	$(VPY) manage.py collectstatic --noinput --verbosity 0
-	HOST='$(HOST)' PORT='$(PORT)' CANARYHUB_DEMO_PASSWORD='$(DEMO_PASSWORD)' exec $(VPY) -m canaryhub.launcher
+	@# Links in messages point at this server unless the deployment names its own address.
+	HOST='$(HOST)' PORT='$(PORT)' CANARYHUB_DEMO_PASSWORD='$(DEMO_PASSWORD)' \
+	  CANARYHUB_BASE_URL="$${CANARYHUB_BASE_URL:-http://$(HOST):$(PORT)}" exec $(VPY) -m canaryhub.launcher
 
 test: system-deps $(DEV_STAMP)
 	$(VPY) -m tests.harness $(PYTEST_ARGS)
