@@ -1,13 +1,17 @@
-"""Run the whole suite twice: on SQLite, then on a real PostgreSQL server started here.
+"""Run the whole suite twice: on SQLite and on a real PostgreSQL server started here.
 
-    python -m tests.harness                     # both passes
+    python -m tests.harness                     # both passes, side by side
+    python -m tests.harness --serial            # both passes, one after the other
     python -m tests.harness --only postgres -k audit
     python -m tests.harness -q tests/test_smoke.py
 
-Every argument except `--only sqlite|postgres` goes to pytest unchanged. Each pass runs pytest
-in its own process (Django reads DATABASE_URL once, at import), with CANARYHUB_ENV=test and a
-fresh CANARYHUB_VAR_DIR so tests never touch the developer's var/. Exit status is non-zero if
-either pass fails; a pass that collects no test (pytest's exit code 5) is a failure too.
+Every argument except `--only sqlite|postgres` and `--serial` goes to pytest unchanged. Each pass
+runs pytest in its own process (Django reads DATABASE_URL once, at import), with
+CANARYHUB_ENV=test and a fresh CANARYHUB_VAR_DIR so tests never touch the developer's var/.
+The two passes share nothing (each starts its own servers on free ports), so they run at the
+same time, one per core, each output line prefixed with its pass's name. Exit status is
+non-zero if either pass fails; a pass that collects no test (pytest's exit code 5) is a failure
+too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,16 +64,21 @@ def log(message: str) -> None:
     print(f"harness: {message}", flush=True)
 
 
-def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Take `--only X` / `--only=X` out of argv; everything else is pytest's, order kept."""
+def parse_args(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """Take `--only X` / `--only=X` and `--serial` out of argv; everything else is pytest's,
+    order kept."""
     passes = list(PASSES)
     rest: list[str] = []
+    serial = False
     args = iter(argv)
     for arg in args:
         if arg == "--":
             rest.extend(args)
             break
         value = None
+        if arg == "--serial":
+            serial = True
+            continue
         if arg == "--only":
             value = next(args, None)
         elif arg.startswith("--only="):
@@ -79,7 +89,11 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
         if value not in PASSES:
             raise SystemExit(f"harness: --only takes one of {', '.join(PASSES)}, not {value!r}")
         passes = [value]
-    return passes, rest
+    return passes, rest, serial
+
+
+_print_lock = threading.Lock()
+_children: list[subprocess.Popen[str]] = []  # the side-by-side passes' pytest processes
 
 
 def base_env() -> dict[str, str]:
@@ -91,7 +105,7 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def run_pytest(name: str, pytest_args: list[str], env: dict[str, str]) -> int:
+def run_pytest(name: str, pytest_args: list[str], env: dict[str, str], *, prefix: bool = False) -> int:
     var_dir = tempfile.mkdtemp(prefix=f"canaryhub-test-{name}-")
     # STATIC_ROOT lives there; WhiteNoise warns on every request handler when it is missing.
     os.mkdir(os.path.join(var_dir, "staticfiles"))
@@ -99,19 +113,29 @@ def run_pytest(name: str, pytest_args: list[str], env: dict[str, str]) -> int:
     argv = [sys.executable, "-m", "pytest", "-p", "tests.harness.plugin", *pytest_args]
     log(f"{name} pass: {' '.join(argv[1:])}")
     try:
-        return subprocess.run(argv, cwd=REPO_ROOT, env=env).returncode
+        if not prefix:
+            return subprocess.run(argv, cwd=REPO_ROOT, env=env).returncode
+        # Side by side with the other pass: each line, as pytest finishes it, with the pass's name.
+        with subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace") as process:
+            _children.append(process)
+            assert process.stdout is not None
+            for line in process.stdout:
+                with _print_lock:
+                    print(f"[{name}] {line}", end="", flush=True)
+            return process.wait()
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
-def sqlite_pass(pytest_args: list[str]) -> PassResult:
+def sqlite_pass(pytest_args: list[str], *, prefix: bool = False) -> PassResult:
     started = time.monotonic()
     env = {**base_env(), EXPECTED_ENV: "sqlite3"}
-    code = run_pytest("sqlite", pytest_args, env)
+    code = run_pytest("sqlite", pytest_args, env, prefix=prefix)
     return PassResult("sqlite", code, time.monotonic() - started)
 
 
-def postgres_pass(pytest_args: list[str]) -> PassResult:
+def postgres_pass(pytest_args: list[str], *, prefix: bool = False) -> PassResult:
     started = time.monotonic()
     server = PostgresServer()
     try:
@@ -123,7 +147,7 @@ def postgres_pass(pytest_args: list[str]) -> PassResult:
         version = server.server_version().split(" on ")[0]
         log(f"{version} running at {server.url} (data in {server.base_dir})")
         env = {**base_env(), "DATABASE_URL": server.url, EXPECTED_ENV: "postgresql"}
-        code = run_pytest("postgres", pytest_args, env)
+        code = run_pytest("postgres", pytest_args, env, prefix=prefix)
         return PassResult("postgres", code, time.monotonic() - started, version)
     finally:
         server.stop()
@@ -131,7 +155,7 @@ def postgres_pass(pytest_args: list[str]) -> PassResult:
 
 
 def main(argv: list[str]) -> int:
-    passes, pytest_args = parse_args(argv)
+    passes, pytest_args, serial = parse_args(argv)
 
     # SIGTERM (CI cancelling, `kill`) takes the same way out as Ctrl-C, through the finally
     # blocks that stop PostgreSQL and remove its directory.
@@ -141,11 +165,33 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
 
     results: list[PassResult] = []
+    side_by_side = len(passes) > 1 and not serial
+    threads: list[threading.Thread] = []
+
+    def run(name: str) -> None:
+        runner = sqlite_pass if name == "sqlite" else postgres_pass
+        results.append(runner(pytest_args, prefix=side_by_side))
+
     try:
-        for name in passes:
-            results.append(sqlite_pass(pytest_args) if name == "sqlite" else postgres_pass(pytest_args))
+        if side_by_side:
+            threads = [threading.Thread(target=run, args=(name,), name=f"pass-{name}") for name in passes]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
+            results.sort(key=lambda r: passes.index(r.name))
+        else:
+            for name in passes:
+                run(name)
     except KeyboardInterrupt:
         log("interrupted")
+        if side_by_side:
+            # Stop the pytest children; their pass threads then stop PostgreSQL and clean up.
+            for child in _children:
+                child.terminate()
+            for thread in threads:
+                thread.join(timeout=60)
         for result in results:
             print(result.summary(), flush=True)
         return 130
