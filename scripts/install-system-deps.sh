@@ -33,7 +33,7 @@ ensure_postgres_user() {
 
 if [ "${#missing[@]}" -eq 0 ]; then
     ensure_postgres_user
-    log "all present (postgresql, chromium, chromium-driver, redis-server, nginx-light, prometheus, fonts-dejavu-core)"
+    log "all present (postgresql, chromium, chromium-driver, redis-server, nginx-light, prometheus, prometheus-alertmanager, fonts-dejavu-core)"
     exit 0
 fi
 
