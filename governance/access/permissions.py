@@ -284,6 +284,21 @@ def models_where(actor: Any, action: Action) -> dict[str, Any] | None:
     return {"pk__in": []}
 
 
+def may_or_break_glass(actor: Any, action: Action, *, model: AIModel) -> bool:
+    """Whether `actor` may take an emergency `action` (a rollback, a revert) on `model`: by its
+    own right, or as on-call under break-glass."""
+    return decide(actor, action, model=model).allowed or decide(actor, Action.BREAK_GLASS, model=model).allowed
+
+
+def break_glass_needed(actor: Any, action: Action, *, model: AIModel) -> bool:
+    """False when `actor` may take the emergency `action` on `model` by its own right, True when
+    only under break-glass; PermissionRefused when neither (checked before any input is read)."""
+    if decide(actor, action, model=model).allowed:
+        return False
+    require(actor, Action.BREAK_GLASS, model=model)
+    return True
+
+
 def require_page(user: Any, action: Action, *, model: AIModel | None = None) -> None:
     """For HTML views: Django's PermissionDenied (a 403 page) unless `action` is allowed (on
     `model`, when given; without a model, a model-scoped action is allowed when it is on some

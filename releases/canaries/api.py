@@ -32,7 +32,13 @@ from canaryhub.api import (
     problems,
 )
 from canaryhub.errors import PermissionRefused
-from governance.access.permissions import Action, decide, principal_of, require, require_some
+from governance.access.permissions import (
+    Action,
+    break_glass_needed,
+    principal_of,
+    require,
+    require_some,
+)
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.evaluations import GateStatus
 from releases.canaries import schedules, services
@@ -499,8 +505,7 @@ class CanaryRollback(APIView):
         principal = principal_of(request)
         canary = canary_selectors.canary_get(actor=principal, canary_id=id)
         # 403 before the input is read: the owner's or platform's right, or on-call's break-glass.
-        if not decide(principal, Action.ROLLBACK_CANARY, model=canary.model).allowed:
-            require(principal, Action.BREAK_GLASS, model=canary.model)
+        break_glass_needed(principal, Action.ROLLBACK_CANARY, model=canary.model)
         data = StopInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.canary_rollback(actor=principal, canary_id=id, reason=data.validated_data["reason"],
@@ -529,8 +534,7 @@ class CanaryRevert(APIView):
         principal = principal_of(request)
         canary = canary_selectors.canary_get(actor=principal, canary_id=id)
         # 403 before the input is read: the owner's or platform's right, or on-call's break-glass.
-        if not decide(principal, Action.REVERT_CANARY, model=canary.model).allowed:
-            require(principal, Action.BREAK_GLASS, model=canary.model)
+        break_glass_needed(principal, Action.REVERT_CANARY, model=canary.model)
         data = StopInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.canary_revert(actor=principal, canary_id=id, reason=data.validated_data["reason"],

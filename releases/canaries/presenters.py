@@ -15,7 +15,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.access.permissions import Action, decide, roles_of
+from governance.access.permissions import Action, decide, may_or_break_glass, roles_of
 from governance.incidents import selectors as incident_selectors
 from governance.incidents.models import Incident
 from monitoring.evaluator import metric_gap, rollback_sensitivity
@@ -435,13 +435,11 @@ def canary_page_context(canary: Canary, *, user: Any, now: datetime) -> dict[str
         "waits": hold_explanations(canary, evaluation, user=user, now=now, remaining=remaining),
         "signable": [{"role": role, "label": ROLE_LABELS[role]} for role in signable],
         "can_rollback": states.allows(canary.state, states.Act.ROLLBACK)
-        and (decide(user, Action.ROLLBACK_CANARY, model=canary.model).allowed
-             or decide(user, Action.BREAK_GLASS, model=canary.model).allowed),
+        and may_or_break_glass(user, Action.ROLLBACK_CANARY, model=canary.model),
         "can_abort": states.allows(canary.state, states.Act.ABORT)
         and decide(user, Action.ABORT_CANARY, model=canary.model).allowed,
         "can_revert": states.allows(canary.state, states.Act.REVERT, standby=canary.standby)
-        and (decide(user, Action.REVERT_CANARY, model=canary.model).allowed
-             or decide(user, Action.BREAK_GLASS, model=canary.model).allowed),
+        and may_or_break_glass(user, Action.REVERT_CANARY, model=canary.model),
         "watched": states.watched(canary.state, canary.standby),
         "metric_gap": metric_gap(evaluation.inputs) if evaluation is not None and canary.state in states.SERVING
         else None,

@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from canaryhub.errors import DomainError, NotFound
 from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_on_htmx
-from governance.access.permissions import Action, decide, require_page
+from governance.access.permissions import Action, decide, may_or_break_glass, require_page
 from releases.canaries import charts, dashboard, presenters, selectors, services, states
 from releases.canaries import fleet as fleet_model
 from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
@@ -363,7 +363,7 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
     canary = _canary_or_404(request.user, pk)
     # On-call acts under break-glass (a rollback or a revert): the same dialog, its own rule.
     break_glass = kind != "abort" and not decide(request.user, stop.action, model=canary.model).allowed \
-        and decide(request.user, Action.BREAK_GLASS, model=canary.model).allowed
+        and may_or_break_glass(request.user, stop.action, model=canary.model)
     if not break_glass:
         require_page(request.user, stop.action, model=canary.model)
     form = CanaryStopForm(request.POST or None)
