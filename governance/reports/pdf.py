@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
@@ -115,78 +116,131 @@ def _slo_story(figures: list[dict[str, Any]]) -> list[Any]:
             Spacer(1, 4 * mm)]
 
 
-def _line_chart(points: list[tuple[float, float]], *, x_label: str) -> Drawing:
+_CANARY, _PRODUCTION = colors.HexColor("#d9480f"), colors.HexColor("#1c7ed6")
+
+
+def _line_chart(series: list[tuple[str, list[tuple[float, float]], Any]], *, x_label: str) -> Drawing:
     drawing = Drawing(170 * mm, 60 * mm)
     plot = LinePlot()
     plot.x, plot.y, plot.width, plot.height = 30, 25, 170 * mm - 50, 60 * mm - 40
-    plot.data = [points or [(0, 0)]]
-    plot.lines[0].strokeColor = colors.HexColor("#1f6f8b")
-    plot.lines[0].strokeWidth = 1.5
+    plot.data = [points or [(0, 0)] for _, points, _ in series]
+    for i, (_, _, colour) in enumerate(series):
+        plot.lines[i].strokeColor = colour
+        plot.lines[i].strokeWidth = 1.5
     plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = 0, 100
     plot.xValueAxis.valueMin = 0
     drawing.add(plot)
     drawing.add(String(30, 5, x_label, fontSize=7))
     drawing.add(String(0, 60 * mm - 10, "traffic to canary (%)", fontSize=7))
+    legend = Legend()
+    legend.x, legend.y = 170 * mm - 70, 60 * mm - 6
+    legend.fontSize = 6
+    legend.colorNamePairs = [(colour, name) for name, _, colour in series]
+    drawing.add(legend)
     return drawing
 
 
-def _bar_chart(*, title: str, labels: list[str], canary: list[float], limit: list[float]) -> Drawing:
+def _bar_chart(*, title: str, labels: list[str], canary: list[float], production: list[float]) -> Drawing:
     drawing = Drawing(85 * mm, 55 * mm)
     chart = VerticalBarChart()
     chart.x, chart.y, chart.width, chart.height = 30, 20, 85 * mm - 45, 55 * mm - 40
-    chart.data = [canary or [0], limit or [0]]
+    chart.data = [canary or [0], production or [0]]
     chart.categoryAxis.categoryNames = labels or ["-"]
     chart.categoryAxis.labels.fontSize = 6
     chart.valueAxis.labels.fontSize = 6
-    chart.bars[0].fillColor = colors.HexColor("#1f6f8b")
-    chart.bars[1].fillColor = colors.HexColor("#c9a227")
+    chart.bars[0].fillColor = _CANARY
+    chart.bars[1].fillColor = _PRODUCTION
     drawing.add(chart)
     drawing.add(String(30, 55 * mm - 12, title, fontSize=8))
     legend = Legend()
     legend.x, legend.y = 85 * mm - 40, 55 * mm - 14
     legend.fontSize = 6
-    legend.colorNamePairs = [(colors.HexColor("#1f6f8b"), "canary"), (colors.HexColor("#c9a227"), "limit")]
+    legend.colorNamePairs = [(_CANARY, "canary"), (_PRODUCTION, "production")]
     drawing.add(legend)
     return drawing
 
 
+# (title, value of one side's summary scaled for the chart, how a cell prints it)
+_COMPARED = (
+    ("error rate (%)", lambda side: side["error_rate"] * 100 if side["error_rate"] is not None else None, "{:.3g}%"),
+    ("p99 latency, mean (ms)", lambda side: side["p99_s_mean"] * 1000 if side["p99_s_mean"] is not None else None,
+     "{:.0f} ms"),
+    ("quality score", lambda side: side["quality_mean"], "{:.3f}"),
+)
+
+
+def _cell(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
 def report_pdf(report: dict[str, Any]) -> bytes:
-    """The post-canary report: traffic split over time, metric comparison per stage (charts),
-    anomalies, the decision and the time at each stage."""
+    """The post-canary report (the data of releases.canaries.dashboard.canary_report, as
+    governance.reports.selectors.report_data gives it): traffic split over time, each stage's
+    metrics against production's, anomalies, the decision and the time and end of each stage."""
+    canary, decision = report["canary"], report["decision"]
+    start = datetime.fromisoformat(canary["initiated_at"])
+
+    def hours(at: str) -> float:
+        return round((datetime.fromisoformat(at) - start).total_seconds() / 3600, 3)
+
+    split = report["traffic_split"]
     story: list[Any] = [
-        _p(f"Post-canary report: {report['model']} {report['version']}", "Title"),
-        _p(f"Canary #{report['canary_id']} against production {report['baseline']}; schedule {report['schedule']}; "
-           f"risk tier {report['risk_tier']}."),
-        _p(f"Decision: {report['decision']}", "Heading2"),
-        _p(report["decision_detail"]),
+        _p(f"Post-canary report: {canary['model']} {canary['version']}", "Title"),
+        _p(f"Canary #{canary['id']} against production {canary['baseline']}; schedule {canary['schedule']}; "
+           f"risk tier {canary['risk_tier']}; state {canary['state']}."),
+        _p(f"Decision: {report['headline']}", "Heading2"),
+        _p(f"Outcome: {decision['outcome']}" + (f"; decided by {decision['decided_by']}" if decision["decided_by"]
+                                                else "") + "."),
         _p("Traffic split over time", "Heading3"),
-        _line_chart(report["traffic_points"], x_label="hours since initiation"),
-        _p("Metric comparison per stage (last evaluation of each stage: observed value against its limit)", "Heading3"),
+        _line_chart([
+            ("configured percent", [(hours(p["window_end"]), p["configured_percent"]) for p in split
+                                    if p["configured_percent"] is not None], _PRODUCTION),
+            ("observed canary share", [(hours(p["window_end"]), p["observed_canary_share_pct"]) for p in split
+                                       if p["observed_canary_share_pct"] is not None], _CANARY),
+        ], x_label="hours since initiation"),
+        _p("Metric comparison per stage against production (pooled over each stage's evaluation windows)",
+           "Heading3"),
     ]
-    charts = [
-        _bar_chart(title=m["name"], labels=m["labels"], canary=m["values"], limit=m["limits"])
-        for m in report["metrics"]
-    ]
-    for i in range(0, len(charts), 2):
-        story.append(Table([charts[i:i + 2]]))
-    story += [
-        _p("Time at each stage", "Heading3"),
-        _table([["Stage", "Traffic", "Entered", "Time at stage", "Evaluations", "Last verdict"]]
-               + [[str(s["index"]), f"{s['percent']}%", s["entered_at"] or "not reached", s["duration"],
-                   str(s["evaluations"]), s["verdict"]] for s in report["stages"]]),
-        _p("Anomalies and red gates", "Heading3"),
-    ]
+    compared = [s for s in report["stages"] if s["canary"] is not None]
+    labels = [f"{s['number']}: {s['label']}" for s in compared]
+    drawings = []
+    for title, value, _ in _COMPARED:
+        pairs = [(value(s["canary"]), value(s["production"])) for s in compared]
+        drawings.append(_bar_chart(title=title, labels=labels, canary=[c or 0.0 for c, _ in pairs],
+                                   production=[p or 0.0 for _, p in pairs]))
+    for i in range(0, len(drawings), 2):
+        story.append(Table([drawings[i:i + 2]]))
+    rows = [["Stage", "Windows", *[f"{t}: canary / production" for t, _, _ in _COMPARED], "Safety", "Red"]]
+    for s in compared:
+        rows.append([labels[compared.index(s)], str(s["windows"]),
+                     *[f"{_cell(value(s['canary']), fmt)} / {_cell(value(s['production']), fmt)}"
+                       for _, value, fmt in _COMPARED],
+                     f"{s['safety_violations']:g}", str(s["red_evaluations"])])
+    story += [_table(rows), Spacer(1, 4 * mm), _p("Time at each stage and how it ended", "Heading3")]
+    story.append(_table(
+        [["Stage", "Traffic", "Entered", "Time at stage", "How it ended"]]
+        + [[f"{s['number']}: {s['label']}", f"{s['percent']}%", s["entered_at"] or "-",
+            _duration(s["time_s"]), s["decision"] or "-"] for s in report["stages"]],
+        [30 * mm, 15 * mm, 45 * mm, 25 * mm, 65 * mm]))
+    story.append(_p("Anomalies: warnings, holds, red evaluations, the rollback", "Heading3"))
     if report["anomalies"]:
-        story.append(_table([["Window end", "Stage", "Gate", "Status", "Detail"]]
-                            + [[a["window_end"], str(a["stage"]), a["gate"], a["status"], a["detail"]]
-                               for a in report["anomalies"]]))
+        story.append(_table([["At", "Kind", "What"]] + [[a["at"], a["kind"], a["text"]] for a in report["anomalies"]],
+                            [45 * mm, 20 * mm, 115 * mm]))
     else:
-        story.append(_p("No gate was red, stale or anomalous in any evaluation."))
+        story.append(_p("No warning, hold, red evaluation or rollback."))
     story += [_p("Incidents", "Heading3")]
     story.append(_table([["#", "Severity", "Kind", "Status", "Summary"]]
                         + [[str(i["id"]), i["severity"], i["kind"], i["status"], i["summary"]]
                            for i in report["incidents"]]) if report["incidents"] else _p("None."))
-    return _build(story, title=f"Post-canary report, canary {report['canary_id']}")
+    return _build(story, title=f"Post-canary report, canary {canary['id']}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds) // 60
+    days, minutes = divmod(minutes, 1440)
+    return f"{days} d {minutes // 60} h {minutes % 60} min" if days else f"{minutes // 60} h {minutes % 60} min"
 
 
 def verify_url(certificate_id: Any) -> str:

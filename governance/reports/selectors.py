@@ -1,15 +1,16 @@
 """Post-canary analysis (seed 003 "Post-Canary Analysis"): the time at each stage, traffic split
 over time, metric comparison per stage, anomalies and the decision, computed from stored facts.
-Shared by the certificate and the evidence bundle's report."""
+The stage summaries are the certificate's; the report's data is the report page's."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from governance.reports.records import ts
-from monitoring.evaluations import PROMOTION_GATES
-from releases.canaries import states
+from releases.canaries import dashboard
 
 DECISIONS = {
     "completed": "Promoted to 100% (awaiting AI Governance certificate)",
@@ -61,46 +62,12 @@ def stage_summaries(canary: Any) -> list[dict[str, Any]]:
     return summaries
 
 
-def report_data(canary: Any) -> dict[str, Any]:
-    entries = stage_entries(canary)
-    start = canary.initiated_at
-    hours = lambda at: round((at - start).total_seconds() / 3600, 3)  # noqa: E731
-    points: list[tuple[float, float]] = []
-    for index in sorted(entries):
-        percent = canary.stages[index]["percent"]
-        if points:
-            points.append((hours(entries[index]), points[-1][1]))
-        points.append((hours(entries[index]), percent))
-    if canary.ended_at is not None and points:
-        points.append((hours(canary.ended_at), points[-1][1]))
-        if canary.state in states.STOPPED:
-            points.append((hours(canary.ended_at), 0))
-    last_per_stage: dict[int, Any] = {}
-    anomalies = []
-    for evaluation in canary.evaluations.order_by("window_end", "id"):
-        last_per_stage[evaluation.stage_index] = evaluation
-        for gate in evaluation.gates:
-            if gate["status"] != "green":
-                anomalies.append({"window_end": ts(evaluation.window_end), "stage": evaluation.stage_index,
-                                  "gate": gate["name"], "status": gate["status"], "detail": gate.get("detail", "")})
-    metrics = []
-    for name in PROMOTION_GATES:
-        labels, values, limits = [], [], []
-        for index, evaluation in sorted(last_per_stage.items()):
-            gate = next((g for g in evaluation.gates if g["name"] == name), None)
-            if gate is None:
-                continue
-            labels.append(f"{canary.stages[index]['percent']}%")
-            values.append(float(gate["value"] or 0))
-            limits.append(float(gate["limit"] or 0))
-        metrics.append({"name": name, "labels": labels, "values": values, "limits": limits})
-    return {
-        "canary_id": canary.pk, "model": canary.model.name, "version": canary.version.version,
-        "baseline": canary.baseline.version, "schedule": canary.schedule, "risk_tier": canary.risk_tier,
-        "decision": DECISIONS.get(canary.state, f"In progress ({canary.state})"),
-        "decision_detail": canary.end_reason or f"Reached stage {canary.stage_index} at {canary.traffic_percent}%.",
-        "traffic_points": points, "metrics": metrics, "stages": stage_summaries(canary),
-        "anomalies": anomalies[:200],
-        "incidents": [{"id": i.pk, "severity": i.severity, "kind": i.kind, "status": i.status, "summary": i.summary}
-                      for i in canary.incidents.order_by("opened_at")],
-    }
+def report_data(canary: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """The post-canary report's data for the evidence bundle's PDF: the same data the report page
+    and `GET /api/v1/canaries/{id}/report/` show (releases.canaries.dashboard.canary_report), with
+    the decision's headline and the canary's incidents."""
+    data = dashboard.canary_report(canary, now=now or timezone.now()).data()
+    data["headline"] = DECISIONS.get(canary.state, f"In progress ({canary.state})")
+    data["incidents"] = [{"id": i.pk, "severity": i.severity, "kind": i.kind, "status": i.status, "summary": i.summary}
+                         for i in canary.incidents.order_by("opened_at")]
+    return data

@@ -41,7 +41,7 @@ from governance.access.permissions import (
 )
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.evaluations import GateStatus
-from releases.canaries import schedules, services
+from releases.canaries import dashboard, schedules, services
 from releases.canaries import selectors as canary_selectors
 from releases.canaries.models import Approval, Canary
 from releases.register import selectors as register_selectors
@@ -277,6 +277,78 @@ class CanaryOutput(CanarySummaryOutput):
                                             help_text="when the post-promotion watch ends")
 
 
+class ReportCanaryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField()
+    version = serializers.CharField()
+    baseline = serializers.CharField(help_text="the production version the canary was compared with")
+    schedule = serializers.CharField()
+    risk_tier = serializers.CharField()
+    state = serializers.ChoiceField(choices=Canary.State.choices)
+    initiated_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    end_reason = serializers.CharField(allow_blank=True)
+
+
+class ReportDecisionOutput(serializers.Serializer):
+    outcome = serializers.CharField(
+        help_text="promoted | rolled back | aborted | promoted, then reverted | in progress")
+    decided_by = serializers.CharField(allow_blank=True, help_text="the metric or the person's reason that decided")
+
+
+class ReportSideOutput(serializers.Serializer):
+    requests = serializers.FloatField()
+    errors = serializers.FloatField()
+    error_rate = serializers.FloatField(allow_null=True, help_text="errors / requests over the stage (0-1)")
+    p99_s_mean = serializers.FloatField(allow_null=True, help_text="mean of the windows' p99 latency, seconds")
+    p99_s_worst = serializers.FloatField(allow_null=True, help_text="the worst window's p99 latency, seconds")
+    quality_mean = serializers.FloatField(allow_null=True, help_text="mean quality score, weighted by scored requests")
+    quality_scored = serializers.FloatField()
+
+
+class ReportComparisonOutput(serializers.Serializer):
+    error_rate_difference_pp = serializers.FloatField(allow_null=True, help_text="canary − production, in pp")
+    p99_ratio = serializers.FloatField(allow_null=True, help_text="canary p99 / production p99")
+    quality_ratio = serializers.FloatField(allow_null=True, help_text="canary quality / production quality")
+
+
+class ReportStageOutput(serializers.Serializer):
+    number = serializers.IntegerField(help_text="1-based stage number")
+    label = serializers.CharField()
+    percent = serializers.IntegerField()
+    entered_at = serializers.DateTimeField(allow_null=True)
+    left_at = serializers.DateTimeField(allow_null=True)
+    time_s = serializers.FloatField(allow_null=True, help_text="time spent in the stage, seconds")
+    decision = serializers.CharField(allow_blank=True, help_text="how the stage ended")
+    windows = serializers.IntegerField(help_text="evaluation windows judged in the stage")
+    canary = ReportSideOutput(allow_null=True)
+    production = ReportSideOutput(allow_null=True)
+    comparison = ReportComparisonOutput(allow_null=True)
+    safety_violations = serializers.FloatField()
+    warnings = serializers.IntegerField(help_text="windows with an early warning")
+    red_evaluations = serializers.IntegerField()
+
+
+class ReportAnomalyOutput(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.ChoiceField(choices=["warning", "held", "red", "rolled_back"])
+    text = serializers.CharField()
+
+
+class ReportSplitOutput(serializers.Serializer):
+    window_end = serializers.DateTimeField(help_text="the latest window end in the time bucket")
+    configured_percent = serializers.FloatField(allow_null=True)
+    observed_canary_share_pct = serializers.FloatField(allow_null=True)
+
+
+class CanaryReportOutput(serializers.Serializer):
+    canary = ReportCanaryOutput()
+    decision = ReportDecisionOutput()
+    stages = ReportStageOutput(many=True, help_text="each stage the canary reached, against production")
+    anomalies = ReportAnomalyOutput(many=True, help_text="warnings, holds, red evaluations and the rollback")
+    traffic_split = ReportSplitOutput(many=True, help_text="at most 240 time buckets over the whole canary")
+
+
 class SignedOutput(serializers.Serializer):
     approval = ApprovalOutput()
     canary = CanaryOutput()
@@ -452,6 +524,47 @@ class CanaryEvaluations(APIView):
         return paginate(request, self, canary_selectors.canary_evaluations(canary=canary), EvaluationOutput)
 
 
+_SIDE_EXAMPLE = {"requests": 48000.0, "errors": 24.0, "error_rate": 0.0005, "p99_s_mean": 0.21, "p99_s_worst": 0.24,
+                 "quality_mean": 0.91, "quality_scored": 4800.0}
+_REPORT_EXAMPLE = {
+    "canary": {"id": 7, "model": "scorer", "version": "1.1.0", "baseline": "1.0.0", "schedule": "standard",
+               "risk_tier": "high", "state": "rolled_back", "initiated_at": _T0, "ended_at": "2025-05-02T16:10:00Z",
+               "end_reason": "error rate tripled"},
+    "decision": {"outcome": "rolled back", "decided_by": "error rate (automatic rollback)"},
+    "stages": [{"number": 1, "label": "1%", "percent": 1, "entered_at": _T0, "left_at": "2025-05-02T16:10:00Z",
+                "time_s": 22200.0, "decision": "rolled back: error rate tripled", "windows": 370,
+                "canary": _SIDE_EXAMPLE, "production": {**_SIDE_EXAMPLE, "requests": 4752000.0, "errors": 2376.0},
+                "comparison": {"error_rate_difference_pp": 0.0, "p99_ratio": 1.0, "quality_ratio": 1.0},
+                "safety_violations": 0.0, "warnings": 1, "red_evaluations": 2}],
+    "anomalies": [{"at": "2025-05-02T16:09:00Z", "kind": "warning", "text": "1 window(s) with an early warning"},
+                  {"at": "2025-05-02T16:10:00Z", "kind": "rolled_back", "text": "Rolled back: error rate tripled"}],
+    "traffic_split": [{"window_end": "2025-05-02T10:02:00Z", "configured_percent": 1.0,
+                       "observed_canary_share_pct": 0.98}],
+}
+
+
+class CanaryReport(APIView):
+    @extend_schema(
+        operation_id="canaries_report_retrieve",
+        tags=["canaries"],
+        summary="Get a canary's post-canary report",
+        description="What the canary did, as the report page and the evidence bundle's PDF show it: the router's "
+        "split over time (configured percent against the observed canary share, in at most 240 time buckets), each "
+        "stage's pooled numbers for the canary and production side by side with their difference and ratios, the "
+        "anomalies (early warnings, holds, red evaluations, the rollback; windows that merely lacked samples are "
+        "not anomalies), the decision, and how long each stage lasted and how it ended. Available while the "
+        "canary runs too (the last stage then reads `in progress`).",
+        responses={200: CanaryReportOutput, **problems(401, 403, 404)},
+        examples=[example_response(_REPORT_EXAMPLE)],
+    )
+    def get(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.VIEW)
+        canary = canary_selectors.canary_get(actor=principal, canary_id=id)
+        report = dashboard.canary_report(canary, now=timezone.now())
+        return Response(CanaryReportOutput(report.data()).data)
+
+
 class CanaryApprovals(APIView):
     @extend_schema(
         operation_id="canaries_approvals_create",
@@ -570,6 +683,7 @@ urlpatterns = [
     path("canaries/", CanaryCollection.as_view(), name="api-canary-list"),
     path("canaries/<int:id>/", CanaryItem.as_view(), name="api-canary-detail"),
     path("canaries/<int:id>/evaluations/", CanaryEvaluations.as_view(), name="api-canary-evaluations"),
+    path("canaries/<int:id>/report/", CanaryReport.as_view(), name="api-canary-report"),
     path("canaries/<int:id>/approvals/", CanaryApprovals.as_view(), name="api-canary-approvals"),
     path("canaries/<int:id>/rollback/", CanaryRollback.as_view(), name="api-canary-rollback"),
     path("canaries/<int:id>/abort/", CanaryAbort.as_view(), name="api-canary-abort"),

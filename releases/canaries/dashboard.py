@@ -327,8 +327,12 @@ def _sufficiency(info: dict) -> str:
 class StageReport:
     number: int
     label: str
+    percent: int
     summary: Bucket | None
     time: timedelta | None
+    entered_at: datetime | None = None
+    left_at: datetime | None = None
+    decision: str = ""
 
 
 @dataclass
@@ -340,19 +344,38 @@ class CanaryReport:
     anomalies: list[charts.Marker]
     split: charts.Chart
 
+    def data(self) -> dict[str, Any]:
+        """The report as JSON-ready data: what the API returns and the evidence bundle's PDF prints."""
+        c = self.canary
+        return {
+            "canary": {"id": c.pk, "model": c.model.name, "version": c.version.version,
+                       "baseline": c.baseline.version, "schedule": c.schedule, "risk_tier": c.risk_tier,
+                       "state": c.state, "initiated_at": _ts(c.initiated_at), "ended_at": _ts(c.ended_at),
+                       "end_reason": c.end_reason},
+            "decision": {"outcome": self.outcome, "decided_by": self.decided_by},
+            "stages": [_stage_data(stage) for stage in self.stages],
+            "anomalies": [{"at": _ts(m.at), "kind": m.kind, "text": m.text} for m in self.anomalies],
+            "traffic_split": [{"window_end": end, "configured_percent": configured, "observed_canary_share_pct": seen}
+                              for end, configured, seen in self.split.rows],
+        }
+
 
 def canary_report(canary: Canary, *, now: datetime) -> CanaryReport:
     """What the canary did, stage by stage against production: the traffic split over time, each
     stage's pooled numbers for both sides, the anomalies (warnings, holds, red evaluations, the
-    rollback) and the decision with the time each stage took."""
+    rollback; not the windows that merely lacked samples) and how each stage ended, with the time
+    it took. The report page, `GET /api/v1/canaries/{id}/report/` and the evidence bundle's PDF
+    are all drawn from this."""
     summaries = stage_summaries(canary.pk)
     [past] = history.canary_history([canary], now=now)
-    times = {item["label"]: item["duration"] for item in past.stage_times}
+    times = {item["index"]: item for item in past.stage_times}
     stages = []
     for index, stage in enumerate(selectors.canary_stages(canary)):
-        label = stage_label(stage)
-        if index in summaries or label in times:
-            stages.append(StageReport(index + 1, label, summaries.get(index), times.get(label)))
+        if index in summaries or index in times:
+            moved = times.get(index) or {}
+            stages.append(StageReport(index + 1, stage_label(stage), stage.percent, summaries.get(index),
+                                      moved.get("duration"), moved.get("entered_at"), moved.get("left_at"),
+                                      moved.get("decision") or ""))
     board = canary_dashboard(canary, key="all", now=now)
     span = board.span
     anomalies = [m for m in _markers(canary, span, board.buckets) if m.kind not in ("promoted", "other")]
@@ -364,3 +387,42 @@ def canary_report(canary: Canary, *, now: datetime) -> CanaryReport:
     split = board.chart("router_split")
     assert split is not None
     return CanaryReport(canary, past.outcome, past.decided_by, stages, anomalies, split)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _side(s: Bucket, role: str) -> dict[str, Any]:
+    return {
+        "requests": getattr(s, f"{role}_requests"), "errors": getattr(s, f"{role}_errors"),
+        "error_rate": getattr(s, f"{role}_rate"), "p99_s_mean": getattr(s, f"{role}_p99_mean"),
+        "p99_s_worst": getattr(s, f"{role}_p99_max"), "quality_mean": getattr(s, f"{role}_quality"),
+        "quality_scored": getattr(s, f"{role}_scored"),
+    }
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 6) if top is not None and bottom else None
+
+
+def _stage_data(stage: StageReport) -> dict[str, Any]:
+    s = stage.summary
+    out: dict[str, Any] = {
+        "number": stage.number, "label": stage.label, "percent": stage.percent,
+        "entered_at": _ts(stage.entered_at), "left_at": _ts(stage.left_at),
+        "time_s": stage.time.total_seconds() if stage.time is not None else None, "decision": stage.decision,
+        "windows": 0, "canary": None, "production": None, "comparison": None,
+        "safety_violations": 0, "warnings": 0, "red_evaluations": 0,
+    }
+    if s is not None:
+        difference = (s.canary_rate - s.production_rate) * 100 if (
+            s.canary_rate is not None and s.production_rate is not None) else None
+        out.update(
+            windows=s.windows, canary=_side(s, "canary"), production=_side(s, "production"),
+            comparison={"error_rate_difference_pp": round(difference, 6) if difference is not None else None,
+                        "p99_ratio": _ratio(s.canary_p99_mean, s.production_p99_mean),
+                        "quality_ratio": _ratio(s.canary_quality, s.production_quality)},
+            safety_violations=s.safety_violations, warnings=s.warnings, red_evaluations=s.red,
+        )
+    return out

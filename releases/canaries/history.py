@@ -30,7 +30,8 @@ class HistoryRow:
     canary: Canary
     outcome: str
     extended: bool
-    stage_times: list[dict[str, Any]] = field(default_factory=list)  # {label, duration}
+    # {index, label, entered_at, left_at, duration, decision}: one per stage the canary entered
+    stage_times: list[dict[str, Any]] = field(default_factory=list)
     decided_by: str = ""
 
 
@@ -64,14 +65,33 @@ def _row(canary: Canary, moves: list[tuple[datetime, str, dict]], triggers: dict
     end = canary.ended_at or now
     times = []
     for i, (at, index) in enumerate(entered):
-        until = entered[i + 1][0] if i + 1 < len(entered) else end
+        following = entered[i + 1] if i + 1 < len(entered) else None
+        until = following[0] if following else end
         if index < len(stages) and stages[index].is_final and canary.state in states.COMPLETE:
             continue  # reaching 100 % ends the canary: no time is spent "in" the final stage
         label = presenters.stage_label(stages[index]) if index < len(stages) else f"stage {index + 1}"
-        times.append({"label": label, "duration": max(until - at, timedelta(0))})
+        times.append({"index": index, "label": label, "entered_at": at,
+                      "left_at": until if following or canary.ended_at else None,
+                      "duration": max(until - at, timedelta(0)),
+                      "decision": _stage_decision(canary, stages, following[1] if following else None)})
     extended = any(action == "canary.held" for _, action, _ in moves)
     outcome = _OUTCOMES.get(canary.state, "in progress")
     return HistoryRow(canary, outcome, extended, times, _decided_by(canary, moves, triggers))
+
+
+def _stage_decision(canary: Canary, stages: list, next_index: int | None) -> str:
+    """How a stage ended: the step to the next stage, the canary's end, or that it still runs."""
+    if next_index is not None:
+        label = presenters.stage_label(stages[next_index]) if next_index < len(stages) else ""
+        return f"promoted to stage {next_index + 1} ({label})" if label else f"promoted to stage {next_index + 1}"
+    if canary.state in (State.ROLLED_BACK, State.ABORTED):
+        word = "rolled back" if canary.state == State.ROLLED_BACK else "aborted"
+        return f"{word}: {canary.end_reason[:120]}" if canary.end_reason else word
+    if canary.state == State.HELD:
+        return f"held: {canary.hold_reason[:120]}" if canary.hold_reason else "held"
+    if canary.state == State.REVERTED:
+        return f"reverted: {canary.end_reason[:120]}" if canary.end_reason else "reverted"
+    return "in progress"
 
 
 def _decided_by(canary: Canary, moves: list[tuple[datetime, str, dict]], triggers: dict) -> str:

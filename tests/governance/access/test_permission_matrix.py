@@ -57,6 +57,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "canaries_list": ("GET", "/api/v1/canaries/", read(out_token=200)),
     "canaries_retrieve": ("GET", "/api/v1/canaries/{canary}/", read()),
     "canaries_evaluations_list": ("GET", "/api/v1/canaries/{canary}/evaluations/", read()),
+    "canaries_report_retrieve": ("GET", "/api/v1/canaries/{canary}/report/", read()),
     "canaries_threshold_changes_list": ("GET", "/api/v1/canaries/{canary}/threshold-changes/", read()),
     "canaries_evidence_retrieve": ("GET", "/api/v1/canaries/{canary}/evidence/",
                                    read(other_owner=403, oncall=403, token=403, obs_token=403)),

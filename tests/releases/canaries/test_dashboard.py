@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from rest_framework.test import APIClient
 from django.utils import timezone
 
 from governance.access.permissions import Role
@@ -293,3 +294,91 @@ def test_report_compares_each_stage_with_production(people, canary):
     assert "0.4% / 0.1%" in html and "vendor/plotly.min.js" in html
     assert client_for(people["bot"]).get(reverse("releases:canary-report", kwargs={"pk": canary.pk})).status_code == 404
     assert Client().get(reverse("releases:canary-report", kwargs={"pk": canary.pk})).status_code == 302
+
+
+def _rolled_back_with_anomalies(people, canary) -> Canary:
+    """A canary with an insufficient window (not an anomaly), a warning, a red window, then a rollback."""
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=40), status="insufficient",
+                    inputs=window_inputs(canary=(10, 0), production=(990, 1)))
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=30),
+                    inputs=window_inputs(canary=(1000, 5), production=(99000, 99), warnings=[{"metric": "error_rate"}]))
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=20), status="red",
+                    inputs=window_inputs(canary=(1000, 3), production=(99000, 99)))
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="errors up")
+    canary.refresh_from_db()
+    return canary
+
+
+def api_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_report_api_returns_the_report_pages_data(people, canary):
+    _rolled_back_with_anomalies(people, canary)
+    url = reverse("api-canary-report", kwargs={"id": canary.pk})
+    response = api_for(people["governance"]).get(url)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["canary"]["id"] == canary.pk and body["canary"]["state"] == "rolled_back"
+    assert body["decision"] == {"outcome": "rolled back", "decided_by": "manual rollback: errors up"}
+    [stage] = body["stages"]
+    assert stage["number"] == 1 and stage["percent"] == canary.stages[0]["percent"] and stage["windows"] == 3
+    assert stage["decision"] == "rolled back: errors up" and stage["time_s"] > 3 * 3600 - 60
+    assert stage["canary"]["requests"] == 2010 and stage["canary"]["error_rate"] == pytest.approx(8 / 2010)
+    assert stage["production"]["error_rate"] == pytest.approx(199 / 198990)
+    assert stage["comparison"]["error_rate_difference_pp"] == pytest.approx((8 / 2010 - 199 / 198990) * 100, abs=1e-6)
+    assert stage["red_evaluations"] == 1 and stage["warnings"] == 1
+    # Anomalies: the warning, the red window and the rollback; the insufficient window is not one.
+    assert sorted(a["kind"] for a in body["anomalies"]) == ["red", "rolled_back", "warning"]
+    assert [p["observed_canary_share_pct"] for p in body["traffic_split"]] == pytest.approx(
+        [10 / 1000 * 100, 1000 / 100000 * 100, 1000 / 100000 * 100], rel=1e-5)
+    # The same builder as the page: the page's report, as data, is the API's answer.
+    page = client_for(people["governance"]).get(reverse("releases:canary-report", kwargs={"pk": canary.pk}))
+    data = page.context["report"].data()
+    assert [s["decision"] for s in data["stages"]] == [s["decision"] for s in body["stages"]]
+    assert [a["text"] for a in data["anomalies"]] == [a["text"] for a in body["anomalies"]]
+    assert 'data-cell="decision">rolled back: errors up' in page.content.decode()
+
+
+def test_report_api_refuses_who_may_not_see_the_canary(people, canary):
+    from governance.tokens.services import token_create
+
+    seed(canary, 2)
+    url = reverse("api-canary-report", kwargs={"id": canary.pk})
+    for who in ("owner", "platform", "stranger"):  # every role reads canaries, as the canary page shows them
+        assert api_for(people[who]).get(url).status_code == 200, who
+    assert api_for(people["nobody"]).get(url).status_code == 403
+    assert APIClient().get(url).status_code == 401
+    unknown = api_for(people["owner"]).get(reverse("api-canary-report", kwargs={"id": canary.pk + 999}))
+    assert unknown.status_code == 404
+    services.model_register(actor=people["platform"], name="ranker", display_name="Ranker", risk_tier="low",
+                            owner="stranger", on_call="oncall@example.test")
+    for scope, status in ((["scorer"], 200), (["ranker"], 404)):
+        _, secret = token_create(actor=people["platform"], user=people["bot"], name=f"ci-{scope[0]}", scope=scope)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        response = client.get(url)
+        assert response.status_code == status, scope
+        if status == 404:  # out of scope, the canary is unknown: nothing of it is told
+            assert b"scorer" not in response.content and b"stages" not in response.content
+
+
+def test_evidence_report_pdf_prints_the_report_data(people, canary):
+    import io
+
+    from pypdf import PdfReader
+
+    from governance.reports.pdf import report_pdf
+    from governance.reports.selectors import report_data
+
+    _rolled_back_with_anomalies(people, canary)
+    now = timezone.now()
+    data = report_data(canary, now=now)
+    assert data["stages"] == dashboard.canary_report(canary, now=now).data()["stages"]
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(report_pdf(data))).pages)
+    assert "Traffic split over time" in text and "Metric comparison per stage against production" in text
+    assert "0.398% / 0.1%" in text  # stage 1's error rate, canary / production
+    assert "rolled back: errors up" in text and "1 window(s) with an early warning" in text
+    assert "1 evaluation(s) with a red gate" in text and "insufficient" not in text
