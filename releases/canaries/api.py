@@ -331,7 +331,8 @@ class ReportStageOutput(serializers.Serializer):
 
 class ReportAnomalyOutput(serializers.Serializer):
     at = serializers.DateTimeField()
-    kind = serializers.ChoiceField(choices=["warning", "held", "red", "rolled_back"])
+    kind = serializers.CharField(help_text="warning (an early warning), held (a hold or suspension), red (red "
+                                 "evaluations in a stage) or rolled_back (the rollback or abort)")
     text = serializers.CharField()
 
 

@@ -84,7 +84,7 @@ def _stage_decision(canary: Canary, stages: list, next_index: int | None) -> str
     if next_index is not None:
         label = presenters.stage_label(stages[next_index]) if next_index < len(stages) else ""
         return f"promoted to stage {next_index + 1} ({label})" if label else f"promoted to stage {next_index + 1}"
-    if canary.state in (State.ROLLED_BACK, State.ABORTED):
+    if canary.state in states.STOPPED:
         word = "rolled back" if canary.state == State.ROLLED_BACK else "aborted"
         return f"{word}: {canary.end_reason[:120]}" if canary.end_reason else word
     if canary.state == State.HELD:

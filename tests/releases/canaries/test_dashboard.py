@@ -15,9 +15,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pypdf import PdfReader
 from rest_framework.test import APIClient
 
 from governance.access.permissions import Role
+from governance.reports.pdf import report_pdf
+from governance.reports.selectors import report_data
+from governance.tokens.services import token_create
 from releases.canaries import charts, dashboard
 from releases.canaries import services as lifecycle
 from releases.canaries.models import Canary
@@ -343,8 +347,6 @@ def test_report_api_returns_the_report_pages_data(people, canary):
 
 
 def test_report_api_refuses_who_may_not_see_the_canary(people, canary):
-    from governance.tokens.services import token_create
-
     seed(canary, 2)
     url = reverse("api-canary-report", kwargs={"id": canary.pk})
     for who in ("owner", "platform", "stranger"):  # every role reads canaries, as the canary page shows them
@@ -366,13 +368,6 @@ def test_report_api_refuses_who_may_not_see_the_canary(people, canary):
 
 
 def test_evidence_report_pdf_prints_the_report_data(people, canary):
-    import io
-
-    from pypdf import PdfReader
-
-    from governance.reports.pdf import report_pdf
-    from governance.reports.selectors import report_data
-
     _rolled_back_with_anomalies(people, canary)
     now = timezone.now()
     data = report_data(canary, now=now)
