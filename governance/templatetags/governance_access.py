@@ -8,6 +8,7 @@ from typing import Any
 
 from django import template
 
+from governance.access import labels
 from governance.access.permissions import Action, Role, decide
 
 register = template.Library()
@@ -24,5 +25,11 @@ def may(context: template.Context, action: str, model: Any = None) -> bool:
 
 @register.filter
 def role_labels(roles: Iterable[Role]) -> str:
-    """`model_owner, platform` as `model owner, platform`, in a stable order."""
-    return ", ".join(sorted(str(role).replace("_", " ") for role in roles))
+    """`model_owner, platform` as `Model owner, Platform` (governance.access.labels)."""
+    return ", ".join(labels.role_labels(roles))
+
+
+@register.filter
+def role_label(role: str) -> str:
+    """One role value in words: `mrm` as `Model risk (MRM)`."""
+    return labels.role_label(role)

@@ -73,3 +73,31 @@ def test_audit_page_is_refused_to_users_not_allowed_to_verify(role_user, roles):
 
 def test_audit_requires_login(client: Client):
     assert client.get("/audit/").status_code == 302
+
+
+def test_the_page_pages_by_sequence_with_no_cap(owner):
+    for n in range(120):
+        audit_append(actor=None, action="model.registered", object_type="model", object_id=f"m{n}")
+    client = client_for(owner)
+    first = client.get("/audit/", {"action": "model."})
+    seqs = [row["event"].seq for row in first.context["rows"]]
+    assert len(seqs) == 50 and first.context["newer_url"] == ""
+    second = client.get(first.context["older_url"])
+    more = [row["event"].seq for row in second.context["rows"]]
+    assert len(more) == 50 and max(more) < min(seqs) and "action=model." in first.context["older_url"]
+    third = client.get(second.context["older_url"])
+    last = [row["event"].seq for row in third.context["rows"]]
+    assert len(last) == 20 and third.context["older_url"] == ""
+    back = client.get(third.context["newer_url"])
+    assert [row["event"].seq for row in back.context["rows"]] == more
+
+
+def test_field_level_history_is_hidden_unless_asked_for(owner, events):
+    audit_append(actor=None, action="field_changes.update", object_type="releases.modelversion", object_id="2")
+    client = client_for(owner)
+    actions = [row["event"].action for row in client.get("/audit/").context["rows"]]
+    assert "field_changes.update" not in actions
+    shown = [row["event"].action for row in client.get("/audit/", {"internal": "1"}).context["rows"]]
+    assert "field_changes.update" in shown
+    by_name = client.get("/audit/", {"action": "field_changes."}).context["rows"]
+    assert [row["event"].action for row in by_name] == ["field_changes.update"]
