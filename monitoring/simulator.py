@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,15 @@ LATENCY_BOUNDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0
 QUALITY_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, math.inf)
 SEGMENTS = ("eu", "us", "apac")
 _N = NormalDist()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A scraper that hangs up mid-answer (a scrape timeout) is normal: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -186,7 +196,7 @@ class ModelServer:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _QuietServer((host, port), Handler)
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, daemon=True, name=f"sim-{self.version}").start()
         return self.port
