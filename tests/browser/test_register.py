@@ -37,7 +37,7 @@ def test_login_then_logout(page: Page, login, owner):
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
     login(owner)
     expect(page).to_have_url(re.compile(r"/$"))
-    expect(page.get_by_test_id("user-roles")).to_have_text("model owner")
+    expect(page.get_by_test_id("user-roles")).to_have_text("Model owner")
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Register")).to_have_attribute("aria-current", "page")
     expect(nav.get_by_role("link", name="Audit")).to_be_visible()
