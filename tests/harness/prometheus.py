@@ -57,9 +57,22 @@ class PrometheusServer:
         for name, text in self.files.items():
             (self.dir / name).write_text(text)
         self.port = free_port()
-        log = open(self.dir / "prometheus.log", "wb")  # noqa: SIM115 - lives as long as the process
+        return self._launch(timeout_s)
+
+    def halt(self) -> None:
+        """Stop Prometheus but keep its directory, data and port: a metric source that stops answering."""
+        terminate(self.process)
+        self.process = None
+
+    def resume(self, timeout_s: float = 30.0) -> PrometheusServer:
+        """Start Prometheus again after `halt`, on the same port with the same configuration and data."""
+        return self._launch(timeout_s)
+
+    def _launch(self, timeout_s: float) -> PrometheusServer:
+        assert self.dir is not None
+        log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
+            [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=log, stderr=subprocess.STDOUT,
         )
