@@ -12,6 +12,27 @@ from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
+class SegmentCounts:
+    """One segment's windows in a bucket: each side's requests and errors summed, p99 mean."""
+
+    name: str
+    canary_requests: float
+    canary_errors: float
+    production_requests: float
+    production_errors: float
+    canary_p99_mean: float | None = None
+    production_p99_mean: float | None = None
+
+    @property
+    def canary_rate(self) -> float | None:
+        return self.canary_errors / self.canary_requests if self.canary_requests > 0 else None
+
+    @property
+    def production_rate(self) -> float | None:
+        return self.production_errors / self.production_requests if self.production_requests > 0 else None
+
+
+@dataclass(frozen=True)
 class Bucket:
     """One time bucket of evaluation windows (what each field keeps: monitoring.series). Counts are floats as
     the providers report them; a value is None where no window of the bucket recorded it."""
@@ -44,6 +65,23 @@ class Bucket:
     warnings: int
     rollback_triggers: int
     red: int
+    # p50/p95 latency (mean over the windows; p95's worst window too), tokens and cost summed with
+    # the requests of the windows that recorded them (so a window without them does not dilute the
+    # per-request figure), and each segment's counts (only those of the segments asked for).
+    canary_p50_mean: float | None = None
+    production_p50_mean: float | None = None
+    canary_p95_mean: float | None = None
+    canary_p95_max: float | None = None
+    production_p95_mean: float | None = None
+    canary_tokens: float = 0.0
+    canary_token_requests: float = 0.0
+    production_tokens: float = 0.0
+    production_token_requests: float = 0.0
+    canary_cost_usd: float = 0.0
+    canary_cost_requests: float = 0.0
+    production_cost_usd: float = 0.0
+    production_cost_requests: float = 0.0
+    segments: tuple[SegmentCounts, ...] = ()
 
     @property
     def canary_rate(self) -> float | None:
@@ -52,6 +90,26 @@ class Bucket:
     @property
     def production_rate(self) -> float | None:
         return self.production_errors / self.production_requests if self.production_requests > 0 else None
+
+    @property
+    def canary_tokens_per_request(self) -> float | None:
+        return self.canary_tokens / self.canary_token_requests if self.canary_token_requests > 0 else None
+
+    @property
+    def production_tokens_per_request(self) -> float | None:
+        return self.production_tokens / self.production_token_requests if self.production_token_requests > 0 else None
+
+    @property
+    def canary_cost_per_1000(self) -> float | None:
+        return self.canary_cost_usd / self.canary_cost_requests * 1000 if self.canary_cost_requests > 0 else None
+
+    @property
+    def production_cost_per_1000(self) -> float | None:
+        return (self.production_cost_usd / self.production_cost_requests * 1000
+                if self.production_cost_requests > 0 else None)
+
+    def segment(self, name: str) -> SegmentCounts | None:
+        return next((s for s in self.segments if s.name == name), None)
 
     @property
     def observed_share(self) -> float | None:

@@ -12,7 +12,11 @@ lets a spike survive the downsampling:
 - quality as the score-weighted mean, and the scored counts;
 - content-safety violations summed; warnings, rollback triggers and red verdicts counted;
 - the configured traffic percent (mean) and the stage's error-rate difference with its interval,
-  as recorded by the error-rate gate (its widest interval in the bucket).
+  as recorded by the error-rate gate (its widest interval in the bucket);
+- p50 and p95 latency (mean; p95's highest too), tokens and cost summed with the requests of the
+  windows that recorded them (tokens per request, cost per 1,000 requests);
+- for the segments asked for (those the latest evaluation judged), each segment's requests and
+  errors on both sides and its p99, from `inputs.segments`.
 
 The numbers are read from what the evaluator stored (`Evaluation.inputs`, see
 monitoring.evaluator): nothing is recomputed.
@@ -20,15 +24,17 @@ monitoring.evaluator): nothing is recomputed.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
 from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max, Min, Q, Sum
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KT, KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, NullIf
 
-from monitoring.buckets import Bucket, Span
+from monitoring.buckets import Bucket, SegmentCounts, Span
 from monitoring.models import Evaluation
 
 
@@ -66,32 +72,38 @@ def _ratio(top: str, bottom: str) -> Any:
 
 
 CACHE_TIMEOUT_S = 86400
+CACHE_VERSION = 2  # what a cached bucket holds: raised when Bucket gains a field
+SEGMENTS_MAX = 12
 
 
 def evaluation_buckets(canary_id: int, span: Span, *, closed_before: datetime | None = None,
-                       cache_key: str = "") -> list[Bucket]:
+                       cache_key: str = "", segments: Sequence[str] = ()) -> list[Bucket]:
     """The canary's evaluation windows ending in `span`, grouped into time buckets.
 
     Evaluations are written once, with a window ending at the time they are judged: a bucket
     that ended before `closed_before` never changes again. With a `cache_key` (naming the
     canary's identity), the closed buckets are kept in the cache and only the open ones are read:
-    one query per request, plus one whenever another bucket closes."""
+    one query per request, plus one whenever another bucket closes. `segments`: the segments
+    whose counts each bucket also keeps (at most SEGMENTS_MAX, the first ones)."""
+    segments = tuple(segments)[:SEGMENTS_MAX]
     if closed_before is None or not cache_key:
-        return _buckets(canary_id, span, span.start, span.end)
+        return _buckets(canary_id, span, span.start, span.end, segments=segments)
     closed_count = max(0, int((closed_before - span.start).total_seconds() // span.width_s))
     boundary = span.start + timedelta(seconds=closed_count * span.width_s)
     if boundary > span.end:
         boundary, closed_count = span.end, None
-    key = f"canaryhub:buckets:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:{closed_count}"
+    named = hashlib.sha256("\0".join(segments).encode()).hexdigest()[:16] if segments else "-"
+    key = (f"canaryhub:buckets:{CACHE_VERSION}:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:"
+           f"{closed_count}:{named}")
     closed = cache.get(key)
     if closed is None:
-        closed = _buckets(canary_id, span, span.start, boundary, end_inclusive=False)
+        closed = _buckets(canary_id, span, span.start, boundary, end_inclusive=False, segments=segments)
         cache.set(key, closed, CACHE_TIMEOUT_S)
-    return closed + _buckets(canary_id, span, boundary, span.end)
+    return closed + _buckets(canary_id, span, boundary, span.end, segments=segments)
 
 
 def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
-             end_inclusive: bool = True) -> list[Bucket]:
+             end_inclusive: bool = True, segments: tuple[str, ...] = ()) -> list[Bucket]:
     """One aggregate query: the windows ending in [start, end] (or [start, end)) in `span`'s buckets."""
     t0 = int(span.start.timestamp())
     until = {"window_end__lte" if end_inclusive else "window_end__lt": end}
@@ -100,10 +112,10 @@ def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
         .order_by()
         .annotate(bucket=_Bucket(F("window_end"), t0=t0, width=span.width_s))
         .values("bucket")
-        .annotate(**_aggregates())
+        .annotate(**_aggregates(segments))
         .order_by("bucket")
     )
-    return [_bucket(row, span.start + timedelta(seconds=row["bucket"] * span.width_s)) for row in rows]
+    return [_bucket(row, span.start + timedelta(seconds=row["bucket"] * span.width_s), segments) for row in rows]
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -120,9 +132,38 @@ def stage_summaries(canary_id: int) -> dict[int, Bucket]:
     return {row["stage_index"]: _bucket(row, _aware(row["first"])) for row in rows}
 
 
-def _aggregates() -> dict[str, Any]:
+def _segment_num(name: str, role: str, field: str) -> Cast:
+    """A segment's number: key transforms (the name is a parameter, never part of a lookup path)."""
+    path: Any = KeyTransform("segments", "inputs")
+    for key in ("by_segment", name, "window", role):
+        path = KeyTransform(key, path)
+    return Cast(KeyTextTransform(field, path), FloatField())
+
+
+def _segment_aggregates(segments: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, name in enumerate(segments):
+        for role, r in (("canary", "c"), ("production", "p")):
+            out[f"s{i}_{r}_req"] = Sum(_segment_num(name, role, "requests"))
+            out[f"s{i}_{r}_err"] = Sum(_segment_num(name, role, "errors"))
+            out[f"s{i}_{r}_p99"] = Avg(_segment_num(name, role, "p99_s"))
+    return out
+
+
+def _aggregates(segments: tuple[str, ...] = ()) -> dict[str, Any]:
     c, p = "window__canary__", "window__production__"
     return dict(
+        c_p50=Avg(_num(c + "p50_s")), p_p50=Avg(_num(p + "p50_s")),
+        c_p95=Avg(_num(c + "p95_s")), c_p95_max=Max(_num(c + "p95_s")), p_p95=Avg(_num(p + "p95_s")),
+        c_tok=Sum(_num(c + "tokens_in") + _num(c + "tokens_out")),
+        c_tok_req=Sum(_num(c + "requests"), filter=Q(inputs__window__canary__tokens_out__isnull=False)),
+        p_tok=Sum(_num(p + "tokens_in") + _num(p + "tokens_out")),
+        p_tok_req=Sum(_num(p + "requests"), filter=Q(inputs__window__production__tokens_out__isnull=False)),
+        c_cost=Sum(_num(c + "cost_usd")),
+        c_cost_req=Sum(_num(c + "requests"), filter=Q(inputs__window__canary__cost_usd__isnull=False)),
+        p_cost=Sum(_num(p + "cost_usd")),
+        p_cost_req=Sum(_num(p + "requests"), filter=Q(inputs__window__production__cost_usd__isnull=False)),
+        **_segment_aggregates(segments),
         first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
         stage_min=Min("stage_index"), stage_max=Max("stage_index"),
         c_req=Sum(_num(c + "requests")), c_err=Sum(_num(c + "errors")),
@@ -144,7 +185,7 @@ def _aggregates() -> dict[str, Any]:
     )
 
 
-def _bucket(row: dict[str, Any], start: datetime) -> Bucket:
+def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = ()) -> Bucket:
     return Bucket(
         start=start, end=_aware(row["last"]), windows=row["windows"],
         stage_min=row["stage_min"], stage_max=row["stage_max"],
@@ -161,4 +202,15 @@ def _bucket(row: dict[str, Any], start: datetime) -> Bucket:
         difference_pp=row["diff"] * 100 if row["diff"] is not None else None,
         ci_low_pp=row["ci_low"], ci_high_pp=row["ci_high"],
         warnings=row["warnings"], rollback_triggers=row["triggers"], red=row["red"],
+        canary_p50_mean=row["c_p50"], production_p50_mean=row["p_p50"],
+        canary_p95_mean=row["c_p95"], canary_p95_max=row["c_p95_max"], production_p95_mean=row["p_p95"],
+        canary_tokens=row["c_tok"] or 0.0, canary_token_requests=row["c_tok_req"] or 0.0,
+        production_tokens=row["p_tok"] or 0.0, production_token_requests=row["p_tok_req"] or 0.0,
+        canary_cost_usd=row["c_cost"] or 0.0, canary_cost_requests=row["c_cost_req"] or 0.0,
+        production_cost_usd=row["p_cost"] or 0.0, production_cost_requests=row["p_cost_req"] or 0.0,
+        segments=tuple(
+            SegmentCounts(name, row[f"s{i}_c_req"] or 0.0, row[f"s{i}_c_err"] or 0.0, row[f"s{i}_p_req"] or 0.0,
+                          row[f"s{i}_p_err"] or 0.0, row[f"s{i}_c_p99"], row[f"s{i}_p_p99"])
+            for i, name in enumerate(segments) if row[f"s{i}_c_req"] is not None or row[f"s{i}_p_req"] is not None
+        ),
     )

@@ -92,15 +92,27 @@ def window_inputs(*, canary: tuple[float, float] = (1000, 1), production: tuple[
                   p99_s: tuple[float, float] = (0.2, 0.2), quality: tuple[float, float] = (0.9, 0.9),
                   scored: tuple[float, float] = (100, 9900), safety: float = 0, traffic_percent: float = 1,
                   difference_pp: float = 0.0, ci_pp: tuple[float, float] = (-0.05, 0.05),
-                  warnings: list | None = None, latency_buckets: tuple[list, list] | None = None) -> dict:
+                  warnings: list | None = None, latency_buckets: tuple[list, list] | None = None,
+                  p50_s: tuple[float, float] | None = None, p95_s: tuple[float, float] | None = None,
+                  tokens: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                  cost_usd: tuple[float, float] | None = None, segments: dict | None = None) -> dict:
     """An evaluation's `inputs` as monitoring.services.judge stores them, with the numbers the
     dashboard reads: each side's (requests, errors) in the window, p99, quality and scored counts,
-    the canary's safety violations, the configured percent and the error gate's difference."""
+    the canary's safety violations, the configured percent and the error gate's difference;
+    optionally p50/p95, (tokens_in, tokens_out) and cost per side, and `segments` as
+    {name: ((canary requests, errors), (production requests, errors))}, stored as judge_segments
+    stores them (a name listed in `segments["_red"]` is red)."""
     def side(role: int) -> dict:
         requests, errors = (canary, production)[role]
-        return {"requests": requests, "errors": errors, "p99_s": p99_s[role], "quality_mean": quality[role],
-                "quality_count": scored[role], "safety_violations": safety if role == 0 else 0,
-                "anomaly_alerts": 0, "last_seen": None}
+        out = {"requests": requests, "errors": errors, "p99_s": p99_s[role], "quality_mean": quality[role],
+               "quality_count": scored[role], "safety_violations": safety if role == 0 else 0,
+               "anomaly_alerts": 0, "last_seen": None}
+        for name, pair in (("p50_s", p50_s), ("p95_s", p95_s), ("cost_usd", cost_usd)):
+            if pair is not None:
+                out[name] = pair[role]
+        if tokens is not None:
+            out["tokens_in"], out["tokens_out"] = tokens[role]
+        return out
 
     raw = None
     if latency_buckets is not None:
@@ -112,4 +124,18 @@ def window_inputs(*, canary: tuple[float, float] = (1000, 1), production: tuple[
         "gates": {"error_rate": {"difference": difference_pp / 100, "ci_pp": list(ci_pp),
                                  "sample_size": {"canary": canary[0], "production": production[0]}}},
         "warnings": warnings or [], "rollback_triggers": [],
+        **({"segments": _segments(segments)} if segments else {}),
     }
+
+
+def _segments(segments: dict) -> dict:
+    red = set(segments.get("_red", ()))
+    by_segment = {}
+    for name, pair in segments.items():
+        if name == "_red":
+            continue
+        brief = {role: {"requests": r, "errors": e, "p99_s": 0.2, "quality_mean": 0.9, "quality_count": 0}
+                 for role, (r, e) in zip(("canary", "production"), pair, strict=True)}
+        by_segment[name] = {"window": brief, "stage": brief, "tests": {}, "rollback": [],
+                            "red": ["error rate above production's"] if name in red else []}
+    return {"judged": {"segments": len(by_segment)}, "by_segment": by_segment}

@@ -113,16 +113,36 @@ class ChartInput:
     bands: Sequence[StageBand] = ()
     markers: Sequence[Marker] = ()
     distribution: Distribution | None = None
+    segments: Sequence[str] = ()  # the segments whose counts the buckets carry
+    segments_red: frozenset[str] = frozenset()  # segments red in the latest evaluation
 
 
 def build_charts(data: ChartInput) -> list[Chart]:
-    """Every chart of the canary page, in page order."""
+    """Every chart of the canary page, in page order; the segments' panels last, worst first."""
     charts = [
-        _error_rate(data), _difference(data), _latency(data), _quality(data), _safety(data), _router(data),
+        _error_rate(data), _difference(data), _latency(data), _latency_quantile(data, "p95"),
+        _latency_quantile(data, "p50"), _quality(data), _safety(data), _tokens(data), _cost(data), _router(data),
     ]
     if data.distribution is not None:
         charts.append(_distribution(data.distribution))
-    return charts
+    return charts + _segments(data)
+
+
+def segment_order(data: ChartInput) -> list[str]:
+    """The segments worst first: those red in the latest evaluation, then by how far the canary's
+    pooled error rate over the range exceeds production's in the same segment, then by name."""
+    def key(name: str) -> tuple[bool, float, str]:
+        totals = [0.0, 0.0, 0.0, 0.0]
+        for bucket in data.buckets:
+            seg = bucket.segment(name)
+            if seg is not None:
+                for i, v in enumerate((seg.canary_requests, seg.canary_errors, seg.production_requests,
+                                       seg.production_errors)):
+                    totals[i] += v
+        gap = (totals[1] / totals[0] if totals[0] else 0.0) - (totals[3] / totals[2] if totals[2] else 0.0)
+        return (name not in data.segments_red, -gap, name)
+
+    return sorted(data.segments, key=key)
 
 
 # --- the charts -----------------------------------------------------------------------------------
@@ -201,6 +221,97 @@ def _latency(data: ChartInput) -> Chart:
                  "and the limits.",
                  _figure(traces, data, y_title="p99 latency (ms)"),
                  ["window_end", "canary_p99_worst_ms", "canary_p99_mean_ms", "production_p99_ms"], rows)
+
+
+def _latency_quantile(data: ChartInput, quantile: str) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_ms(getattr(k, f"canary_{quantile}_mean")) for k in b]
+    production = [_ms(getattr(k, f"production_{quantile}_mean")) for k in b]
+    traces = [_line(f"Canary {quantile}", x, canary, CANARY),
+              _line(f"Production {quantile}", x, production, PRODUCTION)]
+    columns = ["window_end", f"canary_{quantile}_ms", f"production_{quantile}_ms"]
+    rows = [[_iso(k.end), c, p] for k, c, p in zip(b, canary, production, strict=True)]
+    if quantile == "p95":
+        worst = [_ms(k.canary_p95_max) for k in b]
+        traces.insert(1, _line("Canary p95 (worst window)", x, worst, CANARY, dash="dot", width=1))
+        columns.insert(2, "canary_p95_worst_ms")
+        rows = [[*row[:2], w, *row[2:]] for row, w in zip(rows, worst, strict=True)]
+    return Chart(f"latency_{quantile}", f"Latency {quantile}, canary against production",
+                 f"{quantile} latency per time bucket (ms), the mean over its windows. No gate is set on the "
+                 f"{quantile}: the latency limits apply to the p99.",
+                 _figure(traces, data, y_title=f"{quantile} latency (ms)"), columns, rows)
+
+
+def _tokens(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_r(k.canary_tokens_per_request) for k in b]
+    production = [_r(k.production_tokens_per_request) for k in b]
+    rollback = data.thresholds.get("rollback", {}).get("tokens_per_request_ratio")
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _limit("Rollback threshold (production ×)", x, _times_by(production, rollback), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), _n(k.canary_tokens), c, _n(k.production_tokens), p]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("tokens_per_request", "Tokens per request, canary against production",
+                 "Input and output tokens per request in each time bucket (LLM serving), and the rollback "
+                 "threshold when the canary's thresholds set one.",
+                 _figure(traces, data, y_title="tokens per request"),
+                 ["window_end", "canary_tokens", "canary_tokens_per_request", "production_tokens",
+                  "production_tokens_per_request"], rows)
+
+
+def _cost(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_r(k.canary_cost_per_1000) for k in b]
+    production = [_r(k.production_cost_per_1000) for k in b]
+    traces = [_line("Canary", x, canary, CANARY), _line("Production", x, production, PRODUCTION)]
+    rows = [[_iso(k.end), _r(k.canary_cost_usd), c, _r(k.production_cost_usd), p]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("cost_per_1000", "Cost per 1,000 requests, canary against production",
+                 "Inference cost per 1,000 requests in each time bucket (USD), as the metric source reports it.",
+                 _figure(traces, data, y_title="USD per 1,000 requests"),
+                 ["window_end", "canary_cost_usd", "canary_usd_per_1000", "production_cost_usd",
+                  "production_usd_per_1000"], rows)
+
+
+def _segments(data: ChartInput) -> list[Chart]:
+    """One panel per segment, worst first: the segment's error rate against production's same
+    segment, with the promotion limit and rollback threshold over it."""
+    if not data.segments:
+        return []
+    keys = {name: f"segment_{i + 1}" for i, name in enumerate(sorted(data.segments))}  # stable across refreshes
+    promote = data.thresholds.get("promote", {}).get("error_rate_pp")
+    rollback = data.thresholds.get("rollback", {}).get("error_rate_pp")
+    out = []
+    for name in segment_order(data):
+        found = [(k, k.segment(name)) for k in data.buckets]
+        found = [(k, seg) for k, seg in found if seg is not None]
+        x = [_iso(k.end) for k, _ in found]
+        canary = [_pct(seg.canary_rate) for _, seg in found]
+        production = [_pct(seg.production_rate) for _, seg in found]
+        traces = [
+            _line(f"Canary, {name}", x, canary, CANARY),
+            _line(f"Production, {name}", x, production, PRODUCTION),
+            _limit("Promotion limit (production + margin)", x, _plus(production, promote), PROMOTION),
+            _limit("Rollback threshold (production + margin)", x, _plus(production, rollback), ROLLBACK),
+        ]
+        rows = [[_iso(k.end), _n(seg.canary_requests), _n(seg.canary_errors), c, _n(seg.production_requests),
+                 _n(seg.production_errors), p, _ms(seg.canary_p99_mean), _ms(seg.production_p99_mean)]
+                for (k, seg), c, p in zip(found, canary, production, strict=True)]
+        red = " (red in the latest evaluation)" if name in data.segments_red else ""
+        out.append(Chart(keys[name], f"Segment {name}: error rate against production's {name}{red}",
+                         f"The canary's pooled error rate in segment {name} per time bucket (%), against "
+                         f"production's in the same segment, with the limits over it; p99 in the table.",
+                         _figure(traces, data, y_title="error rate (%)"),
+                         ["window_end", "canary_requests", "canary_errors", "canary_error_rate_pct",
+                          "production_requests", "production_errors", "production_error_rate_pct", "canary_p99_ms",
+                          "production_p99_ms"], rows))
+    return out
 
 
 def _quality(data: ChartInput) -> Chart:

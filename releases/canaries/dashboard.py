@@ -3,7 +3,8 @@ fixed set of queries whatever the number of evaluations (the series are downsamp
 database by monitoring.series), then handed to the pure builders of releases.canaries.charts.
 
 Queries: the bucketed evaluation series (1), the canary's audited events in the range (1), the
-promotion signatures (1) and, when the caller has not read it already, the latest evaluation (1).
+promotion signatures (1) and, when the caller has not read it already, the latest evaluation (1),
+whose judged segments name the per-segment panels.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from governance.audit.models import AuditEvent
 from monitoring.buckets import Bucket, Span, span_for
 from monitoring.models import Evaluation
 from monitoring.samples import le_parse
-from monitoring.series import evaluation_buckets, stage_summaries
+from monitoring.series import SEGMENTS_MAX, evaluation_buckets, stage_summaries
 from monitoring.statistics import ALPHA
 from releases.canaries import charts, history, selectors
 from releases.canaries.models import Canary
@@ -82,15 +83,28 @@ def canary_dashboard(canary: Canary, *, key: str, now: datetime, latest: Evaluat
     span = chart_span(canary, key, now=now)
     # Windows are judged every cadence and written at once: buckets ended two cadences ago are final.
     cadence = timedelta(seconds=max(int(settings.EVALUATION_CADENCE_S), 1))
-    buckets = evaluation_buckets(canary.pk, span, closed_before=min(now, span.end) - 2 * cadence,
-                                 cache_key=f"{canary.pk}:{canary.initiated_at.timestamp():.6f}")
     if not latest_known:
         latest = selectors.latest_evaluation(canary)
+    segments, red = _segments(latest)
+    buckets = evaluation_buckets(canary.pk, span, closed_before=min(now, span.end) - 2 * cadence,
+                                 cache_key=f"{canary.pk}:{canary.initiated_at.timestamp():.6f}", segments=segments)
     data = charts.ChartInput(
         buckets=buckets, thresholds=canary.thresholds, bands=_bands(canary, buckets),
         markers=_markers(canary, span, buckets), distribution=_distribution(canary, latest),
+        segments=segments, segments_red=red,
     )
     return Dashboard(key, span, buckets, charts.build_charts(data), buckets[-1].end if buckets else None)
+
+
+def _segments(latest: Evaluation | None) -> tuple[list[str], frozenset[str]]:
+    """The segments the latest evaluation judged (its `inputs.segments`, monitoring.evaluator
+    judge_segments), at most SEGMENTS_MAX by name, and those it found red."""
+    by_segment = (((latest.inputs or {}).get("segments") or {}).get("by_segment") or {}) if latest else {}
+    if not isinstance(by_segment, dict):
+        return [], frozenset()
+    names = sorted(str(name) for name in by_segment)[:SEGMENTS_MAX]
+    red = frozenset(n for n in names if isinstance(by_segment[n], dict) and by_segment[n].get("red"))
+    return names, red
 
 
 def _bands(canary: Canary, buckets: list[Bucket]) -> list[charts.StageBand]:

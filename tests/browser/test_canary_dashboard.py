@@ -84,6 +84,28 @@ def test_charts_draw_both_series_and_the_limits_from_the_records(
     assert (tmp_path / "canary-page.png").stat().st_size > 10_000
 
 
+def test_latency_tokens_cost_and_segment_panels_render_the_records(
+        page: Page, login: Callable[..., Page], people, canary):
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=5), inputs=window_inputs(
+        canary=(1000, 1), production=(99000, 99), p50_s=(0.06, 0.04), p95_s=(0.2, 0.12),
+        tokens=((300000, 150000), (29700000, 9900000)), cost_usd=(3.0, 198.0),
+        segments={"eu": ((500, 0), (49500, 50)), "us": ((500, 4), (49500, 49))}))
+    login(people["owner"])
+    page.goto(f"/canaries/{canary.pk}/")
+    for key in ("latency_p50", "latency_p95", "tokens_per_request", "cost_per_1000", "segment_1", "segment_2"):
+        expect(page.locator(f'[data-chart="{key}"][data-drawn]')).to_be_attached()
+    assert plotted(page, "latency_p50")["Canary p50"] == [None, None, 60]  # older windows recorded no p50
+    assert plotted(page, "latency_p95")["Production p95"] == [None, None, 120]
+    assert plotted(page, "tokens_per_request")["Canary"] == [None, None, 450]
+    assert plotted(page, "cost_per_1000")["Production"] == [None, None, 2]
+    # The worst segment first: us (0.8 % against 0.099 %) above eu.
+    titles = page.locator('[data-testid^="chart-segment_"] h3').all_inner_texts()
+    assert [t.split(":")[0] for t in titles] == ["Segment us", "Segment eu"]
+    assert plotted(page, "segment_2")["Canary, us"] == [0.8]
+    expect(page.get_by_test_id("csv-segment_2")).to_have_attribute("href", re.compile(r"/charts/segment_2"))
+    expect(page.get_by_test_id("chart-segment_2").locator(".scatterlayer .trace")).to_have_count(4)
+
+
 def test_live_refresh_adds_the_new_window_and_the_rollback_marker(
         page: Page, login: Callable[..., Page], people, canary):
     login(people["owner"])

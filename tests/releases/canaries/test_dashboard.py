@@ -110,6 +110,49 @@ def test_chart_numbers_are_the_evaluations_numbers(people, canary):
     assert any(a["text"] == "stage 1: 1%" for a in error["layout"]["annotations"])
 
 
+def test_latency_tokens_cost_and_segment_panels_carry_the_records_numbers(people, canary):
+    now = timezone.now()
+    Canary.objects.filter(pk=canary.pk).update(thresholds={
+        **canary.thresholds, "rollback": {**canary.thresholds["rollback"], "tokens_per_request_ratio": 1.5}})
+    canary.refresh_from_db()
+    make_evaluation(canary, window_end=now - timedelta(minutes=90), inputs=window_inputs(
+        canary=(2000, 10), production=(198000, 198), p50_s=(0.05, 0.04), p95_s=(0.15, 0.12),
+        tokens=((600000, 200000), (59400000, 19800000)), cost_usd=(4.0, 396.0),
+        segments={"eu": ((1000, 2), (99000, 99)), "us": ((1000, 8), (99000, 99))}))
+    make_evaluation(canary, window_end=now - timedelta(minutes=10), inputs=window_inputs(
+        canary=(1000, 1), production=(99000, 99), p50_s=(0.06, 0.04), p95_s=(0.2, 0.12),
+        tokens=((300000, 150000), (29700000, 9900000)), cost_usd=(3.0, 198.0),
+        segments={"eu": ((500, 0), (49500, 50)), "us": ((500, 1), (49500, 49)), "apac": ((0, 0), (0, 0)),
+                  "_red": ["eu"]}))
+    client = client_for(people["owner"])
+    body = client.get(reverse("releases:canary-charts", kwargs={"pk": canary.pk})).json()["charts"]
+    assert figure_series(body["latency_p50"], "Canary p50")["y"] == [50.0, 60.0]
+    assert figure_series(body["latency_p50"], "Production p50")["y"] == [40.0, 40.0]
+    assert figure_series(body["latency_p95"], "Canary p95 (worst window)")["y"] == [150.0, 200.0]
+    tokens = body["tokens_per_request"]
+    assert figure_series(tokens, "Canary")["y"] == [400.0, 450.0]  # (in + out) / requests
+    assert figure_series(tokens, "Production")["y"] == [400.0, 400.0]
+    assert figure_series(tokens, "Rollback threshold (production ×)")["y"] == [600.0, 600.0]
+    cost = body["cost_per_1000"]
+    assert figure_series(cost, "Canary")["y"] == [2.0, 3.0]  # USD per 1,000 requests
+    assert figure_series(cost, "Production")["y"] == [2.0, 2.0]
+    # One panel per segment the latest evaluation judged, the red one first, then the worst gap.
+    page = client.get(reverse("releases:canary-detail", kwargs={"pk": canary.pk}))
+    board = page.context["dashboard"]
+    segment_titles = [c.title for c in board.charts if c.key.startswith("segment_")]
+    assert [t.split(":")[0] for t in segment_titles] == ["Segment eu", "Segment us", "Segment apac"]
+    us = board.chart("segment_3")  # keys follow the names' order, so a refresh redraws the same panel
+    assert us.title.startswith("Segment us")
+    assert figure_series(us.figure, "Canary, us")["y"] == [0.8, 0.2]
+    assert figure_series(us.figure, "Production, us")["y"] == [0.1, 0.0989899]
+    assert us.rows[0][:4] == [us.rows[0][0], 1000, 8, 0.8]
+    csv_rows = list(csv.DictReader(io.StringIO(client.get(
+        reverse("releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "cost_per_1000"})).content.decode())))
+    assert [r["canary_usd_per_1000"] for r in csv_rows] == ["2.0", "3.0"]
+    html = page.content.decode()
+    assert 'data-testid="table-segment_1"' in html and 'data-testid="table-tokens_per_request"' in html
+
+
 def test_buckets_pool_windows_and_keep_the_worst_one(people, canary):
     # 300 windows, 30 s apart: the stage's 3 h in 240 buckets of 45 s puts some windows together.
     seed(canary, 299)
@@ -137,9 +180,10 @@ def test_queries_and_payload_do_not_grow_with_the_evaluations(people, canary):
             response = client.get(data_url)
         return len(page), len(data), len(response.content)
 
-    seed(canary, 20, step_s=600)
+    segments = {"eu": ((500, 1), (49500, 50)), "us": ((500, 0), (49500, 49))}
+    seed(canary, 20, step_s=600, segments=segments)
     few = measure()
-    seed(canary, 400, step_s=20, canary=(500, 1))  # many more windows in the same range
+    seed(canary, 400, step_s=20, canary=(500, 1), segments=segments)  # many more windows in the same range
     many = measure()
     assert few[0] == many[0] and few[1] == many[1]
     # At most one point per bucket, whatever the number of windows.
@@ -222,7 +266,8 @@ def test_rollback_is_a_marker(people, canary):
 
 def test_pure_builders_draw_nothing_without_data():
     built = charts.build_charts(charts.ChartInput(buckets=[], thresholds={"promote": {}, "rollback": {}}))
-    assert [c.key for c in built] == ["error_rate", "difference", "latency_p99", "quality", "safety_violations",
+    assert [c.key for c in built] == ["error_rate", "difference", "latency_p99", "latency_p95", "latency_p50",
+                                      "quality", "safety_violations", "tokens_per_request", "cost_per_1000",
                                       "router_split"]
     assert all(c.rows == [] for c in built)
 
