@@ -42,6 +42,7 @@ from governance.tokens.services import token_create
 from monitoring.models import Evaluation, NotificationDelivery, NotificationEvent, RollbackDecision
 from releases.canaries.models import Canary
 from releases.register import services as register
+from releases.routing.models import RouterPush
 from tests.factories import PASSWORD
 from tests.harness.nginx import NginxServer, VersionServer, free_port
 from tests.harness.prometheus import PrometheusServer
@@ -125,7 +126,7 @@ def stack(django_db_setup, tmp_path_factory):
         "CANARYHUB_ROUTER_NGINX": json.dumps(nginx.router_config(upstreams, confirm_timeout_s=2.0)),
         "CANARYHUB_ROUTER_ALLOWED_NETWORKS": "127.0.0.0/8", "CANARYHUB_ROUTER_PUSH_DEADLINE_S": "3",
         "CANARYHUB_EVALUATION_CADENCE_S": "2", "CANARYHUB_WATCHDOG_INTERVAL_S": "1",
-        "CANARYHUB_ROLLBACK_SWEEP_AFTER_S": "3", "CANARYHUB_DEADMAN_LIMIT_S": "30",
+        "CANARYHUB_ROLLBACK_SWEEP_AFTER_S": "3", "CANARYHUB_ROLLBACK_SLO_S": "8", "CANARYHUB_DEADMAN_LIMIT_S": "30",
         "CANARYHUB_NOTIFY_SEND_INTERVAL_S": "1", "CANARYHUB_SIMULATOR_PRODUCTION_PORT": str(sim_ports[0]),
         "CANARYHUB_SIMULATOR_CANARY_PORT": str(sim_ports[1]), "CANARYHUB_BASE_URL": f"http://127.0.0.1:{web_port}",
         "DJANGO_SETTINGS_MODULE": "canaryhub.settings", "PYTHONUNBUFFERED": "1",
@@ -293,3 +294,41 @@ def test_prometheus_stopped_the_canary_fails_closed_after_four_source_errors(sta
     assert Canary.objects.get(pk=cid).stage_index == 0  # never promoted on the outage
     assert_consistent(stack, cid, state=Canary.State.ROLLED_BACK, percent=0, rollbacks=1)
     assert RollbackDecision.objects.get(canary_id=cid).outcome == "rolled back"
+
+
+def test_nginx_refusing_its_configuration_keeps_the_previous_one_until_it_is_fixed(stack, role_user, settings):
+    """An operator's broken file in nginx's include folder makes `nginx -t` refuse every new
+    configuration. The owner's rollback over the API stands (200, rolled back, once); its 0 % push
+    is refused and nginx keeps serving the previous split; past the rollback SLO (8 s here) a P1
+    says the rollback is not confirmed; once the file is fixed the sweeper's next push puts nginx
+    at 0 %."""
+    canary, tokens = start_canary(stack, role_user, settings)
+    cid = canary["id"]
+    wait_for(lambda: Canary.objects.get(pk=cid).traffic_percent == 1 and router_agrees(stack, cid), timeout_s=30,
+             stack=stack)
+    broken = stack.nginx.conf_dir / "http" / "zz-operator.conf"
+    broken.write_text("this_is_not_a_directive on;\n")
+    try:
+        status, _, body = http(stack, "POST", f"/api/v1/canaries/{cid}/rollback/", token=tokens["owner"],
+                               body={"reason": "errors reported by a consumer"}, headers={"Idempotency-Key": "rb-1"})
+        assert status == 200, body
+        assert Canary.objects.get(pk=cid).state == Canary.State.ROLLED_BACK
+        refused = wait_for(lambda: RouterPush.objects.filter(canary_id=cid, ok=False, requested__percent=0).first(),
+                           timeout_s=30, stack=stack)
+        assert "nginx -t refused" in refused.error
+        share = canary_share(stack)
+        assert share is not None and abs(share - 1) <= 2  # the previous configuration keeps serving
+        incident = wait_for(lambda: Incident.objects.filter(canary_id=cid, kind=Incident.Kind.ROLLBACK_UNCONFIRMED)
+                            .first(), timeout_s=30, stack=stack)
+        assert incident.severity == "P1"
+    finally:
+        broken.unlink()
+    fixed = time.monotonic()
+    wait_for(lambda: canary_share(stack) == 0, timeout_s=30, stack=stack)
+    print(f"nginx configuration fixed → router at 0 % in {time.monotonic() - fixed:.1f} s")
+    assert RouterPush.objects.filter(canary_id=cid, ok=True, requested__percent=0).exists()
+    assert_consistent(stack, cid, state=Canary.State.ROLLED_BACK, percent=0, rollbacks=1)
+    status, _, again = http(stack, "POST", f"/api/v1/canaries/{cid}/rollback/", token=tokens["owner"],
+                            body={"reason": "errors reported by a consumer"}, headers={"Idempotency-Key": "rb-1"})
+    assert status == 200 and again["state"] == Canary.State.ROLLED_BACK  # the retry replays, acts not again
+    assert AuditEvent.objects.filter(action="canary.rolled_back", object_id=str(cid)).count() == 1
