@@ -1,6 +1,12 @@
 """Shared fixtures. Runs on SQLite by default and on the real PostgreSQL server when the
 harness (`python -m tests.harness`) sets DATABASE_URL; tests marked `postgres` run only there
-(deselected, not skipped, on SQLite: the PostgreSQL pass of `make test` runs them)."""
+(deselected, not skipped, on SQLite: the PostgreSQL pass of `make test` runs them).
+
+A test that asks for no database (no `db`, `transactional_db` or `live_server` fixture and no
+`django_db` mark) cannot reach one: pytest-django refuses it the connection. Its answer is the
+same on either database, so it runs once, in the SQLite pass, and is deselected in the
+PostgreSQL pass. A test that reaches a database some other way (a server process of its own)
+says so with the `every_database` mark."""
 
 from __future__ import annotations
 
@@ -52,13 +58,26 @@ def pytest_configure(config: pytest.Config) -> None:
     app.conf.task_eager_propagates = True
 
 
+_DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+
+
+def _needs_a_database(item: pytest.Item) -> bool:
+    return bool(
+        _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        or any(item.get_closest_marker(mark) for mark in ("django_db", "postgres", "faults", "every_database"))
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    if on_postgres:
-        return
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("postgres") else keep).append(item)
+        if on_postgres:
+            (keep if _needs_a_database(item) else drop).append(item)
+        else:
+            (drop if item.get_closest_marker("postgres") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
