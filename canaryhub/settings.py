@@ -376,6 +376,11 @@ ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)
 ROLLBACK_SWEEP_AFTER_S = env.int("CANARYHUB_ROLLBACK_SWEEP_AFTER_S", default=10)
 if not 0 < ROLLBACK_SWEEP_AFTER_S < ROLLBACK_SLO_S:
     raise ImproperlyConfigured("CANARYHUB_ROLLBACK_SWEEP_AFTER_S must be positive and below CANARYHUB_ROLLBACK_SLO_S")
+# A router push recorded as queued that no worker took within this many seconds is marked lost
+# by the sweeper, which pushes the split in force again (releases.canaries.loop.pushes_sweep).
+ROUTER_PUSH_LOST_AFTER_S = env.int("CANARYHUB_ROUTER_PUSH_LOST_AFTER_S", default=120)
+if ROUTER_PUSH_LOST_AFTER_S <= 0:
+    raise ImproperlyConfigured("CANARYHUB_ROUTER_PUSH_LOST_AFTER_S must be a positive number of seconds")
 # Evaluation snapshots, pushed observations and the notification outbox are automatically
 # generated logs: kept at least 6 months (EU AI Act Art. 19; 184 days covers any six months)
 # after their canary ends / after they were written, then pruned daily. Less is refused.

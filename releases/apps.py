@@ -28,6 +28,7 @@ class ReleasesConfig(AppConfig):
         watch.register(loop.rollbacks_sweep)
         watch.register(loop.deadman_check)
         watch.register(loop.routers_recover)
+        watch.register(loop.pushes_sweep)
         # The people of a canary, for the notification outbox (monitoring cannot import releases).
         notifications.provide(canary_selectors.notification_contacts)
         metrics.on_scrape(register_selectors.metrics_refresh)

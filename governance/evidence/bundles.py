@@ -173,7 +173,7 @@ def _canary_files(canary: Any) -> Iterator[tuple[str, Callable[[], Iterable[byte
         threshold_change_record(c) for c in canary.threshold_changes.order_by("requested_at", "id")
     )
     yield f"{folder}/router_pushes.json", lambda: _json_array(
-        push_record(p) for p in canary.pushes.order_by("started_at", "id").iterator(chunk_size=500)
+        push_record(p) for p in canary.pushes.order_by("queued_at", "id").iterator(chunk_size=500)
     )
     yield f"{folder}/slo.json", lambda: [_json_bytes({
         "figures": [f.as_dict() for f in slo_figures(canary_ids=[canary.pk])],

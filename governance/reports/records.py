@@ -90,7 +90,8 @@ def push_record(push: Any) -> dict[str, Any]:
     return {
         "id": push.pk, "canary_id": push.canary_id, "router": push.router, "generation": push.generation,
         "requested": push.requested, "applied": push.applied, "reason": push.reason,
-        "started_at": ts(push.started_at), "finished_at": ts(push.finished_at), "duration_ms": push.duration_ms,
+        "status": push.status, "queued_at": ts(push.queued_at), "started_at": ts(push.started_at),
+        "finished_at": ts(push.finished_at), "duration_ms": push.duration_ms,
         "attempts": push.attempts, "ok": push.ok, "error": push.error,
     }
 

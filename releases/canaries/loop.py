@@ -60,7 +60,14 @@ from releases.canaries import selectors, services, states
 from releases.canaries.models import Approval, Canary
 from releases.routing.models import RouterPush
 from releases.routing.routers.base import RouterError
-from releases.routing.services import PushOrder, push_and_record, router_for, router_reconcile
+from releases.routing.services import (
+    PushOrder,
+    push_and_record,
+    push_superseded,
+    pushes_mark_lost,
+    router_for,
+    router_reconcile,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -408,6 +415,31 @@ def _stop_pushes_sweep(*, now: datetime, skip: list[int]) -> int:
     return pushed
 
 
+def pushes_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Every push is recorded, including the lost ones: mark `lost` the pushes queued longer than
+    ROUTER_PUSH_LOST_AFTER_S that no worker took (a message dropped by the broker, a process
+    killed between commit and enqueue) and those whose worker died mid-push, then push again the
+    split in force of each canary whose current generation was lost (a row with reason "retry").
+    A lost push of an older generation needs nothing more: a newer split replaced it. Runs in the
+    watchdog of every process and in beat's router reconciliation."""
+    now = now or timezone.now()
+    lost = pushes_mark_lost(now=now, queued_limit_s=settings.ROUTER_PUSH_LOST_AFTER_S,
+                            running_limit_s=PUSH_HARD_LIMIT_S)
+    redriven = 0
+    for canary_id, generation in sorted({(p.canary_id, p.generation) for p in lost}):
+        if not Canary.objects.filter(pk=canary_id, split_generation=generation).exists():
+            continue
+        if RouterPush.objects.filter(canary_id=canary_id, generation=generation).filter(
+                Q(ok=True) | Q(status__in=[RouterPush.Status.QUEUED, RouterPush.Status.PUSHING])).exists():
+            continue  # carried meanwhile, or under way again
+        try:
+            push(canary_id=canary_id, generation=generation, reason="retry")
+            redriven += 1
+        except Exception:
+            logger.exception("sweeper: re-push of canary %s generation %s failed", canary_id, generation)
+    return {"lost": len(lost), "pushed": redriven}
+
+
 # --- 6. push ----------------------------------------------------------------------------------------
 
 
@@ -420,14 +452,15 @@ def push_order(canary: Canary) -> PushOrder:
     )
 
 
-def push(*, canary_id: int, generation: int) -> str:
+def push(*, canary_id: int, generation: int, reason: str = "transition") -> str:
     """Carry the canary's current split to its router. A push for an older generation than the
     canary's current one does nothing: the newer push carries the newer split."""
     canary = Canary.objects.select_related("model", "version", "baseline").get(pk=canary_id)
     if canary.split_generation != generation:
+        push_superseded(canary_id=canary_id, generation=generation)
         return f"skipped: generation {generation} superseded by {canary.split_generation}"
     order = push_order(canary)
-    record = push_and_record(order, reason="transition")
+    record = push_and_record(order, reason=reason)
     state = "confirmed" if record.ok else f"failed after {record.attempts} attempt(s): {record.error[:200]}"
     if not record.ok:
         _router_failed(order, record)
@@ -504,7 +537,7 @@ def routers_reconcile(*, sleep: Any = time.sleep) -> dict[str, int]:
         outcome[result] = outcome.get(result, 0) + 1
         if result == "drift" and canary.state in states.ADVANCING:
             # The router stopped answering (or holds a split it will not give up) while serving.
-            last = RouterPush.objects.filter(canary=canary).order_by("-started_at", "-id").first()
+            last = RouterPush.objects.filter(canary=canary).order_by("-queued_at", "-id").first()
             if last is not None:
                 _router_failed(order, last)
     return outcome

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from prometheus_client import Gauge
 
@@ -314,7 +314,7 @@ def canary_pushes(*, actor: Any, canary_id: int) -> QuerySet[RouterPush]:
     """The canary's pushes, newest first (served by the (canary, -started_at) index). NotFound
     when the canary is outside what the principal may see."""
     canary = canary_get(actor=actor, canary_id=canary_id)
-    return RouterPush.objects.filter(canary=canary).order_by("-started_at", "-id")[:PUSH_LIMIT]
+    return RouterPush.objects.filter(canary=canary).order_by("-queued_at", "-id")[:PUSH_LIMIT]
 
 
 def current_stage(canary: Canary) -> CurrentStage:
@@ -367,9 +367,16 @@ def canary_detail(*, actor: Any, canary_id: int, now: datetime) -> CanaryDetail:
 ACTIVE_CANARIES = Gauge("canaryhub_active_canaries", "Canaries serving traffic", registry=REGISTRY)
 
 
+ROUTER_PUSHES = Gauge("canaryhub_router_pushes", "Router pushes on record, by status (queued and pushing are under "
+                      "way; lost ones were never carried out)", ["status"], registry=REGISTRY)
+
+
 def metrics_refresh() -> None:
     """The canaries' gauges on /metrics, from the database at each scrape."""
     ACTIVE_CANARIES.set(Canary.objects.filter(state__in=states.SERVING).count())
+    counts = dict(RouterPush.objects.order_by().values_list("status").annotate(n=Count("id")))
+    for status in RouterPush.Status.values:
+        ROUTER_PUSHES.labels(status=status).set(counts.get(status, 0))
 
 
 # --- who hears of a canary (monitoring.notifications resolves the rest) ----------------------------

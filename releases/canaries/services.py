@@ -47,6 +47,7 @@ from releases.canaries.models import Approval, Canary, ThresholdChangeRequest
 from releases.register.models import AIModel, ModelVersion
 from releases.register.services import change_type_between, version_flag_escalated, version_transition
 from releases.routing.routers import router_kinds
+from releases.routing.services import push_queue
 
 State = states.State
 ESCALATION_AFTER = 3  # consecutive rollbacks of one version go to the model risk committee (pattern §10.3)
@@ -103,6 +104,9 @@ def _notify(canary: Canary, *, kind: str, payload: dict[str, Any]) -> None:
 
 
 def _announce_push(canary: Canary, *, queue: str = "celery") -> None:
+    # The push is recorded as queued in this transaction: a lost message leaves a visible row
+    # that the sweeper marks lost and re-drives (releases.canaries.loop.pushes_sweep).
+    push_queue(canary_id=canary.pk, router=canary.router, split=selectors.split_of(canary))
     events.announce("canary.split_changed", canary_id=canary.pk, generation=canary.split_generation, queue=queue)
 
 

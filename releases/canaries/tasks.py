@@ -50,8 +50,9 @@ def push_split(self, canary_id: int, generation: int) -> str:  # type: ignore[no
 
 @shared_task(soft_time_limit=PUSH_SOFT_LIMIT_S * 2, time_limit=PUSH_HARD_LIMIT_S * 2)
 def reconcile_routers() -> dict[str, int]:
-    """Beat task: routers that failed a canary and answer again get its split back; every router
-    holds its canary's intended split."""
+    """Beat task: lost pushes are marked and pushed again, routers that failed a canary and answer
+    again get its split back; every router holds its canary's intended split."""
+    loop.pushes_sweep()
     loop.routers_recover()
     return loop.routers_reconcile()
 

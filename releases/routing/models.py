@@ -5,13 +5,29 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from canaryhub.fields import SLUG_RE
 
 
 class RouterPush(models.Model):
     """One attempt-series to carry a split to a router: what was asked, what the router says it
-    applied, how long it took. The evidence that traffic really moved (or did not)."""
+    applied, how long it took. The evidence that traffic really moved (or did not).
+
+    A push of a transition is recorded when it is queued, in the transaction that changed the
+    split, so a push whose message is lost still has its row: `queued` until a worker takes it
+    (`pushing`), then `applied`, `failed` or `superseded` (a newer split owns the router). A
+    queued push no worker took within ROUTER_PUSH_LOST_AFTER_S, or one whose worker died mid-push,
+    is marked `lost` by the sweeper (releases.canaries.loop.pushes_sweep), which pushes the split
+    in force again."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        PUSHING = "pushing", "pushing"
+        APPLIED = "applied", "applied"
+        FAILED = "failed", "failed"
+        SUPERSEDED = "superseded", "superseded"
+        LOST = "lost", "lost"
 
     canary = models.ForeignKey("releases.Canary", on_delete=models.PROTECT, related_name="pushes")
     router = models.CharField(max_length=40)
@@ -19,7 +35,9 @@ class RouterPush(models.Model):
     requested = models.JSONField()  # the Split as sent
     applied = models.JSONField(null=True, blank=True)  # the split the router read back
     reason = models.CharField(max_length=40, default="transition")  # transition | reconcile | retry
-    started_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PUSHING)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)  # when a worker took it
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -27,8 +45,11 @@ class RouterPush(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["canary", "-started_at"])]
+        ordering = ["-queued_at", "-id"]
+        indexes = [
+            models.Index(fields=["canary", "-queued_at"]),
+            models.Index(fields=["status", "queued_at"], name="routerpush_status_queued"),
+        ]
 
     def __str__(self) -> str:
         return f"push gen {self.generation} of canary #{self.canary_id} to {self.router}"

@@ -4,7 +4,10 @@ registry platform engineers keep.
 The push is where a decision becomes traffic, so it is recorded and verified:
 
 - every push is a `RouterPush` row (requested split, the split the router reads back, duration,
-  attempts, error), written before the first attempt and completed after the last;
+  attempts, error). A transition's push is written `queued` in the transaction that changed the
+  split (`push_queue`), taken by the worker that carries it out (`pushing`) and completed after
+  the last attempt (`applied`, `failed`, `superseded`); a push no worker took in time, or whose
+  worker died mid-push, is marked `lost` (`pushes_mark_lost`), so a lost push is never silent;
 - transient router errors are retried *inside* the call with a short doubling backoff, up to a
   deadline: for a rollback (0 %) the 2-minute SLO counted from the transition, otherwise
   PUSH_DEADLINE_S. Retrying in-call keeps one record per push and lets the deadline be exact;
@@ -40,6 +43,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from canaryhub.errors import NotFound, ValidationFailed
@@ -260,9 +264,9 @@ def push_and_record(
     split = order.split
     started = timezone.now()
     deadline = _deadline(order, started)
-    push = RouterPush.objects.create(
+    push = _claim_queued(order, started=started) or RouterPush.objects.create(
         canary_id=order.canary_id, router=order.router, generation=split.generation, requested=split.to_dict(),
-        reason=reason, started_at=started,
+        reason=reason, status=RouterPush.Status.PUSHING, queued_at=started, started_at=started,
     )
     t0 = time.perf_counter()
     attempts, error, applied, ok = 0, "", None, False
@@ -293,9 +297,11 @@ def push_and_record(
         sleep(backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_S)
     finished = timezone.now()
+    status = (RouterPush.Status.APPLIED if ok else
+              RouterPush.Status.SUPERSEDED if error.startswith("stale:") else RouterPush.Status.FAILED)
     RouterPush.objects.filter(pk=push.pk).update(
         applied=applied, finished_at=finished, duration_ms=(time.perf_counter() - t0) * 1000, attempts=attempts,
-        ok=ok, error=error[:4000],
+        ok=ok, error=error[:4000], status=status,
     )
     push.refresh_from_db()
     if ok:
@@ -306,6 +312,64 @@ def push_and_record(
         if order.stopping and not error.startswith("stale:"):
             rollback_unconfirmed(order, push=push, router=router)
     return push
+
+
+def push_queue(*, canary_id: int, router: str, split: Split, reason: str = "transition") -> RouterPush:
+    """Record a push as queued, in the caller's transaction (the one that changed the split): if
+    the message carrying it is lost, the row still says a push was due and never ran."""
+    return RouterPush.objects.create(
+        canary_id=canary_id, router=router, generation=split.generation, requested=split.to_dict(),
+        reason=reason, status=RouterPush.Status.QUEUED, queued_at=timezone.now(),
+    )
+
+
+def _claim_queued(order: PushOrder, *, started: datetime) -> RouterPush | None:
+    """Take the oldest queued row of the order's generation for this push (the one written when
+    it was queued). The conditional update makes the claim exclusive: a row the sweeper marked
+    lost meanwhile, or another worker took, is not taken again."""
+    for pk in (RouterPush.objects.filter(canary_id=order.canary_id, generation=order.split.generation,
+                                         status=RouterPush.Status.QUEUED)
+               .order_by("queued_at", "id").values_list("pk", flat=True)[:3]):
+        if RouterPush.objects.filter(pk=pk, status=RouterPush.Status.QUEUED).update(
+                status=RouterPush.Status.PUSHING, started_at=started, requested=order.split.to_dict()):
+            return RouterPush.objects.get(pk=pk)
+    return None
+
+
+def push_superseded(*, canary_id: int, generation: int) -> int:
+    """A queued push whose generation a newer split replaced before any worker took it: nothing
+    to carry, said so on its row. Returns how many rows were closed."""
+    return RouterPush.objects.filter(canary_id=canary_id, generation=generation,
+                                     status=RouterPush.Status.QUEUED).update(
+        status=RouterPush.Status.SUPERSEDED, finished_at=timezone.now(),
+        error=f"superseded before it ran: generation {generation} is no longer the canary's split")
+
+
+def pushes_mark_lost(*, now: datetime, queued_limit_s: float, running_limit_s: float) -> list[RouterPush]:
+    """Mark `lost` every push queued more than `queued_limit_s` ago that no worker took, and every
+    push taken more than `running_limit_s` ago (past the task's hard time limit) that never
+    finished: its worker died or its message was dropped. Each row is marked by one caller only
+    (conditional update), so any number of sweepers at once report each lost push once.
+    Returns the rows this call marked."""
+    marked: list[RouterPush] = []
+    candidates = RouterPush.objects.filter(
+        Q(status=RouterPush.Status.QUEUED, queued_at__lt=now - timedelta(seconds=queued_limit_s))
+        | Q(status=RouterPush.Status.PUSHING, finished_at__isnull=True,
+            started_at__lt=now - timedelta(seconds=running_limit_s))
+    ).order_by("queued_at", "id")
+    for push in candidates[:500]:
+        if push.status == RouterPush.Status.QUEUED:
+            error = (f"lost: queued at {push.queued_at.isoformat()} and not taken by a worker "
+                     f"within {queued_limit_s:.0f} s")
+        else:
+            error = f"lost: the worker that took it did not finish within {running_limit_s:.0f} s"
+        if RouterPush.objects.filter(pk=push.pk, status=push.status).update(
+                status=RouterPush.Status.LOST, finished_at=now, ok=False, error=error):
+            push.status, push.finished_at, push.error = RouterPush.Status.LOST, now, error
+            marked.append(push)
+            logger.error("router push %s of canary %s (generation %s) %s", push.pk, push.canary_id,
+                         push.generation, error)
+    return marked
 
 
 def rollback_unconfirmed(order: PushOrder, *, push: RouterPush, router: Router | None) -> None:
@@ -356,6 +420,6 @@ def _check_overdue_rollback(order: PushOrder, *, confirmed: bool) -> None:
     # rollback whose last push never confirmed.
     if confirmed or order.ended_at is None or timezone.now() < order.ended_at + ROLLBACK_SLO:
         return
-    last = RouterPush.objects.filter(canary_id=order.canary_id).order_by("-started_at", "-id").first()
+    last = RouterPush.objects.filter(canary_id=order.canary_id).order_by("-queued_at", "-id").first()
     if last is not None:
         rollback_unconfirmed(order, push=last, router=None)

@@ -74,6 +74,6 @@ def test_platform_registers_a_webhook_router_and_reads_a_canarys_push_history(
     expect(push).to_have_count(1)
     expect(push.get_by_test_id("push-requested")).to_have_text("1%")
     expect(push.get_by_test_id("push-applied")).to_have_text("1%")
-    expect(push.get_by_test_id("push-result")).to_have_text("ok")
+    expect(push.get_by_test_id("push-result")).to_have_text("applied")
     expect(push).to_contain_text("transition")
     screenshot("router-pushes")

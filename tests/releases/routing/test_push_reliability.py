@@ -109,3 +109,118 @@ def test_a_hand_edit_at_the_same_generation_is_reported_as_drift_not_overwritten
     assert tasks.reconcile_routers() == {"drift": 1}
     push = RouterPush.objects.get(canary=c, reason="reconcile")
     assert push.ok is False and "different split" in push.error
+
+
+# --- every push is recorded, the lost ones included -------------------------------------------------
+
+
+@pytest.fixture
+def lost_messages(monkeypatch):
+    """The broker drops every push message: the transition commits, no worker ever runs it."""
+    monkeypatch.setattr(tasks.push_split, "apply_async", lambda *a, **k: None)
+
+
+def test_a_push_is_recorded_queued_when_its_split_changes_and_taken_by_the_worker(canary):
+    c = canary()
+    push = RouterPush.objects.get(canary=c)
+    assert push.status == RouterPush.Status.APPLIED and push.reason == "transition"
+    assert push.queued_at <= push.started_at <= push.finished_at
+
+
+def test_a_lost_push_stays_visible_then_the_sweeper_marks_it_lost_and_pushes_again(canary, lost_messages, settings):
+    from django.utils import timezone
+
+    from releases.canaries import loop
+
+    c = canary()
+    queued = RouterPush.objects.get(canary=c)
+    assert (queued.status, queued.started_at, queued.requested["percent"]) == (RouterPush.Status.QUEUED, None, 1)
+    assert FlakyRouter.applied == {}  # nothing reached the router
+    now = timezone.now()
+    # Before the limit a queued push may still be taken: left alone.
+    assert loop.pushes_sweep(now=now) == {"lost": 0, "pushed": 0}
+    later = now + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)
+    assert loop.pushes_sweep(now=later) == {"lost": 1, "pushed": 1}
+    queued.refresh_from_db()
+    assert queued.status == RouterPush.Status.LOST and "not taken by a worker" in queued.error and not queued.ok
+    retry = RouterPush.objects.get(canary=c, reason="retry")
+    assert retry.status == RouterPush.Status.APPLIED and retry.generation == queued.generation
+    assert FlakyRouter.applied["scorer"].percent == 1
+    # A second sweep (another process) finds nothing more to do.
+    assert loop.pushes_sweep(now=later) == {"lost": 0, "pushed": 0}
+
+
+def test_a_lost_push_of_a_replaced_split_is_marked_but_not_pushed_again(canary, lost_messages, settings,
+                                                                         django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from releases.canaries import loop
+
+    c = canary()
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.canary_abort(actor=get_user_model().objects.get(username="owner"), canary_id=c.pk, reason="stop")
+    c.refresh_from_db()
+    later = timezone.now() + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)
+    result = loop.pushes_sweep(now=later)
+    lost = RouterPush.objects.filter(canary=c, status=RouterPush.Status.LOST)
+    assert result["lost"] == lost.count() == 2
+    # Only the split in force (the newer generation) is pushed again.
+    assert result["pushed"] == 1
+    assert list(RouterPush.objects.filter(canary=c, reason="retry").values_list("generation", flat=True)) == [
+        c.split_generation]
+
+
+def test_a_push_whose_worker_died_mid_push_is_marked_lost(canary):
+    from django.utils import timezone
+
+    from releases.canaries import loop
+
+    c = canary()
+    push = RouterPush.objects.get(canary=c)
+    started = timezone.now() - timedelta(seconds=loop.PUSH_HARD_LIMIT_S + 5)
+    RouterPush.objects.filter(pk=push.pk).update(status=RouterPush.Status.PUSHING, started_at=started,
+                                                 finished_at=None, ok=False)
+    assert loop.pushes_sweep()["lost"] == 1
+    push.refresh_from_db()
+    assert push.status == RouterPush.Status.LOST and "did not finish" in push.error
+    # The split in force was pushed again and confirmed.
+    assert RouterPush.objects.get(canary=c, reason="retry").status == RouterPush.Status.APPLIED
+
+
+def test_a_queued_push_superseded_before_a_worker_took_it_says_so(canary, lost_messages):
+    from releases.canaries import loop
+
+    c = canary()
+    queued = RouterPush.objects.get(canary=c)
+    Canary.objects.filter(pk=c.pk).update(split_generation=c.split_generation + 1)
+    assert loop.push(canary_id=c.pk, generation=queued.generation).startswith("skipped")
+    queued.refresh_from_db()
+    assert queued.status == RouterPush.Status.SUPERSEDED and "superseded" in queued.error
+
+
+def test_a_worker_taking_a_push_the_sweeper_marked_lost_records_a_new_one(canary, lost_messages, settings):
+    from django.utils import timezone
+
+    from releases.canaries import loop
+
+    c = canary()
+    queued = RouterPush.objects.get(canary=c)
+    routing.pushes_mark_lost(now=timezone.now() + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1),
+                             queued_limit_s=settings.ROUTER_PUSH_LOST_AFTER_S, running_limit_s=600)
+    # The late message runs after all: the lost row stays lost, the push it does has its own row.
+    assert "confirmed" in loop.push(canary_id=c.pk, generation=queued.generation)
+    queued.refresh_from_db()
+    assert queued.status == RouterPush.Status.LOST
+    assert RouterPush.objects.filter(canary=c, status=RouterPush.Status.APPLIED).count() == 1
+
+
+def test_router_pushes_by_status_are_on_metrics(canary, lost_messages):
+    from releases.canaries import selectors
+
+    canary()
+    selectors.metrics_refresh()
+    from canaryhub.metrics import REGISTRY
+
+    assert REGISTRY.get_sample_value("canaryhub_router_pushes", {"status": "queued"}) == 1
+    assert REGISTRY.get_sample_value("canaryhub_router_pushes", {"status": "lost"}) == 0

@@ -194,7 +194,7 @@ def test_everyone_who_views_sees_a_canarys_push_history_page_and_fragment(
     fragment = client.get(f"/canaries/{canary.pk}/pushes/", **HTMX)
     body = fragment.content.decode()
     assert fragment.templates[0].name == "releases/partials/_router_pushes.html" and "<html" not in body
-    assert 'data-testid="router-push"' in body and "1%" in body and ">ok<" in body
+    assert 'data-testid="router-push"' in body and "1%" in body and ">applied<" in body
     assert "HX-Request" in fragment["Vary"]
     assert client.get("/canaries/999999/pushes/").status_code == 404
 
