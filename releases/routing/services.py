@@ -299,10 +299,8 @@ def push_and_record(
     finished = timezone.now()
     status = (RouterPush.Status.APPLIED if ok else
               RouterPush.Status.SUPERSEDED if error.startswith("stale:") else RouterPush.Status.FAILED)
-    RouterPush.objects.filter(pk=push.pk).update(
-        applied=applied, finished_at=finished, duration_ms=(time.perf_counter() - t0) * 1000, attempts=attempts,
-        ok=ok, error=error[:4000], status=status,
-    )
+    push_transition(push.pk, frm=RouterPush.Status.PUSHING, to=status, applied=applied, finished_at=finished,
+                    duration_ms=(time.perf_counter() - t0) * 1000, attempts=attempts, ok=ok, error=error[:4000])
     push.refresh_from_db()
     if ok:
         logger.info("pushed %s%% of %s to router %s (%s attempt(s))", split.percent, split.model, order.router,
@@ -312,6 +310,13 @@ def push_and_record(
         if order.stopping and not error.startswith("stale:"):
             rollback_unconfirmed(order, push=push, router=router)
     return push
+
+
+def push_transition(pk: int, *, frm: str, to: str, **fields: Any) -> bool:
+    """Move one push from status `frm` to `to` (with its other fields), only if it is still at
+    `frm`: the conditional update makes each move happen once however many processes race for it
+    (a worker taking a queued push and a sweeper marking it lost). Whether this call moved it."""
+    return bool(RouterPush.objects.filter(pk=pk, status=frm).update(status=to, **fields))
 
 
 def push_queue(*, canary_id: int, router: str, split: Split, reason: str = "transition") -> RouterPush:
@@ -330,8 +335,8 @@ def _claim_queued(order: PushOrder, *, started: datetime) -> RouterPush | None:
     for pk in (RouterPush.objects.filter(canary_id=order.canary_id, generation=order.split.generation,
                                          status=RouterPush.Status.QUEUED)
                .order_by("queued_at", "id").values_list("pk", flat=True)[:3]):
-        if RouterPush.objects.filter(pk=pk, status=RouterPush.Status.QUEUED).update(
-                status=RouterPush.Status.PUSHING, started_at=started, requested=order.split.to_dict()):
+        if push_transition(pk, frm=RouterPush.Status.QUEUED, to=RouterPush.Status.PUSHING, started_at=started,
+                           requested=order.split.to_dict()):
             return RouterPush.objects.get(pk=pk)
     return None
 
@@ -339,10 +344,13 @@ def _claim_queued(order: PushOrder, *, started: datetime) -> RouterPush | None:
 def push_superseded(*, canary_id: int, generation: int) -> int:
     """A queued push whose generation a newer split replaced before any worker took it: nothing
     to carry, said so on its row. Returns how many rows were closed."""
-    return RouterPush.objects.filter(canary_id=canary_id, generation=generation,
-                                     status=RouterPush.Status.QUEUED).update(
-        status=RouterPush.Status.SUPERSEDED, finished_at=timezone.now(),
-        error=f"superseded before it ran: generation {generation} is no longer the canary's split")
+    closed = 0
+    for pk in RouterPush.objects.filter(canary_id=canary_id, generation=generation,
+                                        status=RouterPush.Status.QUEUED).values_list("pk", flat=True):
+        closed += push_transition(
+            pk, frm=RouterPush.Status.QUEUED, to=RouterPush.Status.SUPERSEDED, finished_at=timezone.now(),
+            error=f"superseded before it ran: generation {generation} is no longer the canary's split")
+    return closed
 
 
 def pushes_mark_lost(*, now: datetime, queued_limit_s: float, running_limit_s: float) -> list[RouterPush]:
@@ -363,8 +371,8 @@ def pushes_mark_lost(*, now: datetime, queued_limit_s: float, running_limit_s: f
                      f"within {queued_limit_s:.0f} s")
         else:
             error = f"lost: the worker that took it did not finish within {running_limit_s:.0f} s"
-        if RouterPush.objects.filter(pk=push.pk, status=push.status).update(
-                status=RouterPush.Status.LOST, finished_at=now, ok=False, error=error):
+        if push_transition(push.pk, frm=push.status, to=RouterPush.Status.LOST, finished_at=now, ok=False,
+                           error=error):
             push.status, push.finished_at, push.error = RouterPush.Status.LOST, now, error
             marked.append(push)
             logger.error("router push %s of canary %s (generation %s) %s", push.pk, push.canary_id,
