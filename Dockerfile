@@ -24,7 +24,7 @@ RUN pip install --no-deps . \
     # collectstatic needs no database nor secret; it runs with the development defaults.
     && python manage.py collectstatic --noinput --verbosity 0 \
     && useradd --system --uid 10001 --home-dir /app --no-create-home canaryhub \
-    && mkdir -p /app/var/router /app/var/nginx-canary \
+    && mkdir -p /app/var/router /app/var/nginx-canary /app/var/signing-keys \
     && chown -R canaryhub:canaryhub /app/var
 
 USER canaryhub

@@ -2,7 +2,8 @@
 
 Every value has a safe embedded default so that `make run` works with nothing but Python:
 SQLite, Celery on kombu's filesystem transport, the push metric provider and the file router.
-Production mode (CANARYHUB_ENV=production) refuses to start on a default secret key or DEBUG.
+Production mode (CANARYHUB_ENV=production) refuses to start on a default secret key, DEBUG or
+without a signing-key directory.
 """
 
 from datetime import timedelta
@@ -456,6 +457,14 @@ CELERY_BEAT_SCHEDULE = {
 # overwritten). Point it at a write-once store (WORM bucket mount, append-only share) that the
 # database owner cannot rewrite.
 AUDIT_HEAD_EXPORT_DIR = env.str("CANARYHUB_AUDIT_HEAD_EXPORT_DIR", default=str(VAR_DIR / "audit-heads"))
+# The server's Ed25519 signing keys (canaryhub.keyring): the active private key and every public
+# key, retired ones included. Kept by the deployment (a volume or secret mount readable only by
+# CanaryHub's user); production names it explicitly and never generates a key by itself.
+SIGNING_KEY_DIR = env.str("CANARYHUB_SIGNING_KEY_DIR", default="")
+if PRODUCTION and not SIGNING_KEY_DIR:
+    raise ImproperlyConfigured("production needs CANARYHUB_SIGNING_KEY_DIR: the directory of its signing keys "
+                               "(create the first key there with 'manage.py signing_keys generate')")
+SIGNING_KEY_DIR = SIGNING_KEY_DIR or str(VAR_DIR / "signing-keys")
 EVIDENCE_EXPORT_DIR = env.str("CANARYHUB_EVIDENCE_EXPORT_DIR", default=str(VAR_DIR / "evidence-exports"))
 # Export zips are copies built on request from records kept for RETENTION_DOCUMENTATION_DAYS, so
 # they can be built again: the daily sweep deletes them after this many days.

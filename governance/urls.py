@@ -38,6 +38,8 @@ governance_patterns = [
     path("evidence/", evidence.evidence_page, name="evidence"),
     path("evidence/exports/<int:export_id>/progress/", evidence.evidence_export_progress, name="export-progress"),
     path("evidence/exports/<int:export_id>/download/", evidence.evidence_export_download, name="export-download"),
+    path("signing-keys/", evidence.signing_keys_page, name="signing-keys"),
+    path("signing-keys/verify_bundle.py", evidence.verifier_download, name="verifier-download"),
 ]
 
 urlpatterns = [

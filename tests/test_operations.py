@@ -101,7 +101,8 @@ def test_create_token_refuses_unscoped_service_account():
 
 
 def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "CANARYHUB_ENV", "DATABASE_URL"}}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"SECRET_KEY", "DEBUG", "CANARYHUB_ENV", "DATABASE_URL", "CANARYHUB_SIGNING_KEY_DIR"}}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "canaryhub.settings", **env},
@@ -115,7 +116,9 @@ def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
         ({"CANARYHUB_ENV": "production"}, "SECRET_KEY"),
         ({"CANARYHUB_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 50, "DEBUG": "true"}, "DEBUG"),
-        ({"CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 50, "CANARYHUB_CLOCK_SPEED": "60"}, "CLOCK_SPEED"),
+        ({"CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 50, "CANARYHUB_SIGNING_KEY_DIR": "/keys",
+          "CANARYHUB_CLOCK_SPEED": "60"}, "CLOCK_SPEED"),
+        ({"CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 50}, "CANARYHUB_SIGNING_KEY_DIR"),
         ({"CANARYHUB_CLOCK_SPEED": "0.5"}, "CLOCK_SPEED"),
         ({"CANARYHUB_EVALUATION_CADENCE_S": "0"}, "CADENCE"),
         ({"CANARYHUB_DEADMAN_LIMIT_S": "60"}, "DEADMAN_LIMIT_S must be longer"),
@@ -134,5 +137,6 @@ def test_settings_refuse_unsafe_configuration(env, message):
 
 
 def test_production_starts_with_a_real_secret():
-    result = _settings_in_subprocess(CANARYHUB_ENV="production", SECRET_KEY="k" * 50, ALLOWED_HOSTS="canaryhub.example")
+    result = _settings_in_subprocess(CANARYHUB_ENV="production", SECRET_KEY="k" * 50, ALLOWED_HOSTS="canaryhub.example",
+                                     CANARYHUB_SIGNING_KEY_DIR="/etc/canaryhub/signing-keys")
     assert result.returncode == 0, result.stderr

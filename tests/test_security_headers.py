@@ -28,6 +28,7 @@ def test_pages_and_api_answers_carry_the_security_headers(role_user, url):
 
 def test_production_sends_hsts():
     env = {**os.environ, "CANARYHUB_ENV": "production", "SECRET_KEY": "x" * 40, "DEBUG": "false",
+           "CANARYHUB_SIGNING_KEY_DIR": "/etc/canaryhub/signing-keys",
            "ALLOWED_HOSTS": "canaryhub.example", "DJANGO_SETTINGS_MODULE": "canaryhub.settings"}
     code = ("import django; django.setup(); from django.conf import settings; "
             "print(settings.SECURE_HSTS_SECONDS, settings.SECURE_REFERRER_POLICY, settings.SECURE_CONTENT_TYPE_NOSNIFF)")

@@ -35,6 +35,8 @@ _CERTIFICATE_EXAMPLE = {
              "completed_at": "2025-05-08T10:30:00Z", "issued_by": "Gita Governance"},
     "evidence_hash": "ab12" * 16, "chain_head": {"seq": 1210, "hash": _HASH}, "content_hash": "cd34" * 16,
     "pdf_sha256": "ef56" * 16, "audit_seq": 1211,
+    "signature": {"algorithm": "Ed25519", "key_id": "5f1c0a9e3b7d2c48", "fingerprint": "5f1c0a9e3b7d2c48" * 4,
+                  "signature": "q1mYt4" + "A" * 80 + "=="},
     "verify_url": f"https://canaryhub.example/governance/verify/{_CERTIFICATE_ID}/",
 }
 
@@ -53,7 +55,14 @@ class CertificateOutput(serializers.Serializer):
     content_hash = serializers.CharField()
     pdf_sha256 = serializers.CharField()
     audit_seq = serializers.IntegerField(allow_null=True)
+    signature = serializers.SerializerMethodField(
+        help_text="The server's Ed25519 signature of the certificate's id and content_hash, with the signing "
+                  "key's id and public-key fingerprint (the keys are published at /api/v1/signing-keys/); "
+                  "null on a certificate issued before certificates were signed.")
     verify_url = serializers.SerializerMethodField()
+
+    def get_signature(self, cert: Certificate) -> dict[str, str] | None:
+        return dict(cert.signature) if cert.signature else None
 
     def get_chain_head(self, cert: Certificate) -> dict[str, Any]:
         return {"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}

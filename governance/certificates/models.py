@@ -13,7 +13,8 @@ class Certificate(models.Model):
 
     `body` is what the certificate states; `sealed` maps each record it depends on
     (`canary:7`, `evaluation:12`, `approval:3`…) to the SHA-256 of that record's fields at
-    issue; `content_hash` is the SHA-256 of body + sealed, appended to the audit chain."""
+    issue; `content_hash` is the SHA-256 of body + sealed (and the signing key's id), appended
+    to the audit chain; `signature` is the server's signature of the id and content_hash."""
 
     class Status(models.TextChoices):
         ISSUED = "issued", "Issued"
@@ -35,6 +36,10 @@ class Certificate(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)
     audit_seq = models.BigIntegerField(null=True, blank=True)
+    # The server's Ed25519 signature of the certificate's id and content_hash (canaryhub.keyring):
+    # {"algorithm", "key_id", "fingerprint", "signature"}; empty on certificates issued before
+    # certificates were signed.
+    signature = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-decided_at"]

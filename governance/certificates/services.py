@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from canaryhub import keyring
 from canaryhub.canonical import canonical_json
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
@@ -86,13 +87,38 @@ def certificate_checklist(canary: Any, *, chain_ok: bool | None = None) -> list[
     ]
 
 
+CERTIFICATE_STATEMENT = "canaryhub.certificate"
+
+
 def _content_hash(cert: Certificate) -> str:
-    return hashlib.sha256(canonical_json({
+    content = {
         "id": str(cert.pk), "canary": cert.canary_id, "status": cert.status, "checklist": cert.checklist,
         "reasons": cert.reasons, "reviewer": cert.reviewer_name, "decided_at": ts(cert.decided_at),
         "body": cert.body, "sealed": cert.sealed, "evidence_hash": cert.evidence_hash,
         "chain_head": {"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}, "pdf_sha256": cert.pdf_sha256,
-    }).encode("utf-8")).hexdigest()
+    }
+    if cert.signature:  # certificates issued before signing hash as they always did
+        content["signing_key"] = {"key_id": cert.signature.get("key_id"),
+                                  "fingerprint": cert.signature.get("fingerprint")}
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def certificate_statement(cert: Certificate) -> bytes:
+    """The exact bytes the server signs for a certificate: its id and content hash."""
+    return canonical_json({"statement": CERTIFICATE_STATEMENT, "id": str(cert.pk),
+                           "content_hash": cert.content_hash}).encode("utf-8")
+
+
+def certificate_signature_check(cert: Certificate) -> tuple[bool, str]:
+    """Is the certificate signed by a key of the ring (active or retired)?"""
+    if not cert.signature.get("signature"):
+        return False, "unsigned: issued before certificates were signed, or its signature was removed"
+    key = keyring.verify(certificate_statement(cert), cert.signature)
+    if key is None:
+        return False, ("the signature does not verify with any published key "
+                       f"(it names key {cert.signature.get('key_id')})")
+    return True, (f"Ed25519 signature by key {key.key_id} (fingerprint {key.fingerprint}"
+                  f"{', retired ' + key.retired_at if key.retired_at else ''})")
 
 
 def _body(canary: Any, *, reviewer_name: str, now: datetime, checklist: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,14 +191,23 @@ def certificate_decide(
             cert.sealed = seal(canary)
             cert.evidence_hash = digest(cert.sealed)
             cert.chain_head_seq, cert.chain_head_hash = head.seq, head.hash
+            key = keyring.active_key()
+            # Named on the PDF, so known before it is rendered; the signature itself comes last.
+            cert.signature = {"algorithm": key.algorithm, "key_id": key.key_id, "fingerprint": key.fingerprint}
             cert.pdf_sha256 = hashlib.sha256(render_pdf(cert)).hexdigest()
         cert.content_hash = _content_hash(cert)
+        if issue:
+            signed = keyring.sign(certificate_statement(cert))
+            if signed["key_id"] != cert.signature["key_id"]:
+                raise Conflict("the signing key was rotated while the certificate was issued: try again")
+            cert.signature = signed
         event = audit_append(
             actor=user, action="certificate.issued" if issue else "certificate.returned",
             object_type="certificate", object_id=cert.pk,
             payload={"canary": canary.pk, "content_hash": cert.content_hash, "evidence_hash": cert.evidence_hash,
                      "pdf_sha256": cert.pdf_sha256, "chain_head": {"seq": head.seq, "hash": head.hash},
-                     "checklist": {c["key"]: c["ok"] for c in checklist}, "reasons": reasons},
+                     "checklist": {c["key"]: c["ok"] for c in checklist}, "reasons": reasons,
+                     **({"signature": cert.signature} if issue else {})},
         )
         cert.audit_seq = event.seq
         cert.save(force_insert=True)
@@ -196,8 +231,9 @@ class CertificateVerification:
 
 def certificate_verify(*, certificate_id: Any) -> CertificateVerification:
     """Is the certificate genuine and unaltered? Recomputes its own hash, every sealed record's
-    digest (naming each one that changed or disappeared), finds its sealing event in the audit
-    chain and verifies the whole chain."""
+    digest (naming each one that changed or disappeared), checks the server's signature of it
+    against the published keys, finds its sealing event in the audit chain and verifies the
+    chain."""
     cert = Certificate.objects.filter(pk=certificate_id).first()
     if cert is None:
         raise NotFound(f"no certificate {certificate_id}")
@@ -232,6 +268,8 @@ def certificate_verify(*, certificate_id: Any) -> CertificateVerification:
               else "changed since issue: " + ", ".join(c for c in changed if not c.startswith("certificate:")))
         pdf_ok = hashlib.sha256(render_pdf(cert)).hexdigest() == cert.pdf_sha256
         check("pdf", pdf_ok, f"PDF SHA-256 {cert.pdf_sha256}" if pdf_ok else "the PDF no longer renders to its hash")
+        signed, detail = certificate_signature_check(cert)
+        check("signature", signed, detail)
     else:
         check("status", False, "this certificate was returned, not issued")
     chain = audit_verify()

@@ -1,5 +1,12 @@
 """The MRM evidence bundle: a zip of everything a canary's evidence record holds, with a
-manifest of SHA-256 hashes and a stand-alone verification script.
+manifest of SHA-256 hashes signed by the server's Ed25519 key.
+
+The signed manifest lists every file's hash, the chain head the bundle was made at and every
+audit event of its canaries (seq and hash); audit/chain.jsonl holds the chain's skeleton (seq,
+prev_hash, hash) from the first of those events to the head. Changing a byte, dropping an event
+or rewriting the head therefore needs a new signature, which only the server's key can make. The
+verifier is not in the bundle: an auditor runs their own copy (governance/evidence/verify_bundle.py,
+the `canaryhub-verify-bundle` command, or the download page) with the public key they pinned.
 
 The zip is produced as a stream of byte chunks: records are read with `.iterator()` and written
 file by file through zipfile's streaming writer into a small sink that is drained after every
@@ -14,13 +21,14 @@ import json
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from canaryhub import keyring
+from governance.audit.checkpoints import head_sign
 from governance.audit.models import AuditChainHead, AuditEvent
 from governance.audit.services import GENESIS_HASH
 from governance.certificates.models import Certificate
@@ -40,21 +48,27 @@ from monitoring.evaluations import PROMOTION_GATES
 from monitoring.selectors import slo_figures, slo_measurements
 from releases.canaries.models import Canary
 
-VERIFY_SCRIPT = Path(__file__).with_name("verify_bundle.py")
+BUNDLE_FORMAT = 2
 FILES_PER_CANARY = 12  # for the progress estimate of a background export
 BUNDLE_README = """CanaryHub evidence bundle
 
-manifest.json           SHA-256 and size of every other file in this bundle
-verify_bundle.py        checks the manifest and the audit segment; Python 3 standard library only:
-                            python3 verify_bundle.py <this zip or the folder it was extracted to>
+manifest.json           SHA-256 and size of every other file, the audit chain head and the seq
+                        and hash of every audit event of these canaries
+manifest.sig            CanaryHub's Ed25519 signature of manifest.json's exact bytes, with the
+                        signing key's id, fingerprint and public key
 audit/events.jsonl      the audit events concerning these canaries, with their hashes
 audit/chain.jsonl       seq, prev_hash and hash of every event from the first one above to the head
-audit/head.json         the chain head when the bundle was made
+audit/head.json         the chain head when the bundle was made, with its own signature
 canaries/<id>-.../      initiation record, stages, evaluations (JSON and CSV), approvals with their
                         signature manifestations, incidents and root causes, threshold changes,
                         router push history, the SLOs measured (slo.json: each timed rollback
                         and promotion, and the figures against their targets), the post-canary
                         report (PDF) and, when issued, the completion certificate (JSON and PDF)
+
+To verify it, use a verifier you obtained yourself, not anything found in a bundle:
+    canaryhub-verify-bundle <this zip or its folder> --fingerprint <the key's SHA-256 you trust>
+(the script and its SHA-256 are on CanaryHub's signing-keys page; the public keys too). It needs
+Python 3 and its standard library only.
 """
 EVALUATION_CSV_FIELDS = ["id", "stage_index", "window_start", "window_end", "verdict", "content_hash"]
 
@@ -186,6 +200,7 @@ def _canary_files(canary: Any) -> Iterator[tuple[str, Callable[[], Iterable[byte
             "id": str(cert.pk), "status": cert.status, "body": cert.body, "sealed": cert.sealed,
             "evidence_hash": cert.evidence_hash, "content_hash": cert.content_hash, "pdf_sha256": cert.pdf_sha256,
             "chain_head": {"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}, "audit_seq": cert.audit_seq,
+            "signature": cert.signature,
         })]
         yield f"{folder}/certificate.pdf", lambda: [render_pdf(cert)]
 
@@ -219,24 +234,40 @@ def bundle_stream(
             yield sink.drain()
 
         yield from write("README.txt", [BUNDLE_README.encode("utf-8")])
-        yield from write("verify_bundle.py", [VERIFY_SCRIPT.read_bytes()])
         for canary in canaries:
             for name, produce in _canary_files(canary):
                 yield from write(name, produce())
         events = AuditEvent.objects.filter(_audit_filter(canaries), seq__lte=head_seq).order_by("seq")
         first_seq = events.values_list("seq", flat=True).first() or head_seq
-        yield from write("audit/events.jsonl", _lines(_event_json(e) for e in events.iterator(chunk_size=1000)))
+        listed_events: list[tuple[int, str]] = []
+
+        def event_lines() -> Iterator[bytes]:
+            for event in events.iterator(chunk_size=1000):
+                listed_events.append((event.seq, event.hash))
+                yield from _lines([_event_json(event)])
+
+        yield from write("audit/events.jsonl", event_lines())
         chain = (
             AuditEvent.objects.filter(seq__gte=first_seq, seq__lte=head_seq).order_by("seq")
             .values("seq", "prev_hash", "hash").iterator(chunk_size=5000)
         )
         yield from write("audit/chain.jsonl", _lines(chain))
-        yield from write("audit/head.json", [_json_bytes({"seq": head_seq, "hash": head_hash})])
-        yield from write("manifest.json", [_json_bytes({
-            "generator": "CanaryHub", "created_at": ts(timezone.now()), "scope": scope,
+        yield from write("audit/head.json", [_json_bytes({
+            "seq": head_seq, "hash": head_hash, "signature": head_sign(seq=head_seq, digest=head_hash),
+        })])
+        key = keyring.active_key()
+        manifest_bytes = _json_bytes({
+            "format": BUNDLE_FORMAT, "generator": "CanaryHub", "created_at": ts(timezone.now()), "scope": scope,
             "canaries": [c.pk for c in canaries], "clock_speed": settings.CLOCK_SPEED,
-            "audit_head": {"seq": head_seq, "hash": head_hash}, "files": manifest,
-        })], listed=False)
+            "audit_head": {"seq": head_seq, "hash": head_hash},
+            "audit_events": [[seq, digest] for seq, digest in listed_events],
+            "signing_key": {"key_id": key.key_id, "fingerprint": key.fingerprint, "algorithm": key.algorithm},
+            "files": manifest,
+        })
+        signature = keyring.sign(manifest_bytes)
+        yield from write("manifest.json", [manifest_bytes], listed=False)
+        yield from write("manifest.sig", [_json_bytes({**signature, "public_key": key.public_key_b64})],
+                         listed=False)
     yield sink.drain()
 
 

@@ -5,14 +5,19 @@ Derived from the approvals and incidents on each read, so it can never disagree 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from canaryhub import keyring
 from governance.incidents.models import Incident, RootCauseReport
 from releases.canaries.models import Approval
+
+VERIFY_SCRIPT = Path(__file__).with_name("verify_bundle.py")
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,17 @@ def register_csv(entries: list[RegisterEntry]) -> Iterator[str]:
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+# --- the server's signing keys and the verifier, as published ------------------------------------
+
+
+def signing_keys_published() -> list[dict[str, Any]]:
+    """Every public key of the ring, the active one first (canaryhub.keyring)."""
+    return [{**k.as_dict(), "public_key_pem": k.public_key_pem, "active": k.active} for k in keyring.public_keys()]
+
+
+def verifier_script() -> tuple[bytes, str]:
+    """The stand-alone bundle verifier as distributed, and its SHA-256."""
+    data = VERIFY_SCRIPT.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()

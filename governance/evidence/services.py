@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from canaryhub import events
-from canaryhub.errors import NotFound, ValidationFailed
+from canaryhub import events, keyring
+from canaryhub.errors import Conflict, NotFound, ValidationFailed
 from governance.access.permissions import Action, as_principal, models_where, require, require_some
 from governance.audit.models import AuditEvent
 from governance.audit.services import audit_append, audit_verify
@@ -238,3 +238,25 @@ def chain_check(*, now: datetime | None = None) -> ChainHeadExport:
             verified_at=now, ok=ok, length=result.length, head_seq=result.length, head_hash=result.head_hash,
             first_bad_seq=first_bad, reason=reason, path=str(path), incident=incident,
         )
+
+
+# --- the server's signing keys ---------------------------------------------------------------------
+
+
+def signing_key_generate(*, rotate: bool) -> tuple[keyring.PublicKey, keyring.PublicKey | None]:
+    """Create the first signing key (`rotate=False`; refused when one exists) or rotate to a new
+    one, and put the change in the audit chain. Only the deployment's operator acts here
+    (`manage.py signing_keys`): the keys are files of the deployment, never set through a form."""
+    try:
+        new, retired = keyring.generate(rotate=rotate)
+    except FileExistsError as exc:
+        raise Conflict(str(exc)) from exc
+    audit_append(
+        actor=None, action="signing_key.rotated" if retired else "signing_key.generated",
+        object_type="signing_key", object_id=new.key_id,
+        payload={"key_id": new.key_id, "fingerprint": new.fingerprint, "algorithm": new.algorithm,
+                 "created_at": new.created_at,
+                 **({"retired": {"key_id": retired.key_id, "fingerprint": retired.fingerprint,
+                                 "retired_at": retired.retired_at}} if retired else {})},
+    )
+    return new, retired

@@ -1,5 +1,6 @@
-"""HTML views of the evidence: the MRM register (and its CSV), and the evidence page where
-bundles are found, downloaded and exported in the background with a progress bar."""
+"""HTML views of the evidence: the MRM register (and its CSV), the evidence page where bundles
+are found, downloaded and exported in the background with a progress bar, and the public page of
+the server's signing keys with the stand-alone verifier to download."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from canaryhub.errors import DomainError
 from canaryhub.web import render_page
 from governance.access.permissions import Action, models_where, require_page
 from governance.evidence.models import EvidenceExport
-from governance.evidence.selectors import register_csv, register_entries
+from governance.evidence.selectors import register_csv, register_entries, signing_keys_published, verifier_script
 from governance.evidence.services import evidence_export_request
 from releases.canaries.models import Canary
 from releases.register.models import AIModel
@@ -116,3 +117,25 @@ def evidence_export_download(request: HttpRequest, export_id: int) -> FileRespon
     return FileResponse(open(export.path, "rb"), as_attachment=True,  # noqa: SIM115 - FileResponse closes it
                         filename=f"canaryhub-evidence-{export.pk}.zip", content_type="application/zip")
 
+
+
+# --- the public signing keys and the verifier ---------------------------------------------------------
+
+
+@require_GET
+def signing_keys_page(request: HttpRequest) -> HttpResponse:
+    """Open to anyone: the public keys that sign bundles, chain heads and certificates, and the
+    stand-alone verifier with its SHA-256."""
+    _, script_sha256 = verifier_script()
+    return render(request, "governance/signing_keys.html", {
+        "keys": signing_keys_published(), "script_sha256": script_sha256,
+    })
+
+
+@require_GET
+def verifier_download(request: HttpRequest) -> HttpResponse:
+    data, script_sha256 = verifier_script()
+    response = HttpResponse(data, content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="verify_bundle.py"'
+    response["X-Content-SHA256"] = script_sha256
+    return response

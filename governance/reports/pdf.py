@@ -56,7 +56,7 @@ def _build(story: list[Any], *, title: str) -> bytes:
 
 
 def certificate_pdf(*, certificate_id: str, body: dict[str, Any], evidence_hash: str, chain_head: dict[str, Any],
-                    verify_url: str) -> bytes:
+                    verify_url: str, signing_key: dict[str, Any] | None = None) -> bytes:
     story: list[Any] = [
         _p("Canary Completion Certificate", "Title"),
         _p(f"Certificate {certificate_id}"),
@@ -94,6 +94,9 @@ def certificate_pdf(*, certificate_id: str, body: dict[str, Any], evidence_hash:
         _p("Integrity", "Heading3"),
         _p(f"Evidence hash (SHA-256 of the sealed evidence records): {evidence_hash}", "Code"),
         _p(f"Audit chain head at issue: #{chain_head['seq']} {chain_head['hash']}", "Code"),
+        *([_p(f"Signed by CanaryHub with {signing_key.get('algorithm', 'Ed25519')} key {signing_key['key_id']}, "
+              f"public-key fingerprint (SHA-256):", "BodyText"), _p(signing_key["fingerprint"], "Code")]
+          if signing_key and signing_key.get("key_id") else []),
         _p(f"Verify this certificate at {verify_url}"),
     ]
     return _build(story, title=f"Canary completion certificate {certificate_id}")
@@ -252,4 +255,5 @@ def render_pdf(cert: Any) -> bytes:
     return certificate_pdf(
         certificate_id=str(cert.pk), body=cert.body, evidence_hash=cert.evidence_hash,
         chain_head={"seq": cert.chain_head_seq, "hash": cert.chain_head_hash}, verify_url=verify_url(cert.pk),
+        signing_key=getattr(cert, "signature", None) or None,
     )

@@ -87,7 +87,8 @@ def description_gaps(schema: dict[str, Any], tags: list[str]) -> list[str]:
         gaps += [f"{at}: its tag {tag!r} is not declared: add {{'name': {tag!r}, 'description': '…'}} to "
                  "SPECTACULAR_SETTINGS['TAGS'] (canaryhub/settings.py)" for tag in given if tag not in (*tags, UNTAGGED)]
         documented = [s for s, r in op["responses"].items() if "application/problem+json" in r.get("content", {})]
-        if "401" not in documented or "403" not in documented:
+        public = {} in (op.get("security") or [])  # open to anyone: only a bad credential is refused
+        if "401" not in documented or ("403" not in documented and not public):
             gaps.append(f"{at}: add **problems(401, 403) (canaryhub.api) to its responses: the refusals")
         if (method == "POST" or op.get("parameters")) and not any(s in documented for s in ("400", "404")):
             gaps.append(f"{at}: add problems(400, …) or problems(404, …) (canaryhub.api) to its responses: what "

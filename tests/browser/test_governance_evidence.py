@@ -10,6 +10,7 @@ import zipfile
 import pytest
 from playwright.sync_api import Page, expect
 
+from canaryhub import keyring
 from governance.access.permissions import Role
 from releases.canaries import services as lifecycle
 from tests.governance.helpers import make_model, run_to_completion
@@ -38,6 +39,8 @@ def test_governance_issues_certificate_and_risk_officer_downloads_and_verifies(p
     expect(review.get_by_test_id("check-audit_chain")).to_contain_text("passed")
     review.get_by_role("button", name="Issue certificate").click()
     expect(page.get_by_test_id("certificate-version")).to_contain_text("1.1.0")
+    key = keyring.active_key()
+    expect(page.get_by_test_id("certificate-key-fingerprint")).to_have_text(key.fingerprint)
     screenshot("certificate")
 
     context = browser.new_context(base_url=live_server.url, accept_downloads=True)

@@ -61,6 +61,8 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "canaries_threshold_changes_list": ("GET", "/api/v1/canaries/{canary}/threshold-changes/", read()),
     "canaries_evidence_retrieve": ("GET", "/api/v1/canaries/{canary}/evidence/",
                                    read(other_owner=403, oncall=403, token=403, obs_token=403)),
+    # Public and read-only: the keys that signatures are checked with.
+    "signing_keys_list": ("GET", "/api/v1/signing-keys/", row(200, anonymous=200, nobody=200)),
     "certificates_retrieve": ("GET", "/api/v1/certificates/{certificate}/", row(404)),
     "certificates_verify": ("GET", "/api/v1/certificates/{certificate}/verify/", row(404)),
     "incidents_list": ("GET", "/api/v1/incidents/", read(out_token=200)),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -8,12 +9,14 @@ import zipfile
 import pytest
 from pypdf import PdfReader
 
+from canaryhub import keyring
 from canaryhub.errors import Conflict, PermissionRefused, ValidationFailed
 from governance.access.permissions import Principal, Role
 from governance.audit.models import AuditEvent
 from governance.certificates.models import Certificate
 from governance.certificates.services import certificate_checklist, certificate_decide, certificate_verify, render_pdf
 from governance.evidence.bundles import bundle_stream, canaries_for
+from governance.evidence.selectors import VERIFY_SCRIPT
 from monitoring.models import Evaluation
 from tests.governance.helpers import make_model, run_to_completion
 
@@ -52,6 +55,11 @@ def test_issue_certifies_the_canary_and_seals_the_hash_in_the_chain(completed, p
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(cert))).pages)
     assert "Canary Completion Certificate" in text and "scorer" in text and "Olivia Owner" in text
     assert cert.evidence_hash in text.replace("\n", "")
+    # The signing key is named on the certificate: its id and its public key's fingerprint.
+    key = keyring.active_key()
+    assert cert.signature["key_id"] == key.key_id and key.key_id in text
+    assert key.fingerprint in text.replace("\n", "")
+    assert {c["name"]: c["ok"] for c in result.checks}["signature"]
 
 
 def test_return_needs_reasons_and_leaves_the_canary_completed(completed, people):
@@ -89,7 +97,7 @@ def _bundle(canary) -> bytes:
     return b"".join(bundle_stream(canaries_for(canary_id=canary.pk), scope={"kind": "canary"}))
 
 
-def test_bundle_holds_the_evidence_and_its_script_verifies_it(completed, people, tmp_path):
+def test_bundle_holds_the_evidence_and_the_published_verifier_checks_it(completed, people, tmp_path):
     certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
     data = _bundle(completed)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
@@ -97,17 +105,32 @@ def test_bundle_holds_the_evidence_and_its_script_verifies_it(completed, people,
     for name in ["initiation.json", "stages.json", "evaluations.json", "evaluations.csv", "approvals.json",
                  "incidents.json", "router_pushes.json", "post_canary_report.pdf", "certificate.pdf"]:
         assert f"{folder}/{name}" in names
-    assert {"manifest.json", "verify_bundle.py", "audit/events.jsonl", "audit/chain.jsonl"} <= set(names)
+    assert {"manifest.json", "manifest.sig", "audit/events.jsonl", "audit/chain.jsonl"} <= set(names)
+    assert not [n for n in names if n.endswith(".py")]  # the bundle carries no verifier of its own
     report = PdfReader(io.BytesIO(zipfile.ZipFile(io.BytesIO(data)).read(f"{folder}/post_canary_report.pdf")))
     text = "".join(p.extract_text() for p in report.pages)
     assert "Traffic split over time" in text and "Metric comparison per stage" in text and "certified" in text
     bundle = tmp_path / "bundle.zip"
     bundle.write_bytes(data)
-    script = tmp_path / "verify_bundle.py"
-    script.write_bytes(zipfile.ZipFile(bundle).read("verify_bundle.py"))
-    ok = subprocess.run([sys.executable, "-I", str(script), str(bundle)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-I", str(VERIFY_SCRIPT), str(bundle),
+                         "--fingerprint", keyring.active_key().fingerprint], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "audit events verify" in ok.stdout
+
+
+def test_a_certificate_re_signed_by_another_key_or_unsigned_fails_verification(completed, people):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+    from governance.certificates.services import certificate_statement  # noqa: PLC0415
+
+    cert = certificate_decide(actor=people["gov"], canary_id=completed.pk, issue=True)
+    forged = base64.b64encode(Ed25519PrivateKey.generate().sign(certificate_statement(cert))).decode()
+    Certificate.objects.filter(pk=cert.pk).update(signature={**cert.signature, "signature": forged})
+    result = certificate_verify(certificate_id=cert.pk)
+    assert not result.ok
+    assert [c["name"] for c in result.checks if not c["ok"]] == ["signature"]
+    Certificate.objects.filter(pk=cert.pk).update(signature={})  # stripped: the hash then changes too
+    assert not certificate_verify(certificate_id=cert.pk).ok
 
 
 def test_verification_names_an_evaluation_changed_after_issue(completed, people):
