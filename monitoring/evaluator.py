@@ -6,9 +6,10 @@ For one canary and one tick, `decide()` returns:
 - the promotion gates over the stage so far (monitoring.statistics says when each is green),
   plus a `router_share` gate: an observed canary share of requests far from the configured
   percent flags a router misconfiguration and holds the stage;
-- the rollback triggers that fired on the last window, errors also on the last two windows
-  pooled when `earlier` (the window just before) is given and on the stage so far (the rule is
-  in monitoring.statistics);
+- the rollback triggers that fired: latency and quality on the last window (the rule is in
+  monitoring.statistics), the error rate by the anytime-valid sequential test on the stage so far
+  (monitoring.sequential), whose memory the caller carries from one look of the stage to the next
+  (`sequential` in, `Decision.sequential` out, also recorded in the inputs);
 - early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
   side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
   ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitoring import sequential as sq
 from monitoring import statistics as st
 from monitoring.evaluations import PROMOTION_GATES, SEGMENTS_GATE, Gate, GateStatus, overall_verdict
 from monitoring.samples import Sample
@@ -71,6 +73,9 @@ class Decision:
     warnings: list[Trigger] = field(default_factory=list)
     fail_closed: bool = False
     inputs: dict[str, Any] = field(default_factory=dict)
+    # The error-rate test's memory after this look (monitoring.sequential), for the next look of
+    # the stage: {"stage_index": i, "canary": state, "segments": {segment: state}}; None: unchanged.
+    sequential: dict[str, Any] | None = None
 
     @property
     def rolls_back(self) -> bool:
@@ -100,9 +105,13 @@ def decide(
     fail_closed_after: int = FAIL_CLOSED_AFTER,
     earlier: dict[str, Sample] | None = None,
     segments: dict[str, dict[str, dict[str, Sample]]] | None = None,
+    stage_index: int = 0,
+    sequential: dict[str, Any] | None = None,
 ) -> Decision:
     """`segments`: {segment: {"window": {"canary", "production"}, "stage": {...}}}, each judged
-    against production's same segment (`judge_segments`) when there are two or more."""
+    against production's same segment (`judge_segments`) when there are two or more.
+    `sequential`: the error-rate test's memory from the stage's previous look (Decision.sequential;
+    None or another stage's: this is the stage's first look)."""
     promote, rollback = thresholds["promote"], thresholds["rollback"]
     inputs: dict[str, Any] = {"staleness_limit_s": staleness_limit_s, "traffic_percent": traffic_percent}
     if source_error is not None:
@@ -124,7 +133,11 @@ def decide(
         gates = _all(GateStatus.STALE, why)
         return Decision(gates, overall_verdict(gates), inputs=inputs)
 
-    triggers, warnings, rb_inputs = rollback_triggers(window, rollback, earlier, stage)
+    memory = sequential if sequential and sequential.get("stage_index") == stage_index else {}
+    state, seq = sequential_step(memory.get("canary"), stage, rollback["error_rate_pp"],
+                                 sq.stage_alpha(sq.ERROR_ALPHA, stage_index))
+    new_memory: dict[str, Any] = {"stage_index": stage_index, "canary": state.to_dict(), "segments": {}}
+    triggers, warnings, rb_inputs = rollback_triggers(window, rollback, earlier, stage, sequential=seq)
     inputs["rollback_window"] = rb_inputs
     gates: list[Gate] = []
     gate_inputs: dict[str, Any] = {}
@@ -143,7 +156,9 @@ def decide(
     inputs["stage"] = {role: _summary(s) for role, s in stage.items()}
     inputs["stage_elapsed_s"] = round(stage_elapsed_s, 1)
     if segments and len(segments) >= 2:
-        seg_gate, seg_triggers, seg_inputs = judge_segments(segments, promote, rollback)
+        seg_gate, seg_triggers, seg_inputs = judge_segments(segments, promote, rollback, stage_index=stage_index,
+                                                            memory=memory.get("segments") or {},
+                                                            new_memory=new_memory["segments"])
         gates.append(seg_gate)
         triggers = triggers + seg_triggers
         inputs["segments"] = seg_inputs
@@ -152,16 +167,29 @@ def decide(
                                                thresholds["fairness"])
         gates.append(fair_gate)
         inputs["fairness"] = fair_inputs
-    return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs)
+    inputs["sequential"] = new_memory
+    return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs,
+                    sequential=new_memory)
+
+
+def sequential_step(memory: dict[str, Any] | None, stage: dict[str, Sample], margin_pp: float, alpha: float, *,
+                    restart: bool = True) -> tuple[sq.SequentialState, sq.SequentialResult]:
+    """One look of the error-rate test (monitoring.sequential) on the stage's counts so far."""
+    c, p = stage["canary"], stage["production"]
+    return sq.step(sq.SequentialState.from_dict(memory), canary=(c.requests, c.errors),
+                   production=(p.requests, p.errors), margin=margin_pp / 100, alpha_stage=alpha, restart=restart)
 
 
 def judge_segments(
-    segments: dict[str, dict[str, dict[str, Sample]]], promote: dict[str, float], rollback: dict[str, float],
+    segments: dict[str, dict[str, dict[str, Sample]]], promote: dict[str, float], rollback: dict[str, float], *,
+    stage_index: int = 0, memory: dict[str, Any] | None = None, new_memory: dict[str, Any] | None = None,
 ) -> tuple[Gate, list[Trigger], dict[str, Any]]:
     """Each segment's canary against production's same segment (monitoring.statistics, SEGMENTS):
     the rollback rule at the family's level shared among the segments judged, and the promotion
-    gates as vetoes. Returns the `segments` gate (red names the segments), the rollback triggers
-    (each naming its segment) and what each segment showed, for the record."""
+    gates as vetoes; each segment's error-rate test (monitoring.sequential) at the segments' share
+    of the budget divided among them, its memory read from `memory` and written to `new_memory`
+    ({segment: state}). Returns the `segments` gate (red names the segments), the rollback
+    triggers (each naming its segment) and what each segment showed, for the record."""
     judged = {name: parts for name, parts in segments.items()
               if parts["window"]["canary"].requests > 0 and parts["window"]["production"].requests > 0
               or parts["stage"]["canary"].requests > 0 and parts["stage"]["production"].requests > 0}
@@ -174,8 +202,13 @@ def judge_segments(
         window, stage = judged[name]["window"], judged[name]["stage"]
         seg_fired: list[Trigger] = []
         tests: dict[str, Any] = {}
+        alpha_seq = sq.stage_alpha(sq.SEGMENTS_ALPHA, stage_index) / k
+        state, seq = sequential_step((memory or {}).get(name), stage, rollback["error_rate_pp"], alpha_seq)
+        if new_memory is not None:
+            new_memory[name] = state.to_dict()
         if window["canary"].requests > 0 and window["production"].requests > 0:
-            seg_fired, _, tests = rollback_triggers(window, rollback, None, stage, alpha=alpha_roll, safety=False)
+            seg_fired, _, tests = rollback_triggers(window, rollback, None, stage, alpha=alpha_roll, safety=False,
+                                                    sequential=seq)
         seg_reds = _segment_reds(stage, promote, alpha_gate, alpha_roll)
         for t in seg_fired:
             fired.append(Trigger(t.metric, t.value, t.limit, f"segment {name}: {t.detail}", segment=name))
@@ -183,7 +216,8 @@ def judge_segments(
         out[name] = {"window": {role: _brief(s) for role, s in window.items()},
                      "stage": {role: _brief(s) for role, s in stage.items()},
                      "tests": tests, "red": seg_reds, "rollback": [t.metric for t in seg_fired]}
-    levels = {"segments": k, "rollback_alpha": alpha_roll, "gate_alpha": alpha_gate}
+    levels = {"segments": k, "rollback_alpha": alpha_roll, "gate_alpha": alpha_gate,
+              "error_rate_alpha": sq.stage_alpha(sq.SEGMENTS_ALPHA, stage_index) / k}
     inputs = {"judged": levels, "by_segment": out}
     if reds:
         gate = Gate(SEGMENTS_GATE, GateStatus.RED, len(reds), 0, ("segment " + "; segment ".join(reds))[:500])
@@ -336,12 +370,16 @@ def decide_watch(
 def rollback_triggers(
     window: dict[str, Sample], rollback: dict[str, float], earlier: dict[str, Sample] | None = None,
     stage: dict[str, Sample] | None = None, *, alpha: float = st.ROLLBACK_ALPHA, safety: bool = True,
+    sequential: sq.SequentialResult | None = None,
 ) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
-    """The rollback rule of monitoring.statistics over the last window, and the early warnings.
-    Errors are also judged pooled with `earlier` (the window just before, when there is one) and
-    over the `stage` so far (when it holds more than those). `alpha`: the evidence level of each
-    test (a segment's share of it); `safety`: judge content-safety violations (the canary as a
-    whole does; its segments need not repeat it)."""
+    """The rollback rule over the last window, and the early warnings. With `sequential` (a
+    canary's stage: monitoring.sequential's look at the stage so far) the error-rate trigger is
+    that test's rejection; without it (the post-promotion watch, against a fixed baseline) errors
+    are judged by monitoring.statistics' fixed-level rule on the window, pooled with `earlier`
+    (the window just before, when there is one) and over the `stage` so far (when it holds more
+    than those). `alpha`: the evidence level of each fixed-level test (a segment's share of it);
+    `safety`: judge content-safety violations (the canary as a whole does; its segments need not
+    repeat it)."""
     c, p = window["canary"], window["production"]
     fired: list[Trigger] = []
     warned: list[Trigger] = []
@@ -357,14 +395,19 @@ def rollback_triggers(
         margin = rollback["error_rate_pp"] / 100
         detail["error_rate"] = cmp.to_dict()
         enough = c.errors >= st.MIN_ROLLBACK_EVENTS
-        trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "", alpha)
         longer: list[tuple[str, str, Sample, Sample]] = []
-        if earlier is not None:
+        if sequential is not None:
+            trigger = _sequential_trigger(sequential, stage or window, rollback["error_rate_pp"])
+            detail["error_rate_sequential"] = sequential.to_dict()
+        else:
+            trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "", alpha)
+        if earlier is not None and sequential is None:
             ec, ep = earlier["canary"], earlier["production"]
             longer.append(("error_rate_two_windows", " over the last two windows",
                            Sample(requests=c.requests + ec.requests, errors=c.errors + ec.errors),
                            Sample(requests=p.requests + ep.requests, errors=p.errors + ep.errors)))
-        if stage is not None and stage["canary"].requests > (longer[-1][2] if longer else c).requests:
+        if sequential is None and stage is not None and stage["canary"].requests > (
+                longer[-1][2] if longer else c).requests:
             longer.append(("error_rate_stage", " over the stage so far", stage["canary"], stage["production"]))
         for key, span, lc, lp in longer:
             if trigger is not None or lc.requests <= 0 or lp.requests <= 0:
@@ -465,10 +508,27 @@ def _error_trigger(cmp: st.ProportionComparison, c: Sample, margin_pp: float, sp
                    f"p={cmp.p_worse:.1e}, {int(c.errors)} errors in {int(c.requests)} requests)")
 
 
+def _sequential_trigger(result: sq.SequentialResult, stage: dict[str, Sample], margin_pp: float) -> Trigger | None:
+    """The error-rate trigger of a canary's stage: the sequential test rejected "no worse than
+    production plus the threshold"."""
+    if not result.reject:
+        return None
+    c, p = stage["canary"], stage["production"]
+    rc, rp = c.errors / max(c.requests, 1), p.errors / max(p.requests, 1)
+    return Trigger("error_rate", (rc - rp) * 100, margin_pp,
+                   f"error rate {rc:.2%} vs production {rp:.2%} over the stage so far: worse than production "
+                   f"+{margin_pp} pp (sequential test, evidence e^{result.log_evidence:.1f} ≥ "
+                   f"e^{result.log_threshold:.1f}; {int(c.errors)} errors in {int(c.requests)} requests)")
+
+
 def rollback_sensitivity(inputs: dict[str, Any], rollback: dict[str, float]) -> list[dict[str, Any]]:
     """What the error-rate trigger could catch at an evaluation's traffic: for the last window and
     the two windows pooled (when they were), the smallest rise of the canary's error rate over
-    production's that rolls back (`rise_pp` None: no rise at all, too few requests)."""
+    production's that rolls back (`rise_pp` None: no rise at all, too few requests). Only for an
+    evaluation decided by that fixed-level rule: one whose error rate the sequential test judged
+    (inputs["sequential"]) has no fixed smallest rise, and gets none."""
+    if "sequential" in (inputs or {}):
+        return []
     spans: list[tuple[str, Any, Any]] = []
     window = inputs.get("window") or {}
     c, p = window.get("canary") or {}, window.get("production") or {}

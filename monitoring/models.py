@@ -233,9 +233,9 @@ class Observation(models.Model):
 class CanaryWatch(models.Model):
     """The evaluator's own memory of one canary (kept off the Canary row, which the lifecycle
     owns): consecutive metric-source errors for failing closed, the counter readings at stage
-    entry that turn Prometheus' cumulative counters into stage-so-far numbers, the anomaly alerts
-    seen during the stage, and which early warnings were sent, so a warning is not repeated every
-    minute."""
+    entry that turn Prometheus' cumulative counters into stage-so-far numbers, the error-rate
+    test's memory, the anomaly alerts seen during the stage, and which early warnings were sent,
+    so a warning is not repeated every minute."""
 
     canary = models.OneToOneField("releases.Canary", on_delete=models.CASCADE, related_name="watch")
     consecutive_errors = models.PositiveIntegerField(default=0)
@@ -248,6 +248,10 @@ class CanaryWatch(models.Model):
     # {"stage_index": i, "alerts": n, "first_seen": iso time}; an alert that fired and cleared
     # still blocks the stage's promotion.
     stage_alerts = models.JSONField(default=dict)
+    # The error-rate rollback test's memory over the stage (monitoring.sequential), as of the last
+    # evaluation: {"stage_index": i, "canary": state, "segments": {segment: state}}. Each evaluation
+    # records it too; the rollback watch reads it between evaluations and never writes it.
+    sequential = models.JSONField(default=dict)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

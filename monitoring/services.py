@@ -133,7 +133,10 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
         stage_elapsed_s=max((now - subject.stage_since).total_seconds(), 1.0),
         source_error=reading.error, consecutive_errors=errors,
         earlier=earlier.samples if earlier else None, segments=segments,
+        stage_index=subject.stage_index, sequential=watch.sequential,
     )
+    if decision.sequential is not None:
+        watch.sequential = decision.sequential
     pooled = {"pooled_with": earlier.reference()} if earlier and "rollback_window" in decision.inputs else {}
     inputs = normalise_json({
         "source": reading.source, "queries": reading.queries, "window_s": window_s,
@@ -370,7 +373,7 @@ def evaluation_insert(evaluation: Evaluation) -> bool:
 
 # Written for every watch row of the round; the stage's fields only when its counters were re-taken
 # (the baseline is the row's bulk, and it changes once a stage).
-_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "warned", "stage_alerts"]
+_WATCH_FIELDS = ["consecutive_errors", "last_error", "last_evaluated_at", "warned", "stage_alerts", "sequential"]
 _WATCH_STAGE_FIELDS = ["stage_index", "stage_baseline"]
 
 

@@ -22,9 +22,11 @@ is already overwhelming: a point estimate past the limit with the canary worse t
 at the rollback's level (`ROLLBACK_ALPHA`, on at least `MIN_ROLLBACK_EVENTS` events) makes the
 gate `red` at once, with that evidence.
 
-THE ROLLBACK RULE (checked every cadence on the last 5-minute window; error rates also on the
-last two windows pooled, the window before being the one that ends where this one starts, and
-on the stage so far). A trigger fires when
+THE ROLLBACK RULE (checked every cadence on the last 5-minute window). A canary's error rate
+during its stages is judged by the anytime-valid sequential test of monitoring.sequential
+instead (its false-rollback probability is bounded by construction); the fixed-level error rule
+below (last window, last two windows pooled, stage so far) judges the post-promotion watch,
+against the previous version's fixed baseline. A trigger fires when
 1. magnitude: the point estimate is beyond the frozen rollback threshold (error > prod + 0.5 pp,
    p99 > prod × 1.5, quality < prod × 0.9), and
 2. evidence: the canary is worse than production at all, at a level `ROLLBACK_ALPHA` (10⁻⁶)
