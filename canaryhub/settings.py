@@ -377,6 +377,16 @@ ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)
 ROLLBACK_SWEEP_AFTER_S = env.int("CANARYHUB_ROLLBACK_SWEEP_AFTER_S", default=10)
 if not 0 < ROLLBACK_SWEEP_AFTER_S < ROLLBACK_SLO_S:
     raise ImproperlyConfigured("CANARYHUB_ROLLBACK_SWEEP_AFTER_S must be positive and below CANARYHUB_ROLLBACK_SLO_S")
+# Sticky-session poisoning (releases.canaries.services.sticky_sweep): a canary's share of the
+# eligible users asked may differ from the percent in force by this many percentage points (plus
+# three standard errors) before its sticky entries are cleared; below STICKY_MIN_SAMPLE users
+# nothing is concluded. The sweep runs every STICKY_SWEEP_INTERVAL_S.
+STICKY_SHARE_TOLERANCE_PP = env.float("CANARYHUB_STICKY_SHARE_TOLERANCE_PP", default=5.0)
+STICKY_MIN_SAMPLE = env.int("CANARYHUB_STICKY_MIN_SAMPLE", default=200)
+STICKY_SWEEP_INTERVAL_S = env.float("CANARYHUB_STICKY_SWEEP_INTERVAL_S", default=300.0)
+if STICKY_SHARE_TOLERANCE_PP <= 0 or STICKY_MIN_SAMPLE <= 0 or STICKY_SWEEP_INTERVAL_S <= 0:
+    raise ImproperlyConfigured("CANARYHUB_STICKY_SHARE_TOLERANCE_PP, CANARYHUB_STICKY_MIN_SAMPLE and "
+                               "CANARYHUB_STICKY_SWEEP_INTERVAL_S must be positive")
 # A router push recorded as queued that no worker took within this many seconds is marked lost
 # by the sweeper, which pushes the split in force again (releases.canaries.loop.pushes_sweep).
 ROUTER_PUSH_LOST_AFTER_S = env.int("CANARYHUB_ROUTER_PUSH_LOST_AFTER_S", default=120)
@@ -438,6 +448,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": "notifications", "expires": NOTIFY_SEND_INTERVAL_S * 5},
     },
     "oncall-summary": {"task": "releases.canaries.tasks.oncall_summary", "schedule": 300.0},
+    "sticky-sweep": {"task": "releases.canaries.tasks.sticky_sweep", "schedule": STICKY_SWEEP_INTERVAL_S},
     "root-cause-reminders": {"task": "governance.rootcause.tasks.root_cause_reminders", "schedule": 600.0},
     "prune-evaluations": {"task": "releases.canaries.tasks.prune_evaluations", "schedule": 24 * 3600.0},
     "prune-logs": {"task": "monitoring.tasks.prune_logs", "schedule": 24 * 3600.0},

@@ -680,7 +680,60 @@ class CanaryAbort(APIView):
         return Response(_detail(request, id))
 
 
+class StickySweepInput(StrictSerializer):
+    """Why the sticky store is swept now: recorded in the audit trail."""
+
+    reason = StrictCharField(max_length=REASON_MAX, min_length=services.STICKY_REASON_MIN)
+
+
+class StickySweepOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    scanned = serializers.IntegerField(help_text="sticky entries looked at")
+    cleared = serializers.DictField(child=serializers.IntegerField(),
+                                    help_text="entries cleared, by reason: not_serving, unsigned, share_drift")
+    by_canary = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
+    share_drift = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()),
+                                        help_text="canaries whose share of eligible users drifted from the percent")
+
+
+class StickySweepView(APIView):
+    @extend_schema(
+        operation_id="assignments_sweep_create",
+        tags=["assignment"],
+        summary="Clear sticky assignments that disagree with the split in force",
+        description="Sweeps the sticky assignment store now (the periodic sweep does the same every "
+        "CANARYHUB_STICKY_SWEEP_INTERVAL_S): clears entries not written by CanaryHub, entries of a canary that no "
+        "longer serves anybody, and every entry of a canary whose share of the eligible users drifted from its "
+        "percent beyond the tolerance. Cleared users are assigned again by the same hashing, so nobody is moved "
+        "off a canary the split puts them on. A platform engineer's act with a reason of 10 characters at least; "
+        "one audit event with the counts (never user ids). 409 when the store does not answer.",
+        request=StickySweepInput,
+        examples=[example_request({"reason": "users report switching versions mid-conversation"}),
+                  example_response({"id": 4, "at": "2025-05-04T11:00:00Z", "scanned": 1204,
+                                    "cleared": {"not_serving": 310, "unsigned": 2, "share_drift": 0},
+                                    "by_canary": {"6": {"not_serving": 310}, "7": {"unsigned": 2}},
+                                    "share_drift": {}})],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: StickySweepOutput, **problems(400, 401, 403, 409, 422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.CLEAR_STICKY)  # 403 before the input is read
+        data = StickySweepInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        sweep = services.sticky_sweep(actor=principal, reason=data.validated_data["reason"])
+        return Response(StickySweepOutput({
+            "id": sweep.pk, "at": sweep.at, "scanned": sweep.scanned,
+            "cleared": {"not_serving": sweep.cleared_not_serving, "unsigned": sweep.cleared_unsigned,
+                        "share_drift": sweep.cleared_share_drift},
+            "by_canary": sweep.by_canary, "share_drift": sweep.drift,
+        }).data)
+
+
 urlpatterns = [
+    path("assignments/sweep/", StickySweepView.as_view(), name="api-sticky-sweep"),
     path("canaries/", CanaryCollection.as_view(), name="api-canary-list"),
     path("canaries/<int:id>/", CanaryItem.as_view(), name="api-canary-detail"),
     path("canaries/<int:id>/evaluations/", CanaryEvaluations.as_view(), name="api-canary-evaluations"),

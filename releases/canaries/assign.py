@@ -99,30 +99,19 @@ class _TTLCache:
 
 _splits = _TTLCache()
 _principals = _TTLCache()
-_store: assignment.AssignmentStore | None = None
-_store_url: str | None = None
 _last_alert = 0.0
 _alert_lock = threading.Lock()
 
 
 def reset_caches() -> None:
     """Forget cached splits, principals and the store client (tests; settings changes)."""
-    global _store, _store_url
     _splits.clear()
     _principals.clear()
-    _store, _store_url = None, None
+    assignment.reset_store()
 
 
 def _the_store() -> assignment.AssignmentStore:
-    global _store, _store_url
-    if _store is None or _store_url != settings.REDIS_URL:
-        _store_url = settings.REDIS_URL
-        _store = (
-            assignment.RedisStore(settings.REDIS_URL, timeout_s=0.25)
-            if settings.REDIS_URL
-            else assignment.MemoryStore()
-        )
-    return _store
+    return assignment.shared_store()
 
 
 def active_split(model: str) -> ActiveSplit | None:

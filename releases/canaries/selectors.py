@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 from prometheus_client import Gauge
 
@@ -28,7 +28,7 @@ from releases.canaries import approvals as rules
 from releases.canaries import schedules, states
 from releases.canaries.models import Approval, Canary
 from releases.register.models import Consumer
-from releases.routing.models import RouterPush
+from releases.routing.models import RouterPush, StickySweep
 from releases.routing.routers import Split
 
 State = states.State
@@ -371,8 +371,20 @@ ROUTER_PUSHES = Gauge("canaryhub_router_pushes", "Router pushes on record, by st
                       "way; lost ones were never carried out)", ["status"], registry=REGISTRY)
 
 
+STICKY_CLEARED = Gauge("canaryhub_sticky_cleared", "Sticky assignments cleared because they disagreed with the "
+                       "split in force, by reason, since the first sweep on record", ["reason"], registry=REGISTRY)
+STICKY_LAST_SWEEP = Gauge("canaryhub_sticky_last_sweep_timestamp_seconds", "When the sticky store was last swept",
+                          registry=REGISTRY)
+
+
 def metrics_refresh() -> None:
     """The canaries' gauges on /metrics, from the database at each scrape."""
+    totals = StickySweep.objects.aggregate(
+        not_serving=Sum("cleared_not_serving"), unsigned=Sum("cleared_unsigned"),
+        share_drift=Sum("cleared_share_drift"), last=Max("at"))
+    for reason in ("not_serving", "unsigned", "share_drift"):
+        STICKY_CLEARED.labels(reason=reason).set(totals[reason] or 0)
+    STICKY_LAST_SWEEP.set(totals["last"].timestamp() if totals["last"] else 0)
     ACTIVE_CANARIES.set(Canary.objects.filter(state__in=states.SERVING).count())
     counts = dict(RouterPush.objects.order_by().values_list("status").annotate(n=Count("id")))
     for status in RouterPush.Status.values:

@@ -46,6 +46,8 @@ from releases.canaries import schedules, selectors, states
 from releases.canaries.models import Approval, Canary, ThresholdChangeRequest
 from releases.register.models import AIModel, ModelVersion
 from releases.register.services import change_type_between, version_flag_escalated, version_transition
+from releases.routing import assignment
+from releases.routing.models import StickySweep
 from releases.routing.routers import router_kinds
 from releases.routing.services import push_queue
 
@@ -886,3 +888,91 @@ def evaluations_prune(*, now: datetime | None = None) -> int:
     RollbackDecision.objects.filter(evaluation__in=qs, done_at__isnull=False).delete()
     deleted, _ = qs.delete()
     return deleted
+
+
+# --- sticky-session poisoning (pattern §13) ---------------------------------------------------------
+
+STICKY_REASON_MIN = 10
+
+
+def sticky_sweep(*, actor: Any = None, reason: str = "", now: datetime | None = None,
+                 store: Any = None) -> StickySweep:
+    """Clear the sticky assignments that disagree with the split in force, and keep the record.
+
+    An entry is cleared when its value is not the deployment's MAC of its key (written into the
+    store by anyone but CanaryHub), when its canary no longer serves anybody (rolled back,
+    aborted, reverted, superseded by a newer canary, at 0 %), and — every entry of the canary —
+    when the canary's share of the eligible users asked drifts from the percent in force beyond
+    CANARYHUB_STICKY_SHARE_TOLERANCE_PP (releases.routing.assignment). A cleared user is assigned
+    again by the same hashing nginx does, so clearing never moves a user the split would put on
+    the canary: nobody can use it to pick who is served what.
+
+    `actor` None is the periodic sweep; a person's on-demand sweep is a platform engineer's act
+    with a reason. Either way one audit event per sweep that cleared anything (or was asked for)
+    says how many entries were cleared, by reason and canary — never a key or a user id."""
+    if actor is not None:
+        require(actor, Action.CLEAR_STICKY)
+        if not isinstance(reason, str) or len(reason.strip()) < STICKY_REASON_MIN:
+            raise ValidationFailed.field("reason", f"say why, in {STICKY_REASON_MIN} characters at least")
+    principal = as_principal(actor) if actor is not None else None
+    now = now or timezone.now()
+    store = store or assignment.shared_store()
+    try:
+        entries = store.entries()
+    except Exception as exc:  # redis raises ConnectionError, TimeoutError…
+        if actor is not None:
+            raise Conflict(f"the assignment store did not answer ({type(exc).__name__}); nothing was cleared") from exc
+        raise
+    in_force = _splits_in_force({parsed.model for key, _ in entries if (parsed := assignment.parse_key(key))})
+    clear: dict[str, str] = {}
+    agreeing: dict[int, list[str]] = {}
+    for key, value in entries:
+        parsed = assignment.parse_key(key)
+        why = assignment.sticky_clearance(key=key, value=value, in_force=in_force.get(parsed.model) if parsed else None)
+        if why is not None:
+            clear[key] = why
+        elif parsed is not None:
+            agreeing.setdefault(parsed.canary_id, []).append(key)
+    drift: dict[str, dict[str, int]] = {}
+    for split in in_force.values():
+        keys = agreeing.get(split.canary_id, [])
+        population = store.population(assignment.population_key(split.model, split.canary_id))
+        if assignment.share_drifted(sticky=len(keys), population=population, percent=split.percent,
+                                    tolerance_pp=settings.STICKY_SHARE_TOLERANCE_PP,
+                                    min_sample=settings.STICKY_MIN_SAMPLE):
+            drift[str(split.canary_id)] = {"sticky": len(keys), "population": population, "percent": split.percent}
+            clear.update(dict.fromkeys(keys, assignment.SHARE_DRIFT))
+    if clear:
+        store.delete(list(clear))
+    by_canary: dict[str, dict[str, int]] = {}
+    counts = dict.fromkeys(assignment.CLEAR_REASONS, 0)
+    for key, why in clear.items():
+        parsed = assignment.parse_key(key)
+        canary_key = str(parsed.canary_id) if parsed else "unparsable"
+        by_canary.setdefault(canary_key, {}).setdefault(why, 0)
+        by_canary[canary_key][why] += 1
+        counts[why] += 1
+    with transaction.atomic():
+        sweep = StickySweep.objects.create(
+            at=now, actor=principal.user if principal else None, reason=(reason or "").strip(), scanned=len(entries),
+            cleared_not_serving=counts[assignment.NOT_SERVING], cleared_unsigned=counts[assignment.UNSIGNED],
+            cleared_share_drift=counts[assignment.SHARE_DRIFT], by_canary=by_canary, drift=drift,
+        )
+        if clear or actor is not None:
+            audit_append(actor=principal.user if principal else None, action="sticky.cleared",
+                         object_type="sticky_sweep", object_id=sweep.pk,
+                         payload={"reason": sweep.reason, "scanned": len(entries), "cleared": counts,
+                                  "by_canary": by_canary, "share_drift": drift,
+                                  "via_token": principal.token_prefix if principal else None})
+    return sweep
+
+
+def _splits_in_force(models: set[str]) -> dict[str, Any]:
+    """Each model's split in force: that of its newest pushed canary (what its router was last
+    told, as /api/v1/assign answers)."""
+    found: dict[str, Any] = {}
+    for canary in (Canary.objects.filter(model__name__in=models, split_generation__gt=0)
+                   .select_related("model", "version", "baseline").order_by("-pk")):
+        if canary.model.name not in found:
+            found[canary.model.name] = selectors.split_of(canary)
+    return found

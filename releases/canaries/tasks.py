@@ -84,6 +84,12 @@ def enqueue_rollback(*, canary_id: int, evaluation_id: int | None, reason: str) 
     rollback_canary.apply_async(args=[canary_id, evaluation_id, reason], queue="rollbacks")
 
 
+@shared_task(soft_time_limit=120, time_limit=150)
+def sticky_sweep() -> int:
+    """Beat task: clear the sticky assignments that disagree with the split in force; how many."""
+    return services.sticky_sweep().cleared
+
+
 @shared_task(soft_time_limit=50, time_limit=60)
 def oncall_summary() -> bool:
     """Beat task: the on-call summary, when a business-hours slot has none yet."""

@@ -93,3 +93,31 @@ class RouterConfig(models.Model):
 
     def __repr__(self) -> str:
         return f"<RouterConfig {self.name} kind={self.kind}>"  # never the secret
+
+
+class StickySweep(models.Model):
+    """One sweep of the sticky assignment store for entries that disagree with the split in force
+    (releases.canaries.services.sticky_sweep): how many were looked at and cleared, by reason
+    and by canary. Counts only: the store's keys are keyed hashes of user ids and none is kept
+    here. `actor` is the platform engineer of an on-demand sweep (null: the periodic one)."""
+
+    at = models.DateTimeField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+")
+    reason = models.TextField(blank=True)
+    scanned = models.PositiveIntegerField(default=0)
+    cleared_not_serving = models.PositiveIntegerField(default=0)
+    cleared_unsigned = models.PositiveIntegerField(default=0)
+    cleared_share_drift = models.PositiveIntegerField(default=0)
+    by_canary = models.JSONField(default=dict, blank=True)  # {canary id: {reason: count}}
+    drift = models.JSONField(default=dict, blank=True)  # {canary id: {sticky, population, percent}}
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"sticky sweep at {self.at:%Y-%m-%d %H:%M:%S}: {self.cleared} cleared of {self.scanned}"
+
+    @property
+    def cleared(self) -> int:
+        return self.cleared_not_serving + self.cleared_unsigned + self.cleared_share_drift

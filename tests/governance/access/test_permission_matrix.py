@@ -52,6 +52,7 @@ def write(*allowed: str, out_token: int | tuple[int, ...] = 404) -> dict[str, tu
 # operationId -> (method, path with placeholders, expected answers)
 MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
     "assign": ("GET", "/api/v1/assign?model=scorer&user=u-1", read(out_token=(403, 404))),
+    "assignments_sweep_create": ("POST", "/api/v1/assignments/sweep/", write("platform", out_token=403)),
     "audit_list": ("GET", "/api/v1/audit/", read(token=403, obs_token=403, out_token=403)),
     "audit_verify": ("GET", "/api/v1/audit/verify/", read(token=403, obs_token=403, out_token=403)),
     "canaries_list": ("GET", "/api/v1/canaries/", read(out_token=200)),
