@@ -8,12 +8,13 @@ nothing from the layers above the audit trail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from governance.access.labels import role_label
 from governance.audit.models import AuditEvent
@@ -246,6 +247,26 @@ def event_summary(event: AuditEvent) -> SafeString:
     _, _, verb = event.action.partition(".")
     return format_html("{}: {} — {}", who, verb.replace("_", " ") or event.action,
                        object_link(event.object_type, event.object_id))
+
+
+_NUMBERED = re.compile(r"\b(canary|incident) #(\d+)\b", re.IGNORECASE)
+
+
+def link_numbers(text: str) -> SafeString:
+    """Plain text with each "canary #N" and "incident #N" linked to its page (the rest escaped)."""
+    parts, last = [], 0
+    for match in _NUMBERED.finditer(str(text)):
+        parts.append(escape(text[last:match.start()]))
+        link = canary_link if match.group(1).lower() == "canary" else incident_link
+        parts.append(format_html('<a href="{}">{}</a>', _href(link(match.group(2))), match.group(0)))
+        last = match.end()
+    parts.append(escape(str(text)[last:]))
+    return mark_safe("".join(parts))  # noqa: S308 - every part is escaped or built by format_html
+
+
+def _href(link: SafeString) -> str:
+    found = re.search(r'href="([^"]+)"', str(link))
+    return found.group(1) if found else "#"
 
 
 def event_links(event: AuditEvent) -> list[SafeString]:

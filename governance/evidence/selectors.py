@@ -31,6 +31,7 @@ class RegisterEntry:
     stage: str
     evidence: str
     root_cause: str
+    incident_id: int | None = None  # a failure's incident, linked on the page
 
     def row(self) -> list[Any]:
         return [self.at.isoformat(), self.model, self.version, self.risk_tier, self.canary_id, self.outcome,
@@ -62,7 +63,8 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
             left = canary.stages[approval.stage_index - 1]["percent"]
             entries.append(RegisterEntry(
                 approval.signed_at, canary.model.name, canary.version.version, canary.risk_tier, canary.pk,
-                "passed", f"stage {approval.stage_index - 1} ({left}%) completed green",
+                # Stages are numbered from 1 for people: the step into index i leaves stage i.
+                "passed", f"stage {approval.stage_index} ({left}%) completed green",
                 f"evaluation #{approval.evaluation_id} {approval.evaluation_hash[:12]}", "",
             ))
     if outcome in ("", "failed"):
@@ -80,9 +82,10 @@ def register_entries(*, model: str = "", risk_tier: str = "", outcome: str = "",
             report = (accepted or reports or [None])[-1]
             cause = f"{report.cause} ({report.get_status_display()})" if report else "root cause not yet filed"
             stage = incident.details.get("stage_index")
+            at_stage = f"rolled back at stage {stage + 1}" if isinstance(stage, int) else "rolled back"
             entries.append(RegisterEntry(
                 incident.opened_at, canary.model.name, canary.version.version, canary.risk_tier, canary.pk,
-                "failed", f"rolled back at stage {stage}", f"incident #{incident.pk}", cause,
+                "failed", at_stage, f"incident #{incident.pk}", cause, incident_id=incident.pk,
             ))
     if since is not None:
         entries = [e for e in entries if e.at >= since]

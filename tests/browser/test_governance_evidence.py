@@ -52,6 +52,8 @@ def test_governance_issues_certificate_and_risk_officer_downloads_and_verifies(p
     risk.get_by_role("link", name="Evidence").click()
     risk.get_by_test_id("evidence-model").select_option("scorer")
     expect(risk.get_by_test_id("evidence-canaries").locator("tbody tr")).to_have_count(1)
+    expect(risk.get_by_test_id(f"evidence-canary-{completed.pk}")).to_have_attribute(
+        "href", f"/canaries/{completed.pk}/")
     with risk.expect_download() as info:
         risk.get_by_test_id(f"bundle-{completed.pk}").click()
     data = open(info.value.path(), "rb").read()
@@ -76,12 +78,21 @@ def test_oncall_files_root_cause_and_mrm_accepts(page: Page, login, people, brow
     lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="quality dropped")
     login(people["oncall"])
     page.get_by_role("link", name="Incidents").click()
-    page.get_by_test_id("incident-table").get_by_role("link").first.click()
+    table = page.get_by_test_id("incident-table")
+    expect(table.get_by_role("link", name=f"#{canary.pk}", exact=True)).to_have_attribute(
+        "href", f"/canaries/{canary.pk}/")
+    table.get_by_role("link").first.click()
+    # The canary is a link wherever it is named: in the summary and in the facts.
+    expect(page.get_by_test_id("incident-summary").get_by_role("link", name=f"Canary #{canary.pk}")).to_have_attribute(
+        "href", f"/canaries/{canary.pk}/")
+    expect(page.get_by_test_id("incident-canary")).to_have_attribute("href", f"/canaries/{canary.pk}/")
+    incident_url = re.sub(r"^https?://[^/]+", "", page.url)
     form = page.get_by_test_id("root-cause-form")
     form.get_by_label("Cause").fill("The 1.1.0 prompt template dropped the system message.")
     form.get_by_label("Fix").fill("Restore the system message; add a regression test.")
     form.get_by_role("button", name="File root cause").click()
     expect(page.get_by_test_id("incident-status")).to_have_text("Root cause filed")
+    page.get_by_test_id("user-name").click()  # the user menu
     page.get_by_role("button", name="Log out").click()
     login(people["mrm"])
     page.goto(re.sub(r"^https?://[^/]+", "", page.url) or "/")
@@ -91,13 +102,22 @@ def test_oncall_files_root_cause_and_mrm_accepts(page: Page, login, people, brow
     page.get_by_test_id("incident-table").get_by_role("link").first.click()
     page.get_by_role("button", name="Accept root cause").click()
     expect(page.get_by_test_id("incident-status")).to_have_text("Resolved")
+    # The MRM register names the failure's canary and incident as links, stages numbered from 1.
+    page.get_by_role("link", name="MRM register").click()
+    page.get_by_test_id("register-outcome").select_option("failed")
+    row = page.get_by_test_id("register-table").locator("tbody tr").first
+    expect(row.get_by_test_id("register-canary")).to_have_attribute("href", f"/canaries/{canary.pk}/")
+    expect(row.get_by_test_id("register-incident")).to_have_attribute("href", incident_url)
+    expect(row).to_contain_text("rolled back at stage 1")
 
 
 def test_mrm_register_filters_and_exports_csv(page: Page, login, people, completed):
     login(people["risk"])
-    page.get_by_role("link", name="MRM", exact=True).click()
+    page.get_by_role("link", name="MRM register").click()
     rows = page.get_by_test_id("register-table").locator("tbody tr")
     expect(rows).to_have_count(5)
+    expect(rows.last).to_contain_text("stage 1 (")
+    expect(rows.first.get_by_test_id("register-canary")).to_have_attribute("href", f"/canaries/{completed.pk}/")
     page.get_by_test_id("register-outcome").select_option("failed")
     expect(rows.first).to_contain_text("No validation event matches")
     with page.expect_download() as info:

@@ -40,6 +40,7 @@ def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_st
     expect(page.get_by_test_id(f"threshold-change-{change.pk}")).to_contain_text("1.2 → 1.1")
 
     for reviewer in ("gov", "mrm"):
+        page.get_by_test_id("user-name").click()  # the user menu
         page.get_by_role("button", name="Log out").click()
         login(people[reviewer])
         page.get_by_role("link", name="Thresholds").click()

@@ -39,10 +39,37 @@ def test_login_then_logout(page: Page, login, owner):
     expect(page).to_have_url(re.compile(r"/$"))
     expect(page.get_by_test_id("user-roles")).to_have_text("Model owner")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link", name="Register")).to_have_attribute("aria-current", "page")
+    expect(nav.get_by_role("link", name="Models")).to_have_attribute("aria-current", "page")
     expect(nav.get_by_role("link", name="Audit")).to_be_visible()
-    expect(nav.get_by_role("link", name="API docs")).to_have_attribute("href", "/api/docs/")
+    # Personal pages sit in the user menu, with the user's roles in words.
+    page.get_by_test_id("user-name").click()
+    menu = page.get_by_test_id("user-menu")
+    menu.get_by_role("link", name="API docs").click()
+    expect(page).to_have_url(re.compile(r"/api/docs/$"))
+    page.get_by_test_id("api-docs-back").click()
+    expect(page).to_have_url(re.compile(r"/$"))
 
+
+def test_the_whole_navigation_fits_one_row_at_1400_px_for_a_user_of_every_role(page: Page, login, role_user):
+    from governance.access.permissions import HUMAN_ROLES
+
+    everyone = role_user(*HUMAN_ROLES, username="everyone", first_name="Alexandra", last_name="Montgomery-Smith")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    login(everyone)
+    links = page.get_by_role("navigation", name="Main").get_by_role("link")
+    expect(links.get_by_text("MRM register")).to_be_visible()
+    tops = links.evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    assert len(tops) >= 12 and len(set(tops)) == 1, tops
+    # Room is left for another entry (e.g. "Fleet"); personal pages (tokens) go into the user menu.
+    room = page.evaluate("""() => {
+        const nav = document.querySelector('.site-nav'); const last = nav.lastElementChild;
+        return nav.getBoundingClientRect().right - last.getBoundingClientRect().right; }""")
+    assert room >= 100, room
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    expect(page.get_by_test_id("user-roles")).to_have_text(
+        "Model owner, Model risk (MRM), AI governance, Platform, On-call, Risk officer, Auditor")
+
+    page.get_by_test_id("user-name").click()  # the user menu
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/$"))
     expect(page.get_by_test_id("user-name")).to_have_count(0)
