@@ -60,6 +60,7 @@ CANARY_ALPHA = 0.01  # the whole budget: false rollbacks of an identical canary 
 ERROR_ALPHA = 0.004  # the canary as a whole, error rate, all stages
 SEGMENTS_ALPHA = 0.004  # all its segments together, error rate, all stages
 PRODUCTION_SHARE = 0.25  # of a stage's level, to production's confidence sequence
+NULL_FRACTION = 1.0  # the null: the canary at most production + this × the threshold
 EXCESS = (0.5, 1.0, 2.0, 4.0)  # alternatives: the canary beyond the null by these × the threshold
 START_EXPONENT = 1.1
 _ZETA = sum(k ** -START_EXPONENT for k in range(1, 200_000)) + 200_000 ** (1 - START_EXPONENT) / (
@@ -103,8 +104,8 @@ def rate_upper_bound(x: float, n: float, alpha: float) -> float:
 
 def null_rate(x_p: float, n_p: float, margin: float, alpha_p: float) -> float:
     """The rate the canary is tested against: production's upper confidence bound plus the
-    threshold (a fraction), at most 1."""
-    return min(1.0, rate_upper_bound(x_p, n_p, alpha_p) + margin)
+    threshold (a fraction; `NULL_FRACTION` of it), at most 1."""
+    return min(1.0, rate_upper_bound(x_p, n_p, alpha_p) + NULL_FRACTION * margin)
 
 
 def alternatives(m: float, margin: float) -> list[float]:
@@ -197,7 +198,7 @@ def step(state: SequentialState | None, *, canary: tuple[float, float], producti
     threshold = math.log(k / alpha_c)
     result = SequentialResult(reject=gaps[best] >= threshold and x_c >= MIN_EVENTS, log_evidence=gaps[best],
                               log_threshold=threshold, alternative=EXCESS[best], m=state.m,
-                              production_upper=m_now - margin, alpha=alpha_stage)
+                              production_upper=m_now - NULL_FRACTION * margin, alpha=alpha_stage)
     starts = state.starts + 1 if restart else state.starts
     b = tuple(min(bi, si + start_cost(starts)) for si, bi in zip(s, state.b, strict=True)) if restart else state.b
     return SequentialState(n_c, x_c, m_now, s, b, starts), result
