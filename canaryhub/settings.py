@@ -375,6 +375,8 @@ OBSERVATION_CLOCK_SKEW_S = env.int("CANARYHUB_OBSERVATION_CLOCK_SKEW_S", default
 # decision may wait for its queued task before any process's sweeper carries it out itself.
 ROLLBACK_SLO_S = env.int("CANARYHUB_ROLLBACK_SLO_S", default=120)
 ROLLBACK_SWEEP_AFTER_S = env.int("CANARYHUB_ROLLBACK_SWEEP_AFTER_S", default=10)
+# The rollback watch: the error-rate test looked at between evaluations (0: off).
+ROLLBACK_WATCH_S = env.int("CANARYHUB_ROLLBACK_WATCH_S", default=10)
 if not 0 < ROLLBACK_SWEEP_AFTER_S < ROLLBACK_SLO_S:
     raise ImproperlyConfigured("CANARYHUB_ROLLBACK_SWEEP_AFTER_S must be positive and below CANARYHUB_ROLLBACK_SLO_S")
 # Sticky-session poisoning (releases.canaries.services.sticky_sweep): a canary's share of the
@@ -437,6 +439,11 @@ CELERY_BEAT_SCHEDULE = {
     "deadman-check": {
         "task": "releases.canaries.tasks.deadman_check", "schedule": 60.0, "options": {"queue": "rollbacks"},
     },
+    # The error-rate rollback test between evaluations (stores no evaluation).
+    **({"rollback-watch": {
+        "task": "releases.canaries.tasks.rollback_watch", "schedule": float(ROLLBACK_WATCH_S),
+        "options": {"queue": "rollbacks", "expires": float(ROLLBACK_WATCH_S)},
+    }} if ROLLBACK_WATCH_S > 0 else {}),
     # Beside the watchdog thread of every process: decided rollbacks whose task was lost.
     "sweep-rollbacks": {
         "task": "releases.canaries.tasks.sweep_rollbacks", "schedule": float(ROLLBACK_SWEEP_AFTER_S),

@@ -180,6 +180,22 @@ def sequential_step(memory: dict[str, Any] | None, stage: dict[str, Sample], mar
                    production=(p.requests, p.errors), margin=margin_pp / 100, alpha_stage=alpha, restart=restart)
 
 
+def watch_trigger(thresholds: dict[str, Any], stage: dict[str, Sample], memory: dict[str, Any],
+                  stage_index: int) -> Trigger | None:
+    """The rollback watch's look between two evaluations: the error-rate test of the canary as a
+    whole on the stage's counts now, continuing from `memory` (the last evaluation's
+    Decision.sequential, for this stage) without restarting or keeping anything. The same test at
+    the same level: Ville's inequality holds at every moment, so looking more often costs nothing."""
+    if memory.get("stage_index") != stage_index or not memory.get("canary"):
+        return None
+    if stage["canary"].requests <= 0 or stage["production"].requests <= 0:
+        return None
+    margin_pp = thresholds["rollback"]["error_rate_pp"]
+    _, result = sequential_step(memory["canary"], stage, margin_pp, sq.stage_alpha(sq.ERROR_ALPHA, stage_index),
+                                restart=False)
+    return _sequential_trigger(result, stage, margin_pp)
+
+
 def judge_segments(
     segments: dict[str, dict[str, dict[str, Sample]]], promote: dict[str, float], rollback: dict[str, float], *,
     stage_index: int = 0, memory: dict[str, Any] | None = None, new_memory: dict[str, Any] | None = None,

@@ -157,6 +157,32 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
     return Judged(subject, watch, reading, decision, errors, evaluation, rebased=watch.stage_baseline is not baseline)
 
 
+def watch_look(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWatch) -> evaluator.Trigger | None:
+    """The rollback watch's look at one canary between two evaluations
+    (monitoring.evaluator.watch_trigger): the stage's counts now, from the provider's stage numbers
+    or its cumulative counters less the stage's baseline on the watch row, judged from the memory
+    the stage's last evaluation left there. Reads and writes nothing else; None when there is
+    nothing to judge yet (no evaluation of this stage, a source error, stale data)."""
+    memory = watch.sequential or {}
+    if reading.error or reading.window is None or memory.get("stage_index") != subject.stage_index:
+        return None
+    seen = [s.last_seen for s in reading.window.values()]
+    if any(t is None for t in seen) or max((now - t).total_seconds() for t in seen if t) > settings.STALENESS_LIMIT_S:
+        return None
+    if reading.stage is not None:
+        stage = reading.stage
+    elif reading.totals is not None and watch.stage_index == subject.stage_index and watch.stage_baseline:
+        base = {role: Sample.from_dict(v) for role, v in watch.stage_baseline.items() if role != SEGMENTS_KEY}
+        if not set(reading.totals) <= set(base):
+            return None
+        stage = {role: reading.totals[role].minus(base[role]) for role in reading.totals}
+    else:
+        return None
+    if not {"canary", "production"} <= stage.keys():
+        return None
+    return evaluator.watch_trigger(subject.thresholds, stage, memory, subject.stage_index)
+
+
 def judge_watch(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWatch,
                 baseline: dict[str, Any]) -> Judged:
     """After 100 %: the decision of the post-promotion watch for one completed canary and its

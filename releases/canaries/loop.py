@@ -52,7 +52,7 @@ from canaryhub.errors import Conflict
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from monitoring import services as monitor
-from monitoring.models import Evaluation, Heartbeat, RollbackDecision
+from monitoring.models import CanaryWatch, Evaluation, Heartbeat, RollbackDecision
 from monitoring.notifications.services import notifications_store
 from monitoring.providers import Provider
 from monitoring.samples import Reading, Target
@@ -293,6 +293,37 @@ def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> Canar
     if not outcome.rollback:
         services.canary_reconcile(canary_id=canary.pk, now=now)
     return outcome
+
+
+def rollback_watch_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,
+                        canary_ids: list[int] | None = None) -> list[int]:
+    """The rollback watch, between two evaluations (every CANARYHUB_ROLLBACK_WATCH_S): each serving
+    canary's error-rate test on its counts now, continuing from its last evaluation
+    (monitoring.services.watch_look). It stores no evaluation: the 5-minute window stays what
+    evaluations record. A rejection is recorded as a RollbackDecision (the durable path the
+    sweeper re-drives) and announced, as an evaluation's would be. Returns the canaries decided."""
+    now = (now or timezone.now()).replace(microsecond=0)
+    qs = Canary.objects.filter(state__in=states.SERVING).select_related("model", "version", "baseline")
+    if canary_ids is not None:
+        qs = qs.filter(pk__in=canary_ids)
+    canaries = list(qs)
+    watches = {w.canary_id: w for w in CanaryWatch.objects.filter(canary_id__in=[c.pk for c in canaries])}
+    canaries = [c for c in canaries if c.pk in watches and watches[c.pk].sequential]
+    if not canaries:
+        return []
+    subjects = {c.pk: subject_of(c) for c in canaries}
+    readings, _ = monitor.read_metrics(list(subjects.values()), now=now, providers=providers)
+    decided = []
+    for canary in canaries:
+        trigger = monitor.watch_look(subjects[canary.pk], readings[canary.pk], now=now, watch=watches[canary.pk])
+        if trigger is None:
+            continue
+        reason = f"automatic (rollback watch): {trigger.detail}"
+        with transaction.atomic():
+            monitor.rollback_decision_record(canary_id=canary.pk, evaluation_id=None, reason=reason, now=now)
+            events.announce("canary.rollback_decided", canary_id=canary.pk, evaluation_id=None, reason=reason[:1000])
+        decided.append(canary.pk)
+    return decided
 
 
 def watch_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,

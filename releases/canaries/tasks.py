@@ -29,6 +29,12 @@ def rollback_canary(canary_id: int, evaluation_id: int | None, reason: str) -> s
     return loop.rollback_decided(canary_id=canary_id, evaluation_id=evaluation_id, reason=reason)
 
 
+@shared_task(soft_time_limit=8, time_limit=10, expires=10)
+def rollback_watch() -> int:
+    """The rollback watch between evaluations (loop.rollback_watch_tick), on the rollbacks queue."""
+    return len(loop.rollback_watch_tick())
+
+
 @shared_task(soft_time_limit=150, time_limit=PUSH_HARD_LIMIT_S)
 def sweep_rollbacks() -> dict[str, int]:
     """Beat's copy of the watchdog's sweep: decided rollbacks whose task was lost, done here."""
