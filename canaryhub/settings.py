@@ -389,6 +389,11 @@ STICKY_SWEEP_INTERVAL_S = env.float("CANARYHUB_STICKY_SWEEP_INTERVAL_S", default
 if STICKY_SHARE_TOLERANCE_PP <= 0 or STICKY_MIN_SAMPLE <= 0 or STICKY_SWEEP_INTERVAL_S <= 0:
     raise ImproperlyConfigured("CANARYHUB_STICKY_SHARE_TOLERANCE_PP, CANARYHUB_STICKY_MIN_SAMPLE and "
                                "CANARYHUB_STICKY_SWEEP_INTERVAL_S must be positive")
+# An urgent PATCH (pattern §3.2) holds each stage this long instead of 24 h / 48 h; the rest of
+# the canary's rules (signatures, gates, rollback) are unchanged. Between 30 min and 4 h.
+URGENT_RESIDENCE_MINUTES = env.int("CANARYHUB_URGENT_RESIDENCE_MINUTES", default=60)
+if not 30 <= URGENT_RESIDENCE_MINUTES <= 240:
+    raise ImproperlyConfigured("CANARYHUB_URGENT_RESIDENCE_MINUTES must be between 30 and 240")
 # A router push recorded as queued that no worker took within this many seconds is marked lost
 # by the sweeper, which pushes the split in force again (releases.canaries.loop.pushes_sweep).
 ROUTER_PUSH_LOST_AFTER_S = env.int("CANARYHUB_ROUTER_PUSH_LOST_AFTER_S", default=120)

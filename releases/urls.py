@@ -16,6 +16,8 @@ urlpatterns = [
     path("models/<slug:name>/versions/new/", register.version_create, name="version-create"),
     path("models/<slug:name>/versions/<str:version>/", register.version_detail, name="version-detail"),
     path("models/<slug:name>/versions/<str:version>/canary/new/", canaries.canary_create, name="canary-create"),
+    path("models/<slug:name>/versions/<str:version>/canary/urgent/", canaries.canary_urgent_patch,
+         name="canary-urgent-patch"),
     path("canaries/", canaries.canary_list, name="canary-list"),
     path("fleet/", canaries.fleet, name="fleet"),
     path("canaries/<int:pk>/", canaries.canary_detail, name="canary-detail"),

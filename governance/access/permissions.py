@@ -103,6 +103,10 @@ class Action(StrEnum):
     # Clearing sticky assignments that disagree with the split in force, on demand (the periodic
     # sweep does it as the system): a platform engineer's act, with a reason, audited.
     CLEAR_STICKY = "clear_sticky"
+    # The platform engineer's emergency path (pattern §3.2): an urgent PATCH version canaried
+    # faster than the schedule (shorter residences; every signature, gate and the rollback rule
+    # still apply), with a reason, an incident and MRM's retrospective review within 48 h.
+    URGENT_PATCH = "urgent_patch"
     # The emergency path (pattern §3.2): on-call rolls a canary back, or reverts a watched one,
     # at once, with a mandatory reason, a page, an incident and MRM's retrospective review of its
     # root cause within 48 h (releases.canaries.services, break_glass=True).
@@ -113,7 +117,8 @@ class Action(StrEnum):
 HUMAN_ONLY = frozenset(
     {Action.SIGN_OWNER, Action.SIGN_MRM, Action.ISSUE_CERTIFICATE, Action.ACCEPT_ROOT_CAUSE,
      Action.APPROVE_REINITIATION, Action.REVIEW_THRESHOLD_CHANGE, Action.RESOLVE_ESCALATION,
-     Action.CONFIGURE_METRICS, Action.BREAK_GLASS, Action.CLEAR_STICKY}
+     Action.CONFIGURE_METRICS, Action.BREAK_GLASS, Action.CLEAR_STICKY,
+     Action.URGENT_PATCH}
 )
 
 # Actions a role may take on any model.
@@ -125,7 +130,7 @@ _ANY_MODEL: dict[Role, frozenset[Action]] = {
             Action.ROLLBACK_CANARY, Action.REVERT_CANARY, Action.PUSH_OBSERVATIONS, Action.FILE_ROOT_CAUSE,
             Action.EXPORT_EVIDENCE,
             Action.VERIFY_AUDIT, Action.MANAGE_ROUTERS, Action.MANAGE_TOKENS, Action.REQUEST_THRESHOLD_CHANGE,
-            Action.MANAGE_NOTIFICATIONS, Action.CLEAR_STICKY,
+            Action.MANAGE_NOTIFICATIONS, Action.CLEAR_STICKY, Action.URGENT_PATCH,
         }
     ),
     Role.MODEL_OWNER: frozenset({Action.VIEW, Action.VERIFY_AUDIT}),

@@ -24,6 +24,7 @@ class Incident(models.Model):
         ROLLBACK_UNCONFIRMED = "rollback_unconfirmed", "Rollback not confirmed at 0%"
         AUDIT_CHAIN = "audit_chain", "Audit chain failed verification"
         ROUTER = "router", "Traffic router failure"
+        URGENT_PATCH = "urgent_patch", "Urgent PATCH faster than the schedule"
 
     Status = IncidentStatus  # the statuses and their moves: governance.incidents.states
 

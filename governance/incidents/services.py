@@ -25,6 +25,9 @@ from governance.incidents import states
 from governance.incidents.models import CommitteeEscalation, Incident, ReinitiationApproval
 
 ROOT_CAUSE_DUE = timedelta(hours=48)  # pattern §10.3: root cause analysis within 48 hours
+# Incidents whose root cause (for an urgent PATCH: MRM's retrospective review of why it could not
+# wait for the schedule) is due within ROOT_CAUSE_DUE and reviewed by MRM.
+RETROSPECTIVE_KINDS = frozenset({"rollback", "urgent_patch"})
 
 
 def incident_open(
@@ -43,7 +46,7 @@ def incident_open(
         incident = Incident.objects.create(
             severity=severity, kind=kind, summary=summary, canary_id=canary_id, evaluation_id=evaluation_id,
             details=details or {}, opened_at=now,
-            root_cause_due_at=now + scaled(ROOT_CAUSE_DUE) if kind == Incident.Kind.ROLLBACK else None,
+            root_cause_due_at=now + scaled(ROOT_CAUSE_DUE) if kind in RETROSPECTIVE_KINDS else None,
         )
         audit_append(
             actor=actor, action="incident.opened", object_type="incident", object_id=incident.pk,

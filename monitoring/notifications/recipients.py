@@ -66,6 +66,8 @@ WHO_HEARS: dict[str, Rule] = {
     # a measured SLO past its target (rollback, promotion)
     "slo.breached": Rule(("on_call", "platform"), severity="warning"),
     "canary.break_glass": Rule(("on_call", "platform", "mrm", "owner"), pages=True, severity="error"),
+    # a platform engineer's urgent PATCH, faster than the schedule (§3.2): MRM reviews it in retrospect
+    "canary.urgent_patch": Rule(("on_call", "platform", "mrm", "owner", "consumers"), severity="warning"),
     "early_warning": Rule(("on_call", "owner"), severity="warning"),
     "metric_gap": Rule(("owner",), severity="warning"),
     # threshold change requests: the reviewers, then whoever asked

@@ -108,6 +108,20 @@ class CanaryInput(StrictSerializer):
     )
 
 
+class UrgentPatchInput(StrictSerializer):
+    """An urgent PATCH canary: the version, and why it cannot wait for the schedule."""
+
+    model = StrictCharField(max_length=MODEL_NAME_MAX, help_text="the model's name")
+    version = StrictCharField(max_length=VERSION_MAX, help_text="a registered PATCH version over production")
+    reason = StrictCharField(max_length=REASON_MAX, help_text="why it cannot wait: 20 characters at least; MRM "
+                             "reviews it in retrospect within 48 h")
+    rollback_contact = StrictCharField(
+        required=False, allow_blank=True, default="", max_length=ROLLBACK_CONTACT_MAX,
+        help_text="who to call about a rollback; defaults to the model's on-call",
+    )
+    router = StrictCharField(required=False, default="file", max_length=ROUTER_MAX, help_text="router kind")
+
+
 class ApprovalInput(StrictSerializer):
     """An e-signature on the canary's current step. Unknown fields are refused."""
 
@@ -490,6 +504,42 @@ class CanaryCollection(APIView):
         )
 
 
+class CanaryUrgentPatch(APIView):
+    @extend_schema(
+        operation_id="canaries_urgent_patch_create",
+        tags=["canaries"],
+        summary="Start an urgent PATCH canary, faster than the schedule",
+        description="A platform engineer's emergency path: a PATCH version over production walks the standard stages "
+        "(1, 5, 10, 25, 50, 100 %) holding each for CANARYHUB_URGENT_RESIDENCE_MINUTES (default 60) instead of "
+        "24 h or 48 h. Every signature the risk tier requires, green promotion gates and the automatic rollback "
+        "rule still apply. Needs a reason of 20 characters at least; opens an `urgent_patch` incident whose root "
+        "cause (MRM's retrospective review) is due within 48 h, is audited and notifies on-call, platform, MRM, "
+        "the owner and the consumers. 400 for a MINOR or MAJOR version; tokens may not.",
+        request=UrgentPatchInput,
+        examples=[example_request({"model": "support-bot", "version": "1.4.1",
+                                   "reason": "refund answers quote last year's policy; legal asked for a fix today"}),
+                  example_response(_STARTED_EXAMPLE, 201)],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: CanaryOutput, **problems(400, 401, 403, 404, 409, 422)},
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        require(principal, Action.URGENT_PATCH)  # 403 before the input is read
+        data = UrgentPatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        register_selectors.model_get(actor=principal, name=values["model"])
+        canary = services.canary_urgent_patch(
+            actor=principal, model_name=values["model"], version=values["version"], reason=values["reason"],
+            rollback_contact=values["rollback_contact"], router=values["router"],
+        )
+        return Response(
+            _detail(request, canary.pk), status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/canaries/{canary.pk}/"},
+        )
+
+
 class CanaryItem(APIView):
     @extend_schema(
         operation_id="canaries_retrieve",
@@ -735,6 +785,7 @@ class StickySweepView(APIView):
 urlpatterns = [
     path("assignments/sweep/", StickySweepView.as_view(), name="api-sticky-sweep"),
     path("canaries/", CanaryCollection.as_view(), name="api-canary-list"),
+    path("canaries/urgent-patch/", CanaryUrgentPatch.as_view(), name="api-canary-urgent-patch"),
     path("canaries/<int:id>/", CanaryItem.as_view(), name="api-canary-detail"),
     path("canaries/<int:id>/evaluations/", CanaryEvaluations.as_view(), name="api-canary-evaluations"),
     path("canaries/<int:id>/report/", CanaryReport.as_view(), name="api-canary-report"),

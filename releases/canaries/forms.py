@@ -154,6 +154,22 @@ class CanaryStopForm(ServiceErrorsMixin, forms.Form):
     )
 
 
+class UrgentPatchForm(ServiceErrorsMixin, forms.Form):
+    """A platform engineer's urgent PATCH: why it cannot wait for the schedule (the service
+    decides whether the reason is long enough and the version a PATCH)."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+        help_text="Why this fix cannot wait for the schedule, in full (20 characters at least). Recorded in the "
+                  "audit trail and the incident; MRM reviews it in retrospect within 48 hours.",
+    )
+    rollback_contact = forms.CharField(required=False, max_length=200,
+                                       help_text="Who to call about a rollback; the model's on-call if left blank.")
+
+    def service_kwargs(self) -> dict[str, Any]:
+        return {"reason": self.cleaned_data["reason"], "rollback_contact": self.cleaned_data["rollback_contact"]}
+
+
 class CanaryFilterForm(forms.Form):
     """The list's filters; bad values just mean no filter, as on the register list."""
 

@@ -47,6 +47,9 @@ class Canary(models.Model):
     rollback_contact = models.CharField(max_length=200)
     # Where a pipeline that started the canary is told of every state change (a signed webhook).
     callback_url = models.CharField(max_length=500, blank=True, default="")
+    # Set for a platform engineer's urgent PATCH (releases.canaries.services.canary_urgent_patch):
+    # why it could not wait for the schedule. Its stages hold the shorter urgent residence.
+    urgent_reason = models.TextField(blank=True, default="")
     router = models.CharField(max_length=40, default="file")
     clock_speed = models.FloatField(default=1.0)
 

@@ -134,6 +134,22 @@ def min_residence(*, risk_tier: str, clock_speed: float) -> timedelta:
     return base / clock_speed
 
 
+def urgent_patch_stages(*, residence: timedelta, clock_speed: float) -> tuple[Stage, ...]:
+    """The stages of an urgent PATCH (pattern §3.2, the platform engineer's emergency path): the
+    standard percents, each held for `residence` (the deployment's urgent residence, shortened by
+    the clock speed like every residence) instead of 24 h or 48 h. Only the wait is shorter:
+    the signatures, the promotion gates, the staleness limit and the rollback rule are those of
+    any canary."""
+    if not clock_speed >= 1:
+        raise ValueError(f"clock_speed must be a number >= 1, not {clock_speed!r}")
+    percents = PERCENT_SCHEDULES[ScheduleKind.STANDARD]
+    last = len(percents) - 1
+    return tuple(
+        Stage(index=i, percent=p, cohort=None, min_residence=timedelta(0) if i == last else residence / clock_speed)
+        for i, p in enumerate(percents)
+    )
+
+
 def expand_schedule(
     kind: str,
     *,

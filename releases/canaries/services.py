@@ -17,7 +17,7 @@ rollback) is releases.canaries.loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -181,12 +181,16 @@ def canary_initiate(
     router: str = "file",
     callback_url: str = "",
     now: datetime | None = None,
+    urgent_reason: str = "",
 ) -> Canary:
     """Start a canary of a registered version: freeze its schedule, segmentation and thresholds,
     and either start traffic at the first stage or wait for the start signatures. `callback_url`
-    (a pipeline's) hears of every state change as a signed webhook."""
+    (a pipeline's) hears of every state change as a signed webhook. `urgent_reason` is the
+    platform engineer's urgent PATCH (`canary_urgent_patch`)."""
     now = now or timezone.now()
     principal = as_principal(actor)
+    if urgent_reason:
+        _authorise_urgent(principal, urgent_reason)
     if callback_url and (not isinstance(callback_url, str) or len(callback_url) > 500
                          or not callback_url.startswith(("https://", "http://"))):
         raise ValidationFailed.field("callback_url", "an http(s) URL of at most 500 characters")
@@ -228,6 +232,8 @@ def canary_initiate(
             shadow_evidence_ref=shadow_evidence_ref, rollback_contact=rollback_contact, router=router,
             known_routers=router_kinds(), clock_speed=settings.CLOCK_SPEED, now=now,
         )
+        if urgent_reason:
+            plan = _urgent_plan(plan, now=now)
         starts_now = plan.starts_now
         canary = Canary(
             model=model, version=obj, baseline=baseline, schedule=schedule,
@@ -240,6 +246,7 @@ def canary_initiate(
             traffic_percent=plan.stages[0].percent if starts_now else 0,
             split_generation=1 if starts_now else 0, initiated_by=principal.user,
             risk_tier=model.risk_tier, owner=model.owner, callback_url=callback_url or "",
+            urgent_reason=urgent_reason.strip(),
         )
         try:
             with transaction.atomic():
@@ -262,10 +269,13 @@ def canary_initiate(
             "start_signatures_required": sorted(r.value for r in plan.start_roles),
             "warnings": plan.warnings, "clock_speed": settings.CLOCK_SPEED,
             "simulator_traffic_scale": settings.SIMULATOR_TRAFFIC_SCALE, "via_token": principal.token_prefix,
+            "urgent_reason": canary.urgent_reason,
         }
         audit_append(actor=principal.user, action="canary.initiated", object_type="canary", object_id=canary.pk,
                      payload=record)
         _notify(canary, kind="canary.initiated", payload=record)
+        if urgent_reason:
+            _urgent_recorded(canary, actor=principal, now=now)
         if not starts_now:
             # The start step is ready for signatures at once: its signers hear it now.
             _notify(canary, kind="canary.signatures_requested",
@@ -273,6 +283,67 @@ def canary_initiate(
         if starts_now:
             _announce_push(canary)
     return canary
+
+
+def canary_urgent_patch(*, actor: Any, model_name: str, version: str, reason: str, router: str = "file",
+                        rollback_contact: str = "", now: datetime | None = None) -> Canary:
+    """The platform engineer's emergency path (pattern §3.2): canary an urgent PATCH version
+    faster than the schedule. "Faster" means exactly this: the standard stages (1 → 5 → 10 → 25 →
+    50 → 100 %), each held for CANARYHUB_URGENT_RESIDENCE_MINUTES (default 60) instead of 24 h
+    (48 h for high risk). Nothing else is waived: the start and promotion signatures the risk
+    tier requires, green promotion gates on a fresh evaluation, the staleness limit, and the
+    automatic rollback rule with its 2-minute SLO all apply as to any canary.
+
+    Only a platform engineer (a person, never a token), only a PATCH over the production
+    version, and only with a reason stated in full (20 characters at least). It opens an
+    `urgent_patch` incident whose root cause — MRM's retrospective review of why the fix could
+    not wait — is due within 48 h and reviewed by MRM as a rollback's is (governance.rootcause),
+    writes a `canary.urgent_patch` audit event and notifies on-call, platform, MRM, the owner
+    and the consumers."""
+    return canary_initiate(actor=actor, model_name=model_name, version=version, router=router,
+                           rollback_contact=rollback_contact, now=now,
+                           urgent_reason=reason if isinstance(reason, str) and reason.strip() else " ")
+
+
+def _authorise_urgent(principal: Any, reason: str) -> None:
+    require(principal, Action.URGENT_PATCH)
+    if not isinstance(reason, str) or len(reason.strip()) < BREAK_GLASS_REASON_MIN:
+        raise ValidationFailed.field(
+            "reason", f"an urgent PATCH needs its reason stated in full (at least {BREAK_GLASS_REASON_MIN} "
+            "characters)")
+
+
+def _urgent_plan(plan: InitiationPlan, *, now: datetime) -> InitiationPlan:
+    """An initiation plan as an urgent PATCH: PATCH only, the urgent residences."""
+    if plan.change_type != ModelVersion.ChangeType.PATCH:
+        raise ValidationFailed.field(
+            "version", f"an urgent canary is for a PATCH version only; this one is a {plan.change_type} change "
+            "and follows the schedule")
+    stages = schedules.urgent_patch_stages(residence=timedelta(minutes=settings.URGENT_RESIDENCE_MINUTES),
+                                           clock_speed=settings.CLOCK_SPEED)
+    return replace(plan, stages=stages, timeline=[
+        {"index": stage.index, "percent": stage.percent, "cohort": stage.cohort, "earliest_entry": at.isoformat()}
+        for stage, at in schedules.expected_timeline(stages, start=now)
+    ])
+
+
+def _urgent_recorded(canary: Canary, *, actor: Any, now: datetime) -> None:
+    """After an urgent PATCH starts: its incident (root cause = MRM's retrospective review, due
+    within 48 h), its own audit event and the notice."""
+    incident = incident_open(
+        severity=Incident.Severity.P2, kind=Incident.Kind.URGENT_PATCH, canary_id=canary.pk,
+        summary=f"Urgent PATCH canary #{canary.pk} of {canary.version} faster than the schedule: "
+                f"{canary.urgent_reason}",
+        details={"residence_minutes": settings.URGENT_RESIDENCE_MINUTES, "reason": canary.urgent_reason},
+        actor=actor, now=now,
+    )
+    record = {"reason": canary.urgent_reason, "incident": incident.pk,
+              "residence_minutes": settings.URGENT_RESIDENCE_MINUTES,
+              "retrospective_review_due_at": incident.root_cause_due_at.isoformat()
+              if incident.root_cause_due_at else None}
+    audit_append(actor=as_principal(actor).user, action="canary.urgent_patch", object_type="canary",
+                 object_id=canary.pk, payload=record)
+    _notify(canary, kind="canary.urgent_patch", payload=record)
 
 
 # --- signatures -----------------------------------------------------------------------------------

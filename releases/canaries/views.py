@@ -27,7 +27,13 @@ from canaryhub.web import form_refusal, is_fragment_request, render_page, vary_o
 from governance.access.permissions import Action, decide, may_or_break_glass, require_page
 from releases.canaries import charts, dashboard, presenters, selectors, services, states
 from releases.canaries import fleet as fleet_model
-from releases.canaries.forms import CanaryFilterForm, CanarySignForm, CanaryStartForm, CanaryStopForm
+from releases.canaries.forms import (
+    CanaryFilterForm,
+    CanarySignForm,
+    CanaryStartForm,
+    CanaryStopForm,
+    UrgentPatchForm,
+)
 from releases.canaries.models import Approval, Canary
 from releases.register import selectors as register_selectors
 from releases.register.services import change_type_between
@@ -128,6 +134,39 @@ def canary_create(request: HttpRequest, name: str, version: str) -> HttpResponse
         "active_canary": model.canaries.filter(state__in=states.ACTIVE).first(),
     }
     return vary_on_htmx(render(request, "releases/canary_form.html", context, status=status))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canary_urgent_patch(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """The platform engineer's urgent PATCH form (releases.canaries.services.canary_urgent_patch)."""
+    require_page(request.user, Action.URGENT_PATCH)
+    try:
+        obj = register_selectors.version_get(actor=request.user, model_name=name, version=version)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+    model = obj.model
+    baseline = register_selectors.production_version(model=model)
+    change_type = change_type_between(obj.semver, baseline.semver) if baseline is not None else None
+    form = UrgentPatchForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                canary = services.canary_urgent_patch(actor=request.user, model_name=model.name,
+                                                      version=obj.version, **form.service_kwargs())
+            except DomainError as exc:
+                status = form_refusal(form, exc)
+            else:
+                messages.warning(request, f"Urgent PATCH canary #{canary.pk} started: each stage is held "
+                                          f"{settings.URGENT_RESIDENCE_MINUTES} minutes; every signature and the "
+                                          "rollback rule still apply. MRM reviews it within 48 hours.")
+                return redirect("releases:canary-detail", pk=canary.pk)
+    context = {"model": model, "version": obj, "baseline": baseline, "form": form, "change_type": change_type,
+               "residence_minutes": settings.URGENT_RESIDENCE_MINUTES,
+               "active_canary": model.canaries.filter(state__in=states.ACTIVE).first()}
+    return render(request, "releases/canary_urgent_form.html", context, status=status)
 
 
 def _started_message(canary: Canary) -> str:

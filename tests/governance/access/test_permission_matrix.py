@@ -86,6 +86,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
                                  write("owner", "platform", "oncall")),
     # On-call may too: break-glass (with its reason in full).
     "canaries_revert_create": ("POST", "/api/v1/canaries/{canary}/revert/", write("owner", "platform", "oncall")),
+    "canaries_urgent_patch_create": ("POST", "/api/v1/canaries/urgent-patch/", write("platform", out_token=403)),
     "canaries_abort_create": ("POST", "/api/v1/canaries/{canary}/abort/", write("owner", "platform", "token")),
     "canaries_certificate_create": ("POST", "/api/v1/canaries/{canary}/certificate/", write("gov")),
     "canaries_threshold_changes_create": ("POST", "/api/v1/canaries/{canary}/threshold-changes/",
