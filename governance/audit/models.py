@@ -52,3 +52,22 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq} {self.hash[:12]}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that the whole chain up to `seq` verified, ending at `hash`: written by
+    the nightly full verification; later verifications start from the newest one whose
+    signature holds (governance.audit.checkpoints) instead of from the first event."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    # The server's Ed25519 signature of the head statement (canaryhub.keyring):
+    # {"algorithm", "key_id", "fingerprint", "signature"}.
+    signature = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint #{self.seq} {self.hash[:12]}"

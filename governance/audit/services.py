@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 
 from canaryhub.canonical import canonical_json
 from canaryhub.metrics import REGISTRY
+from governance.audit.checkpoints import checkpoint_trusted
 from governance.audit.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -145,6 +146,8 @@ class ChainVerification:
     head_hash: str
     first_bad_seq: int | None
     reason: str = ""
+    # Where verification started: "from signed checkpoint #N", or why it started at the first event.
+    start: str = "verified from the first event"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -156,12 +159,28 @@ class ChainVerification:
         }
 
 
-def audit_verify(*, chunk_size: int = 2000) -> ChainVerification:
-    """Recompute the whole chain, streaming it in seq order, and name the first bad link."""
+def audit_verify(*, chunk_size: int = 2000, from_checkpoint: bool = False) -> ChainVerification:
+    """Recompute the chain, streaming it in seq order, and name the first bad link. With
+    `from_checkpoint`, start after the newest signed checkpoint whose signature holds (after
+    checking that its event still has the signed hash); otherwise, or without one, from the first
+    event (governance.audit.checkpoints)."""
     expected_prev = GENESIS_HASH
     expected_seq = 1
     length = 0
-    rows = AuditEvent.objects.order_by("seq").values_list(
+    start = "verified from the first event"
+    if from_checkpoint:
+        checkpoint, start = checkpoint_trusted()
+        if checkpoint is not None:
+            anchor = AuditEvent.objects.filter(seq=checkpoint.seq).values_list("hash", flat=True).first()
+            if anchor != checkpoint.hash:
+                return ChainVerification(False, checkpoint.seq - 1, GENESIS_HASH, checkpoint.seq,
+                                         f"event {checkpoint.seq} no longer has the hash its signed checkpoint "
+                                         "states", start)
+            expected_prev, expected_seq, length = checkpoint.hash, checkpoint.seq + 1, checkpoint.seq
+    events = AuditEvent.objects.order_by("seq")
+    if expected_seq > 1:  # a full verification reads every row, whatever its seq
+        events = events.filter(seq__gte=expected_seq)
+    rows = events.values_list(
         "seq", "created_at", "actor_id", "actor_name", "action", "object_type", "object_id",
         "payload", "prev_hash", "hash",
     )
@@ -169,23 +188,24 @@ def audit_verify(*, chunk_size: int = 2000) -> ChainVerification:
         chunk_size=chunk_size
     ):
         if seq != expected_seq:
-            return ChainVerification(False, length, expected_prev, expected_seq, f"event {expected_seq} is missing")
+            return ChainVerification(False, length, expected_prev, expected_seq, f"event {expected_seq} is missing",
+                                     start)
         if prev_hash != expected_prev:
-            return ChainVerification(False, length, expected_prev, seq, "previous-hash link is broken")
+            return ChainVerification(False, length, expected_prev, seq, "previous-hash link is broken", start)
         recomputed = event_digest(
             seq=seq, created_at=created_at, actor_id=actor_id, actor_name=actor_name, action=action,
             object_type=otype, object_id=oid, payload=payload, prev_hash=prev_hash,
         )
         if recomputed != digest:
-            return ChainVerification(False, length, expected_prev, seq, "content does not match its hash")
+            return ChainVerification(False, length, expected_prev, seq, "content does not match its hash", start)
         expected_prev = digest
         expected_seq += 1
         length += 1
     head = AuditChainHead.objects.filter(id=1).first()
     if head is not None and (head.seq != length or head.hash != expected_prev):
         # Events were removed from the end (or the head was rewound): the head remembers.
-        return ChainVerification(False, length, expected_prev, length + 1, "chain is shorter than its head")
-    return ChainVerification(True, length, expected_prev, None)
+        return ChainVerification(False, length, expected_prev, length + 1, "chain is shorter than its head", start)
+    return ChainVerification(True, length, expected_prev, None, "", start)
 
 
 # --- database protection -------------------------------------------------------------------------

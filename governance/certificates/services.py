@@ -72,7 +72,7 @@ def certificate_checklist(canary: Any, *, chain_ok: bool | None = None) -> list[
                     problems_sign.append(f"{step.key}: {role} signature does not match evaluation #{ev.pk}")
     open_incidents = [f"#{i.pk} {i.kind}" for i in canary.incidents.exclude(status=Incident.Status.RESOLVED)]
     if chain_ok is None:
-        chain_ok = audit_verify().ok
+        chain_ok = audit_verify(from_checkpoint=True).ok
     promotions = len(stages) - 1
     return [
         CheckItem("completed", "Canary reached 100% and completed", canary.state in states.COMPLETE,
@@ -272,8 +272,8 @@ def certificate_verify(*, certificate_id: Any) -> CertificateVerification:
         check("signature", signed, detail)
     else:
         check("status", False, "this certificate was returned, not issued")
-    chain = audit_verify()
-    check("audit_chain", chain.ok, f"{chain.length} events verify" if chain.ok
-          else f"chain broken at event #{chain.first_bad_seq}: {chain.reason}")
+    chain = audit_verify(from_checkpoint=True)
+    check("audit_chain", chain.ok, f"{chain.length} events verify ({chain.start})" if chain.ok
+          else f"chain broken at event #{chain.first_bad_seq}: {chain.reason} ({chain.start})")
     return CertificateVerification(all(c["ok"] for c in checks), str(cert.pk), cert.status, checks, changed)
 

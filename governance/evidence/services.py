@@ -1,8 +1,9 @@
 """The evidence's writes: background exports for the export page (one canary, one model or a date
 range, built to a file in chunks with progress recorded as each file of the bundle is written),
 and keeping the chain honest — the scheduled verification of the whole audit chain, a P1 incident
-when it fails, and the head written to a write-once location outside the database, so a database
-owner who rewrites history (and the head row with it) is caught against that copy."""
+when it fails, the head written to a write-once location outside the database, so a database
+owner who rewrites history (and the head row with it) is caught against that copy, and a signed
+checkpoint from which the certificate pages verify the chain incrementally."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from django.utils import timezone
 from canaryhub import events, keyring
 from canaryhub.errors import Conflict, NotFound, ValidationFailed
 from governance.access.permissions import Action, as_principal, models_where, require, require_some
+from governance.audit.checkpoints import checkpoint_record
 from governance.audit.models import AuditEvent
 from governance.audit.services import audit_append, audit_verify
 from governance.evidence.bundles import bundle_file_count, bundle_stream, canaries_for
@@ -221,9 +223,15 @@ def chain_check(*, now: datetime | None = None) -> ChainHeadExport:
         mismatch = _earlier_exports_disagree(directory, length=result.length, head_hash=result.head_hash)
         if mismatch:
             ok, reason = False, f"the chain disagrees with an exported head: {mismatch}"
+    checkpoint = None
+    if ok and result.length:
+        # The whole chain verified up to here: later verifications may start from this point.
+        checkpoint = checkpoint_record(seq=result.length, digest=result.head_hash, now=now)
     name = f"audit-head-{now:%Y%m%dT%H%M%S%fZ}-{result.length:012d}.json"
     content = json.dumps({"seq": result.length, "hash": result.head_hash, "verified_at": now.isoformat(),
-                          "ok": ok, "reason": reason}, sort_keys=True).encode("utf-8")
+                          "ok": ok, "reason": reason,
+                          **({"signature": checkpoint.signature} if checkpoint else {})},
+                         sort_keys=True).encode("utf-8")
     path = _write_once(directory, name, content)
     with transaction.atomic():
         incident = None

@@ -33,7 +33,8 @@ def pages_for(ids: dict) -> dict[str | None, list[str]]:
     """Who visits what: each page as a role that sees it with content (None: not logged in)."""
     live, done, rolled = ids["live"], ids["done"], ids["rolled"]
     return {
-        None: ["/accounts/login/", f"/governance/verify/{ids['certificate']}/", "/api/docs/"],
+        None: ["/accounts/login/", f"/governance/verify/{ids['certificate']}/", "/api/docs/",
+               "/governance/signing-keys/"],
         "owner": ["/", "/home/", "/models/scorer/", "/models/scorer/versions/1.2.0/", "/models/new/",
                   "/models/scorer/versions/new/", "/canaries/", "/fleet/", f"/canaries/{live}/",
                   f"/canaries/{live}/report/", f"/canaries/{done}/report/", f"/canaries/{live}/pushes/",
