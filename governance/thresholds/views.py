@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from canaryhub.errors import DomainError
 from canaryhub.web import render_page
 from governance.access.permissions import Action, decide, require_page
-from governance.thresholds import services
+from governance.thresholds import presenters, services
 from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases.canaries import states
 from releases.canaries.models import Canary, ThresholdChangeRequest
@@ -24,7 +24,8 @@ from releases.canaries.models import Canary, ThresholdChangeRequest
 
 def _threshold_rows(current: dict[str, Any], proposed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rows = [
-        {"name": f"{section}.{key}", "current": current.get(section, {}).get(key),
+        {"name": f"{section}.{key}", "label": presenters.threshold_label(f"{section}.{key}"),
+         "current": current.get(section, {}).get(key),
          "proposed": (proposed or {}).get(section, {}).get(key),
          "integer": isinstance(default, int)}
         for section, keys in DEFAULT_THRESHOLDS.items() for key, default in keys.items()
@@ -43,7 +44,7 @@ def _proposed_from(post: Any) -> tuple[dict[str, dict[str, float | int]], dict[s
             try:
                 proposed.setdefault(section, {})[key] = int(raw) if isinstance(default, int) else float(raw)
             except ValueError:
-                errors[name] = ["a number is needed"]
+                errors[presenters.threshold_label(name)] = ["a number is needed"]
     return proposed, errors
 
 
@@ -66,12 +67,16 @@ def _page(request: HttpRequest, *, raw_canary: str, errors: dict[str, list[str]]
     changes = ThresholdChangeRequest.objects.select_related(
         "canary__model", "canary__version", "requested_by", "governance_by", "mrm_by")[:100]
     rows = [{"change": c, "changed": _changed(c),
+             "requested_stage": presenters.stage_of(c.requested_at_stage, c.canary.stages),
+             "applied_stage": presenters.stage_of(c.applied_stage_index, c.canary.stages)
+             if c.applied_stage_index is not None else "",
              "can_review": can_review and c.status == ThresholdChangeRequest.Status.PENDING
              and request.user.pk not in (c.requested_by_id, c.governance_by_id, c.mrm_by_id)}
             for c in changes]
     context = {
         "rows": rows, "active": active, "selected": selected, "errors": errors or {}, "reason": reason,
         "fields": _threshold_rows(selected.thresholds, posted) if selected else [],
+        "selected_stage": presenters.stage_of(selected.stage_index, selected.stages) if selected else "",
     }
     return render_page(request, "governance/threshold_changes.html", "governance/partials/_threshold_form.html",
                        context)

@@ -275,8 +275,9 @@ def void_reason(*, step: Step, signed_on: EvaluationFacts | None,
     if signed_on is None:
         return "it names no evaluation"
     if signed_on.stage_index != step.from_index:
-        return (f"it was given on an evaluation of stage {signed_on.stage_index}, not of stage "
-                f"{step.from_index} that the step leaves")
+        # Stages are numbered from 1 for people.
+        return (f"it was given on an evaluation of stage {signed_on.stage_index + 1}, not of stage "
+                f"{step.from_index + 1} that the step leaves")
     later = sorted(
         (e for e in evaluations
          if e.stage_index == step.from_index and e.order > signed_on.order and e.verdict in VOIDING_VERDICTS),

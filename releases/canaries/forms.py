@@ -15,7 +15,7 @@ from django import forms
 
 from canaryhub.forms import ServiceErrorsMixin
 from releases.canaries.models import Canary
-from releases.canaries.schedules import ScheduleKind, SegmentationStrategy
+from releases.canaries.schedules import ScheduleKind, SegmentationStrategy, schedule_refusal
 from releases.register.models import AIModel, ModelVersion
 
 # "segmentation.values[2]": one value of the comma-separated list is wrong.
@@ -34,9 +34,29 @@ def split_values(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+class ScheduleSelect(forms.Select):
+    """The schedule choice, with the schedules the model's tier refuses shown disabled and the
+    reason in their text (`refusals`: value -> reason)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals: dict[str, str] = {}
+
+    def create_option(self, name: str, value: Any, label: Any, selected: Any, index: int,
+                      subindex: int | None = None, attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+        reason = self.refusals.get(str(value))
+        if reason:
+            label = f"{label} — not for this model: {reason}"
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if reason:
+            option["attrs"]["disabled"] = True
+        return option
+
+
 class CanaryStartForm(ServiceErrorsMixin, forms.Form):
     schedule = forms.ChoiceField(
         choices=Canary.Schedule.choices,
+        widget=ScheduleSelect,
         help_text="Accelerated is for low-risk models only; cohort-first needs cohort segmentation.",
     )
     segmentation_strategy = forms.ChoiceField(
@@ -78,6 +98,9 @@ class CanaryStartForm(ServiceErrorsMixin, forms.Form):
         self.fields["schedule"].initial = (
             ScheduleKind.CONSERVATIVE.value if recommended else ScheduleKind.STANDARD.value
         )
+        self.refusals = {kind.value: reason for kind in ScheduleKind
+                         if (reason := schedule_refusal(kind.value, risk_tier=model.risk_tier))}
+        self.fields["schedule"].widget.refusals = self.refusals
 
     def _raw(self, name: str) -> str:
         if self.is_bound:

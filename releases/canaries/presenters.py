@@ -105,9 +105,13 @@ def start_preview(
             schedule=schedule, risk_tier=model.risk_tier, change_type=change_type,
             segmentation={"strategy": strategy, "values": values},
         )
+    refused = [{"schedule": kind.label, "reason": reason} for kind in Canary.Schedule
+               if (reason := schedules.schedule_refusal(kind.value, risk_tier=model.risk_tier))]
     return {
         "model": model,
         "schedule": schedule,
+        "refusal": schedules.schedule_refusal(schedule, risk_tier=model.risk_tier),
+        "refused": refused,
         "change_type": change_type,
         "rows": rows,
         "completes": rows[-1]["earliest"],

@@ -265,6 +265,15 @@ def _segmentation_errors(value: Any, errors: dict[str, list[str]]) -> Segmentati
     return {"strategy": strategy, "values": list(values)}
 
 
+def schedule_refusal(schedule: str, *, risk_tier: str) -> str | None:
+    """Why a model of `risk_tier` may not run `schedule` at all, or None when it may. The start
+    form disables such a schedule with this reason; `validate_initiation` refuses it with it."""
+    _check_risk_tier(risk_tier)
+    if schedule == ScheduleKind.ACCELERATED and risk_tier != "low":
+        return f"accelerated is allowed only for low-risk models; this model is {risk_tier} risk"
+    return None
+
+
 def validate_initiation(
     *,
     schedule: Any,
@@ -316,11 +325,9 @@ def validate_initiation(
             f"at most {SHADOW_EVIDENCE_REF_MAX_CHARS} characters"
         )
 
+    if kind is not None and (refusal := schedule_refusal(kind, risk_tier=risk_tier)):
+        errors.setdefault("schedule", []).append(refusal)
     if kind is ScheduleKind.ACCELERATED:
-        if risk_tier != "low":
-            errors.setdefault("schedule", []).append(
-                f"accelerated is allowed only for low-risk models; this model is {risk_tier} risk"
-            )
         if not has_rationale:
             errors.setdefault("rationale", []).append(f"the accelerated schedule needs {too_short}")
         if not ref.strip():

@@ -108,6 +108,15 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
     expect(preview.get_by_test_id("preview-signatures").first).to_have_text("owner + MRM")
     expect(preview).to_contain_text("48 h")
     expect(page.get_by_test_id("preview-warnings")).to_have_count(0)
+    # A high-risk model cannot run the accelerated schedule: disabled, with the reason, here and in the preview.
+    accelerated = page.get_by_label("Schedule").locator('option[value="accelerated"]')
+    expect(accelerated).to_be_disabled()
+    expect(accelerated).to_contain_text("allowed only for low-risk models; this model is high risk")
+    expect(preview.get_by_test_id("preview-refused")).to_contain_text("(accelerated is allowed only for low-risk models")
+    # The preview the form asks for when the schedule changes says so too, should it be asked.
+    answer = page.request.get("/models/fraud-scorer/versions/1.1.0/canary/new/?schedule=accelerated",
+                              headers={"HX-Request": "true", "HX-Target": "canary-preview"})
+    assert "This schedule cannot start: accelerated is allowed only for low-risk models" in answer.text()
     page.get_by_label("Schedule").select_option("standard")
     expect(page.get_by_test_id("preview-warnings")).to_contain_text("recommends the conservative schedule")
     expect(preview.get_by_test_id("preview-signatures")).to_have_count(6)

@@ -28,7 +28,10 @@ def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_st
     page.get_by_role("link", name="Thresholds").click()
     page.get_by_test_id("threshold-canary").select_option(str(canary.pk))
     form = page.get_by_test_id("threshold-change-form")
-    latency = form.get_by_test_id("threshold-promote.latency_p99_ratio")
+    # Stages from 1, as on the canary page; each threshold named in words, labelling its field.
+    expect(form).to_contain_text(f"stage 1 of {len(canary.stages)}")
+    latency = form.get_by_label("Promote: p99 latency at most this many times production's")
+    expect(latency).to_have_attribute("data-testid", "threshold-promote.latency_p99_ratio")
     expect(latency).to_have_value("1.2")  # the canary's frozen value
     expect(form.get_by_test_id("threshold-rollback.quality_ratio")).to_have_value("0.9")
     latency.fill("1.1")
@@ -37,7 +40,10 @@ def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_st
     change = ThresholdChangeRequest.objects.get()
     status = page.get_by_test_id(f"threshold-change-status-{change.pk}")
     expect(status).to_have_text("Awaiting review")
-    expect(page.get_by_test_id(f"threshold-change-{change.pk}")).to_contain_text("1.2 → 1.1")
+    row = page.get_by_test_id(f"threshold-change-{change.pk}")
+    expect(row).to_contain_text("Promote: p99 latency at most this many times production's: 1.2 → 1.1")
+    expect(row).to_contain_text("(stage 1 of")
+    expect(row.get_by_role("link", name=f"#{canary.pk}")).to_have_attribute("href", f"/canaries/{canary.pk}/")
 
     for reviewer in ("gov", "mrm"):
         page.get_by_test_id("user-name").click()  # the user menu

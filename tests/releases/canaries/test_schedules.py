@@ -362,3 +362,11 @@ def test_naive_datetimes_are_refused(naive):
         residence_remaining(stage, **kwargs)
     with pytest.raises(ValueError, match="timezone-aware"):
         expected_timeline([stage], start=START.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(("tier", "refused"), [("low", False), ("medium", True), ("high", True)])
+def test_only_a_low_risk_model_may_run_the_accelerated_schedule(tier, refused):
+    from releases.canaries.schedules import schedule_refusal
+
+    assert (schedule_refusal("accelerated", risk_tier=tier) is not None) is refused
+    assert all(schedule_refusal(kind, risk_tier=tier) is None for kind in ("standard", "conservative", "cohort_first"))

@@ -36,7 +36,7 @@ def ev(id_: int, minute: int, verdict: str = "green", stage: int = 0) -> Evaluat
     (ev(1, 1), [ev(1, 1), ev(2, 2, "stale")], "evaluation #2 of the stage, after the one signed on (#1), is stale"),
     (ev(2, 2), [ev(1, 1, "red"), ev(2, 2)], None),  # red before the signature: what was signed is newer
     (ev(1, 1), [ev(1, 1), ev(2, 2, "red", stage=1)], None),  # another stage's verdict
-    (ev(1, 1, stage=1), [ev(1, 1, stage=1)], "not of stage 0"),  # signed on another stage's evaluation
+    (ev(1, 1, stage=1), [ev(1, 1, stage=1)], "of stage 2, not of stage 1"),  # another stage's evaluation, stages from 1
     (None, [ev(1, 1)], "names no evaluation"),
 ])
 def test_a_signature_counts_only_while_no_red_or_stale_evaluation_follows_it(signed, evaluations, voided_because):
