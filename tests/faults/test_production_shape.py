@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
+from django.utils import timezone
 
 from governance.access.permissions import Role
 from governance.audit.models import AuditEvent
@@ -461,3 +462,55 @@ def test_the_web_process_killed_mid_signature_records_all_or_nothing(stack, role
     assert AuditEvent.objects.filter(action="canary.signed", object_id=str(cid)).count() == 1
     assert worker not in children(master) and len(children(master)) == 2
     assert_consistent(stack, cid, state=Canary.State.PENDING_APPROVAL, percent=0, rollbacks=0)
+
+
+def pg_ctl_on(data_dir: str, *args: str) -> None:
+    from tests.harness.postgres import find_bin_dir
+
+    argv = [str(find_bin_dir() / "pg_ctl"), "-D", data_dir, *args]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True, cwd="/", timeout=60)  # noqa: S603
+
+
+def test_postgresql_restarted_the_api_answers_503_and_every_process_recovers(stack, role_user, settings):
+    """PostgreSQL stops (fast shutdown: every session ended) under a running canary and comes
+    back on the same port. While it is down the API answers 503 with Retry-After (reads and
+    observation pushes alike), never 500; once it is back every process serves again without a
+    restart: evaluations resume, the canary is where it was, and a rollback over the API is
+    carried out once by the workers."""
+    canary, tokens = start_canary(stack, role_user, settings)
+    cid = canary["id"]
+    wait_for(lambda: Canary.objects.get(pk=cid).traffic_percent == 1 and router_agrees(stack, cid), timeout_s=30,
+             stack=stack)
+    before = Canary.objects.get(pk=cid)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        data_dir = cursor.fetchone()[0]
+    connection.close()
+    pg_ctl_on(data_dir, "-m", "fast", "-w", "stop")
+    try:
+        down = [http(stack, "GET", f"/api/v1/canaries/{cid}/", token=tokens["owner"]),
+                http(stack, "POST", "/api/v1/observations/", token=tokens["owner"], body={
+                    "model": MODEL, "version": CANDIDATE, "window_start": "2026-01-01T00:00:00Z",
+                    "window_end": "2026-01-01T00:01:00Z", "requests": 10, "errors": 0})]
+        time.sleep(4)  # two evaluation rounds fail on the database
+    finally:
+        pg_ctl_on(data_dir, "-w", "-l", str(Path(data_dir).parent / "server.log"), "start")
+    back = time.monotonic()
+    for status, head, body in down:
+        assert status == 503 and int(head["Retry-After"]) > 0, (status, body)
+        assert body["type"].endswith("database-unavailable"), body
+    wait_for(lambda: http(stack, "GET", f"/api/v1/canaries/{cid}/", token=tokens["owner"])[0] == 200, timeout_s=30,
+             stack=stack)
+    restarted_at = timezone.now()
+    wait_for(lambda: Evaluation.objects.filter(canary_id=cid, created_at__gt=restarted_at).exists(), timeout_s=30,
+             stack=stack)
+    print(f"PostgreSQL back → API and evaluations again in {time.monotonic() - back:.1f} s")
+    after = Canary.objects.get(pk=cid)
+    assert (after.state, after.stage_index, after.traffic_percent) == (before.state, before.stage_index, 1)
+    status, _, body = http(stack, "POST", f"/api/v1/canaries/{cid}/rollback/", token=tokens["owner"],
+                           body={"reason": "checking the stack after the restart"})
+    assert status == 200, body
+    wait_for(lambda: canary_share(stack) == 0, timeout_s=30, stack=stack)
+    assert_consistent(stack, cid, state=Canary.State.ROLLED_BACK, percent=0, rollbacks=1)
