@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from monitoring import charts
 from monitoring.models import NotificationDelivery, SloHistogram, SloMeasurement
 from monitoring.services import SLO_TARGETS_S
 
@@ -101,3 +102,26 @@ def slo_measurements(*, canary_id: int) -> list[dict[str, Any]]:
          "breached": m.breached, "detail": m.detail}
         for m in SloMeasurement.objects.filter(canary_id=canary_id).order_by("finished_at", "id")
     ]
+
+
+CHART_POINTS = 500  # the newest events drawn per SLO; the table above counts them all
+
+
+def slo_charts() -> list[charts.SloChart]:
+    """The SLO page's charts: each SLO's newest measured events (rollback, promotion, notification
+    delivery) as points against its target, and the staleness distribution."""
+    out = []
+    for slo in ("rollback", "promotion"):
+        points = list(SloMeasurement.objects.filter(slo=slo).order_by("-finished_at", "-id")
+                      .values_list("finished_at", "seconds")[:CHART_POINTS])
+        out.append(charts.measured_chart(slo=slo, label=SLO_LABELS[slo], target_s=SLO_TARGETS_S[slo], points=points))
+    hist = SloHistogram.objects.filter(slo="staleness").first()
+    out.insert(1, charts.staleness_chart(
+        label=SLO_LABELS["staleness"], target_s=SLO_TARGETS_S["staleness"],
+        cumulative={float(le): n for le, n in (hist.buckets.items() if hist else [])}, count=hist.count if hist else 0))
+    deliveries = list(NotificationDelivery.objects.filter(status="sent", latency_s__isnull=False,
+                                                          sent_at__isnull=False).exclude(channel="feed")
+                      .order_by("-sent_at", "-id").values_list("sent_at", "latency_s")[:CHART_POINTS])
+    out.append(charts.measured_chart(slo="notification", label=SLO_LABELS["notification"],
+                                     target_s=SLO_TARGETS_S["notification"], points=deliveries))
+    return out

@@ -23,7 +23,7 @@ from canaryhub import metrics as own_metrics
 from governance.access.permissions import Action, require_page
 from monitoring.metrics import queue_depths
 from monitoring.models import Heartbeat
-from monitoring.selectors import slo_figures, slo_recent
+from monitoring.selectors import slo_charts, slo_figures, slo_recent
 from monitoring.services import rollbacks_pending_summary
 
 logger = logging.getLogger(__name__)
@@ -143,9 +143,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def slo_page(request: HttpRequest) -> HttpResponse:
-    """The SLOs measured (pattern §10.1): each one's figures against its target, and the latest
-    measured rollbacks and promotions with their canaries."""
+    """The SLOs measured (pattern §10.1): each one's figures against its target, a chart of each
+    (monitoring.charts, with its table), and the latest measured rollbacks and promotions with
+    their canaries."""
     require_page(request.user, Action.VIEW)
     return render(request, "monitoring/slo.html", {
-        "figures": slo_figures(), "recent": slo_recent(), "section": "slo",
+        "figures": slo_figures(), "charts": slo_charts(), "recent": slo_recent(), "section": "slo",
     })

@@ -115,6 +115,15 @@ def test_the_slo_page_shows_the_measured_figures(page: Page, login: Callable[...
     expect(page.get_by_test_id("slo-promotion").locator("td").nth(1)).to_have_text("5")
     expect(page.get_by_test_id("slo-rollback")).to_contain_text("nothing measured yet")
     expect(page.get_by_test_id("slo-row")).to_have_count(5)
+    # Each SLO is charted against its target, drawn by Plotly, with its numbers as a table.
+    promotions = page.get_by_test_id("slo-chart-promotion")
+    expect(promotions.locator('[data-chart="slo-promotion"]')).to_have_attribute("data-drawn", "true")
+    expect(promotions.locator(".scatterlayer .point")).to_have_count(5)
+    expect(promotions).to_contain_text("target 1800 s")
+    expect(page.get_by_test_id("slo-table-promotion").locator("tbody tr")).to_have_count(5)
+    expect(page.get_by_test_id("slo-table-rollback")).to_contain_text("Nothing measured yet")
+    expect(page.get_by_test_id("slo-chart-staleness").locator('[data-chart="slo-staleness"]')).to_have_attribute(
+        "data-drawn", "true")
     page.get_by_test_id("slo-row").first.get_by_role("link", name=f"#{completed.pk}").click()
     expect(page.get_by_test_id("canary-state")).to_have_text("Completed")
 
