@@ -79,7 +79,9 @@ class Deployment:
             self.clock.now += timedelta(seconds=PUSH_EVERY_S)
             self.pusher.push(now=self.clock.now)
             if int((self.clock.now - self.started).total_seconds()) % CADENCE_S == 0:
+                # As beat's evaluate-canaries task: the canaries, then the post-promotion watch.
                 loop.evaluate_tick()
+                loop.watch_tick()
 
     def run_until(self, canary: Canary, states: set[str], *, limit_s: float = 600) -> Canary:
         end = self.clock.now + timedelta(seconds=limit_s)
@@ -215,6 +217,38 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
     shots(governance, "certificate-issued")
     canary.refresh_from_db()
     assert canary.state == State.CERTIFIED
+
+    # After 100 % the new version is watched against the old one, kept on hot standby (48 h, two
+    # minutes on the demo clock); the owner reverts to it from the canary page within the watch.
+    assert canary.watch_until - canary.ended_at == timedelta(hours=48) / 1440
+    demo.run(CADENCE_S)
+    owner.goto(f"/canaries/{canary.pk}/")
+    watch = owner.get_by_test_id("watch-status")
+    expect(watch).to_contain_text("Watched after 100%")
+    expect(watch).to_contain_text("1.4.2 is on hot standby")
+    assert canary.evaluations.filter(created_at__gt=canary.ended_at).exists(), "the watch judged the new version"
+    shots(owner, "canary-watched")
+    owner.wait_for_load_state("load")  # htmx (a deferred script) opens the dialog once loaded
+    owner.get_by_test_id("revert-button").click()
+    dialog = owner.get_by_role("dialog")
+    dialog.get_by_label("Reason").fill("Billing answers regressed since the promotion.")
+    dialog.get_by_role("button", name="Revert to the previous version now").click()
+    expect(owner.get_by_test_id("canary-state")).to_have_text("Reverted after completion")
+    expect(owner.get_by_test_id("traffic-percent")).to_have_text("0%")
+    shots(owner, "canary-reverted")
+
+    # The SLO page shows the demo's own measured promotions and the revert's 0 % push.
+    promotions = canary.slo_measurements.filter(slo="promotion").count()
+    assert promotions >= stage_count - 1
+    owner.get_by_role("navigation", name="Main").get_by_role("link", name="SLOs").click()
+    expect(owner.get_by_test_id("slo-promotion").locator("td").nth(1)).to_have_text(str(promotions))
+    expect(owner.get_by_test_id("slo-rollback").locator("td").nth(1)).to_have_text("1")
+    expect(owner.locator('[data-testid="slo-row"][data-slo="rollback"]')).to_contain_text(f"#{canary.pk}")
+    for slo, count in (("promotion", promotions), ("rollback", 1)):
+        chart = owner.get_by_test_id(f"slo-chart-{slo}")
+        expect(chart.locator(f'[data-chart="slo-{slo}"]')).to_have_attribute("data-drawn", "true")
+        expect(owner.get_by_test_id(f"slo-table-{slo}").locator("tbody tr")).to_have_count(count)
+    shots(owner, "slo")
     print(f"deployment time {elapsed}, simulation and control loop {demo.spent:.1f} s")
     assert len(shots.taken) >= 10 and all(p.stat().st_size > 0 for p in shots.taken)
 
