@@ -1024,6 +1024,14 @@ def sticky_sweep(*, actor: Any = None, reason: str = "", now: datetime | None = 
         by_canary[canary_key][why] += 1
         counts[why] += 1
     with transaction.atomic():
+        previous = StickySweep.objects.select_for_update().order_by("-at", "-id").first()
+        if not clear and actor is None and previous is not None and previous.actor_id is None \
+                and previous.cleared == 0:
+            # Consecutive quiet periodic sweeps share one row (its time is the latest): the
+            # record grows with what was cleared or asked for, not with the clock.
+            previous.at, previous.scanned, previous.drift = now, len(entries), drift
+            previous.save(update_fields=["at", "scanned", "drift"])
+            return previous
         sweep = StickySweep.objects.create(
             at=now, actor=principal.user if principal else None, reason=(reason or "").strip(), scanned=len(entries),
             cleared_not_serving=counts[assignment.NOT_SERVING], cleared_unsigned=counts[assignment.UNSIGNED],

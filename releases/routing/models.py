@@ -99,7 +99,8 @@ class StickySweep(models.Model):
     """One sweep of the sticky assignment store for entries that disagree with the split in force
     (releases.canaries.services.sticky_sweep): how many were looked at and cleared, by reason
     and by canary. Counts only: the store's keys are keyed hashes of user ids and none is kept
-    here. `actor` is the platform engineer of an on-demand sweep (null: the periodic one)."""
+    here. `actor` is the platform engineer of an on-demand sweep (null: the periodic one).
+    Consecutive periodic sweeps that cleared nothing share one row, whose `at` is the latest."""
 
     at = models.DateTimeField()
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,

@@ -152,6 +152,25 @@ def test_the_embedded_memory_store_is_swept_too(client, canary, settings):  # no
     assert len(store.entries()) == len(on_canary)
 
 
+def test_quiet_periodic_sweeps_share_one_row_and_a_sweep_that_clears_gets_its_own(client, canary,  # noqa: F811
+                                                                                   settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.REDIS_URL = ""
+    now = timezone.now()
+    first = lifecycle.sticky_sweep(now=now)
+    second = lifecycle.sticky_sweep(now=now + timedelta(minutes=5))
+    assert second.pk == first.pk and StickySweep.objects.get().at == now + timedelta(minutes=5)
+    api_assign._the_store().put(f"{assignment.KEY_PREFIX}scorer:{canary.pk}:{'e' * 40}", b"forged")
+    third = lifecycle.sticky_sweep(now=now + timedelta(minutes=10))
+    assert third.pk != first.pk and third.cleared_unsigned == 1
+    # After a sweep that cleared something, a quiet one starts a new row: the clearing stays on record.
+    fourth = lifecycle.sticky_sweep(now=now + timedelta(minutes=15))
+    assert fourth.pk not in (first.pk, third.pk) and StickySweep.objects.count() == 3
+
+
 # --- the on-demand clear: a platform engineer's act ---------------------------------------------------
 
 
