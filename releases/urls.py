@@ -32,6 +32,7 @@ urlpatterns = [
     path("home/", canaries.home, name="home"),
     path("canaries/<int:pk>/pushes/", canaries.canary_pushes, name="canary-pushes"),
     path("routers/", routing.router_list, name="router-list"),
+    path("assignments/sticky/", canaries.sticky_assignments, name="sticky-assignments"),
     path("routers/<slug:name>/", routing.router_edit, name="router-edit"),
     path("routers/<slug:name>/disable/", routing.router_disable, name="router-disable"),
 ]

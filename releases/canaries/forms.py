@@ -193,6 +193,15 @@ class UrgentPatchForm(ServiceErrorsMixin, forms.Form):
         return {"reason": self.cleaned_data["reason"], "rollback_contact": self.cleaned_data["rollback_contact"]}
 
 
+class StickySweepForm(ServiceErrorsMixin, forms.Form):
+    """Why the sticky store is swept now (the service decides whether the reason says enough)."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=2000,
+        help_text="Recorded in the audit trail with the counts of what was cleared (10 characters at least).",
+    )
+
+
 class CanaryFilterForm(forms.Form):
     """The list's filters; bad values just mean no filter, as on the register list."""
 

@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 
 from canaryhub.errors import NotFound
 from canaryhub.metrics import REGISTRY
-from governance.access.permissions import Action, Role, as_principal, decide, roles_of, visible_models_filter
+from governance.access.permissions import Action, Role, as_principal, decide, require, roles_of, visible_models_filter
 from monitoring.evaluations import readiness
 from monitoring.models import Evaluation
 from monitoring.notifications.recipients import Contact, contact_from_text
@@ -452,3 +452,12 @@ def notification_contacts(canary_id: int | None, roles: frozenset[str], payload:
         user = get_user_model().objects.filter(pk=payload["requested_by"], is_active=True).first()
         out += [Contact(role="requester", user_id=user.pk, email=user.email)] if user else []
     return out
+
+
+STICKY_SWEEP_LIMIT = 50
+
+
+def sticky_sweeps(*, actor: Any) -> list[StickySweep]:
+    """The newest sweeps of the sticky assignment store (counts only)."""
+    require(actor, Action.VIEW)
+    return list(StickySweep.objects.select_related("actor").order_by("-at", "-id")[:STICKY_SWEEP_LIMIT])

@@ -32,6 +32,7 @@ from releases.canaries.forms import (
     CanarySignForm,
     CanaryStartForm,
     CanaryStopForm,
+    StickySweepForm,
     UrgentPatchForm,
 )
 from releases.canaries.models import Approval, Canary
@@ -469,3 +470,29 @@ def canary_pushes(request: HttpRequest, pk: int) -> HttpResponse:
     pushes = list(selectors.canary_pushes(actor=request.user, canary_id=pk))
     context = {"canary": canary, "pushes": pushes, "limit": selectors.PUSH_LIMIT}
     return render_page(request, "releases/router_pushes.html", "releases/partials/_router_pushes.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def sticky_assignments(request: HttpRequest) -> HttpResponse:
+    """The sweeps of the sticky assignment store, and (for platform engineers) the form that sweeps
+    it now (releases.canaries.services.sticky_sweep)."""
+    require_page(request.user, Action.VIEW)
+    can_sweep = decide(request.user, Action.CLEAR_STICKY).allowed
+    form = StickySweepForm(request.POST or None) if can_sweep or request.method == "POST" else None
+    status = 200
+    if request.method == "POST":
+        require_page(request.user, Action.CLEAR_STICKY)
+        status = 400
+        if form is not None and form.is_valid():
+            try:
+                sweep = services.sticky_sweep(actor=request.user, reason=form.cleaned_data["reason"])
+            except DomainError as exc:
+                status = form_refusal(form, exc)
+            else:
+                messages.success(request, f"Sticky store swept: {sweep.cleared} of {sweep.scanned} assignments "
+                                          "cleared.")
+                return redirect("releases:sticky-assignments")
+    context = {"sweeps": selectors.sticky_sweeps(actor=request.user), "form": form, "can_sweep": can_sweep,
+               "interval_s": settings.STICKY_SWEEP_INTERVAL_S}
+    return render(request, "releases/sticky_assignments.html", context, status=status)

@@ -77,3 +77,40 @@ def test_platform_registers_a_webhook_router_and_reads_a_canarys_push_history(
     expect(push.get_by_test_id("push-result")).to_have_text("applied")
     expect(push).to_contain_text("transition")
     screenshot("router-pushes")
+
+
+def test_a_platform_engineer_sweeps_the_sticky_store_from_its_page_and_an_owner_only_reads(
+    page: Page, login, role_user, settings
+):
+    from releases.canaries import assign as api_assign
+    from releases.routing import assignment
+    from releases.routing.models import StickySweep
+
+    settings.REDIS_URL = ""
+    api_assign.reset_caches()
+    api_assign._the_store().put(f"{assignment.KEY_PREFIX}ranker:9:{'d' * 40}", b"forged")
+    platform = role_user(Role.PLATFORM, username="platform")
+    login(platform)
+    page.goto("/routers/")
+    page.get_by_test_id("sticky-link").click()
+    expect(page.get_by_role("heading", name="Sticky assignments")).to_be_visible()
+    expect(page.get_by_test_id("sticky-sweeps")).to_contain_text("has not been swept yet")
+    form = page.get_by_test_id("sticky-form")
+    form.get_by_label("Reason").fill("short")
+    form.get_by_role("button", name="Sweep the sticky store now").click()
+    expect(page.locator('.error[data-field="reason"]')).to_contain_text("10 characters")
+    assert not StickySweep.objects.exists()
+    page.get_by_test_id("sticky-form").get_by_label("Reason").fill("Users report switching versions mid-chat.")
+    page.get_by_test_id("sticky-form").get_by_role("button", name="Sweep the sticky store now").click()
+    expect(page.get_by_role("status").filter(has_text="Sticky store swept")).to_contain_text("1 of 1")
+    row = page.get_by_test_id("sticky-sweep")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("platform")
+    expect(row.get_by_test_id("sweep-unsigned")).to_have_text("1")
+    api_assign.reset_caches()
+
+    page.context.clear_cookies()
+    login(role_user(Role.MODEL_OWNER, username="owner"))
+    page.goto("/assignments/sticky/")
+    expect(page.get_by_test_id("sticky-sweep")).to_have_count(1)
+    expect(page.get_by_test_id("sticky-form")).to_have_count(0)

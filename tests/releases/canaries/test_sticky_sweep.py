@@ -214,3 +214,18 @@ def test_an_on_demand_sweep_with_the_store_down_is_refused_and_clears_nothing(ca
                                              format="json")
     assert response.status_code == 409 and "did not answer" in response.json()["detail"]
     assert not StickySweep.objects.exists()
+
+
+def test_the_page_form_is_a_platform_act_too(canary, people, role_user, settings):  # noqa: F811
+    settings.REDIS_URL = ""
+    for user in (people["owner"], role_user(Role.ON_CALL, username="oc"), role_user(Role.AUDITOR, username="au")):
+        browser = Client()
+        browser.force_login(user)
+        assert browser.get("/assignments/sticky/").status_code == 200  # everyone reads the counts
+        assert browser.post("/assignments/sticky/", {"reason": "users report switching"}).status_code == 403
+    assert not StickySweep.objects.exists()
+    platform = Client()
+    platform.force_login(people["platform"])
+    assert platform.post("/assignments/sticky/", {"reason": "x"}).status_code == 400
+    assert platform.post("/assignments/sticky/", {"reason": "users report switching"}).status_code == 302
+    assert StickySweep.objects.get().actor == people["platform"]
