@@ -449,10 +449,13 @@ def _stop_pushes_sweep(*, now: datetime, skip: list[int]) -> int:
 def pushes_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Every push is recorded, including the lost ones: mark `lost` the pushes queued longer than
     ROUTER_PUSH_LOST_AFTER_S that no worker took (a message dropped by the broker, a process
-    killed between commit and enqueue) and those whose worker died mid-push, then push again the
-    split in force of each canary whose current generation was lost (a row with reason "retry").
-    A lost push of an older generation needs nothing more: a newer split replaced it. Runs in the
-    watchdog of every process and in beat's router reconciliation."""
+    killed between commit and enqueue) and those whose worker died mid-push, then queue again the
+    push of the split in force of each canary whose current generation was lost (a new queued row
+    with reason "retry", services.split_push_again). Queued, not pushed here: a router that does
+    not answer must not hold up the watchdog's rollback sweep for a push's whole deadline (a 0 %
+    push is carried by the rollback sweep itself, `_stop_pushes_sweep`). A lost push of an older
+    generation needs nothing more: a newer split replaced it. Runs in the watchdog of every
+    process and in beat's router reconciliation."""
     now = now or timezone.now()
     lost = pushes_mark_lost(now=now, queued_limit_s=settings.ROUTER_PUSH_LOST_AFTER_S,
                             running_limit_s=PUSH_HARD_LIMIT_S)
@@ -463,12 +466,9 @@ def pushes_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if RouterPush.objects.filter(canary_id=canary_id, generation=generation).filter(
                 Q(ok=True) | Q(status__in=[RouterPush.Status.QUEUED, RouterPush.Status.PUSHING])).exists():
             continue  # carried meanwhile, or under way again
-        try:
-            push(canary_id=canary_id, generation=generation, reason="retry")
-            redriven += 1
-        except Exception:
-            logger.exception("sweeper: re-push of canary %s generation %s failed", canary_id, generation)
-    return {"lost": len(lost), "pushed": redriven}
+        services.split_push_again(canary_id=canary_id)
+        redriven += 1
+    return {"lost": len(lost), "queued": redriven}
 
 
 # --- 6. push ----------------------------------------------------------------------------------------

@@ -105,6 +105,16 @@ def _notify(canary: Canary, *, kind: str, payload: dict[str, Any]) -> None:
     )
 
 
+def split_push_again(*, canary_id: int) -> None:
+    """Queue the push of a canary's split in force again, recorded as queued (reason "retry"):
+    the re-drive of a lost push (releases.canaries.loop.pushes_sweep). A 0 % split goes on the
+    rollbacks queue."""
+    canary = Canary.objects.select_related("model", "version", "baseline").get(pk=canary_id)
+    push_queue(canary_id=canary.pk, router=canary.router, split=selectors.split_of(canary), reason="retry")
+    events.announce("canary.split_changed", canary_id=canary.pk, generation=canary.split_generation,
+                    queue="rollbacks" if canary.traffic_percent == 0 else "celery")
+
+
 def _announce_push(canary: Canary, *, queue: str = "celery") -> None:
     # The push is recorded as queued in this transaction: a lost message leaves a visible row
     # that the sweeper marks lost and re-drives (releases.canaries.loop.pushes_sweep).

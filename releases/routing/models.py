@@ -18,8 +18,8 @@ class RouterPush(models.Model):
     split, so a push whose message is lost still has its row: `queued` until a worker takes it
     (`pushing`), then `applied`, `failed` or `superseded` (a newer split owns the router). A
     queued push no worker took within ROUTER_PUSH_LOST_AFTER_S, or one whose worker died mid-push,
-    is marked `lost` by the sweeper (releases.canaries.loop.pushes_sweep), which pushes the split
-    in force again."""
+    is marked `lost` by the sweeper (releases.canaries.loop.pushes_sweep), which queues the push
+    of the split in force again."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

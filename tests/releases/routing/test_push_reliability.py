@@ -114,10 +114,21 @@ def test_a_hand_edit_at_the_same_generation_is_reported_as_drift_not_overwritten
 # --- every push is recorded, the lost ones included -------------------------------------------------
 
 
+class Broker:
+    """Drops every push message while `dropping`: the transition commits, no worker runs it."""
+
+    def __init__(self, deliver):
+        self.dropping, self.deliver = True, deliver
+
+    def __call__(self, *args, **kwargs):
+        return None if self.dropping else self.deliver(*args, **kwargs)
+
+
 @pytest.fixture
 def lost_messages(monkeypatch):
-    """The broker drops every push message: the transition commits, no worker ever runs it."""
-    monkeypatch.setattr(tasks.push_split, "apply_async", lambda *a, **k: None)
+    broker = Broker(tasks.push_split.apply_async)
+    monkeypatch.setattr(tasks.push_split, "apply_async", broker)
+    return broker
 
 
 def test_a_push_is_recorded_queued_when_its_split_changes_and_taken_by_the_worker(canary):
@@ -127,7 +138,8 @@ def test_a_push_is_recorded_queued_when_its_split_changes_and_taken_by_the_worke
     assert push.queued_at <= push.started_at <= push.finished_at
 
 
-def test_a_lost_push_stays_visible_then_the_sweeper_marks_it_lost_and_pushes_again(canary, lost_messages, settings):
+def test_a_lost_push_stays_visible_then_the_sweeper_marks_it_lost_and_pushes_again(canary, lost_messages, settings,
+                                                                                  django_capture_on_commit_callbacks):
     from django.utils import timezone
 
     from releases.canaries import loop
@@ -138,16 +150,34 @@ def test_a_lost_push_stays_visible_then_the_sweeper_marks_it_lost_and_pushes_aga
     assert FlakyRouter.applied == {}  # nothing reached the router
     now = timezone.now()
     # Before the limit a queued push may still be taken: left alone.
-    assert loop.pushes_sweep(now=now) == {"lost": 0, "pushed": 0}
+    assert loop.pushes_sweep(now=now) == {"lost": 0, "queued": 0}
     later = now + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)
-    assert loop.pushes_sweep(now=later) == {"lost": 1, "pushed": 1}
+    lost_messages.dropping = False  # the broker is back
+    with django_capture_on_commit_callbacks(execute=True):
+        assert loop.pushes_sweep(now=later) == {"lost": 1, "queued": 1}
     queued.refresh_from_db()
     assert queued.status == RouterPush.Status.LOST and "not taken by a worker" in queued.error and not queued.ok
     retry = RouterPush.objects.get(canary=c, reason="retry")
     assert retry.status == RouterPush.Status.APPLIED and retry.generation == queued.generation
     assert FlakyRouter.applied["scorer"].percent == 1
     # A second sweep (another process) finds nothing more to do.
-    assert loop.pushes_sweep(now=later) == {"lost": 0, "pushed": 0}
+    assert loop.pushes_sweep(now=later) == {"lost": 0, "queued": 0}
+
+
+def test_a_re_queued_push_lost_again_is_on_record_too(canary, lost_messages, settings):
+    from django.utils import timezone
+
+    from releases.canaries import loop
+
+    c = canary()
+    later = timezone.now() + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)
+    assert loop.pushes_sweep(now=later) == {"lost": 1, "queued": 1}
+    retry = RouterPush.objects.get(canary=c, reason="retry")
+    assert retry.status == RouterPush.Status.QUEUED  # the broker still drops it: visible, waiting
+    assert loop.pushes_sweep(now=later + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)) == {
+        "lost": 1, "queued": 1}
+    assert list(RouterPush.objects.filter(canary=c).values_list("status", flat=True).order_by("id")) == [
+        "lost", "lost", "queued"]
 
 
 def test_a_lost_push_of_a_replaced_split_is_marked_but_not_pushed_again(canary, lost_messages, settings,
@@ -162,16 +192,17 @@ def test_a_lost_push_of_a_replaced_split_is_marked_but_not_pushed_again(canary, 
         lifecycle.canary_abort(actor=get_user_model().objects.get(username="owner"), canary_id=c.pk, reason="stop")
     c.refresh_from_db()
     later = timezone.now() + timedelta(seconds=settings.ROUTER_PUSH_LOST_AFTER_S + 1)
+    lost_messages.dropping = False
     result = loop.pushes_sweep(now=later)
     lost = RouterPush.objects.filter(canary=c, status=RouterPush.Status.LOST)
     assert result["lost"] == lost.count() == 2
     # Only the split in force (the newer generation) is pushed again.
-    assert result["pushed"] == 1
+    assert result["queued"] == 1
     assert list(RouterPush.objects.filter(canary=c, reason="retry").values_list("generation", flat=True)) == [
         c.split_generation]
 
 
-def test_a_push_whose_worker_died_mid_push_is_marked_lost(canary):
+def test_a_push_whose_worker_died_mid_push_is_marked_lost(canary, django_capture_on_commit_callbacks):
     from django.utils import timezone
 
     from releases.canaries import loop
@@ -181,7 +212,8 @@ def test_a_push_whose_worker_died_mid_push_is_marked_lost(canary):
     started = timezone.now() - timedelta(seconds=loop.PUSH_HARD_LIMIT_S + 5)
     RouterPush.objects.filter(pk=push.pk).update(status=RouterPush.Status.PUSHING, started_at=started,
                                                  finished_at=None, ok=False)
-    assert loop.pushes_sweep()["lost"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert loop.pushes_sweep()["lost"] == 1
     push.refresh_from_db()
     assert push.status == RouterPush.Status.LOST and "did not finish" in push.error
     # The split in force was pushed again and confirmed.
