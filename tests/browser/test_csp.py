@@ -43,6 +43,7 @@ def pages_for(ids: dict) -> dict[str | None, list[str]]:
                   "/governance/threshold-changes/", f"/governance/threshold-changes/?canary={live}",
                   "/governance/incidents/", "/api/docs/"],
         "platform": ["/routers/", "/routers/mesh/", "/audit/", "/models/other/versions/1.1.0/canary/new/",
+                     "/models/other/versions/1.1.0/canary/urgent/", "/assignments/sticky/",
                      f"/governance/incidents/{ids['incident']}/"],
         "mrm": ["/inbox/", f"/governance/threshold-changes/?canary={live}"],
         "gov": ["/governance/certificates/", f"/governance/certificates/{ids['certificate']}/"],
