@@ -160,6 +160,10 @@ class CanaryHubClient:
     def canary(self, canary_id: int) -> dict[str, Any]:
         return self.http.json("GET", f"{API}/canaries/{int(canary_id)}/")
 
+    def signing_keys(self) -> list[dict[str, Any]]:
+        """The public keys CanaryHub signs evidence with (GET /signing-keys/, open to anyone)."""
+        return self.http.json("GET", f"{API}/signing-keys/")
+
     def download_evidence(self, canary_id: int, *, output: str | os.PathLike[str] | None = None) -> Path:
         """Stream the canary's evidence bundle (zip) to `output` (default: the name CanaryHub
         gives it, in the current folder). Written to a temporary file first and renamed, so a

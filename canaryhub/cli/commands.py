@@ -5,7 +5,7 @@
                                          [--wait] [--timeout 72h] [--json]
     canaryhub canary wait ID [--timeout 72h] [--json]
     canaryhub canary status ID [--json]
-    canaryhub evidence download ID [-o FILE]
+    canaryhub evidence download ID [-o FILE] [--fingerprint SHA256]...
     canaryhub assign MODEL USER [--region R] [--tier T] [--cohort C]
 
 Configured by CANARYHUB_URL and CANARYHUB_TOKEN (`--url`, `--token` override them; prefer the
@@ -26,7 +26,7 @@ import re
 import runpy
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -320,25 +320,33 @@ def cmd_canary_status(ctx: Context) -> int:
     return show(ctx, ctx.client.canary(ctx.args.id))
 
 
-def verify_bundle(path: Path) -> tuple[list[str], int, int]:
-    """Run the bundle's own verifier (governance/evidence/verify_bundle.py, standard library only)
-    on the downloaded file, in this process: (problems, files, audit events)."""
+def verify_bundle(path: Path, *, fingerprints: Iterable[str]) -> tuple[list[str], int, int]:
+    """Run the stand-alone bundle verifier (governance/evidence/verify_bundle.py, standard library
+    only) on the downloaded file, in this process, against the signing keys with these SHA-256
+    fingerprints: (problems, files, audit events)."""
     if not VERIFIER.is_file():
         raise CanaryHubError(f"the bundle verifier is not installed at {VERIFIER}; the bundle was not verified")
     verifier = runpy.run_path(str(VERIFIER), run_name="canaryhub_verify_bundle")
     try:
-        return verifier["verify"](str(path))
+        return verifier["verify"](str(path), (), {f.strip().lower() for f in fingerprints})
     except Exception as exc:  # a damaged archive or manifest is a failed verification
         return [f"the bundle cannot be read: {exc}"], 0, 0
 
 
 def cmd_evidence_download(ctx: Context) -> int:
     a = ctx.args
+    pinned = list(a.fingerprint or []) or [
+        f for f in os.environ.get("CANARYHUB_SIGNING_KEY_FINGERPRINTS", "").replace(",", " ").split() if f
+    ]
+    # Without a pinned key, the keys the server publishes: that proves the bundle is the server's
+    # and intact, not that the server is the one you trust (say so).
+    fingerprints = pinned or [k["fingerprint"] for k in ctx.client.signing_keys()]
+    against = "the pinned key" if pinned else "the keys this server publishes (pin one with --fingerprint)"
     path = ctx.client.download_evidence(a.id, output=a.output)
     size = path.stat().st_size
-    problems, files, events = verify_bundle(path)
+    problems, files, events = verify_bundle(path, fingerprints=fingerprints)
     data = {"event": "evidence", "canary": a.id, "path": str(path), "bytes": size, "verified": not problems,
-            "files": files, "audit_events": events, "problems": problems}
+            "pinned": bool(pinned), "files": files, "audit_events": events, "problems": problems}
     if problems:
         ctx.out.result("\n".join([f"downloaded the evidence of canary #{a.id} to {path} ({size} bytes)"]
                                  + [f"FAILED: {p}" for p in problems]
@@ -346,7 +354,8 @@ def cmd_evidence_download(ctx: Context) -> int:
                        data)
         return EXIT_ERROR
     ctx.out.result(f"downloaded the evidence of canary #{a.id} to {path} ({size} bytes)\n"
-                   f"verified: {files} files match the manifest; {events} audit events verify against the chain",
+                   f"verified: {files} files match the manifest; {events} audit events verify against the chain\n"
+                   f"signed by {against}",
                    data)
     return EXIT_OK
 
@@ -446,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     download = evidence.add_parser("download", help="download a canary's evidence bundle and verify it")
     download.add_argument("id", type=int)
     download.add_argument("-o", "--output", metavar="FILE", help="where to write the zip (default: its own name)")
+    download.add_argument("--fingerprint", action="append", metavar="SHA256",
+                          help="the SHA-256 fingerprint of a signing key you trust (repeatable; default: "
+                          "CANARYHUB_SIGNING_KEY_FINGERPRINTS, else the keys the server publishes)")
     common(download)
     download.set_defaults(handler=cmd_evidence_download)
 

@@ -15,7 +15,7 @@ import pytest
 
 from canaryhub.cli.commands import VERIFIER, ci_run, duration, idempotency_key, parse_segmentation
 from canaryhub.cli.follow import Follower
-from governance.evidence.bundles import VERIFY_SCRIPT
+from governance.evidence.selectors import VERIFY_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_the_verifier_the_command_runs_is_the_one_every_bundle_ships():
     """The command finds the verifier by its path in the installed package (it may not import the
     app): when the verifier moves, this fails until VERIFIER follows it."""
     assert VERIFIER.is_file(), f"canaryhub.cli.commands.VERIFIER points at {VERIFIER}, which does not exist"
-    assert VERIFIER == VERIFY_SCRIPT.resolve(), f"the bundle ships {VERIFY_SCRIPT}; the command runs {VERIFIER}"
+    assert VERIFIER == VERIFY_SCRIPT.resolve(), f"CanaryHub publishes {VERIFY_SCRIPT}; the command runs {VERIFIER}"
 
 
 def test_a_usage_error_exits_1_not_2_which_means_rolled_back():

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from canaryhub import keyring
 from canaryhub.cli.commands import verify_bundle
 from releases.canaries import loop, services, states
 from releases.canaries.models import Canary
@@ -229,6 +230,7 @@ def test_evidence_download_verifies_the_bundle(hub, cli, tmp_path):
     assert run.lines[0] == f"downloaded the evidence of canary #{canary.pk} to {target} ({target.stat().st_size} bytes)"
     assert re.fullmatch(r"verified: \d+ files match the manifest; \d+ audit events verify against the chain",
                         run.lines[1])
+    assert run.lines[2].startswith("signed by the keys this server publishes")
     # The verification is the bundle verifier's: a changed file in the bundle fails it.
     tampered = tmp_path / "tampered.zip"
     with zipfile.ZipFile(target) as source, zipfile.ZipFile(tampered, "w") as copy:
@@ -237,8 +239,15 @@ def test_evidence_download_verifies_the_bundle(hub, cli, tmp_path):
             if item.filename == "audit/events.jsonl":
                 data = data.replace(b"canary.initiated", b"canary.initiatex")
             copy.writestr(item, data)
-    problems, _, _ = verify_bundle(tampered)
+    fingerprint = keyring.active_key().fingerprint
+    problems, _, _ = verify_bundle(tampered, fingerprints=[fingerprint])
     assert "audit/events.jsonl: SHA-256 does not match the manifest" in problems
+    # A key the caller pinned that did not sign it: refused, and said so.
+    pinned = cli("evidence", "download", str(canary.pk), "-o", str(tmp_path / "again.zip"), "--fingerprint", "0" * 64,
+                 token=hub.tokens["auditor"])
+    assert pinned.code == 1 and "not signed by a key you pinned" in pinned.out
+    assert cli("evidence", "download", str(canary.pk), "-o", str(tmp_path / "pinned.zip"), "--fingerprint",
+               fingerprint, token=hub.tokens["auditor"]).code == 0
 
 
 def test_assign_answers_which_version_a_user_gets(hub, cli):
