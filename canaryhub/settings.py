@@ -216,6 +216,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "evidence", "description": "The MRM evidence bundle of a canary."},
         {"name": "audit", "description": "The hash-chained audit trail and its verification."},
         {"name": "notifications", "description": "Your own notification feed."},
+        {"name": "tokens", "description": "API tokens: your personal tokens (shown once), revoked one by one."},
     ],
 }
 IDEMPOTENCY_KEY_TTL_S = env.int("CANARYHUB_IDEMPOTENCY_TTL_S", default=24 * 3600)

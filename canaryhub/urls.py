@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("governance.certificates.api")),
     path("", include("governance.evidence.api")),
     path("", include("monitoring.notifications.api")),
+    path("", include("governance.tokens.api")),
 ]
 
 urlpatterns = [

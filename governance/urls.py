@@ -1,5 +1,6 @@
 """The governance pages: the audit trail under /audit/ (namespace "governance") and the reviews
-and evidence under /governance/ (namespace "evidence"), one views module per sub-domain."""
+and evidence under /governance/ (namespace "evidence"), API tokens under /tokens/ (namespace
+"tokens"), one views module per sub-domain."""
 
 from django.urls import include, path
 
@@ -8,6 +9,7 @@ from governance.certificates import views as certificates
 from governance.evidence import views as evidence
 from governance.rootcause import views as incidents
 from governance.thresholds import views as thresholds
+from governance.tokens import views as tokens
 
 audit_patterns = [
     path("", audit.audit_list, name="audit-list"),
@@ -42,7 +44,14 @@ governance_patterns = [
     path("signing-keys/verify_bundle.py", evidence.verifier_download, name="verifier-download"),
 ]
 
+token_patterns = [
+    path("", tokens.tokens_page, name="page"),
+    path("create/", tokens.token_create, name="create"),
+    path("<str:prefix>/revoke/", tokens.token_revoke, name="revoke"),
+]
+
 urlpatterns = [
     path("audit/", include((audit_patterns, "governance"))),
+    path("tokens/", include((token_patterns, "tokens"))),
     path("governance/", include((governance_patterns, "evidence"))),
 ]

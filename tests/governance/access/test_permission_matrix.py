@@ -97,6 +97,12 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
                                     write("platform", "oncall", out_token=403)),
     "incidents_root_cause_review_create": ("POST", "/api/v1/incidents/{incident}/root-cause/review/",
                                            write("mrm", out_token=403)),
+    # Every caller here comes in with a token: a token lists and revokes (its user's own tokens;
+    # a platform engineer's, anyone's) but never creates one; a service account manages none.
+    "tokens_list": ("GET", "/api/v1/tokens/", read(token=403, obs_token=403, out_token=403)),
+    "tokens_create": ("POST", "/api/v1/tokens/", row(403)),
+    "tokens_revoke_create": ("POST", "/api/v1/tokens/{token}/revoke/",
+                             row(404, owner=400, platform=400, token=403, obs_token=403, out_token=403)),
     "incidents_reinitiation_create": ("POST", "/api/v1/incidents/{incident}/reinitiation/",
                                       write("owner", out_token=403)),
 }
@@ -146,16 +152,19 @@ def world(role_user, settings, tmp_path) -> dict[str, Any]:
     change = threshold_change_request(actor=people["owner"], canary_id=canary.pk,
                                       proposed={"promote": {"latency_p99_ratio": 1.1}}, reason="tighter latency after review")
     clients: dict[str, APIClient] = {"anonymous": APIClient()}
+    prefixes: dict[str, str] = {}
     # Each person through a personal token (the way scripts and /assign callers come in); the
     # service account through tokens scoped to the model and to another one.
     for who, user, scope in [*((h, people[h], None) for h in ("nobody", *HUMANS)),
                              ("token", people["bot"], ["scorer"]), ("obs_token", people["bot"], ["scorer"]),
                              ("out_token", people["bot"], ["other"])]:
         purpose = "observations" if who == "obs_token" else "ci"
-        _, secret = token_create(actor=platform, user=user, name=who, scope=scope, purpose=purpose)
+        token, secret = token_create(actor=platform, user=user, name=who, scope=scope, purpose=purpose)
+        prefixes[who] = token.prefix
         clients[who] = APIClient()
         clients[who].credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    ids = {"canary": canary.pk, "incident": incident.pk, "change": change.pk, "certificate": uuid.uuid4()}
+    ids = {"canary": canary.pk, "incident": incident.pk, "change": change.pk, "certificate": uuid.uuid4(),
+           "token": prefixes["owner"]}
     return {"clients": clients, "ids": ids}
 
 
