@@ -246,6 +246,10 @@ class ApprovalOutput(serializers.Serializer):
     statement = serializers.CharField()
     evaluation_hash = serializers.CharField(allow_blank=True)
     signed_at = serializers.DateTimeField()
+    voided_at = serializers.DateTimeField(
+        allow_null=True, help_text="when a later red or stale evaluation of the stage voided it (it no longer counts)"
+    )
+    void_reason = serializers.CharField(allow_blank=True, help_text="why it was voided; empty while it counts")
 
 
 class CanarySummaryOutput(serializers.Serializer):
@@ -390,7 +394,7 @@ _APPROVAL_EXAMPLE = {
     "id": 12, "step": "promote:0->1", "stage_index": 1, "role": "owner", "signer": "olivia",
     "printed_name": "Olivia Owner", "meaning": "Model owner: approves promoting canary #7 of support-bot@1.5.0 "
     "from 1% to 5%", "statement": "I reviewed the evaluation and approve this step.",
-    "evaluation_hash": "9f2c" * 16, "signed_at": "2025-05-03T10:05:00Z",
+    "evaluation_hash": "9f2c" * 16, "signed_at": "2025-05-03T10:05:00Z", "voided_at": None, "void_reason": "",
 }
 _CANARY_EXAMPLE = {
     **_SUMMARY_EXAMPLE,

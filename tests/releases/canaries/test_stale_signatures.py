@@ -99,6 +99,11 @@ def test_an_owner_signature_from_before_a_red_evaluation_no_longer_completes_the
     owner_signature = Approval.objects.get(canary=canary, step="promote:0->1", role="owner")
     assert owner_signature.voided_at is not None and "is red" in owner_signature.void_reason
     assert response.json()["canary"]["required_approvals"]["outstanding"] == ["owner"]
+    # The API shows the voided signature as voided, with why (it stays on record).
+    shown = {(a["role"], a["step"]): a for a in response.json()["canary"]["approvals"]}
+    voided = shown[("owner", "promote:0->1")]
+    assert voided["voided_at"] is not None and "is red" in voided["void_reason"]
+    assert shown[("mrm", "promote:0->1")]["voided_at"] is None and shown[("mrm", "promote:0->1")]["void_reason"] == ""
     # The signer is told, and the chain holds it.
     told = NotificationEvent.objects.get(kind="canary.signature_voided")
     assert told.payload["signer"] == "owner" and told.audience == ["signer"]
