@@ -10,8 +10,8 @@ app = Celery("canaryhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Task modules live in the apps' sub-packages (one per sub-domain), not in <app>.tasks.
 app.autodiscover_tasks([
-    "releases.canaries", "governance.tokens", "governance.evidence", "governance.rootcause", "monitoring",
-    "monitoring.notifications",
+    "releases.canaries", "governance.audit", "governance.tokens", "governance.evidence", "governance.rootcause",
+    "monitoring", "monitoring.notifications",
 ])
 
 

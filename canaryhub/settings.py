@@ -439,6 +439,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reconcile-routers": {"task": "releases.canaries.tasks.reconcile_routers", "schedule": float(EVALUATION_CADENCE_S)},
     "prune-idempotency-keys": {"task": "governance.tokens.tasks.prune_idempotency_keys", "schedule": 3600.0},
+    # Refusals of unknown callers are counted per minute and address; each finished minute
+    # becomes one audit event per address.
+    "flush-refusals": {"task": "governance.audit.tasks.flush_refusals", "schedule": 60.0},
     # The evaluator tick, and the dead-man's switch as a separate task on the rollbacks queue so
     # that a stuck evaluation queue cannot silence the check that watches it.
     "evaluate-canaries": {"task": "releases.canaries.tasks.evaluate_tick", "schedule": float(EVALUATION_CADENCE_S)},

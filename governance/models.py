@@ -6,7 +6,7 @@ step) and `ThresholdChangeRequest` (a reviewed change of a running canary's thre
 Nothing imports this module: code imports the sub-package that defines the model it needs.
 """
 
-from governance.audit.models import AuditChainHead, AuditEvent
+from governance.audit.models import AuditChainHead, AuditEvent, RefusalTally
 from governance.certificates.models import Certificate
 from governance.evidence.models import ChainHeadExport, EvidenceExport
 from governance.incidents.models import CommitteeEscalation, Incident, ReinitiationApproval, RootCauseReport
@@ -14,5 +14,6 @@ from governance.tokens.models import ApiToken, IdempotencyRecord
 
 __all__ = [
     "ApiToken", "AuditChainHead", "AuditEvent", "Certificate", "ChainHeadExport", "CommitteeEscalation",
-    "EvidenceExport", "IdempotencyRecord", "Incident", "ReinitiationApproval", "RootCauseReport",
+    "EvidenceExport", "IdempotencyRecord", "Incident", "RefusalTally", "ReinitiationApproval",
+    "RootCauseReport",
 ]

@@ -1,5 +1,6 @@
 """REST API of the audit trail (`/api/v1/audit/…`), and the API's exception handler, which puts
-every refusal in the trail."""
+every refusal in the trail: a known caller's as one event, an unknown caller's counted per minute
+and source address."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from canaryhub.api import QueryFilters, example_page, example_response, paginate
 from canaryhub.problems import is_refusal, problem_for, problem_response
 from governance.access.permissions import Action, principal_of, require
 from governance.audit import selectors
-from governance.audit.services import audit_append, audit_verify
+from governance.audit.services import audit_append, audit_verify, refusal_count_unknown
+from governance.audit.signals import client_address
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -32,11 +34,17 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 def _audit_refusal(request: Any, body: dict[str, Any]) -> None:
+    """A known caller's refusal is one event naming them; an unknown caller's (no credential, a
+    bad or revoked token) is counted per minute and address (governance.audit.services)."""
     if request is None:
         return
     user = getattr(request, "user", None)
+    if not getattr(user, "is_authenticated", False):
+        refusal_count_unknown(address=client_address(request), status=body["status"],
+                              what=f"{request.method} {request.path}")
+        return
     audit_append(
-        actor=user if getattr(user, "is_authenticated", False) else None,
+        actor=user,
         action="access.refused",
         object_type="request",
         object_id=f"{request.method} {request.path}"[:120],

@@ -71,3 +71,22 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"audit checkpoint #{self.seq} {self.hash[:12]}"
+
+
+class RefusalTally(models.Model):
+    """Refusals of unknown callers (no or a bad credential) counted per minute and source address,
+    outside the chain lock; `governance.audit.services.refusals_flush` turns each finished minute's
+    count into one audit event and deletes the row."""
+
+    minute = models.DateTimeField()
+    address = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+    first_path = models.CharField(max_length=120, blank=True)  # "METHOD /path" of the minute's first refusal
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["minute", "address", "status"],
+                                               name="one_tally_per_minute_address_status")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.address} {self.status}: {self.count}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Gauge
@@ -22,7 +22,7 @@ from prometheus_client import Gauge
 from canaryhub.canonical import canonical_json
 from canaryhub.metrics import REGISTRY
 from governance.audit.checkpoints import checkpoint_trusted
-from governance.audit.models import AuditChainHead, AuditEvent
+from governance.audit.models import AuditChainHead, AuditEvent, RefusalTally
 
 GENESIS_HASH = "0" * 64
 
@@ -312,3 +312,58 @@ def account_audit_login(*, user: Any | None, username: str, address: str, ok: bo
         object_type="user", object_id=user.pk if user is not None else username[:150],
         payload={"username": username[:150], "address": address[:64], **({"reason": reason} if reason else {})},
     )
+
+
+# --- refusals of unknown callers -------------------------------------------------------------------
+# A refusal of a known caller (a signed-in user, a valid token) is one event, naming who tried what.
+# A refusal of an unknown one (no credential, a bad or revoked token) is only counted, per minute,
+# source address and status, in a row of its own outside the chain lock: a flood of bad tokens
+# neither grows the chain by one event each nor queues every audited write (rollbacks included)
+# behind it. `refusals_flush` (every minute, governance.audit.tasks) appends one event per finished
+# (minute, address) with its count, so every refusal stays in the chain, counted.
+
+REFUSALS_UNKNOWN_ACTION = "access.refused_unknown"
+
+
+def _minute_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def refusal_count_unknown(*, address: str, status: int, what: str, now: datetime | None = None) -> None:
+    """Count one refusal of an unknown caller from `address` (a short UPDATE of its minute's row;
+    the first refusal of the minute inserts it)."""
+    minute = _minute_of(now or timezone.now())
+    address = (address or "unknown")[:64]
+    key = {"minute": minute, "address": address, "status": int(status)}
+    with transaction.atomic():
+        if RefusalTally.objects.filter(**key).update(count=F("count") + 1):
+            return
+        try:
+            with transaction.atomic():
+                RefusalTally.objects.create(**key, count=1, first_path=what[:120])
+        except IntegrityError:  # a concurrent first refusal of the minute inserted it
+            RefusalTally.objects.filter(**key).update(count=F("count") + 1)
+
+
+def refusals_flush(*, now: datetime | None = None, include_current: bool = False) -> int:
+    """Append one `access.refused_unknown` event per (minute, address) of the finished minutes
+    (and the current one with `include_current`), with the count by status, and delete the
+    counted rows in the same transaction. Returns how many events were appended."""
+    cutoff = _minute_of(now or timezone.now())
+    rows = RefusalTally.objects.filter(**({} if include_current else {"minute__lt": cutoff}))
+    appended = 0
+    with transaction.atomic():
+        tallies = list(rows.select_for_update().order_by("minute", "address", "status"))
+        groups: dict[tuple[datetime, str], list[Any]] = {}
+        for tally in tallies:
+            groups.setdefault((tally.minute, tally.address), []).append(tally)
+        for (minute, address), group in groups.items():
+            audit_append(
+                actor=None, action=REFUSALS_UNKNOWN_ACTION, object_type="address", object_id=address,
+                payload={"minute": minute.astimezone(UTC).isoformat(), "count": sum(t.count for t in group),
+                         "by_status": {str(t.status): t.count for t in group},
+                         "first": group[0].first_path},
+            )
+            appended += 1
+        RefusalTally.objects.filter(pk__in=[t.pk for t in tallies]).delete()
+    return appended

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from governance.access.permissions import Role
 from governance.audit.models import AuditEvent
+from governance.audit.services import refusals_flush
 from governance.tokens.models import ApiToken
 from governance.tokens.services import token_create, token_revoke
 from releases.register.models import AIModel, ModelVersion
@@ -72,7 +73,9 @@ def test_anonymous_gets_401_problem_with_bearer_challenge(api):
 def test_bad_token_is_401_and_audited(api, header):
     response = api.get("/api/v1/models/", HTTP_AUTHORIZATION=header)
     assert_problem(response, 401)
-    assert AuditEvent.objects.filter(action="access.refused").exists()
+    # Counted (per minute and address), and in the chain once the minute is flushed.
+    assert refusals_flush(include_current=True) == 1
+    assert AuditEvent.objects.get(action="access.refused_unknown").payload["by_status"] == {"401": 1}
 
 
 @pytest.mark.django_db
