@@ -38,3 +38,8 @@ class GovernanceConfig(AppConfig):
         user_locked_out.connect(account_signals.locked_out, dispatch_uid="audit-locked-out")
         events.subscribe("evidence.export_requested", evidence_tasks.enqueue_build)
         metrics.on_scrape(metrics_refresh)
+        # The Inbox lists the acts of the layers above the canaries through work sources.
+        from governance.thresholds import inbox as threshold_inbox
+        from releases.canaries.presenters import work_source_register
+
+        work_source_register(threshold_inbox.SOURCE)

@@ -62,6 +62,18 @@ def threshold_change_request(
     return change
 
 
+def review_side(change: ThresholdChangeRequest, *, user_id: Any, roles: Any) -> str | None:
+    """Which review a pending change still needs from this person — "governance" (AI Governance)
+    or "mrm" — or None: two different people, neither of them the requester, each once."""
+    if change.status != Status.PENDING or change.requested_by_id == user_id:
+        return None
+    if change.governance_by_id is None and Role.AI_GOVERNANCE in roles and change.mrm_by_id != user_id:
+        return "governance"
+    if change.mrm_by_id is None and Role.MRM in roles and change.governance_by_id != user_id:
+        return "mrm"
+    return None
+
+
 def threshold_change_review(
     *, actor: Any, request_id: int, approve: bool, note: str = "", now: datetime | None = None
 ) -> ThresholdChangeRequest:
@@ -81,12 +93,8 @@ def threshold_change_review(
             raise Conflict(f"threshold change #{change.pk} is {change.status}")
         if change.requested_by_id == user.pk:
             raise PermissionRefused("the requester cannot review their own threshold change")
-        roles = roles_of(user)
-        if change.governance_by_id is None and Role.AI_GOVERNANCE in roles and change.mrm_by_id != user.pk:
-            side = "governance"
-        elif change.mrm_by_id is None and Role.MRM in roles and change.governance_by_id != user.pk:
-            side = "mrm"
-        else:
+        side = review_side(change, user_id=user.pk, roles=roles_of(user))
+        if side is None:
             raise Conflict(f"threshold change #{change.pk} needs no further review from you")
         if not approve and (not isinstance(note, str) or len(note.strip()) < 10):
             raise ValidationFailed.field("note", "say why the change is rejected (at least 10 characters)")

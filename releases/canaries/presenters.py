@@ -6,7 +6,7 @@ function of releases.canaries.approvals / .schedules / .states, never restated."
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -493,11 +493,31 @@ class WorkItem:
     action: str
 
 
+@dataclass(frozen=True)
+class WorkSource:
+    """A kind of act the Inbox lists, kept by the layer that owns it (e.g. governance.thresholds
+    registers threshold reviews in its AppConfig.ready): `may_have(user)` says whether such an act
+    can ever be this user's, `items(user)` lists those waiting now, oldest first."""
+
+    name: str
+    may_have: Callable[[Any], bool]
+    items: Callable[[Any], list[WorkItem]]
+
+
+WORK_SOURCES: dict[str, WorkSource] = {}
+
+
+def work_source_register(source: WorkSource) -> None:
+    """Add a kind of act to every user's Inbox (idempotent by name)."""
+    WORK_SOURCES[source.name] = source
+
+
 def may_have_work(user: Any) -> bool:
     """Whether any act of the work list can ever be this user's (else there is no Inbox)."""
     return selectors.may_sign_anything(user) or any(
         decide(user, action).allowed
-        for action in (Action.FILE_ROOT_CAUSE, Action.ACCEPT_ROOT_CAUSE, Action.ISSUE_CERTIFICATE))
+        for action in (Action.FILE_ROOT_CAUSE, Action.ACCEPT_ROOT_CAUSE, Action.ISSUE_CERTIFICATE)) or any(
+        source.may_have(user) for source in WORK_SOURCES.values())
 
 
 def other_work(user: Any) -> list[WorkItem]:
@@ -508,11 +528,15 @@ def other_work(user: Any) -> list[WorkItem]:
     for incident in rollbacks.exclude(status=Incident.Status.RESOLVED):
         subject = f"Incident #{incident.pk} · {incident.canary.model.name} {incident.canary.version.version}"
         url = reverse("evidence:incident-detail", kwargs={"incident_id": incident.pk})
+        # After a break-glass act the root cause is MRM's retrospective review of that act.
+        break_glass = bool((incident.details or {}).get("break_glass"))
         if incident.status == Incident.Status.OPEN and decide(
                 user, Action.FILE_ROOT_CAUSE, model=incident.canary.model).allowed:
-            items.append(WorkItem("Root cause to file", subject, url, "File the root cause"))
+            items.append(WorkItem("Root cause to file" + (" (break-glass act: retrospective review)"
+                                                          if break_glass else ""), subject, url, "File the root cause"))
         elif incident.status == Incident.Status.ROOT_CAUSE_FILED and decide(user, Action.ACCEPT_ROOT_CAUSE).allowed:
-            items.append(WorkItem("Root cause to review", subject, url, "Accept or return it"))
+            items.append(WorkItem("Retrospective review of a break-glass act" if break_glass
+                                  else "Root cause to review", subject, url, "Accept or return it"))
     for incident in rollbacks.filter(status=Incident.Status.RESOLVED, canary__owner=user):
         subject = f"Incident #{incident.pk} · {incident.canary.model.name} {incident.canary.version.version}"
         if not decide(user, Action.APPROVE_REINITIATION, model=incident.canary.model).allowed:
@@ -533,6 +557,9 @@ def other_work(user: Any) -> list[WorkItem]:
             items.append(WorkItem("Certificate to issue", f"Canary #{canary.pk} · {canary.model.name} "
                                   f"{canary.version.version}", reverse("evidence:certificate-queue"),
                                   "Review the checklist and issue or return it"))
+    for source in WORK_SOURCES.values():
+        if source.may_have(user):
+            items.extend(source.items(user))
     return items
 
 

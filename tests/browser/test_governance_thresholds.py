@@ -49,7 +49,11 @@ def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_st
         page.get_by_test_id("user-name").click()  # the user menu
         page.get_by_role("button", name="Log out").click()
         login(people[reviewer])
-        page.get_by_role("link", name="Thresholds").click()
+        # The review waits in the reviewer's Inbox, where the login lands.
+        work = page.get_by_test_id("work-table")
+        side = "AI Governance" if reviewer == "gov" else "MRM"
+        expect(work).to_contain_text(f"Threshold change to review as {side}")
+        work.get_by_role("link", name="Approve or reject it").click()
         page.get_by_test_id(f"threshold-change-{change.pk}").get_by_role("button", name="Approve change").click()
         expect(page.get_by_text("Threshold change approved.")).to_be_visible()
     expect(status).to_have_text("Approved, applies at the next stage")
