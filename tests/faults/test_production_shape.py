@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from governance.audit.services import audit_verify
 from governance.incidents.models import Incident
 from governance.tokens.models import IdempotencyRecord
 from governance.tokens.services import token_create
-from monitoring.models import Evaluation, NotificationDelivery, NotificationEvent, RollbackDecision
+from monitoring.models import Evaluation, Heartbeat, NotificationDelivery, NotificationEvent, RollbackDecision
 from releases.canaries.models import Canary
 from releases.register import services as register
 from releases.routing.models import RouterPush
@@ -357,8 +358,8 @@ def test_nginx_refusing_its_configuration_keeps_the_previous_one_until_it_is_fix
                                body={"reason": "errors reported by a consumer"}, headers={"Idempotency-Key": "rb-1"})
         assert status == 200, body
         assert Canary.objects.get(pk=cid).state == Canary.State.ROLLED_BACK
-        refused = wait_for(lambda: RouterPush.objects.filter(canary_id=cid, ok=False, requested__percent=0).first(),
-                           timeout_s=30, stack=stack)
+        refused = wait_for(lambda: RouterPush.objects.filter(canary_id=cid, ok=False, requested__percent=0,
+                                                             finished_at__isnull=False).first(), timeout_s=30, stack=stack)
         assert "nginx -t refused" in refused.error
         share = canary_share(stack)
         assert share is not None and abs(share - 1) <= 2  # the previous configuration keeps serving
@@ -514,3 +515,54 @@ def test_postgresql_restarted_the_api_answers_503_and_every_process_recovers(sta
     assert status == 200, body
     wait_for(lambda: canary_share(stack) == 0, timeout_s=30, stack=stack)
     assert_consistent(stack, cid, state=Canary.State.ROLLED_BACK, percent=0, rollbacks=1)
+
+
+def test_a_clock_jump_never_promotes_on_stale_data_and_a_jump_back_breaks_nothing(stack, role_user, settings):
+    """The evaluator's clock jumps forward past the staleness limit: one round of the control
+    loop (the code the workers run, here in the test's process with its clock moved, on the
+    stack's database, Prometheus and router) finds the newest data older than the limit: every
+    gate stale, no rollback, and the owner's signature on that evaluation is refused over the API.
+    The clock then jumps back to the true time (the stack's own rounds go on at it): evaluations
+    continue with no negative data age, the canary and the API answer as before."""
+    from releases.canaries import loop
+
+    settings.CANARYHUB_ROUTERS = {**settings.CANARYHUB_ROUTERS,
+                                  "nginx": json.loads(stack.env["CANARYHUB_ROUTER_NGINX"])}
+    canary, tokens = start_canary(stack, role_user, settings)
+    cid = canary["id"]
+    wait_for(lambda: Canary.objects.get(pk=cid).traffic_percent == 1 and router_agrees(stack, cid), timeout_s=30,
+             stack=stack)
+    wait_for(lambda: Evaluation.objects.filter(canary_id=cid).exclude(inputs__has_key="source_error").exists(),
+             timeout_s=30, stack=stack)
+    before = Canary.objects.get(pk=cid)
+    worker_log_from = stack.procs["worker"].log.stat().st_size
+    jumped = timezone.now() + timedelta(seconds=settings.STALENESS_LIMIT_S + 60)
+    outcome = loop.evaluate_tick(now=jumped, canary_ids=[cid]).outcomes[0]
+    assert not outcome.rollback
+    stale = Evaluation.objects.get(pk=outcome.evaluation_id)
+    assert stale.verdict == "stale" and {g["status"] for g in gate_list(stale)} == {"stale"}, stale.gates
+    age = stale.inputs["data_age_s"]  # None: no sample at all in the window the moved clock asks for
+    assert age is None or age > settings.STALENESS_LIMIT_S, stale.inputs
+    status, _, body = http(stack, "POST", f"/api/v1/canaries/{cid}/approvals/", token=tokens["owner"], body={
+        "role": "owner", "statement": "I approve this stage on what I was shown.", "password": PASSWORD,
+        "evaluation_hash": stale.content_hash})
+    assert status in (400, 409), (status, body)
+    assert not Canary.objects.get(pk=cid).approvals.exists()
+
+    # Back to the true time: the stack's rounds carry on behind the evaluation from the future.
+    back = timezone.now()
+    wait_for(lambda: Evaluation.objects.filter(canary_id=cid, created_at__gt=back, window_end__lt=jumped).count() >= 2,
+             timeout_s=30, stack=stack)
+    after = list(Evaluation.objects.filter(canary_id=cid, created_at__gt=back, window_end__lt=jumped))
+    # The heartbeat the jumped round stamped in the future is overwritten by the next true round:
+    # the dead-man's switch is not blinded until the true time catches up.
+    assert Heartbeat.objects.get(pk=1).last_tick_at < jumped
+    assert all(e.inputs.get("data_age_s") is None or e.inputs["data_age_s"] >= 0 for e in after), \
+        [e.inputs.get("data_age_s") for e in after]
+    for path in (f"/api/v1/canaries/{cid}/", f"/api/v1/canaries/{cid}/evaluations/"):
+        status, _, body = http(stack, "GET", path, token=tokens["owner"])
+        assert status == 200, (path, status, body)
+    now = Canary.objects.get(pk=cid)
+    assert (now.state, now.stage_index, now.traffic_percent) == (before.state, before.stage_index, 1)
+    assert b"Traceback" not in stack.procs["worker"].log.read_bytes()[worker_log_from:]
+    assert_consistent(stack, cid, state=before.state, percent=1, rollbacks=0)
