@@ -28,6 +28,16 @@ def test_the_package_installs_the_canaryhub_command():
     assert done.returncode == 0 and "exit status: 0 done" in " ".join(done.stdout.split())
 
 
+def test_the_package_installs_the_bundle_verifier_command():
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="canaryhub-verify-bundle")
+    assert entry.value == "governance.evidence.verify_bundle:main"
+    script = Path(sys.executable).parent / "canaryhub-verify-bundle"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--fingerprint" in done.stdout
+    unpinned = subprocess.run([str(script), "bundle.zip"], capture_output=True, text=True, timeout=60)
+    assert unpinned.returncode == 2 and "pin the key you trust" in unpinned.stderr
+
+
 def test_the_command_line_imports_neither_django_nor_celery_nor_any_app():
     probe = ("import json, sys; import canaryhub.cli.commands, canaryhub.client, canaryhub.cli.__main__; "
              "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from rest_framework.test import APIClient
 
 from canaryhub import keyring
 from governance.access.permissions import Role
@@ -213,6 +215,10 @@ def test_rotation_keeps_older_bundles_and_certificates_verifiable(certified, key
     result = certificate_verify(certificate_id=cert.pk)
     signature = next(c for c in result.checks if c["name"] == "signature")
     assert result.ok and old.key_id in signature["detail"] and "retired" in signature["detail"]
+    # The API output names the key too.
+    client = APIClient()
+    client.force_authenticate(User.objects.get(username="gov"))
+    assert client.get(f"/api/v1/certificates/{cert.pk}/").json()["signature"]["key_id"] == old.key_id
     published = {k.key_id: k for k in keys.public_keys()}
     assert published[old.key_id].retired_at and published[new.key_id].active
     rotated = AuditEvent.objects.filter(action="signing_key.rotated").get()
