@@ -198,20 +198,36 @@ def _write_once(directory: Path, name: str, content: bytes) -> Path:
 
 
 def _earlier_exports_disagree(directory: Path, *, length: int, head_hash: str) -> str:
-    """An exported head the chain no longer contains: compare against the newest earlier file
-    that is not ahead of the current chain."""
+    """What the chain contradicts among ALL earlier exported heads: a head the chain no longer
+    contains (a later seq than the chain has, or an event whose hash changed), and any export
+    that is unreadable or does not name its head (`seq` and `hash`) — a file that cannot be
+    compared is a finding, never a reason to stop comparing. Empty when every export agrees."""
     if not directory.exists():
         return ""
-    for path in sorted(directory.glob("audit-head-*.json"), reverse=True)[:1]:
+    findings: list[str] = []
+    recorded: dict[int, list[tuple[str, str]]] = {}
+    for path in sorted(directory.glob("audit-head-*.json")):
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
-            return f"{path.name} is unreadable"
-        if old.get("seq", 0) > length:
-            return f"{path.name} recorded event #{old['seq']}; the chain now has only {length}"
-        if old.get("seq") and not AuditEvent.objects.filter(seq=old["seq"], hash=old.get("hash")).exists():
-            return f"event #{old['seq']} no longer has the hash recorded in {path.name}"
-    return ""
+            findings.append(f"{path.name} is unreadable")
+            continue
+        seq = old.get("seq") if isinstance(old, dict) else None
+        digest = old.get("hash") if isinstance(old, dict) else None
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not isinstance(digest, str):
+            findings.append(f"{path.name} does not record a head (an integer seq and a hash)")
+            continue
+        if seq > length:
+            findings.append(f"{path.name} recorded event #{seq}; the chain now has only {length}")
+        elif seq:
+            recorded.setdefault(seq, []).append((path.name, digest))
+    stored = dict(AuditEvent.objects.filter(seq__in=list(recorded)).values_list("seq", "hash"))
+    for seq, files in sorted(recorded.items()):
+        findings += [f"event #{seq} no longer has the hash recorded in {name}"
+                     for name, digest in files if stored.get(seq) != digest]
+    if len(findings) > 5:
+        findings = [*findings[:5], f"and {len(findings) - 5} more"]
+    return "; ".join(findings)
 
 
 def chain_check(*, now: datetime | None = None) -> ChainHeadExport:
