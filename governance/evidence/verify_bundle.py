@@ -5,8 +5,8 @@
     canaryhub-verify-bundle BUNDLE --fingerprint SHA256_HEX
 
 BUNDLE is the zip or the folder it was extracted to. The key is the one YOU trust: CanaryHub's
-public signing key as published on its signing-keys page and API (a PEM file, the JSON record of
-the API, or the base64 key), or its SHA-256 fingerprint. Repeat --key / --fingerprint to accept
+public signing key as published on its signing-keys page and API (a PEM file, a JSON record or
+the whole JSON list of the API, or the base64 key), or its SHA-256 fingerprint. Repeat --key / --fingerprint to accept
 several keys (a rotated one and its successor). A bundle signed by any other key is refused.
 
 Checks, in order: manifest.sig is an Ed25519 signature, by a pinned key, of manifest.json's exact
@@ -291,7 +291,7 @@ def main(argv=None):
     )
     parser.add_argument("bundle", help="the bundle's zip, or the folder it was extracted to")
     parser.add_argument("--key", action="append", default=[], metavar="FILE",
-                        help="a public key file you trust (PEM, CanaryHub's JSON record, or base64)")
+                        help="a public key file you trust (PEM, CanaryHub's JSON record or list, or base64)")
     parser.add_argument("--fingerprint", action="append", default=[], metavar="SHA256",
                         help="the SHA-256 fingerprint (64 hex digits) of a key you trust")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -301,7 +301,11 @@ def main(argv=None):
         keys = []
         for name in args.key:
             with open(name, encoding="utf-8") as handle:
-                keys.append(load_public_key(handle.read()))
+                text = handle.read()
+            if text.lstrip().startswith("["):  # the whole list the API publishes: every key in it
+                keys.extend(load_public_key(record["public_key"]) for record in json.loads(text))
+            else:
+                keys.append(load_public_key(text))
     except (OSError, ValueError, KeyError) as exc:
         parser.error(f"cannot read the pinned key: {exc}")
     fingerprints = {f.strip().lower() for f in args.fingerprint}

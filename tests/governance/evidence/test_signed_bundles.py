@@ -189,6 +189,9 @@ def test_the_published_verifier_under_the_system_python(certified, keys, tmp_pat
     assert by_key.returncode == 0, by_key.stdout + by_key.stderr
     assert "signed by the pinned key" in by_key.stdout
     assert run(str(bundle), "--fingerprint", keys.active_key().fingerprint).returncode == 0
+    listed = tmp_path / "signing-keys.json"  # the API's whole answer, saved by the auditor
+    listed.write_text(json.dumps([{"public_key": k.public_key_b64} for k in keys.public_keys()]))
+    assert run(str(bundle), "--key", str(listed)).returncode == 0
     assert run(str(bundle)).returncode == 2  # no pinned key: refused as wrong usage
     folder = _extract(data, tmp_path / "forged")
     events = _lines(folder / "audit/events.jsonl")
