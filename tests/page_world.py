@@ -69,4 +69,4 @@ def seed_pages(people: dict[str, Any]) -> dict[str, Any]:
     export = evidence_export_request(actor=people["risk"], scope="model", model_name="scorer")
     return {"done": done.pk, "live": live.pk, "rolled": rolled.pk, "certificate": certificate.pk,
             "incident": incident.pk if incident else None, "change": change.pk, "router": "mesh",
-            "export": export.pk, "model": "scorer", "version": "1.2.0"}
+            "export": export.pk}

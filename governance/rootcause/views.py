@@ -114,6 +114,8 @@ def reinitiation_approve(request: HttpRequest, incident_id: int) -> HttpResponse
     require_page(request.user, Action.VIEW)
     require_page(request.user, Action.APPROVE_REINITIATION)  # before the form is read
     incident = _incident(incident_id)
+    if incident.canary is not None:  # the owner of this canary's model, not any owner
+        require_page(request.user, Action.APPROVE_REINITIATION, model=incident.canary.model)
     try:
         services.reinitiation_approve(actor=request.user, incident_id=incident.pk,
                                       statement=request.POST.get("statement", ""),
