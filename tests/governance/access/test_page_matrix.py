@@ -54,6 +54,9 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "logout": ({}, row(405, anonymous=405, nobody=405)),  # POST only (Django's LogoutView)
     # Anyone may verify a certificate from its QR code, without an account.
     "evidence:certificate-verify-page": ({"certificate_id": "certificate"}, public()),
+    # The public keys that sign the evidence, and the stand-alone verifier: published to anyone.
+    "evidence:signing-keys": ({}, public()),
+    "evidence:verifier-download": ({}, public()),
     # Read pages: every role reads.
     "releases:model-list": ({}, row(200)),
     "releases:model-detail": ({"name": "scorer"}, row(200)),
