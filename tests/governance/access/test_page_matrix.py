@@ -94,6 +94,7 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "releases:model-create": ({}, row(403, owner=200, other_owner=200, platform=200)),
     "releases:version-create": ({"name": "scorer"}, row(403, owner=200, platform=200)),
     "releases:canary-create": ({"name": "scorer", "version": "1.2.0"}, row(403, owner=200, platform=200)),
+    "releases:canary-urgent-patch": ({"name": "other", "version": "1.1.0"}, row(403, platform=200)),
     "releases:canary-sign": ({"pk": "live", "role": "owner"}, row(403, owner=200)),
     "releases:canary-rollback": ({"pk": "live"}, row(403, owner=200, platform=200, oncall=200)),
     "releases:canary-revert": ({"pk": "live"}, row(403, owner=200, platform=200, oncall=200)),
