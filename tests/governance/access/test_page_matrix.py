@@ -35,10 +35,11 @@ def public(**cells: int | str) -> dict[str, Any]:
     return row(200, anonymous=200, nobody=200, **cells)
 
 
-def act(*allowed: str, refused: int = 403, **cells: int | str) -> dict[str, Any]:
-    """A POST-only route: GET is 405 once logged in; only `allowed` may POST."""
+def act(*allowed: str, refused: int = 403, get: dict[str, Any] | None = None, **cells: int | str) -> dict[str, Any]:
+    """A route that acts on POST: only `allowed` may POST. GET answers as `get` says (by default
+    the route is POST only: 405 once logged in)."""
     posts = {"anonymous": LOGIN, **{who: (ACTS if who in allowed else refused) for who in ("nobody", *HUMANS)}}
-    return {**row(405, nobody=405), "post": {**posts, **cells}}
+    return {**(get or row(405, nobody=405)), "post": {**posts, **cells}}
 
 
 # Route name -> (URL keyword arguments, answers). Values in the kwargs naming a key of the seeded
@@ -114,6 +115,8 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # service after reading it; roles that may request for no canary are refused first.
     "evidence:threshold-change-request": ({}, act("owner", "other_owner", "platform")),
     "evidence:threshold-change-review": ({"change_id": "change"}, act("mrm", "gov")),
+    # Every role reads the sweeps of the sticky assignment store; a platform engineer sweeps it.
+    "releases:sticky-assignments": ({}, act("platform", get=row(200))),
     "releases:router-disable": ({"name": "router"}, act("platform")),
 }
 
