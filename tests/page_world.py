@@ -1,7 +1,7 @@
 """One seeded set of objects from which every page of the application has something to show:
 a certified canary with its certificate, a live canary with evaluations (the charts), a rolled-back
-canary with its incident, a threshold change under review, a router, an evidence export and a
-notification. The page permission matrix and the browser's Content-Security-Policy walk use it."""
+canary with its incident, a threshold change under review, a router, an evidence export and
+a personal API token. The page permission matrix and the browser's Content-Security-Policy walk use it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from governance.certificates.services import certificate_decide
 from governance.evidence.services import evidence_export_request
 from governance.incidents.models import Incident
 from governance.thresholds.services import threshold_change_request
+from governance.tokens.services import token_create
 from releases.canaries import services as lifecycle
 from releases.canaries.models import Canary
 from releases.register import services
@@ -67,6 +68,7 @@ def seed_pages(people: dict[str, Any]) -> dict[str, Any]:
     router_config_save(actor=platform, kind="webhook", name="mesh", target="https://mesh.example.test/split",
                        options={"timeout_s": 3}, secret="s3cret-value-for-the-mesh")
     export = evidence_export_request(actor=people["risk"], scope="model", model_name="scorer")
+    token, _ = token_create(actor=platform, user=people["risk"], name="risk's script")
     return {"done": done.pk, "live": live.pk, "rolled": rolled.pk, "certificate": certificate.pk,
             "incident": incident.pk if incident else None, "change": change.pk, "router": "mesh",
-            "export": export.pk}
+            "export": export.pk, "token": token.prefix}

@@ -47,7 +47,7 @@ def pages_for(ids: dict) -> dict[str | None, list[str]]:
                      f"/governance/incidents/{ids['incident']}/"],
         "mrm": ["/inbox/", f"/governance/threshold-changes/?canary={live}"],
         "gov": ["/governance/certificates/", f"/governance/certificates/{ids['certificate']}/"],
-        "risk": ["/governance/register/", "/governance/evidence/", f"/governance/evidence/?export={ids['export']}",
+        "risk": ["/tokens/", "/governance/register/", "/governance/evidence/", f"/governance/evidence/?export={ids['export']}",
                  "/audit/", "/audit/verify/"],
         "oncall": [f"/canaries/{live}/revert/"],
     }

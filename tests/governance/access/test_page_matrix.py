@@ -117,6 +117,11 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "evidence:threshold-change-review": ({"change_id": "change"}, act("mrm", "gov")),
     # Every role reads the sweeps of the sticky assignment store; a platform engineer sweeps it.
     "releases:sticky-assignments": ({}, act("platform", get=row(200))),
+    # Personal API tokens: each person with a role sees and creates their own; a platform engineer
+    # revokes any; to anyone else another person's token does not exist (here: the risk officer's).
+    "tokens:page": ({}, row(200)),
+    "tokens:create": ({}, act(*HUMANS)),
+    "tokens:revoke": ({"prefix": "token"}, act("platform", "risk", refused=404, nobody=403)),
     "releases:router-disable": ({"name": "router"}, act("platform")),
 }
 
