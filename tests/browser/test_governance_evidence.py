@@ -140,6 +140,28 @@ def test_evidence_export_for_a_model_shows_progress_and_downloads(page: Page, lo
     form.get_by_test_id("export-model").select_option("scorer")
     form.get_by_role("button", name="Build export").click()
     expect(page.get_by_test_id("export-status")).to_have_text("Ready")
+    # One truth: the list of recent exports says the same as the card.
+    expect(page.get_by_test_id("export-list").locator("li").first).to_contain_text("Ready")
     with page.expect_download() as info:
         page.get_by_test_id("export-download").click()
     assert "manifest.json" in zipfile.ZipFile(info.value.path()).namelist()
+
+
+def test_an_export_built_while_the_page_is_open_reads_ready_on_the_card_and_in_the_list(page: Page, login, people,
+                                                                                         completed):
+    from django.utils import timezone
+
+    from governance.evidence.models import EvidenceExport
+    from governance.evidence.services import evidence_export_build
+
+    # Queued as the worker would find it; the page is opened before it is built.
+    export = EvidenceExport.objects.create(scope="canary", canary=completed, requested_by=people["risk"],
+                                           created_at=timezone.now())
+    login(people["risk"])
+    page.goto(f"/governance/evidence/?export={export.pk}")
+    expect(page.get_by_test_id("export-status")).to_have_text("Queued")
+    expect(page.get_by_test_id(f"export-row-{export.pk}")).to_contain_text("Queued")
+    evidence_export_build(export_id=export.pk)
+    expect(page.get_by_test_id("export-status")).to_have_text("Ready")
+    expect(page.get_by_test_id(f"export-row-{export.pk}")).to_contain_text("Ready")
+    expect(page.get_by_test_id(f"export-row-{export.pk}").get_by_role("link", name="download")).to_be_visible()
