@@ -10,7 +10,8 @@ app_name = "releases"
 
 # "models/new/" comes before "models/<slug:name>/": "new" is a valid slug.
 urlpatterns = [
-    path("", register.model_list, name="model-list"),
+    path("", canaries.root, name="root"),
+    path("models/", register.model_list, name="model-list"),
     path("models/new/", register.model_create, name="model-create"),
     path("models/<slug:name>/", register.model_detail, name="model-detail"),
     path("models/<slug:name>/versions/new/", register.version_create, name="version-create"),

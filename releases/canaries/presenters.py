@@ -15,7 +15,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.access.permissions import Action, decide, may_or_break_glass, roles_of
+from governance.access.permissions import Action, Role, decide, may_or_break_glass, roles_of
 from governance.incidents import selectors as incident_selectors
 from governance.incidents.models import Incident
 from monitoring.evaluator import metric_gap, rollback_sensitivity
@@ -579,6 +579,22 @@ def coming_next(user: Any, *, now: datetime) -> list[str]:
                          if wait > 0 else f"Canary #{canary.pk} ({canary.model.name}) is about to be ready "
                                           "(at the monitor's next evaluation).")
     return lines
+
+
+FLEET_HOME_ROLES = frozenset({Role.PLATFORM, Role.ON_CALL})
+
+
+def fleet_is_home(user: Any) -> bool:
+    """Platform engineers and on-call watch every canary: the fleet page is their home."""
+    return bool(roles_of(user) & FLEET_HOME_ROLES)
+
+
+def landing(user: Any) -> str:
+    """The page a login lands on (a URL name): the Inbox when something waits for this user,
+    else the fleet page for platform engineers and on-call, else `/` (the register)."""
+    if inbox_count(user):
+        return "releases:inbox"
+    return "releases:fleet" if fleet_is_home(user) else "releases:root"
 
 
 def inbox_count(user: Any) -> int | None:

@@ -37,6 +37,7 @@ from releases.canaries.forms import (
 )
 from releases.canaries.models import Approval, Canary
 from releases.register import selectors as register_selectors
+from releases.register import views as register_views
 from releases.register.services import change_type_between
 
 State = states.State
@@ -436,10 +437,18 @@ def _stop(request: HttpRequest, pk: int, *, kind: str) -> HttpResponse:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Where a login lands: the Inbox when something waits for this user, else the register."""
-    if presenters.inbox_count(request.user):
-        return redirect("releases:inbox")
-    return redirect("releases:model-list")
+    """Where a login lands (presenters.landing): the Inbox when something waits for this user,
+    else the fleet page for platform engineers and on-call, else the register."""
+    return redirect(presenters.landing(request.user))
+
+
+@login_required
+def root(request: HttpRequest) -> HttpResponse:
+    """`/`: for platform engineers and on-call, where they land (the Inbox when something waits
+    for them, else the fleet page); for everyone else, the register."""
+    if presenters.fleet_is_home(request.user):
+        return redirect(presenters.landing(request.user))
+    return register_views.model_list(request)
 
 
 @login_required

@@ -26,7 +26,7 @@ _ROUTER_URLS = frozenset({"router-list", "router-edit", "router-disable"})
 
 @register.simple_tag(takes_context=True)
 def nav_section(context: template.Context) -> str:
-    """`{% nav_section as section %}`: register, canaries, inbox or audit."""
+    """`{% nav_section as section %}`: register, canaries, fleet, inbox, routers or audit."""
     request = context.get("request")
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -35,6 +35,8 @@ def nav_section(context: template.Context) -> str:
         return "audit"
     if match.url_name == "inbox":
         return "inbox"
+    if match.url_name == "fleet":
+        return "fleet"
     if match.url_name in _CANARY_URLS:
         return "canaries"
     if match.url_name in _ROUTER_URLS:

@@ -149,8 +149,10 @@ def test_without_javascript_the_tables_carry_the_numbers(browser: Browser, live_
 
 def test_fleet_page_lists_the_canary_and_sorts(page: Page, login: Callable[..., Page], people, canary, tmp_path):
     make_evaluation(canary, window_end=timezone.now(), inputs=window_inputs(difference_pp=0.01))
-    login(people["platform"])
-    page.goto("/fleet/")
+    login(people["platform"])  # nothing waits for platform: the login lands on the fleet
+    expect(page).to_have_url(re.compile(r"/fleet/$"))
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Fleet")).to_have_attribute("aria-current", "page")
     row = page.locator(f'[data-canary="{canary.pk}"]')
     expect(row).to_contain_text("scorer")
     expect(row).to_contain_text("1/6 · 1%")

@@ -498,6 +498,27 @@ def test_risk_officer_has_no_inbox_link(people):
     assert client_for(people["risk"]).get("/inbox/").context["items"] == []
 
 
+def test_platform_and_on_call_land_on_the_fleet_unless_work_waits(people, role_user):
+    oncall = role_user(Role.ON_CALL, username="oncall")
+    canary = start(people)
+    for user in (people["platform"], oncall):
+        client = client_for(user)
+        assert client.get("/home/").url == "/fleet/", user
+        assert client.get("/").url == "/fleet/", user  # `/` is their home too
+        register = client.get("/models/")
+        assert register.status_code == 200 and 'data-testid="model-table"' in register.content.decode()
+    # The owner's `/` is still the register, the Fleet entry one click away in the navigation.
+    page = client_for(people["owner"]).get("/")
+    assert page.status_code == 200 and 'href="/fleet/"' in page.content.decode()
+    assert client_for(people["owner"]).get("/home/").url == "/"
+    # A rollback opens an incident whose root cause on-call files: the Inbox comes first.
+    lifecycle.canary_rollback(actor=people["owner"], canary_id=canary.pk, reason="users complain")
+    assert client_for(oncall).get("/home/").url == "/inbox/"
+    assert client_for(oncall).get("/").url == "/inbox/"
+    fleet = client_for(oncall).get("/fleet/").content.decode()
+    assert 'href="/fleet/" aria-current="page">Fleet</a>' in fleet
+
+
 def test_a_login_lands_in_the_inbox_when_work_waits_and_the_inbox_names_it(people, role_user):
     governance = role_user(Role.AI_GOVERNANCE, username="gov")
     canary = start(people)
