@@ -339,7 +339,7 @@ def test_a_registered_version_is_not_marked_frozen(owner, fraud):
 
 def test_navigation_shows_roles_audit_link_and_logout(owner):
     body = client_for(owner).get("/").content.decode()
-    assert "model owner" in body
+    assert "Model owner" in body  # governance.access.labels
     assert 'href="/audit/"' in body and 'href="/api/docs/"' in body
     assert 'action="/accounts/logout/"' in body
     assert "htmx.min.js" in body and "https://" not in body.split("<body")[0]
