@@ -1,11 +1,13 @@
 """Server-side time of the canary dashboard at size: the canary page, its chart data and the fleet
 page, p50/p99 over repeated requests.
 
-    python bench/dashboard.py [--evaluations 130000] [--canaries 1000] [--requests 30] [--postgres] [--quick]
+    python bench/dashboard.py [--evaluations 130000] [--canaries 1000] [--requests 30] [--segments 3]
+                              [--postgres] [--quick]
 
 Seeds a fresh database (SQLite in a temporary CANARYHUB_VAR_DIR, or a PostgreSQL server started
 for the bench with --postgres): one canary that ran 90 days with `--evaluations` evaluation
-windows (one a minute is ~130,000) across five stages, and `--canaries` active canaries of
+windows (one a minute is ~130,000) across five stages, each window with p50/p95, tokens, cost
+and `--segments` judged segments (a chart panel each), and `--canaries` active canaries of
 their own models with their last half hour of evaluations (what the fleet page's sparklines
 read). Then times each view in-process through Django's test client (the whole request: URL
 routing, middleware, queries, figure building and template rendering; no network), after one
@@ -39,24 +41,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def window_inputs(i: int, *, percent: int, spike: bool) -> dict:
+SEGMENTS = ("eu", "us", "apac", "latam", "mea", "anz")
+
+
+def window_inputs(i: int, *, percent: int, spike: bool, segments: int = 0) -> dict:
     requests_c, requests_p = 10 * percent + 50, 1000
     errors_c = 8 if spike else (i % 3)
-    return {
+    inputs = {
         "source": "bench", "traffic_percent": percent, "data_age_s": 12.0,
         "window": {
-            "canary": {"requests": requests_c, "errors": errors_c, "p99_s": 0.2 + (i % 7) * 0.005,
+            "canary": {"requests": requests_c, "errors": errors_c, "p50_s": 0.05 + (i % 3) * 0.002,
+                       "p95_s": 0.15 + (i % 5) * 0.004, "p99_s": 0.2 + (i % 7) * 0.005,
                        "quality_mean": 0.9 - (i % 5) * 0.002, "quality_count": 40, "safety_violations": 0,
-                       "anomaly_alerts": 0, "last_seen": None},
-            "production": {"requests": requests_p, "errors": 1 + i % 2, "p99_s": 0.2, "quality_mean": 0.9,
-                           "quality_count": 400, "safety_violations": 0, "anomaly_alerts": 0, "last_seen": None},
+                       "anomaly_alerts": 0, "tokens_in": 300.0 * requests_c, "tokens_out": 120.0 * requests_c,
+                       "cost_usd": 0.002 * requests_c, "guardrail_blocks": 0, "last_seen": None},
+            "production": {"requests": requests_p, "errors": 1 + i % 2, "p50_s": 0.05, "p95_s": 0.15, "p99_s": 0.2,
+                           "quality_mean": 0.9, "quality_count": 400, "safety_violations": 0, "anomaly_alerts": 0,
+                           "tokens_in": 300.0 * requests_p, "tokens_out": 110.0 * requests_p,
+                           "cost_usd": 0.002 * requests_p, "guardrail_blocks": 0, "last_seen": None},
         },
         "gates": {"error_rate": {"difference": 0.0004 + (i % 11) * 0.00001, "ci_pp": [-0.05, 0.09]}},
         "warnings": [{"metric": "error_rate"}] if spike else [], "rollback_triggers": [],
     }
+    if segments:
+        # As monitoring.evaluator.judge_segments records them: each segment's window and stage numbers.
+        def brief(requests: float, errors: float) -> dict:
+            return {"requests": requests, "errors": errors, "p99_s": 0.2, "quality_mean": 0.9, "quality_count": 10}
+
+        by_segment = {}
+        for k, name in enumerate(SEGMENTS[:segments]):
+            window = {"canary": brief(requests_c // segments, (errors_c + k) % 3),
+                      "production": brief(requests_p // segments, 1)}
+            by_segment[name] = {"window": window, "stage": window, "tests": {}, "red": [], "rollback": []}
+        inputs["segments"] = {"judged": {"segments": segments}, "by_segment": by_segment}
+    return inputs
 
 
-def evaluation(canary, i: int, window_end, *, stage: int, percent: int, spike: bool = False):
+def evaluation(canary, i: int, window_end, *, stage: int, percent: int, spike: bool = False, segments: int = 0):
     from monitoring.evaluations import PROMOTION_GATES, Gate
     from monitoring.models import Evaluation
 
@@ -64,10 +85,11 @@ def evaluation(canary, i: int, window_end, *, stage: int, percent: int, spike: b
     # The hash is not what this bench measures: a placeholder of the right length.
     return Evaluation(canary=canary, stage_index=stage, window_start=window_end - timedelta(minutes=5),
                       window_end=window_end, gates=gates, verdict="green",
-                      inputs=window_inputs(i, percent=percent, spike=spike), content_hash=f"{i:064x}")
+                      inputs=window_inputs(i, percent=percent, spike=spike, segments=segments),
+                      content_hash=f"{i:064x}")
 
 
-def seed(n_evaluations: int, n_canaries: int) -> tuple[int, object]:
+def seed(n_evaluations: int, n_canaries: int, segments: int = 0) -> tuple[int, object]:
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
@@ -101,7 +123,7 @@ def seed(n_evaluations: int, n_canaries: int) -> tuple[int, object]:
     for i in range(n_evaluations):
         stage = min(4, i * 5 // n_evaluations)
         batch.append(evaluation(big, i, start + step * (i + 1), stage=stage, percent=percents[stage],
-                                spike=i % 5000 == 17))
+                                spike=i % 5000 == 17, segments=segments))
         if len(batch) == 5000:
             Evaluation.objects.bulk_create(batch)
             batch = []
@@ -141,6 +163,8 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=130_000)
     parser.add_argument("--canaries", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--segments", type=int, default=3, choices=range(len(SEGMENTS) + 1),
+                        help="segments judged in each of the long canary's evaluations (a panel each)")
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -167,7 +191,7 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         print(f"seeding {args.evaluations:,} evaluations and {args.canaries:,} active canaries on "
               f"{connection.vendor} ...", flush=True)
-        big, platform = seed(args.evaluations, args.canaries)
+        big, platform = seed(args.evaluations, args.canaries, args.segments)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
@@ -175,7 +199,8 @@ def main() -> None:
         client.force_login(platform)
         urls = {"canary page": f"/canaries/{big}/?range=all", "chart data": f"/canaries/{big}/charts/?range=all",
                 "fleet page": "/fleet/"}
-        print(f"\n{connection.vendor}: {args.evaluations:,} evaluations of one canary, {args.canaries:,} active "
+        print(f"\n{connection.vendor}: {args.evaluations:,} evaluations of one canary ({args.segments} segments), "
+              f"{args.canaries:,} active "
               f"canaries; {args.requests} requests each after one warm-up, on {os.cpu_count()} CPUs")
         print(f"{'view':<12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'target':>8}  size")
         failed = False

@@ -5,7 +5,8 @@ stage and to the next possible step, and who must act.
 A fixed set of queries whatever the number of canaries: the canaries (with their model,
 version and the newest evaluation's id as a subquery), their signatures (one prefetch), the
 newest evaluations (one query by id) and the recent error-rate differences for the sparklines
-(one query bounded in time, served by the (canary, window_end) index).
+(one query bounded in time, served by the (canary, window_end) index). Every active canary is
+read (the sort and the filters run over all of them) but only with the columns a row shows.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class FleetRow:
         }
 
 
+ROW_FIELDS = ("id", "state", "stage_index", "stages", "stage_entered_at", "traffic_percent", "hold_reason",
+              "risk_tier", "model__id", "model__name", "version__id", "version__version")
 PAGE_SIZE = 50  # rows per page: the template's cost grows with them, the queries do not
 
 
@@ -85,10 +88,16 @@ def fleet_rows(*, actor: Any, now: datetime, state: str = "", who: str = "", que
     the gates and sparklines are read for that page's canaries only."""
     latest = (Evaluation.objects.filter(canary=OuterRef("pk"), stage_index=OuterRef("stage_index"))
               .order_by("-window_end", "-id").values("id")[:1])
+    # Only the columns a row reads: a thousand canaries' thresholds, timelines and versions' JSON
+    # decoded for nothing would cost more than the query. The signatures go to a list attribute
+    # (no per-canary queryset built) and only those not voided, the ones a step counts.
     canaries = (
         selectors.canary_list(actor=actor).filter(state__in=states.ACTIVE)
+        .select_related(None).select_related("model", "version")
+        .only(*ROW_FIELDS)
         .annotate(latest_id=Subquery(latest))
-        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.order_by("signed_at", "id")))
+        .prefetch_related(Prefetch("approvals", to_attr="standing_approvals", queryset=Approval.objects.filter(
+            voided_at__isnull=True).only("id", "canary_id", "step", "role", "voided_at").order_by("signed_at", "id")))
     )
     if state:
         canaries = canaries.filter(state=state)
@@ -135,10 +144,9 @@ def _sparklines(ids: list[int], *, now: datetime) -> dict[int, list[float]]:
 def _row(canary: Canary, *, now: datetime) -> FleetRow:
     stages = selectors.canary_stages(canary)
     stage = stages[canary.stage_index]
-    approvals = list(canary.approvals.all())
-    required = selectors.required_approvals(canary, approvals)
     who = _ACTOR.get(canary.state, "—")
     if who == "signers":
+        required = selectors.required_approvals(canary, canary.standing_approvals)  # type: ignore[attr-defined]
         who = " + ".join(presenters.role_labels(required.outstanding)) or "—"
     to_next = None
     if canary.stage_entered_at is not None and not stage.is_final:

@@ -422,3 +422,8 @@ def test_evidence_report_pdf_prints_the_report_data(people, canary):
     assert "0.398% / 0.1%" in text  # stage 1's error rate, canary / production
     assert "rolled back: errors up" in text and "1 window(s) with an early warning" in text
     assert "1 evaluation(s) with a red gate" in text and "insufficient" not in text
+
+
+def test_table_cells_escape_text_and_write_numbers_as_they_are():
+    chart = charts.Chart("t", "T", "", {}, ["a", "b", "c", "d"], [["<b>&", 1.5, None, 3]])
+    assert chart.table_body() == "<tr><td>&lt;b&gt;&amp;</td><td>1.5</td><td></td><td>3</td></tr>"
