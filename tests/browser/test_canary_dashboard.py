@@ -157,7 +157,7 @@ def test_fleet_page_lists_the_canary_and_sorts(page: Page, login: Callable[..., 
     expect(row).to_contain_text("scorer")
     expect(row).to_contain_text("1/6 · 1%")
     expect(row.locator("svg.spark polyline")).to_be_attached()
-    page.get_by_role("link", name="Model").click()
+    page.get_by_test_id("fleet-table").get_by_role("link", name="Model", exact=True).click()
     expect(page).to_have_url(re.compile(r"sort=model"))
     expect(page.get_by_test_id("fleet-count")).to_have_text("1 active canary.")
     page.screenshot(path=str(tmp_path / "fleet-page.png"), full_page=True)
