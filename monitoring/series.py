@@ -124,12 +124,25 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def stage_summaries(canary_id: int) -> dict[int, Bucket]:
-    """Every stage of the canary pooled into one bucket (one query): the per-stage comparison of
-    the post-canary report."""
-    rows = (Evaluation.objects.filter(canary_id=canary_id).order_by().values("stage_index")
-            .annotate(**_aggregates()).order_by("stage_index"))
-    return {row["stage_index"]: _bucket(row, _aware(row["first"])) for row in rows}
+def stage_summaries(canary_id: int, *, closed_below: int = 0, cache_key: str = "") -> dict[int, Bucket]:
+    """Every stage of the canary pooled into one bucket: the per-stage comparison of the
+    post-canary report (its numbers only: requests, errors, latency p99, quality, safety,
+    warnings and red verdicts). The stages below `closed_below` take no more evaluations: with a
+    `cache_key` (naming the canary's identity) they are read once and kept in the cache, and a
+    request reads only the stages still running (one query, two when the cache is cold)."""
+    def read(**where: Any) -> dict[int, Bucket]:
+        rows = (Evaluation.objects.filter(canary_id=canary_id, **where).order_by().values("stage_index")
+                .annotate(**_aggregates(lean=True)).order_by("stage_index"))
+        return {row["stage_index"]: _bucket(row, _aware(row["first"])) for row in rows}
+
+    if not cache_key or closed_below <= 0:
+        return read()
+    key = f"canaryhub:stages:{CACHE_VERSION}:{cache_key}:{closed_below}"
+    closed = cache.get(key)
+    if closed is None:
+        closed = read(stage_index__lt=closed_below)
+        cache.set(key, closed, CACHE_TIMEOUT_S)
+    return {**closed, **read(stage_index__gte=closed_below)}
 
 
 def _segment_num(name: str, role: str, field: str) -> Cast:
@@ -150,8 +163,26 @@ def _segment_aggregates(segments: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _aggregates(segments: tuple[str, ...] = ()) -> dict[str, Any]:
+def _aggregates(segments: tuple[str, ...] = (), *, lean: bool = False) -> dict[str, Any]:
+    """What each bucket keeps; `lean`: only what a stage's summary in the report shows (each
+    number is read out of every row's JSON: over a whole canary the extra ones cost seconds)."""
     c, p = "window__canary__", "window__production__"
+    if lean:
+        return dict(
+            first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
+            stage_min=Min("stage_index"), stage_max=Max("stage_index"),
+            c_req=Sum(_num(c + "requests")), c_err=Sum(_num(c + "errors")),
+            p_req=Sum(_num(p + "requests")), p_err=Sum(_num(p + "errors")),
+            c_p99_max=Max(_num(c + "p99_s")), c_p99_mean=Avg(_num(c + "p99_s")),
+            p_p99_max=Max(_num(p + "p99_s")), p_p99_mean=Avg(_num(p + "p99_s")),
+            c_q_sum=Sum(_num(c + "quality_mean") * _num(c + "quality_count")),
+            c_q_n=Sum(_num(c + "quality_count")),
+            p_q_sum=Sum(_num(p + "quality_mean") * _num(p + "quality_count")),
+            p_q_n=Sum(_num(p + "quality_count")),
+            safety=Sum(_num(c + "safety_violations")),
+            warnings=Count("id", filter=Q(inputs__warnings__0__metric__isnull=False)),
+            red=Count("id", filter=Q(verdict=Evaluation.Verdict.RED)),
+        )
     return dict(
         c_p50=Avg(_num(c + "p50_s")), p_p50=Avg(_num(p + "p50_s")),
         c_p95=Avg(_num(c + "p95_s")), c_p95_max=Max(_num(c + "p95_s")), p_p95=Avg(_num(p + "p95_s")),
@@ -191,23 +222,23 @@ def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = ()
         stage_min=row["stage_min"], stage_max=row["stage_max"],
         canary_requests=row["c_req"] or 0.0, canary_errors=row["c_err"] or 0.0,
         production_requests=row["p_req"] or 0.0, production_errors=row["p_err"] or 0.0,
-        canary_rate_max=row["c_rate_max"], canary_rate_min=row["c_rate_min"],
-        production_rate_max=row["p_rate_max"],
+        canary_rate_max=row.get("c_rate_max"), canary_rate_min=row.get("c_rate_min"),
+        production_rate_max=row.get("p_rate_max"),
         canary_p99_max=row["c_p99_max"], canary_p99_mean=row["c_p99_mean"],
         production_p99_max=row["p_p99_max"], production_p99_mean=row["p_p99_mean"],
         canary_quality=row["c_q_sum"] / row["c_q_n"] if row["c_q_n"] else None,
         production_quality=row["p_q_sum"] / row["p_q_n"] if row["p_q_n"] else None,
         canary_scored=row["c_q_n"] or 0.0, production_scored=row["p_q_n"] or 0.0,
-        safety_violations=row["safety"] or 0.0, traffic_percent=row["percent"],
-        difference_pp=row["diff"] * 100 if row["diff"] is not None else None,
-        ci_low_pp=row["ci_low"], ci_high_pp=row["ci_high"],
-        warnings=row["warnings"], rollback_triggers=row["triggers"], red=row["red"],
-        canary_p50_mean=row["c_p50"], production_p50_mean=row["p_p50"],
-        canary_p95_mean=row["c_p95"], canary_p95_max=row["c_p95_max"], production_p95_mean=row["p_p95"],
-        canary_tokens=row["c_tok"] or 0.0, canary_token_requests=row["c_tok_req"] or 0.0,
-        production_tokens=row["p_tok"] or 0.0, production_token_requests=row["p_tok_req"] or 0.0,
-        canary_cost_usd=row["c_cost"] or 0.0, canary_cost_requests=row["c_cost_req"] or 0.0,
-        production_cost_usd=row["p_cost"] or 0.0, production_cost_requests=row["p_cost_req"] or 0.0,
+        safety_violations=row["safety"] or 0.0, traffic_percent=row.get("percent"),
+        difference_pp=row["diff"] * 100 if row.get("diff") is not None else None,
+        ci_low_pp=row.get("ci_low"), ci_high_pp=row.get("ci_high"),
+        warnings=row["warnings"], rollback_triggers=row.get("triggers") or 0, red=row["red"],
+        canary_p50_mean=row.get("c_p50"), production_p50_mean=row.get("p_p50"),
+        canary_p95_mean=row.get("c_p95"), canary_p95_max=row.get("c_p95_max"), production_p95_mean=row.get("p_p95"),
+        canary_tokens=row.get("c_tok") or 0.0, canary_token_requests=row.get("c_tok_req") or 0.0,
+        production_tokens=row.get("p_tok") or 0.0, production_token_requests=row.get("p_tok_req") or 0.0,
+        canary_cost_usd=row.get("c_cost") or 0.0, canary_cost_requests=row.get("c_cost_req") or 0.0,
+        production_cost_usd=row.get("p_cost") or 0.0, production_cost_requests=row.get("p_cost_req") or 0.0,
         segments=tuple(
             SegmentCounts(name, row[f"s{i}_c_req"] or 0.0, row[f"s{i}_c_err"] or 0.0, row[f"s{i}_p_req"] or 0.0,
                           row[f"s{i}_p_err"] or 0.0, row[f"s{i}_c_p99"], row[f"s{i}_p_p99"])

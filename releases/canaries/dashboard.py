@@ -87,13 +87,29 @@ def canary_dashboard(canary: Canary, *, key: str, now: datetime, latest: Evaluat
         latest = selectors.latest_evaluation(canary)
     segments, red = _segments(latest)
     buckets = evaluation_buckets(canary.pk, span, closed_before=min(now, span.end) - 2 * cadence,
-                                 cache_key=f"{canary.pk}:{canary.initiated_at.timestamp():.6f}", segments=segments)
+                                 cache_key=_cache_key(canary), segments=segments)
     data = charts.ChartInput(
         buckets=buckets, thresholds=canary.thresholds, bands=_bands(canary, buckets),
         markers=_markers(canary, span, buckets), distribution=_distribution(canary, latest),
         segments=segments, segments_red=red,
     )
     return Dashboard(key, span, buckets, charts.build_charts(data), buckets[-1].end if buckets else None)
+
+
+def _cache_key(canary: Canary) -> str:
+    return f"{canary.pk}:{canary.initiated_at.timestamp():.6f}"
+
+
+def _closed_stages(canary: Canary, *, now: datetime) -> int:
+    """How many of the canary's first stages take no more evaluations: every one once the canary
+    ended, else those before the current stage; an evaluation judged as the canary moved on is
+    written within two cadences, so a stage counts as closed only after them."""
+    settle = timedelta(seconds=2 * max(int(settings.EVALUATION_CADENCE_S), 1))
+    if canary.ended_at is not None:
+        return len(canary.stages) + 1 if canary.ended_at < now - settle else 0
+    if canary.stage_entered_at is None or canary.stage_entered_at >= now - settle:
+        return max(canary.stage_index - 1, 0)
+    return canary.stage_index
 
 
 def _segments(latest: Evaluation | None) -> tuple[list[str], frozenset[str]]:
@@ -380,7 +396,7 @@ def canary_report(canary: Canary, *, now: datetime) -> CanaryReport:
     rollback; not the windows that merely lacked samples) and how each stage ended, with the time
     it took. The report page, `GET /api/v1/canaries/{id}/report/` and the evidence bundle's PDF
     are all drawn from this."""
-    summaries = stage_summaries(canary.pk)
+    summaries = stage_summaries(canary.pk, closed_below=_closed_stages(canary, now=now), cache_key=_cache_key(canary))
     [past] = history.canary_history([canary], now=now)
     times = {item["index"]: item for item in past.stage_times}
     stages = []

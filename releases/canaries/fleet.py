@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import FloatField, OuterRef, Prefetch, Subquery
+from django.db.models import FloatField, OuterRef, Subquery
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
@@ -38,7 +38,7 @@ _ACTOR = {
 
 @dataclass
 class FleetRow:
-    canary: Canary
+    canary: FleetCanary
     stage_label: str
     stage_number: int
     stage_count: int
@@ -62,7 +62,53 @@ class FleetRow:
 
 
 ROW_FIELDS = ("id", "state", "stage_index", "stages", "stage_entered_at", "traffic_percent", "hold_reason",
-              "risk_tier", "model__id", "model__name", "version__id", "version__version")
+              "risk_tier", "model__name", "version__version")
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Versioned:
+    version: str
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """A standing signature, as releases.canaries.selectors.required_approvals reads one."""
+
+    step: str
+    role: str
+    voided_at: None = None
+
+
+@dataclass(frozen=True)
+class FleetCanary:
+    """The columns of a canary that a fleet row shows and its rules read (the state, the stages,
+    the risk tier), with the same names as on Canary."""
+
+    pk: int
+    state: str
+    stage_index: int
+    stages: list[dict[str, Any]]
+    stage_entered_at: datetime | None
+    traffic_percent: int
+    hold_reason: str
+    risk_tier: str
+    model: _Named
+    version: _Versioned
+    latest_id: int | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> FleetCanary:
+        return cls(row["id"], row["state"], row["stage_index"], row["stages"], row["stage_entered_at"],
+                   row["traffic_percent"], row["hold_reason"], row["risk_tier"], _Named(row["model__name"]),
+                   _Versioned(row["version__version"]), row["latest_id"])
+
+    def get_state_display(self) -> str:
+        return str(Canary.State(self.state).label)
 PAGE_SIZE = 50  # rows per page: the template's cost grows with them, the queries do not
 
 
@@ -88,22 +134,24 @@ def fleet_rows(*, actor: Any, now: datetime, state: str = "", who: str = "", que
     the gates and sparklines are read for that page's canaries only."""
     latest = (Evaluation.objects.filter(canary=OuterRef("pk"), stage_index=OuterRef("stage_index"))
               .order_by("-window_end", "-id").values("id")[:1])
-    # Only the columns a row reads: a thousand canaries' thresholds, timelines and versions' JSON
-    # decoded for nothing would cost more than the query. The signatures go to a list attribute
-    # (no per-canary queryset built) and only those not voided, the ones a step counts.
+    # Plain values, only the columns a row reads: a thousand canaries as model instances, with
+    # their thresholds, timelines and versions decoded for nothing, would cost more than the query.
     canaries = (
         selectors.canary_list(actor=actor).filter(state__in=states.ACTIVE)
-        .select_related(None).select_related("model", "version")
-        .only(*ROW_FIELDS)
         .annotate(latest_id=Subquery(latest))
-        .prefetch_related(Prefetch("approvals", to_attr="standing_approvals", queryset=Approval.objects.filter(
-            voided_at__isnull=True).only("id", "canary_id", "step", "role", "voided_at").order_by("signed_at", "id")))
     )
     if state:
         canaries = canaries.filter(state=state)
     if query:
         canaries = canaries.filter(model__name__icontains=query)
-    rows = [_row(c, now=now) for c in canaries]
+    found = list(canaries.values(*ROW_FIELDS, "latest_id"))
+    # The standing signatures of the canaries waiting for some (what "who must act" names).
+    signed: dict[int, list[_Signature]] = {}
+    waiting = canaries.filter(state__in=[s for s, actor in _ACTOR.items() if actor == "signers"]).values("id")
+    for canary_id, step, role in (Approval.objects.filter(canary_id__in=waiting, voided_at__isnull=True)
+                                  .order_by().values_list("canary_id", "step", "role")):
+        signed.setdefault(canary_id, []).append(_Signature(step, role))
+    rows = [_row(FleetCanary.of(c), signed.get(c["id"], []), now=now) for c in found]
     if who:
         rows = [r for r in rows if who in r.who]
     key = sort if sort in SORTS else "act"
@@ -141,12 +189,12 @@ def _sparklines(ids: list[int], *, now: datetime) -> dict[int, list[float]]:
     return found
 
 
-def _row(canary: Canary, *, now: datetime) -> FleetRow:
-    stages = selectors.canary_stages(canary)
+def _row(canary: FleetCanary, signed: list[_Signature], *, now: datetime) -> FleetRow:
+    stages = selectors.canary_stages(canary)  # type: ignore[arg-type]
     stage = stages[canary.stage_index]
     who = _ACTOR.get(canary.state, "—")
     if who == "signers":
-        required = selectors.required_approvals(canary, canary.standing_approvals)  # type: ignore[attr-defined]
+        required = selectors.required_approvals(canary, signed)  # type: ignore[arg-type]
         who = " + ".join(presenters.role_labels(required.outstanding)) or "—"
     to_next = None
     if canary.stage_entered_at is not None and not stage.is_final:

@@ -22,6 +22,7 @@ from governance.access.permissions import Role
 from governance.reports.pdf import report_pdf
 from governance.reports.selectors import report_data
 from governance.tokens.services import token_create
+from monitoring.series import stage_summaries
 from releases.canaries import charts, dashboard
 from releases.canaries import services as lifecycle
 from releases.canaries.models import Canary
@@ -427,3 +428,17 @@ def test_evidence_report_pdf_prints_the_report_data(people, canary):
 def test_table_cells_escape_text_and_write_numbers_as_they_are():
     chart = charts.Chart("t", "T", "", {}, ["a", "b", "c", "d"], [["<b>&", 1.5, None, 3]])
     assert chart.table_body() == "<tr><td>&lt;b&gt;&amp;</td><td>1.5</td><td></td><td>3</td></tr>"
+
+
+def test_report_reads_closed_stages_once(people, canary):
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=50), stage_index=0,
+                    inputs=window_inputs(canary=(1000, 5), production=(99000, 99)))
+    make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=5), stage_index=1,
+                    inputs=window_inputs(canary=(4000, 4), production=(96000, 96)))
+    fresh = stage_summaries(canary.pk)
+    key = "report-test"
+    assert stage_summaries(canary.pk, closed_below=1, cache_key=key) == fresh
+    with CaptureQueriesContext(connection) as queries:
+        cached = stage_summaries(canary.pk, closed_below=1, cache_key=key)
+    assert len(queries) == 1 and cached == fresh  # only the running stage is read again
+    assert cached[0].canary_rate == pytest.approx(5 / 1000) and cached[1].canary_rate == pytest.approx(4 / 4000)
