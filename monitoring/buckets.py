@@ -125,13 +125,21 @@ class Span:
     width_s: int
 
 
+# Bucket widths: a range that grows with the clock keeps its width (and so its cached closed
+# buckets) until it needs the next step of this ladder, instead of a new width every few minutes.
+WIDTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+            172800, 345600, 604800)
+
+
 def span_for(start: datetime, end: datetime, *, buckets: int, min_width_s: int) -> Span:
     """The bucket width that cuts [start, end] into at most `buckets` buckets, at least
-    `min_width_s`; the start moved back to a multiple of the width (from the epoch), so a range
-    that slides with the clock keeps the same buckets from one request to the next."""
+    `min_width_s`, taken from WIDTHS_S (whole weeks past them); the start moved back to a
+    multiple of the width (from the epoch), so a range that slides or grows with the clock keeps
+    the same buckets from one request to the next."""
     if end <= start:
         end = start + timedelta(seconds=min_width_s)
     seconds = (end - start).total_seconds()
-    width = max(int(min_width_s), math.ceil(seconds / max(buckets - 1, 1)))
+    needed = max(int(min_width_s), math.ceil(seconds / max(buckets - 1, 1)))
+    width = next((w for w in WIDTHS_S if w >= needed), math.ceil(needed / WIDTHS_S[-1]) * WIDTHS_S[-1])
     aligned = datetime.fromtimestamp(start.timestamp() // width * width, tz=start.tzinfo)
     return Span(aligned, end, width)

@@ -72,7 +72,7 @@ def _ratio(top: str, bottom: str) -> Any:
 
 
 CACHE_TIMEOUT_S = 86400
-CACHE_VERSION = 2  # what a cached bucket holds: raised when Bucket gains a field
+CACHE_VERSION = 3  # what a cached entry holds: raised when it (or Bucket) changes
 SEGMENTS_MAX = 12
 
 
@@ -83,22 +83,26 @@ def evaluation_buckets(canary_id: int, span: Span, *, closed_before: datetime | 
     Evaluations are written once, with a window ending at the time they are judged: a bucket
     that ended before `closed_before` never changes again. With a `cache_key` (naming the
     canary's identity), the closed buckets are kept in the cache and only the open ones are read:
-    one query per request, plus one whenever another bucket closes. `segments`: the segments
-    whose counts each bucket also keeps (at most SEGMENTS_MAX, the first ones)."""
+    one query per request, plus one for the buckets closed since the cached ones. `segments`: the
+    segments whose counts each bucket also keeps (at most SEGMENTS_MAX, the first ones)."""
     segments = tuple(segments)[:SEGMENTS_MAX]
     if closed_before is None or not cache_key:
         return _buckets(canary_id, span, span.start, span.end, segments=segments)
     closed_count = max(0, int((closed_before - span.start).total_seconds() // span.width_s))
     boundary = span.start + timedelta(seconds=closed_count * span.width_s)
     if boundary > span.end:
-        boundary, closed_count = span.end, None
+        boundary = span.end
     named = hashlib.sha256("\0".join(segments).encode()).hexdigest()[:16] if segments else "-"
-    key = (f"canaryhub:buckets:{CACHE_VERSION}:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:"
-           f"{closed_count}:{named}")
-    closed = cache.get(key)
-    if closed is None:
-        closed = _buckets(canary_id, span, span.start, boundary, end_inclusive=False, segments=segments)
-        cache.set(key, closed, CACHE_TIMEOUT_S)
+    key = f"canaryhub:buckets:{CACHE_VERSION}:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:{named}"
+    stored = cache.get(key)  # (boundary, the buckets closed before it)
+    if stored is not None and stored[0] == boundary:
+        closed = stored[1]
+    else:
+        # Only the buckets closed since the cached boundary are read (all of them when none is).
+        since, closed = (stored[0], list(stored[1])) if stored is not None and stored[0] < boundary else (
+            span.start, [])
+        closed += _buckets(canary_id, span, since, boundary, end_inclusive=False, segments=segments)
+        cache.set(key, (boundary, closed), CACHE_TIMEOUT_S)
     return closed + _buckets(canary_id, span, boundary, span.end, segments=segments)
 
 

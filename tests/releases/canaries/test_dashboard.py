@@ -22,6 +22,7 @@ from governance.access.permissions import Role
 from governance.reports.pdf import report_pdf
 from governance.reports.selectors import report_data
 from governance.tokens.services import token_create
+from monitoring.buckets import span_for
 from monitoring.series import stage_summaries
 from releases.canaries import charts, dashboard
 from releases.canaries import services as lifecycle
@@ -323,6 +324,19 @@ def test_cached_closed_buckets_give_the_same_series(people, canary):
         second = evaluation_buckets(canary.pk, span, closed_before=now - timedelta(minutes=30), cache_key=key)
     assert len(queries) == 1  # only the open buckets are read again
     assert first == second == fresh
+    # Later, more buckets have closed: only those and the open ones are read, not the whole range.
+    with CaptureQueriesContext(connection) as queries:
+        third = evaluation_buckets(canary.pk, span, closed_before=now - timedelta(minutes=10), cache_key=key)
+    assert len(queries) == 2 and third == fresh
+
+
+def test_a_growing_range_keeps_its_bucket_width():
+    start = timezone.now() - timedelta(days=90)
+    widths = {span_for(start, start + timedelta(days=90, minutes=m), buckets=240, min_width_s=60).width_s
+              for m in range(0, 600, 7)}
+    assert widths == {43200}  # 90 days in 180 buckets of 12 h, for the next ten hours and more
+    span = span_for(start, start + timedelta(hours=3), buckets=240, min_width_s=60)
+    assert span.width_s == 60 and (span.end - span.start).total_seconds() / span.width_s <= 240
 
 
 def test_report_compares_each_stage_with_production(people, canary):
