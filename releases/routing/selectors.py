@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from canaryhub.errors import NotFound
@@ -24,3 +25,29 @@ def router_config_get(*, actor: Any, name: str) -> RouterConfig:
     if config is None:
         raise NotFound(f"no router config named {name!r}")
     return config
+
+
+# What the page may show of a kind's server setting: where it sends the split, never a secret.
+_SETTING_TARGET = {"file": "path_dir", "nginx": "conf_dir", "webhook": "url"}
+_SETTING_SOURCE = {"file": "CANARYHUB_ROUTER_FILE_DIR", "nginx": "CANARYHUB_ROUTER_NGINX",
+                   "webhook": "CANARYHUB_ROUTER_WEBHOOK"}
+
+
+def routers_in_force(*, actor: Any) -> list[dict[str, Any]]:
+    """For each router kind a canary can use now: whether an enabled registered config or the
+    server's settings (settings.CANARYHUB_ROUTERS, from the environment) decide it, and where it
+    sends the split (the target; a webhook's URL without its query)."""
+    require(actor, Action.VIEW)
+    registered = {c.kind: c for c in RouterConfig.objects.filter(enabled=True)}
+    kinds = sorted(set(settings.CANARYHUB_ROUTERS) | set(registered))
+    rows = []
+    for kind in kinds:
+        config = registered.get(kind)
+        if config is not None:
+            rows.append({"kind": kind, "source": f"registered config {config.name}", "target": config.target,
+                         "registered": True})
+            continue
+        target = str(settings.CANARYHUB_ROUTERS.get(kind, {}).get(_SETTING_TARGET.get(kind, ""), ""))
+        rows.append({"kind": kind, "source": f"server settings ({_SETTING_SOURCE.get(kind, 'environment')})",
+                     "target": target.split("?", 1)[0] or "—", "registered": False})
+    return rows

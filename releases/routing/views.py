@@ -58,6 +58,7 @@ def router_list(request: HttpRequest) -> HttpResponse:
         config.problem = router_services.router_config_problem(config)
     context = {
         "configs": configs,
+        "in_force": router_selectors.routers_in_force(actor=request.user),
         "form": form,
         "can_manage": can_manage,
     }

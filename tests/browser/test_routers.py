@@ -35,6 +35,10 @@ def test_platform_registers_a_webhook_router_and_reads_a_canarys_push_history(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Routers").click()
     expect(page).to_have_url(re.compile(r"/routers/$"))
     expect(page.get_by_role("heading", name="Routers", exact=True)).to_be_visible()
+    # Before any config is registered, the file router from the server's settings is in force.
+    in_force = page.get_by_test_id("routers-in-force")
+    expect(in_force.locator('[data-kind="file"]')).to_contain_text("server settings (CANARYHUB_ROUTER_FILE_DIR)")
+    expect(in_force.locator('[data-kind="webhook"]')).to_have_count(0)
     form = page.get_by_test_id("router-form")
     form.get_by_label("Name").fill("mesh")
     form.get_by_label("Kind").select_option("webhook")
@@ -48,6 +52,8 @@ def test_platform_registers_a_webhook_router_and_reads_a_canarys_push_history(
     expect(row).to_contain_text("HTTP webhook")
     expect(row).to_contain_text("https://mesh.example.test/canary-split")
     expect(row.get_by_test_id("router-secret")).to_have_text("secret: set")
+    expect(in_force.locator('[data-kind="webhook"]')).to_contain_text("registered config mesh")
+    expect(in_force).not_to_contain_text(SECRET)
     screenshot("routers")
     assert SECRET not in page.content()
     assert page.get_by_label("Secret").input_value() == ""
