@@ -50,11 +50,15 @@ def test_a_manual_rollback_with_the_broker_down_is_answered_200_and_its_push_is_
     assert failures("canary.split_changed") == before + 1
     canary.refresh_from_db()
     assert canary.state == Canary.State.ROLLED_BACK and canary.traffic_percent == 0
-    assert not RouterPush.objects.filter(canary=canary, generation=canary.split_generation).exists()
+    # The push is on record from the moment it was queued, and nothing carried it out.
+    pushes = RouterPush.objects.filter(canary=canary, generation=canary.split_generation)
+    assert [p.status for p in pushes] == [RouterPush.Status.QUEUED]
     # The sweeper carries the 0 % push the broker refused.
     swept = loop.rollbacks_sweep(now=canary.ended_at + timedelta(seconds=settings.ROLLBACK_SWEEP_AFTER_S + 1))
     assert swept["pushed"] == 1
-    assert RouterPush.objects.get(canary=canary, generation=canary.split_generation).ok
+    applied = RouterPush.objects.filter(canary=canary, generation=canary.split_generation,
+                                        status=RouterPush.Status.APPLIED)
+    assert [p.ok for p in applied] == [True]
 
 
 @pytest.mark.django_db
