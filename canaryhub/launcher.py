@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,32 @@ def restart_delay(crashes_in_a_row: int) -> float:
     return min(RESTART_FIRST_S * 2 ** max(crashes_in_a_row - 1, 0), RESTART_MAX_S)
 
 
+# Lines every Celery child prints alike (its superuser warning, kombu's note on the broker URL
+# without a host): the terminal shows each once, from whichever child says it first.
+ONCE_ONLY = re.compile(
+    r"SecurityWarning: You're running the worker with superuser privileges|absolutely not recommended!"
+    r"|Please specify a different user using the --uid option|User information: uid="
+    r"|No hostname was supplied|_warn_or_raise_security_error"
+)
+_said_once: set[str] = set()
+_said_once_lock = threading.Lock()
+
+
+def first_time(line: str) -> bool:
+    """False for a repeat of a line that is worth saying only once (ONCE_ONLY) and for an empty
+    line (a prefix alone says nothing), True otherwise."""
+    if not line.strip():
+        return False
+    match = ONCE_ONLY.search(line)
+    if match is None:
+        return True
+    with _said_once_lock:
+        if match.group(0) in _said_once:
+            return False
+        _said_once.add(match.group(0))
+        return True
+
+
 @dataclass
 class Child:
     name: str
@@ -94,7 +121,9 @@ class Child:
     def _pump(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         for raw in iter(self.process.stdout.readline, b""):
-            say(self.name, raw.decode(errors="replace").rstrip("\r\n"))
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if first_time(line):
+                say(self.name, line)
 
     def signal(self, signum: int) -> None:
         """Ask the child itself: Celery's main process stops its pool in order (warm shutdown)."""
@@ -134,15 +163,16 @@ def build_children(host: str, port: int) -> list[Child]:
                                          "--canary", "1.5.0"])]
     return [
         Child("web", web),
-        Child("worker", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", queues, "-c", "2",
+        Child("worker", [python, "-m", "celery", "-A", "canaryhub", "--quiet", "worker", "-Q", queues, "-c", "2",
                          "-n", "worker@%h", "--loglevel=INFO"]),
         # Rollbacks have a worker of their own, so a backlog of evaluations never delays one.
-        Child("rollbacks", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "rollbacks", "-c", "1",
-                            "-n", "rollbacks@%h", "--loglevel=INFO"]),
+        Child("rollbacks", [python, "-m", "celery", "-A", "canaryhub", "--quiet", "worker", "-Q", "rollbacks",
+                            "-c", "1", "-n", "rollbacks@%h", "--loglevel=INFO"]),
         # Notifications too, so a flood of summaries or a slow receiver never delays an evaluation.
-        Child("notify", [python, "-m", "celery", "-A", "canaryhub", "worker", "-Q", "notifications", "-c", "1",
-                         "-n", "notifications@%h", "--loglevel=INFO"]),
-        Child("beat", [python, "-m", "celery", "-A", "canaryhub", "beat", "--loglevel=INFO"]),
+        Child("notify", [python, "-m", "celery", "-A", "canaryhub", "--quiet", "worker", "-Q", "notifications",
+                         "-c", "1", "-n", "notifications@%h", "--loglevel=INFO"]),
+        # --quiet: no Celery banner per child; the launcher prints the one ready block.
+        Child("beat", [python, "-m", "celery", "-A", "canaryhub", "--quiet", "beat", "--loglevel=INFO"]),
     ] + simulator
 
 

@@ -12,3 +12,15 @@ def test_the_ready_block_names_the_url_all_users_the_clock_the_simulation_and_ho
     assert "1440x faster" in text and "72,000 requests/s" in text and "Ctrl-C" in text
     quiet = "\n".join(ready_block("http://h/", "pw", {"CANARYHUB_SIMULATE": "0"}))
     assert "real time" in quiet and "Simulated: nothing" in quiet
+
+
+def test_a_line_every_celery_child_prints_alike_is_shown_once():
+    from canaryhub import launcher
+
+    launcher._said_once.clear()
+    hostname = "No hostname was supplied. Reverting to default 'localhost'"
+    assert launcher.first_time(hostname) and not launcher.first_time(hostname)
+    assert launcher.first_time("User information: uid=0 euid=0 gid=0 egid=0")
+    assert not launcher.first_time("User information: uid=0 euid=0 gid=0 egid=0")
+    assert launcher.first_time("[tasks] evaluate") and launcher.first_time("[tasks] evaluate")  # others always
+    assert not launcher.first_time("") and not launcher.first_time("   ")
