@@ -7,9 +7,11 @@ For one canary and one tick, `decide()` returns:
   plus a `router_share` gate: an observed canary share of requests far from the configured
   percent flags a router misconfiguration and holds the stage;
 - the rollback triggers that fired: latency and quality on the last window (the rule is in
-  monitoring.statistics), the error rate by the anytime-valid sequential test on the stage so far
-  (monitoring.sequential), whose memory the caller carries from one look of the stage to the next
-  (`sequential` in, `Decision.sequential` out, also recorded in the inputs);
+  monitoring.statistics); the error rate by the same fixed-level rule on the last window, the last
+  two windows pooled when `earlier` (the window just before) is given and the stage so far, and by
+  the anytime-valid sequential test on the stage so far (monitoring.sequential), whose memory the
+  caller carries from one look of the stage to the next (`sequential` in, `Decision.sequential`
+  out, also recorded in the inputs); either rule's verdict rolls back;
 - early warnings: a metric within 20 % of its rollback threshold (measured from the promotion
   side: error diff ≥ 80 % of the rollback margin, p99 ratio ≥ 1 + 0.8 × 0.5, quality ratio
   ≤ 1 − 0.8 × 0.1), with the same event floor as rollback so noise does not page anyone;
@@ -388,14 +390,13 @@ def rollback_triggers(
     stage: dict[str, Sample] | None = None, *, alpha: float = st.ROLLBACK_ALPHA, safety: bool = True,
     sequential: sq.SequentialResult | None = None,
 ) -> tuple[list[Trigger], list[Trigger], dict[str, Any]]:
-    """The rollback rule over the last window, and the early warnings. With `sequential` (a
-    canary's stage: monitoring.sequential's look at the stage so far) the error-rate trigger is
-    that test's rejection; without it (the post-promotion watch, against a fixed baseline) errors
-    are judged by monitoring.statistics' fixed-level rule on the window, pooled with `earlier`
-    (the window just before, when there is one) and over the `stage` so far (when it holds more
-    than those). `alpha`: the evidence level of each fixed-level test (a segment's share of it);
-    `safety`: judge content-safety violations (the canary as a whole does; its segments need not
-    repeat it)."""
+    """The rollback rule over the last window, and the early warnings. Errors are judged by
+    monitoring.statistics' fixed-level rule on the window, pooled with `earlier` (the window just
+    before, when there is one) and over the `stage` so far (when it holds more than those); with
+    `sequential` (a canary's stage: monitoring.sequential's look at the stage so far) that test's
+    rejection rolls back too, and is tried first. `alpha`: the evidence level of each fixed-level
+    test (a segment's share of it); `safety`: judge content-safety violations (the canary as a
+    whole does; its segments need not repeat it)."""
     c, p = window["canary"], window["production"]
     fired: list[Trigger] = []
     warned: list[Trigger] = []
@@ -412,17 +413,20 @@ def rollback_triggers(
         detail["error_rate"] = cmp.to_dict()
         enough = c.errors >= st.MIN_ROLLBACK_EVENTS
         longer: list[tuple[str, str, Sample, Sample]] = []
+        trigger = None
         if sequential is not None:
             trigger = _sequential_trigger(sequential, stage or window, rollback["error_rate_pp"])
             detail["error_rate_sequential"] = sequential.to_dict()
-        else:
+        # The fixed-level rule judges as well, so a rise is never caught later than it was before
+        # the sequential test: either rule's verdict rolls back.
+        if trigger is None:
             trigger = _error_trigger(cmp, c, rollback["error_rate_pp"], "", alpha)
-        if earlier is not None and sequential is None:
+        if earlier is not None:
             ec, ep = earlier["canary"], earlier["production"]
             longer.append(("error_rate_two_windows", " over the last two windows",
                            Sample(requests=c.requests + ec.requests, errors=c.errors + ec.errors),
                            Sample(requests=p.requests + ep.requests, errors=p.errors + ep.errors)))
-        if sequential is None and stage is not None and stage["canary"].requests > (
+        if stage is not None and stage["canary"].requests > (
                 longer[-1][2] if longer else c).requests:
             longer.append(("error_rate_stage", " over the stage so far", stage["canary"], stage["production"]))
         for key, span, lc, lp in longer:

@@ -119,52 +119,48 @@ def _errors_only(requests, errors):
     return Sample(requests=requests, errors=errors, last_seen=NOW - timedelta(seconds=10), present=True)
 
 
-def _look(canary, production, memory=None, percent=1):
-    stage = {"canary": _errors_only(*canary), "production": _errors_only(*production)}
-    return decide(thresholds=DEFAULT_THRESHOLDS, window=stage, stage=stage, now=NOW, staleness_limit_s=300,
-                  traffic_percent=percent, random_split=True, stage_elapsed_s=600, sequential=memory)
+def test_error_rise_too_weak_for_one_window_rolls_back_on_two_windows_pooled():
+    # 1.83 % vs 1.00 % on ~3,000 canary requests: beyond the 0.5 pp threshold, but p ≈ 3e-5 in one
+    # window. The window before shows the same rise: ten minutes together give p ≈ 6e-9.
+    window = {"canary": sample(requests=3000, errors=55), "production": sample(requests=297_000, errors=2970)}
+    alone = run(window["canary"], window["production"], percent=1, window=window)
+    assert not alone.rollback
+    earlier = {"canary": _errors_only(3000, 55), "production": _errors_only(297_000, 2970)}
+    pooled = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=window, now=NOW, staleness_limit_s=300,
+                    traffic_percent=1, random_split=True, stage_elapsed_s=600, earlier=earlier)
+    assert [t.metric for t in pooled.rollback] == ["error_rate"]
+    assert "over the last two windows" in pooled.rollback_reason and "110 errors in 6000 requests" in pooled.rollback_reason
+    two = pooled.inputs["rollback_window"]["error_rate_two_windows"]
+    assert two["canary"] == [110, 6000] and two["production"] == [5940, 594_000] and two["p_worse"] < 1e-6
 
 
-def test_error_rate_rolls_back_once_the_stage_proves_it_worse_than_production_plus_the_threshold():
-    # 1 % of 1,000 req/s: 80 errors in 3,000 (2.67 % vs 1.00 %) is not yet proof that the canary is
-    # worse than production + 0.5 pp; the same again over the next five minutes is.
-    first = _look((3000, 80), (297_000, 2970))
-    assert not first.rollback and first.sequential["canary"]["requests"] == 3000
-    second = _look((6000, 160), (594_000, 5940), memory=first.sequential)
-    assert [t.metric for t in second.rollback] == ["error_rate"]
-    assert "sequential test" in second.rollback_reason and "160 errors in 6000 requests" in second.rollback_reason
-    record = second.inputs["rollback_window"]["error_rate_sequential"]
-    assert record["reject"] and record["log_evidence"] >= record["log_threshold"]
-    assert second.inputs["sequential"] == second.sequential
+def test_a_healthy_window_before_dilutes_the_pooled_evidence():
+    # The same last window after a healthy one: 85 errors in 6,000 (+0.42 pp) is within the threshold.
+    window = {"canary": sample(requests=3000, errors=55), "production": sample(requests=297_000, errors=2970)}
+    earlier = {"canary": _errors_only(3000, 30), "production": _errors_only(297_000, 2970)}
+    d = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=window, now=NOW, staleness_limit_s=300,
+               traffic_percent=1, random_split=True, stage_elapsed_s=600, earlier=earlier)
+    assert not d.rollback and d.inputs["rollback_window"]["error_rate_two_windows"]["canary"] == [85, 6000]
 
 
-def test_a_point_estimate_past_the_threshold_is_not_enough():
-    # 1.83 % vs 1.00 % on 3,000 requests, then on 6,000: past the 0.5 pp threshold, but not shown to
-    # be past it (the fixed-level rule rolled this back on two windows; a rise of ×1.66 the
-    # threshold's distance needs more requests than that at this traffic).
-    first = _look((3000, 55), (297_000, 2970))
-    second = _look((6000, 110), (594_000, 5940), memory=first.sequential)
-    assert not first.rollback and not second.rollback
-    assert second.inputs["rollback_window"]["error_rate_sequential"]["log_evidence"] < 0
+def test_a_sustained_rise_too_weak_for_two_windows_rolls_back_on_the_stage_so_far():
+    # 300 req/s at 1 %: ~900 canary requests a window. +0.8 pp is nowhere near significant in one or two
+    # windows, but an hour of it (10,800 requests, 194 errors against ~108 expected) is.
+    window = {"canary": sample(requests=900, errors=16), "production": sample(requests=89_100, errors=891)}
+    earlier = {"canary": _errors_only(900, 16), "production": _errors_only(89_100, 891)}
+    stage = {"canary": sample(requests=10_800, errors=194), "production": sample(requests=1_069_200, errors=10_692)}
+    d = decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=stage, now=NOW, staleness_limit_s=300,
+               traffic_percent=1, random_split=True, stage_elapsed_s=3600, earlier=earlier)
+    assert [t.metric for t in d.rollback] == ["error_rate"] and "over the stage so far" in d.rollback_reason
+    tests = d.inputs["rollback_window"]
+    assert tests["error_rate_two_windows"]["p_worse"] > 1e-6 and tests["error_rate_stage"]["canary"] == [194, 10_800]
+    # The same stage with a healthy rate: nothing.
+    stage["canary"] = sample(requests=10_800, errors=110)
+    assert not decide(thresholds=DEFAULT_THRESHOLDS, window=window, stage=stage, now=NOW, staleness_limit_s=300,
+                      traffic_percent=1, random_split=True, stage_elapsed_s=3600, earlier=earlier).rollback
 
 
-def test_the_test_restarts_so_a_rise_after_hours_of_a_healthy_stage_is_caught_in_minutes():
-    # Two hours at 10 req/s and 1 %, then 4 %: the stage's errors as a whole are still near 1 %.
-    memory, n, x, n_p, x_p = None, 0, 0, 0, 0
-    for minute in range(122):
-        n, x, n_p, x_p = n + 600, x + (6 if minute < 120 else 24), n_p + 59_400, x_p + 594
-        d = _look((n, x), (n_p, x_p), memory=memory)
-        memory = d.sequential
-        assert bool(d.rollback) == (minute == 121)
-    # The same stage in one look, without the memory of the restarts: nothing to see.
-    assert not _look((n, x), (n_p, x_p)).rollback
-
-
-def test_a_new_stage_starts_a_new_test():
-    first = _look((3000, 80), (297_000, 2970))
-    other_stage = {**first.sequential, "stage_index": 3}
-    d = _look((6000, 160), (594_000, 5940), memory=other_stage)
-    assert d.sequential["stage_index"] == 0 and d.sequential["canary"]["starts"] == 2
+# --- gate honesty -------------------------------------------------------------------------------------
 
 
 def _scored(n, bucket, mean, requests=100_000, errors=100):
@@ -228,3 +224,31 @@ def test_an_alert_counted_during_the_stage_blocks_promotion_though_none_fires_no
     d = run(canary, sample(**PROD), window=window)
     gate = next(g for g in d.gates if g.name == "anomaly_alerts")
     assert gate.status.value == "red" and "during this stage" in gate.detail and d.verdict.value == "red"
+
+
+# --- the sequential test beside the fixed-level rule ---------------------------------------------------
+
+
+def _look(canary, production, memory=None, percent=1):
+    stage = {"canary": _errors_only(*canary), "production": _errors_only(*production)}
+    return decide(thresholds=DEFAULT_THRESHOLDS, window=stage, stage=stage, now=NOW, staleness_limit_s=300,
+                  traffic_percent=percent, random_split=True, stage_elapsed_s=600, sequential=memory)
+
+
+def test_the_test_restarts_so_a_rise_after_hours_of_a_healthy_stage_is_caught_in_minutes():
+    # Two hours at 10 req/s and 1 %, then 4 %: the stage's errors as a whole are still near 1 %.
+    memory, n, x, n_p, x_p = None, 0, 0, 0, 0
+    for minute in range(122):
+        n, x, n_p, x_p = n + 600, x + (6 if minute < 120 else 24), n_p + 59_400, x_p + 594
+        d = _look((n, x), (n_p, x_p), memory=memory)
+        memory = d.sequential
+        assert bool(d.rollback) == (minute == 121)
+    # The same stage in one look, without the memory of the restarts: nothing to see.
+    assert not _look((n, x), (n_p, x_p)).rollback
+
+
+def test_a_new_stage_starts_a_new_test():
+    first = _look((3000, 80), (297_000, 2970))
+    other_stage = {**first.sequential, "stage_index": 3}
+    d = _look((6000, 160), (594_000, 5940), memory=other_stage)
+    assert d.sequential["stage_index"] == 0 and d.sequential["canary"]["starts"] == 2
