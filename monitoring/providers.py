@@ -373,6 +373,7 @@ class PushProvider:
         out: dict[int, Reading] = {}
         for t in targets:
             reading = Reading(window={}, stage={}, source=self.name, segments_stage={},
+                              window_start=max(datetime.fromtimestamp(window_from, UTC), t.stage_since),
                               queries=[f"observations of {t.model} {t.version},{t.baseline} since {since.isoformat()}"])
             for role, version in (("canary", t.version), ("production", t.baseline)):
                 mine = [r for r in by_version[(t.model, version)] if t.segments is None or r.segment in t.segments]

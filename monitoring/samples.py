@@ -148,6 +148,10 @@ class Reading:
     segments_window: dict[str, dict[str, Sample]] = field(default_factory=dict)
     segments_stage: dict[str, dict[str, Sample]] | None = None
     segments_totals: dict[str, dict[str, Sample]] | None = None
+    # Where the window's numbers begin when the provider clips them to the stage (push: the
+    # stage's start, if it began within the window). None: the whole evaluation window, as a
+    # Prometheus `increase(...[window])` reads it.
+    window_start: datetime | None = None
 
 
 def le_parse(raw: Any) -> float:

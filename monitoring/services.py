@@ -145,7 +145,7 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
         "warnings": [t.to_dict() for t in decision.warnings], **pooled,
     })
     gates = normalise_json([g.to_dict() for g in decision.gates])
-    window_start = now - timedelta(seconds=window_s)
+    window_start = _window_start(reading, now=now, window_s=window_s)
     evaluation = Evaluation(
         canary_id=subject.canary_id, stage_index=subject.stage_index, window_start=window_start, window_end=now,
         gates=gates, verdict=decision.verdict.value, inputs=inputs,
@@ -200,7 +200,7 @@ def judge_watch(subject: Subject, reading: Reading, *, now: datetime, watch: Can
         "rollback_triggers": [t.to_dict() for t in decision.rollback],
     })
     gates = normalise_json([g.to_dict() for g in decision.gates])
-    window_start = now - timedelta(seconds=window_s)
+    window_start = _window_start(reading, now=now, window_s=window_s)
     evaluation = Evaluation(
         canary_id=subject.canary_id, stage_index=subject.stage_index, window_start=window_start, window_end=now,
         gates=gates, verdict=decision.verdict.value, inputs=inputs,
@@ -210,6 +210,15 @@ def judge_watch(subject: Subject, reading: Reading, *, now: datetime, watch: Can
         ),
     )
     return Judged(subject, watch, reading, decision, errors, evaluation, rebased=False)
+
+
+def _window_start(reading: Reading, *, now: datetime, window_s: int) -> datetime:
+    """Where the evaluated window begins: the evaluation window before `now`, or the stage's start
+    when the provider counted only the stage's part of it (a stage's first windows)."""
+    full = now - timedelta(seconds=window_s)
+    if reading.error is None and reading.window_start is not None:
+        return max(full, reading.window_start)
+    return full
 
 
 def judged_recorded(judged: Judged, *, now: datetime) -> None:
