@@ -16,7 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
-from governance.access.permissions import Action, Role, as_principal, require, roles_of
+from governance.access.permissions import Action, as_principal, require, roles_of
+from governance.access.reviews import review_side as shared_review_side
 from governance.audit.services import audit_append
 from monitoring.services import notification_record
 from monitoring.thresholds import thresholds_with_defaults
@@ -65,13 +66,7 @@ def threshold_change_request(
 def review_side(change: ThresholdChangeRequest, *, user_id: Any, roles: Any) -> str | None:
     """Which review a pending change still needs from this person — "governance" (AI Governance)
     or "mrm" — or None: two different people, neither of them the requester, each once."""
-    if change.status != Status.PENDING or change.requested_by_id == user_id:
-        return None
-    if change.governance_by_id is None and Role.AI_GOVERNANCE in roles and change.mrm_by_id != user_id:
-        return "governance"
-    if change.mrm_by_id is None and Role.MRM in roles and change.governance_by_id != user_id:
-        return "mrm"
-    return None
+    return shared_review_side(change, user_id=user_id, roles=roles, pending=change.status == Status.PENDING)
 
 
 def threshold_change_review(

@@ -353,10 +353,12 @@ class VersionItem(APIView):
         operation_id="versions_partial_update",
         tags=["versions"],
         summary="Change a version",
-        description="Changes the artifact, thresholds or metric configuration of a version (the metric "
-        "configuration: platform engineers only). Thresholds and metrics "
-        "are frozen when a canary of the version starts, and the artifact changes only while the version is "
-        "registered: 409 otherwise.",
+        description="Changes the artifact or thresholds of a version, or asks to change its metric configuration "
+        "(platform engineers only). A metric configuration change is not written at once: it is recorded as a "
+        "pending change (see `GET /api/v1/metric-changes/`) that AI Governance and MRM must each approve, and "
+        "then governs the version's next canary; a running canary keeps the configuration frozen on it. One "
+        "pending change per version (409 otherwise). Thresholds are frozen when a canary of the version "
+        "starts, and the artifact changes only while the version is registered: 409 otherwise.",
         request=VersionPatch,
         examples=[example_request({"artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"}),
                   example_response({**_VERSION_EXAMPLE, "artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"})],

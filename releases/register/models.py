@@ -114,3 +114,37 @@ class ModelVersion(models.Model):
         """Thresholds and metric configuration are frozen once a canary of the version has
         started, even if it was aborted since: changing them is then a governance act."""
         return self.status != self.Status.REGISTERED or self.canaries.exists()
+
+
+class MetricConfigChange(models.Model):
+    """A platform engineer's change of a version's metric configuration (provider, PromQL
+    overrides), waiting for AI Governance's and MRM's approval (two different people, neither the
+    requester). Once approved it is written on the version and governs the version's next canary;
+    a canary already started keeps the configuration frozen on it at initiation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting review"
+        APPLIED = "applied", "Approved and applied to the version"
+        REJECTED = "rejected", "Rejected"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="metric_changes")
+    current = models.JSONField()
+    proposed = models.JSONField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    governance_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    governance_at = models.DateTimeField(null=True, blank=True)
+    mrm_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    mrm_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"metric change #{self.pk} of version #{self.version_id} ({self.status})"

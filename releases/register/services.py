@@ -11,16 +11,18 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 
 from canaryhub.api import DESCRIPTION_MAX
-from canaryhub.errors import Conflict, NotFound, ValidationFailed
+from canaryhub.errors import Conflict, NotFound, PermissionRefused, ValidationFailed
 from governance.access.permissions import Action, Role, as_principal, may_see_model, require, roles_of
+from governance.access.reviews import review_side
 from governance.audit.services import audit_append
 from monitoring.models import Observation
 from monitoring.services import observation_record
 from monitoring.thresholds import metrics_with_defaults, thresholds_with_defaults
 from releases.register import states
-from releases.register.models import SEMVER_RE, AIModel, Consumer, ModelVersion, RiskTier
+from releases.register.models import SEMVER_RE, AIModel, Consumer, MetricConfigChange, ModelVersion, RiskTier
 
 User = get_user_model()
 
@@ -303,10 +305,14 @@ def version_register(
 
 
 def version_update(*, actor: Any, model_name: str, version: str, changes: dict[str, Any]) -> ModelVersion:
-    """Change a registered version's artifact, thresholds or metric configuration.
+    """Change a registered version's artifact or thresholds, or ask to change its metric
+    configuration.
 
-    Thresholds and metric configuration are frozen once a canary of the version has started:
-    the canary is judged by the numbers it was started with (409)."""
+    Thresholds are frozen once a canary of the version has started: the canary is judged by the
+    numbers it was started with (409). A metric configuration change (platform engineers only)
+    is never written at once: it is recorded as a pending MetricConfigChange that AI Governance
+    and MRM review (metric_change_review); once approved it governs the version's next canary,
+    while a canary already started keeps the configuration frozen on it."""
     allowed = {"artifact_uri", "thresholds", "metrics"}
     unknown = set(changes) - allowed
     if unknown:
@@ -326,10 +332,9 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
         if obj is None:
             raise NotFound(f"no version {version!r} of model {model_name!r}")
         require(actor, Action.CHANGE_VERSION, model=obj.model)
-        frozen_fields = sorted({"thresholds", "metrics"} & set(changes))
-        if frozen_fields and obj.config_frozen:
+        if "thresholds" in changes and obj.config_frozen:
             raise Conflict(
-                f"{obj} is {obj.status}: its {' and '.join(frozen_fields)} were frozen when its canary started; "
+                f"{obj} is {obj.status}: its thresholds were frozen when its canary started; "
                 "a change now needs a governance review of the thresholds"
             )
         diff: dict[str, Any] = {}
@@ -345,12 +350,14 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
             if new != obj.thresholds:
                 diff["thresholds"] = [obj.thresholds, new]
                 obj.thresholds = new
+        proposed_metrics = None
         if "metrics" in changes:
             new = metrics_with_defaults(changes["metrics"], default_provider=obj.metrics.get("provider", "push"))
             if new != obj.metrics:
-                diff["metrics"] = [obj.metrics, new]
-                obj.metrics = new
+                proposed_metrics = new
         _clean(obj, exclude=["model", "registered_by", "baseline"])
+        if proposed_metrics is not None:
+            _metric_change_record(obj, proposed=proposed_metrics, principal=principal)
         if diff:
             obj.save(update_fields=["artifact_uri", "thresholds", "metrics"])
             audit_append(
@@ -358,6 +365,73 @@ def version_update(*, actor: Any, model_name: str, version: str, changes: dict[s
                 object_id=str(obj), payload={"changes": diff, "via_token": principal.token_prefix},
             )
     return obj
+
+
+def _metric_change_record(version: ModelVersion, *, proposed: dict[str, Any], principal: Any) -> MetricConfigChange:
+    """Record a pending metric configuration change of a (locked) version; one at a time."""
+    if version.metric_changes.filter(status=MetricConfigChange.Status.PENDING).exists():
+        raise Conflict(f"{version} already has a metric configuration change under review")
+    change = MetricConfigChange.objects.create(
+        version=version, current=version.metrics, proposed=proposed, requested_by=principal.user,
+        requested_at=timezone.now(),
+    )
+    audit_append(
+        actor=principal.user, action="version.metrics_change_requested", object_type="model_version",
+        object_id=str(version),
+        payload={"request": change.pk, "current": change.current, "proposed": proposed,
+                 "via_token": principal.token_prefix},
+    )
+    return change
+
+
+def metric_change_review(*, actor: Any, change_id: int, approve: bool, note: str = "") -> MetricConfigChange:
+    """One reviewer's decision on a metric configuration change. AI Governance and MRM each
+    approve once (two different people, neither the requester); with both approvals the change
+    is written on the version (its next canary uses it; a started canary keeps its frozen copy).
+    One rejection discards it."""
+    principal = as_principal(actor)
+    if principal.is_service_account:
+        raise PermissionRefused("service accounts never review a metric configuration change")
+    require(principal, Action.REVIEW_THRESHOLD_CHANGE)
+    user = principal.user
+    now = timezone.now()
+    with transaction.atomic():
+        change = MetricConfigChange.objects.select_for_update().filter(pk=change_id).first()
+        if change is None:
+            raise NotFound(f"no metric configuration change #{change_id}")
+        if change.status != MetricConfigChange.Status.PENDING:
+            raise Conflict(f"metric configuration change #{change.pk} is {change.status}")
+        if change.requested_by_id == user.pk:
+            raise PermissionRefused("the requester cannot review their own metric configuration change")
+        side = review_side(change, user_id=user.pk, roles=roles_of(user), pending=True)
+        if side is None:
+            raise Conflict(f"metric configuration change #{change.pk} needs no further review from you")
+        note = note.strip() if isinstance(note, str) else ""
+        if not approve and len(note) < 10:
+            raise ValidationFailed.field("note", "say why the change is rejected (at least 10 characters)")
+        fields: dict[str, Any] = {f"{side}_by": user, f"{side}_at": now,
+                                  "decision_note": "\n".join(filter(None, [change.decision_note, note]))}
+        if not approve:
+            fields["status"] = MetricConfigChange.Status.REJECTED
+        elif (change.governance_by_id or side == "governance") and (change.mrm_by_id or side == "mrm"):
+            fields["status"] = MetricConfigChange.Status.APPLIED
+        for name, value in fields.items():
+            setattr(change, name, value)
+        change.save(update_fields=list(fields))
+        version = ModelVersion.objects.select_for_update().get(pk=change.version_id)
+        audit_append(
+            actor=user, action=f"version.metrics_change_{'approved' if approve else 'rejected'}",
+            object_type="model_version", object_id=str(version),
+            payload={"request": change.pk, "as": side, "status": change.status, "note": note},
+        )
+        if change.status == MetricConfigChange.Status.APPLIED:
+            version.metrics = change.proposed
+            version.save(update_fields=["metrics"])
+            audit_append(
+                actor=None, action="version.metrics_change_applied", object_type="model_version",
+                object_id=str(version), payload={"request": change.pk, "from": change.current, "to": change.proposed},
+            )
+    return change
 
 
 def observation_push(*, actor: Any, data: dict[str, Any], now: Any = None) -> Observation:

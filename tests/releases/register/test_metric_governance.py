@@ -132,9 +132,10 @@ def test_metrics_are_frozen_on_the_canary_and_shown_on_its_page_and_in_the_evide
     assert event.payload["metrics"]["queries"] == config["queries"]
     canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
     assert canary.metrics == {"provider": "prometheus", "queries": config["queries"]}
-    # The version can no longer change (frozen), and the canary keeps its copy whatever the row says.
-    assert_problem(as_user(platform).patch("/api/v1/models/scorer/versions/1.1.0/", {"metrics": FORGED},
-                                           format="json"), 409)
+    # A change of the version's configuration is only a request now (reviewed, for the next canary),
+    # and the canary keeps its copy whatever the row says.
+    pending = as_user(platform).patch("/api/v1/models/scorer/versions/1.1.0/", {"metrics": FORGED}, format="json")
+    assert pending.status_code == 200 and pending.json()["metrics"]["queries"] == config["queries"]
     ModelVersion.objects.filter(pk=canary.version_id).update(metrics=FORGED)
     canary.refresh_from_db()
     assert subject_of(canary).target.queries == config["queries"]
