@@ -212,6 +212,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "assignment", "description": "Which version an application serves a user."},
         {"name": "incidents", "description": "Incidents, their root causes and the re-initiation of a version."},
         {"name": "threshold changes", "description": "Reviewed changes of a running canary's thresholds."},
+        {"name": "metric changes", "description": "Reviewed changes of a version's metric configuration."},
         {"name": "certificates", "description": "Completion certificates and their verification."},
         {"name": "evidence", "description": "The MRM evidence bundle of a canary."},
         {"name": "audit", "description": "The hash-chained audit trail and its verification."},

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from canaryhub.api import (
     DESCRIPTION_MAX,
     QueryFilters,
+    StrictCharField,
     StrictSerializer,
     example_page,
     example_request,
@@ -25,8 +26,8 @@ from canaryhub.api import (
     paginated,
     problems,
 )
-from canaryhub.errors import ValidationFailed
-from governance.access.permissions import Action, principal_of, require, require_some
+from canaryhub.errors import NotFound, ValidationFailed
+from governance.access.permissions import Action, principal_of, refuse_machine, require, require_some
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from monitoring.services import (
     MAX_BUCKETS,
@@ -38,7 +39,7 @@ from monitoring.services import (
 )
 from monitoring.thresholds import METRIC_NAMES
 from releases.register import selectors, services
-from releases.register.models import Consumer, ModelVersion, RiskTier
+from releases.register.models import Consumer, MetricConfigChange, ModelVersion, RiskTier
 
 
 class VersionConverter:
@@ -500,10 +501,110 @@ class ObservationCollection(APIView):
         return Response(ObservationOutput(obj).data, status=status.HTTP_201_CREATED)
 
 
+# --- metric configuration changes: reviewed by AI Governance and MRM ------------------------------
+
+_METRIC_CHANGE_EXAMPLE = {
+    "id": 3, "model": "support-bot", "version": "1.5.0", "status": "pending", "status_display": "Awaiting review",
+    "current": {"provider": "push", "queries": {}},
+    "proposed": {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'}},
+    "requested_by": "pat", "requested_at": "2025-05-03T12:00:00Z", "governance_by": None, "governance_at": None,
+    "mrm_by": None, "mrm_at": None, "decision_note": "",
+    "applies_to": "the version's next canary; a running canary keeps the configuration frozen on it",
+}
+APPLIES_TO = "the version's next canary; a running canary keeps the configuration frozen on it"
+
+
+class MetricChangeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.version")
+    status = serializers.CharField()
+    status_display = serializers.CharField(source="get_status_display")
+    current = MetricsField(help_text="the version's metric configuration when the change was requested")
+    proposed = MetricsField()
+    requested_by = serializers.CharField(source="requested_by.username")
+    requested_at = serializers.DateTimeField()
+    governance_by = serializers.CharField(source="governance_by.username", allow_null=True, default=None)
+    governance_at = serializers.DateTimeField(allow_null=True)
+    mrm_by = serializers.CharField(source="mrm_by.username", allow_null=True, default=None)
+    mrm_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField()
+    applies_to = serializers.SerializerMethodField()
+
+    def get_applies_to(self, obj: MetricConfigChange) -> str:
+        return APPLIES_TO
+
+
+class MetricChangeFilters(QueryFilters):
+    status = serializers.ChoiceField(choices=MetricConfigChange.Status.choices, required=False)
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class MetricChangeReviewInput(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+    note = StrictCharField(max_length=5000, required=False, default="", allow_blank=True,
+                           help_text="required (10+ characters) to reject")
+
+
+def metric_changes() -> Any:
+    return MetricConfigChange.objects.select_related("version__model", "requested_by", "governance_by", "mrm_by")
+
+
+class MetricChangeCollection(APIView):
+    @extend_schema(operation_id="metric_changes_list", parameters=[MetricChangeFilters], tags=["metric changes"],
+                   summary="List metric configuration changes",
+                   description="The changes of versions' metric configuration that platform engineers requested "
+                   "(`PATCH` of a version's `metrics`), newest first, with their reviews. A change applies once AI "
+                   "Governance and MRM have both approved it, to the version's next canary; a running canary keeps "
+                   "the configuration frozen on it. People only: a service account's token gets 403.",
+                   examples=[example_response(example_page(_METRIC_CHANGE_EXAMPLE))],
+                   responses={200: paginated(MetricChangeOutput), **problems(400, 401, 403)})
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        refuse_machine(principal, "list metric configuration changes")
+        require(principal, Action.VIEW)
+        filters = MetricChangeFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        changes = metric_changes()
+        if filters.validated_data.get("status"):
+            changes = changes.filter(status=filters.validated_data["status"])
+        return paginate(request, self, changes, MetricChangeOutput)
+
+
+class MetricChangeApprovals(APIView):
+    @extend_schema(operation_id="metric_changes_approvals_create", request=MetricChangeReviewInput,
+                   tags=["metric changes"], summary="Approve or reject a metric configuration change",
+                   description="AI Governance or MRM approves (or rejects, with a note of 10 or more characters) a "
+                   "pending metric configuration change; neither may be its requester, and one person gives one "
+                   "side. With both approvals it is written on the version and governs its next canary; a "
+                   "rejection discards it.",
+                   examples=[example_request({"decision": "approve", "note": ""}),
+                             example_response({**_METRIC_CHANGE_EXAMPLE, "governance_by": "gita",
+                                               "governance_at": "2025-05-03T13:00:00Z"})],
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
+                   responses={200: MetricChangeOutput, **problems(400, 401, 403, 404, 409, 422)})
+    @idempotent
+    def post(self, request: Request, id: int) -> Response:
+        principal = principal_of(request)
+        refuse_machine(principal, "review a metric configuration change")
+        require(principal, Action.REVIEW_THRESHOLD_CHANGE)  # 403 before the input is read
+        if not MetricConfigChange.objects.filter(pk=id).exists():
+            raise NotFound(f"no metric configuration change #{id}")
+        data = MetricChangeReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.metric_change_review(actor=principal, change_id=id,
+                                      approve=data.validated_data["decision"] == "approve",
+                                      note=data.validated_data["note"])
+        return Response(MetricChangeOutput(metric_changes().get(pk=id)).data)
+
+
 urlpatterns = [
     path("models/", ModelCollection.as_view(), name="api-model-list"),
     path("models/<slug:name>/", ModelItem.as_view(), name="api-model-detail"),
     path("models/<slug:name>/versions/", VersionCollection.as_view(), name="api-version-list"),
     path("models/<slug:name>/versions/<semver:version>/", VersionItem.as_view(), name="api-version-detail"),
     path("observations/", ObservationCollection.as_view(), name="api-observations"),
+    path("metric-changes/", MetricChangeCollection.as_view(), name="api-metric-changes"),
+    path("metric-changes/<int:id>/approvals/", MetricChangeApprovals.as_view(), name="api-metric-change-approvals"),
 ]

@@ -24,6 +24,7 @@ from governance.thresholds.services import threshold_change_request
 from governance.tokens.services import token_create
 from releases.canaries import services as lifecycle
 from releases.register import services
+from releases.register.models import MetricConfigChange
 
 HUMANS = ("owner", "other_owner", "platform", "mrm", "gov", "risk", "oncall", "auditor")
 CALLERS = ("anonymous", "nobody", *HUMANS, "token", "obs_token", "out_token")
@@ -93,6 +94,9 @@ MATRIX: dict[str, tuple[str, str, dict[str, tuple[int, ...]]]] = {
                                           write("owner", "platform")),
     "threshold_changes_approvals_create": ("POST", "/api/v1/threshold-changes/{change}/approvals/",
                                            write("mrm", "gov", out_token=403)),
+    "metric_changes_list": ("GET", "/api/v1/metric-changes/", read(token=403, obs_token=403, out_token=403)),
+    "metric_changes_approvals_create": ("POST", "/api/v1/metric-changes/{metric_change}/approvals/",
+                                        write("mrm", "gov", out_token=403)),
     "incidents_root_cause_create": ("POST", "/api/v1/incidents/{incident}/root-cause/",
                                     write("platform", "oncall", out_token=403)),
     "incidents_root_cause_review_create": ("POST", "/api/v1/incidents/{incident}/root-cause/review/",
@@ -151,6 +155,9 @@ def world(role_user, settings, tmp_path) -> dict[str, Any]:
                              summary="a test incident", actor=None, now=timezone.now())
     change = threshold_change_request(actor=people["owner"], canary_id=canary.pk,
                                       proposed={"promote": {"latency_p99_ratio": 1.1}}, reason="tighter latency after review")
+    services.version_update(actor=platform, model_name="other", version="1.1.0",
+                            changes={"metrics": {"provider": "prometheus"}})
+    metric_change = MetricConfigChange.objects.get()
     clients: dict[str, APIClient] = {"anonymous": APIClient()}
     prefixes: dict[str, str] = {}
     # Each person through a personal token (the way scripts and /assign callers come in); the
@@ -163,7 +170,7 @@ def world(role_user, settings, tmp_path) -> dict[str, Any]:
         prefixes[who] = token.prefix
         clients[who] = APIClient()
         clients[who].credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    ids = {"canary": canary.pk, "incident": incident.pk, "change": change.pk, "certificate": uuid.uuid4(),
+    ids = {"canary": canary.pk, "incident": incident.pk, "change": change.pk, "metric_change": metric_change.pk, "certificate": uuid.uuid4(),
            "token": prefixes["owner"]}
     return {"clients": clients, "ids": ids}
 

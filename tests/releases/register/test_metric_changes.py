@@ -136,3 +136,27 @@ def test_the_running_canary_keeps_its_frozen_metrics_until_the_next_canary(peopl
     canary.refresh_from_db()
     assert version().metrics == PROMQL  # the version's configuration, for its next canary
     assert canary.metrics == frozen != PROMQL  # the running canary is judged as it started
+
+
+def test_the_api_lists_and_reviews_changes_and_refuses_the_requester_and_machines(people):
+    def as_user(who):
+        client = APIClient()
+        client.force_authenticate(people[who])
+        return client
+
+    change = request_change(people["platform2"])
+    listed = as_user("gov").get("/api/v1/metric-changes/?status=pending").json()
+    assert [row["id"] for row in listed["results"]] == [change.pk]
+    assert listed["results"][0]["proposed"] == PROMQL and "next canary" in listed["results"][0]["applies_to"]
+    url = f"/api/v1/metric-changes/{change.pk}/approvals/"
+    assert_problem(as_user("platform2").post(url, {"decision": "approve"}, format="json"), 403)  # own change
+    assert_problem(as_user("platform").post(url, {"decision": "approve"}, format="json"), 403)  # no reviewer role
+    assert_problem(bearer(people, "ci", "scorer").post(url, {"decision": "approve"}, format="json"), 403)
+    assert_problem(bearer(people, "ci", "scorer").get("/api/v1/metric-changes/"), 403)
+    assert_problem(as_user("mrm").post(url, {"decision": "reject", "note": "short"}, format="json"), 400)
+    assert_problem(as_user("gov").post("/api/v1/metric-changes/999999/approvals/", {"decision": "approve"},
+                                       format="json"), 404)
+    assert as_user("gov").post(url, {"decision": "approve"}, format="json").json()["governance_by"] == "gov"
+    done = as_user("mrm").post(url, {"decision": "approve"}, format="json").json()
+    assert done["status"] == "applied" and version().metrics == PROMQL
+    assert_problem(as_user("mrm").post(url, {"decision": "approve"}, format="json"), 409)
