@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEMO_LOGINS = (("owner", "model owner"), ("platform", "platform engineer"), ("mrm", "model risk validator"),
-               ("governance", "AI Governance"), ("risk", "risk officer"), ("oncall", "on-call engineer"),
-               ("auditor", "auditor, read-only"))
+# Each demo user and its role in the words of governance.access.labels (the kernel cannot import
+# it; tests/test_launcher_ready.py holds the two to the same words).
+DEMO_LOGINS = (("owner", "Model owner"), ("platform", "Platform"), ("mrm", "Model risk (MRM)"),
+               ("governance", "AI governance"), ("risk", "Risk officer"), ("oncall", "On-call"),
+               ("auditor", "Auditor"))
 DEFAULT_DEMO_PASSWORD = "canaryhub-demo"
 STOP_GRACE_S = 20.0  # a Celery worker's warm shutdown takes 5-10 s even when idle
 COLOURS = {"web": "\033[36m", "worker": "\033[33m", "notify": "\033[34m", "beat": "\033[35m", "launcher": "\033[32m"}

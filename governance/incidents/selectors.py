@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from governance.access.labels import role_label
 from governance.incidents.models import CommitteeEscalation, Incident, ReinitiationApproval, RootCauseReport
 
 
@@ -36,19 +37,21 @@ def escalations_for(*, version: Any) -> QuerySet[CommitteeEscalation]:
 
 def rollback_next_steps(incident: Incident) -> list[dict[str, Any]]:
     """What a rollback incident still needs before its version can be canaried again, in order,
-    with who acts and whether each is done: the root cause filed (on-call or a platform
-    engineer), MRM's acceptance, the model owner's re-initiation signature, then a new canary."""
+    with who acts (in the words of governance.access.labels) and whether each is done: the root
+    cause filed (on-call or a platform engineer), MRM's acceptance, the model owner's
+    re-initiation signature, then a new canary."""
     reports = list(incident.root_cause_reports.all())
     accepted = any(r.status == RootCauseReport.Status.ACCEPTED for r in reports)
     filed = any(r.status in (RootCauseReport.Status.FILED, RootCauseReport.Status.ACCEPTED) for r in reports)
     reinitiation = ReinitiationApproval.objects.filter(incident=incident).first()
     return [
-        {"key": "file", "label": "File the root cause", "who": "on-call or a platform engineer",
+        {"key": "file", "label": "File the root cause", "who": f"{role_label('on_call')} or {role_label('platform')}",
          "done": filed or accepted},
-        {"key": "review", "label": "Review the root cause (accept, or return it)", "who": "MRM", "done": accepted},
-        {"key": "reinitiate", "label": "Sign the re-initiation", "who": "the model owner",
+        {"key": "review", "label": "Review the root cause (accept, or return it)", "who": role_label("mrm"),
+         "done": accepted},
+        {"key": "reinitiate", "label": "Sign the re-initiation", "who": role_label("model_owner"),
          "done": reinitiation is not None},
-        {"key": "start", "label": "Start a new canary of the version", "who": "the model owner",
+        {"key": "start", "label": "Start a new canary of the version", "who": role_label("model_owner"),
          "done": reinitiation is not None and reinitiation.used_by_id is not None},
     ]
 

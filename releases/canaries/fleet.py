@@ -20,6 +20,7 @@ from django.db.models import FloatField, OuterRef, Subquery
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from governance.access.labels import role_label
 from monitoring.models import Evaluation
 from releases.canaries import presenters, schedules, selectors, states
 from releases.canaries.models import Approval, Canary
@@ -32,7 +33,7 @@ SORTS = {
 # Who must act, by state (the signers are named from the step's outstanding signatures).
 _ACTOR = {
     states.State.PENDING_APPROVAL: "signers", states.State.AWAITING_APPROVAL: "signers",
-    states.State.HELD: "owner", states.State.SUSPENDED: "on-call",
+    states.State.HELD: role_label("model_owner"), states.State.SUSPENDED: role_label("on_call"),
 }
 
 

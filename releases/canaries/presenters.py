@@ -15,6 +15,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from governance.access.labels import role_label
 from governance.access.permissions import Action, Role, decide, may_or_break_glass, roles_of
 from governance.incidents import selectors as incident_selectors
 from governance.incidents.models import Incident
@@ -30,7 +31,8 @@ from releases.register.models import AIModel
 
 State = states.State
 
-ROLE_LABELS = {rules.SignatureRole.OWNER.value: "owner", rules.SignatureRole.MRM.value: "MRM"}
+# The signing capacities in the words every page uses (governance.access.labels).
+ROLE_LABELS = {role.value: role_label(role.value) for role in (rules.SignatureRole.OWNER, rules.SignatureRole.MRM)}
 ROLE_ORDER = (rules.SignatureRole.OWNER.value, rules.SignatureRole.MRM.value)
 GATE_LABELS = {
     "error_rate": "Error rate",
@@ -43,7 +45,7 @@ GATE_LABELS = {
 }
 # Who can do something about a gate that holds the canary (role values of governance.access).
 OWNER, PLATFORM, ON_CALL = "model_owner", "platform", "on_call"
-ACTOR_WORDS = {OWNER: "the model owner", PLATFORM: "a platform engineer", ON_CALL: "on-call"}
+ACTOR_WORDS = {role: role_label(role) for role in (OWNER, PLATFORM, ON_CALL)}
 SAMPLE_WORDS = {"quality": "scored canary requests"}
 STAGE_STATUS_LABELS = {
     State.ROLLED_BACK: "rolled back here",
@@ -64,7 +66,8 @@ def role_labels(roles: Iterable[str]) -> list[str]:
 
 
 def signature_label(roles: Iterable[str], *, start: bool, first_stage: schedules.Stage) -> str:
-    """"owner", "owner + MRM", or for a start nobody signs: "none (starts at 1% immediately)"."""
+    """"Model owner", "Model owner + Model risk (MRM)", or for a start nobody signs: "none (starts
+    at 1% immediately)"."""
     labels = role_labels(roles)
     if labels:
         return " + ".join(labels)

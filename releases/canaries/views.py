@@ -280,7 +280,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "filters": filters, "sort_links": sort_links, "cadence_s": settings.EVALUATION_CADENCE_S,
         "spark_points": fleet_model.SPARK_POINTS,
         "state_choices": [(s.value, s.label) for s in Canary.State if s in states.ACTIVE],
-        "who_choices": ["owner", "MRM", "on-call"],
+        "who_choices": [presenters.ACTOR_WORDS[presenters.OWNER], presenters.ROLE_LABELS["mrm"],
+                        presenters.ACTOR_WORDS[presenters.ON_CALL]],
     }
     return render_page(request, "releases/fleet.html", "releases/partials/_fleet_table.html", context)
 
@@ -340,7 +341,7 @@ def canary_sign(request: HttpRequest, pk: int, role: str) -> HttpResponse:
 
 
 def _signed_message(canary: Canary, *, role: str, before: tuple[str, int]) -> str:
-    signed = f"Your {presenters.ROLE_LABELS[role]} signature on canary #{canary.pk} is recorded."
+    signed = f"Your signature as {presenters.ROLE_LABELS[role]} on canary #{canary.pk} is recorded."
     if canary.state == State.COMPLETED:
         return f"{signed} The canary completed: {canary.version.version} serves 100% of traffic."
     if (canary.state, canary.stage_index) != before:

@@ -105,7 +105,7 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
     expect(page.get_by_label("Schedule")).to_have_value("conservative")
     expect(page.get_by_label("Rollback contact")).to_have_value("fraud-oncall@example.test")
     expect(preview.get_by_test_id("preview-signatures")).to_have_count(7)
-    expect(preview.get_by_test_id("preview-signatures").first).to_have_text("owner + MRM")
+    expect(preview.get_by_test_id("preview-signatures").first).to_have_text("Model owner + Model risk (MRM)")
     expect(preview).to_contain_text("48 h")
     expect(page.get_by_test_id("preview-warnings")).to_have_count(0)
     # A high-risk model cannot run the accelerated schedule: disabled, with the reason, here and in the preview.
@@ -128,20 +128,20 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
 
     expect(page).to_have_url(re.compile(r"/canaries/\d+/$"))
     canary = Canary.objects.get()
-    expect(page.get_by_role("status").filter(has_text="initiated")).to_contain_text("owner + MRM have signed the start")
+    expect(page.get_by_role("status").filter(has_text="initiated")).to_contain_text("Model owner + Model risk (MRM) have signed the start")
     expect(page.get_by_test_id("canary-state")).to_have_text("Pending approval")
     expect(page.get_by_test_id("traffic-percent")).to_have_text("0%")
 
     # The owner signs the start; a wrong password is refused inside the dialog.
-    sign_in_dialog(page, "owner", password="not my password")
+    sign_in_dialog(page, "Model owner", password="not my password")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_role("alert")).to_contain_text("re-authentication failed")
     expect(dialog.get_by_test_id("sign-meaning")).to_contain_text(
         f"approves starting canary #{canary.pk} of fraud-scorer@1.1.0 at 1% of traffic"
     )
     dialog.get_by_label("Your password").fill(PASSWORD)
-    dialog.get_by_role("button", name="Sign as owner").click()
-    expect(page.get_by_role("status").filter(has_text="signature")).to_contain_text("Still needed: MRM.")
+    dialog.get_by_role("button", name="Sign as Model owner").click()
+    expect(page.get_by_role("status").filter(has_text="signature")).to_contain_text("Still needed: Model risk (MRM).")
     expect(page.get_by_test_id("required-signatures")).to_contain_text("Olivia Owner")
 
     # MRM, in a session of their own, finds the start in the inbox and signs it there.
@@ -153,7 +153,7 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
     expect(rows.first).to_contain_text("fraud-scorer")
     expect(rows.first).to_contain_text("Start at 1%")
     shot(mrm_page, "canary-inbox")
-    sign_in_dialog(mrm_page, "MRM")
+    sign_in_dialog(mrm_page, "Model risk (MRM)")
     expect(mrm_page).to_have_url(re.compile(rf"/canaries/{canary.pk}/$"))
     expect(mrm_page.get_by_test_id("canary-state")).to_have_text("Running")
     expect(mrm_page.get_by_test_id("inbox-count")).to_have_count(0)
@@ -178,7 +178,7 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
 
     expect(page.get_by_test_id("readiness")).to_contain_text("Ready for signatures")
     expect(page.get_by_test_id("gates").locator("tbody tr")).to_have_count(5)
-    open_dialog(page, "Sign as owner")
+    open_dialog(page, "Sign as Model owner")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_test_id("sign-evaluation")).to_contain_text(
         f"You are signing on evaluation {evaluation.content_hash[:12]}…"
@@ -187,12 +187,12 @@ def test_high_risk_canary_started_and_signed_by_owner_and_mrm(
     screenshot("canary-sign-dialog")
     dialog.get_by_label("Statement").fill(STATEMENT)
     dialog.get_by_label("Your password").fill(PASSWORD)
-    dialog.get_by_role("button", name="Sign as owner").click()
-    expect(page.get_by_role("status").filter(has_text="signature")).to_contain_text("Still needed: MRM.")
+    dialog.get_by_role("button", name="Sign as Model owner").click()
+    expect(page.get_by_role("status").filter(has_text="signature")).to_contain_text("Still needed: Model risk (MRM).")
 
     mrm_page.reload()
     expect(rows.first).to_contain_text("Promote 1% → 5%")
-    sign_in_dialog(mrm_page, "MRM")
+    sign_in_dialog(mrm_page, "Model risk (MRM)")
     expect(mrm_page.get_by_role("status").filter(has_text="signature")).to_contain_text("Stage 2 entered: 5%.")
 
     expect(page.get_by_test_id("current-stage")).to_have_text("2 of 7")

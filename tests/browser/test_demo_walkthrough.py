@@ -167,10 +167,10 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
     stage_count = len(canary.stages)
     shots(owner, "canary-started")
 
-    sign(owner, "owner")
+    sign(owner, "Model owner")
     mrm.goto("/inbox/")
     shots(mrm, "mrm-inbox")
-    sign(mrm, "MRM")
+    sign(mrm, "Model risk (MRM)")
     canary.refresh_from_db()
     assert canary.state == State.RUNNING
 
@@ -191,9 +191,9 @@ def test_a_newcomer_takes_a_demo_canary_from_start_to_certificate(browser: Brows
         expect(owner.get_by_test_id("current-stage")).to_have_text(f"{stage} of {stage_count}")
         if stage == 1:
             shots(owner, "canary-ready")
-        sign(owner, "owner")
+        sign(owner, "Model owner")
         mrm.goto("/inbox/")
-        sign(mrm, "MRM")
+        sign(mrm, "Model risk (MRM)")
     canary.refresh_from_db()
     assert canary.state == State.COMPLETED
     elapsed = demo.clock.now - demo.started
@@ -263,9 +263,9 @@ def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
     owner.get_by_role("button", name="Start canary").click()
     expect(owner).to_have_url(re.compile(r"/canaries/\d+/$"))
     canary = Canary.objects.get()
-    sign(owner, "owner")
+    sign(owner, "Model owner")
     mrm.goto("/inbox/")
-    sign(mrm, "MRM")
+    sign(mrm, "Model risk (MRM)")
 
     # The simulator's fault: the canary's error rate jumps; the control loop rolls it back.
     demo.run(PUSH_EVERY_S * 4)
@@ -275,7 +275,7 @@ def test_a_fault_rolls_the_demo_canary_back_and_the_pages_lead_to_a_new_canary(
     expect(owner.get_by_test_id("canary-state")).to_have_text("Rolled back")
     steps = owner.get_by_test_id("next-steps")
     expect(steps).to_contain_text("File the root cause")
-    expect(steps).to_contain_text("on-call or a platform engineer")
+    expect(steps).to_contain_text("On-call or Platform")
     shots(owner, "rolled-back")
 
     # The canary links its incident; on-call files the root cause there.

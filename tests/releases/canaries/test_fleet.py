@@ -70,7 +70,7 @@ def test_every_active_canary_is_a_row_with_its_state_gates_and_sparkline(people)
     assert response.status_code == 200
     rows = {row.canary.pk: row for row in response.context["rows"]}
     assert set(rows) == {running.pk, pending.pk}
-    assert rows[pending.pk].who == "owner + MRM"
+    assert rows[pending.pk].who == "Model owner + Model risk (MRM)"
     assert rows[running.pk].who == "—"
     assert [g["status"] for g in rows[running.pk].gates] == ["green"] * 5
     assert rows[running.pk].spark_last == "0.020"
@@ -105,7 +105,7 @@ def test_sort_and_filter(people):
     names = lambda response: [row.canary.model.name for row in response.context["rows"]]  # noqa: E731
     assert names(client.get(URL, {"sort": "model"})) == ["alpha", "mike", "zulu"]
     assert names(client.get(URL, {"sort": "model", "desc": "1"})) == ["zulu", "mike", "alpha"]
-    assert names(client.get(URL, {"who": "MRM"})) == ["mike"]
+    assert names(client.get(URL, {"who": "Model risk (MRM)"})) == ["mike"]
     assert names(client.get(URL, {"state": "pending_approval"})) == ["mike"]
     assert names(client.get(URL, {"q": "ulu"})) == ["zulu"]
     # Unknown sorts and states are ignored, not errors.

@@ -18,26 +18,26 @@ CASES = [
                 "traffic", "Nothing to do but wait about 30 s."),
     ("latency_p99", "insufficient", {"required": 1000, "sample_size": {"canary": 0}, "time_to_sufficiency_s": None},
      "", ("platform",), False, "no canary requests measured yet (1,000 needed)",
-     "You can act (a platform engineer): the canary gets no traffic: check that the router sends it its share "
+     "You can act (Platform): the canary gets no traffic: check that the router sends it its share "
      "(Routers page)."),
     ("latency_p99", "insufficient", {"required": 1000, "sample_size": {"canary": 0}, "time_to_sufficiency_s": None},
      "", ("model_owner",), True, "no canary requests measured yet (1,000 needed)",
-     "A platform engineer: the canary gets no traffic: check that the router sends it its share (Routers page)."),
+     "Platform: the canary gets no traffic: check that the router sends it its share (Routers page)."),
     ("error_rate", "stale", {}, "metrics are 900 s old (limit 300 s)", ("mrm",), False,
      "no fresh metrics (metrics are 900 s old (limit 300 s))",
-     "A platform engineer: check the model's metric source; the canary waits until it reports again."),
+     "Platform: check the model's metric source; the canary waits until it reports again."),
     ("error_rate", "red", {}, "+0.400 pp", ("model_owner",), True, "worse than the promotion gate allows (+0.400 pp)",
-     "You can act (the model owner or a platform engineer): it cannot be promoted while this stays red: wait for "
+     "You can act (Model owner or Platform): it cannot be promoted while this stays red: wait for "
      "more data, or roll the canary back."),
     ("error_rate", "red", {}, "+0.400 pp", ("model_owner",), False, "worse than the promotion gate allows (+0.400 pp)",
-     "The model owner or a platform engineer: it cannot be promoted while this stays red: wait for more data, or "
+     "Model owner or Platform: it cannot be promoted while this stays red: wait for more data, or "
      "roll the canary back."),
     ("router_share", "red", {}, "canary served 9.00% of requests, configured 1%", ("platform",), False,
      "canary served 9.00% of requests, configured 1%",
-     "You can act (a platform engineer): check the router's configuration (Routers page); the stage waits until the "
+     "You can act (Platform): check the router's configuration (Routers page); the stage waits until the "
      "split is right."),
     ("anomaly_alerts", "red", {}, "1 alert firing", ("on_call",), False, "1 alert firing",
-     "You can act (on-call or a platform engineer): look at the firing alerts; the stage waits until they stop."),
+     "You can act (On-call or Platform): look at the firing alerts; the stage waits until they stop."),
 ]
 
 

@@ -101,7 +101,7 @@ def test_start_form_prefills_the_on_call_and_recommends_conservative_for_high_ri
     form = response.context["form"]
     assert form["rollback_contact"].value() == "oncall@example.test"
     assert form["schedule"].value() == "conservative"
-    assert "owner + MRM" in response.content.decode()
+    assert "Model owner + Model risk (MRM)" in response.content.decode()
 
 
 def test_preview_fragment_shows_stages_residence_timeline_signatures_and_warnings(people):
@@ -116,7 +116,7 @@ def test_preview_fragment_shows_stages_residence_timeline_signatures_and_warning
     preview = response.context["preview"]
     assert [row["label"] for row in preview["rows"]] == ["1%", "5%", "10%", "25%", "50%", "100% (everyone)"]
     assert preview["residence"] == timedelta(hours=48)
-    assert {row["signatures"] for row in preview["rows"]} == {"owner + MRM"}
+    assert {row["signatures"] for row in preview["rows"]} == {"Model owner + Model risk (MRM)"}
     earliest = [row["earliest"] for row in preview["rows"]]
     assert earliest[1] - earliest[0] == timedelta(hours=48)
     assert "48 h" in body
@@ -129,8 +129,8 @@ def test_preview_of_a_medium_risk_canary_says_it_starts_at_once(people, settings
     response = client_for(people["owner"]).get(START_URL, {"schedule": "conservative"}, **HTMX)
     rows = response.context["preview"]["rows"]
     assert rows[0]["signatures"] == "none (starts at 1% immediately)"
-    assert [row["signatures"] for row in rows[1:-1]] == ["owner"] * 5
-    assert rows[-1]["signatures"] == "owner + MRM"  # the final step needs the initial deployment's chain
+    assert [row["signatures"] for row in rows[1:-1]] == ["Model owner"] * 5
+    assert rows[-1]["signatures"] == "Model owner + Model risk (MRM)"  # the final step needs the initial deployment's chain
     assert response.context["preview"]["residence"] == timedelta(hours=1)
     assert response.context["preview"]["warnings"] == []
 
@@ -171,7 +171,7 @@ def test_a_high_risk_start_waits_for_signatures_and_says_so(people):
     response = client_for(people["owner"]).post(START_URL, start_data(schedule="conservative"), follow=True)
     canary = Canary.objects.get()
     assert canary.state == State.PENDING_APPROVAL
-    assert "It starts when owner + MRM have signed the start." in response.content.decode()
+    assert "It starts when Model owner + Model risk (MRM) have signed the start." in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -271,7 +271,7 @@ def test_canary_page_shows_stage_timeline_step_readiness_and_record(people):
     assert [r["role"] for r in response.context["required"]] == ["owner", "mrm"]
     assert response.context["readiness"].ready
     assert [s["role"] for s in response.context["signable"]] == ["owner"]
-    assert "Sign as owner" in body and "Sign as MRM" not in body
+    assert "Sign as Model owner" in body and "Sign as Model risk (MRM)" not in body
     assert "Abort" in body and "Roll back" not in body  # a canary that never served is aborted, not rolled back
     assert "canary ≤ production + 0.1 pp" in body  # the frozen thresholds
     assert "oncall@example.test" in body and "Conservative" in body
@@ -307,7 +307,7 @@ def test_a_held_canary_shows_why(people):
     assert 'data-testid="canary-state">Held' in body
     assert "Held — what it waits for" in body
     assert "<strong>Quality score</strong>: " in body and "<strong>Held:</strong> quality" not in body
-    assert "Sign as owner" not in body
+    assert "Sign as Model owner" not in body
 
 
 def test_risk_officer_sees_the_canary_but_no_buttons(people):
@@ -316,7 +316,7 @@ def test_risk_officer_sees_the_canary_but_no_buttons(people):
     response = client_for(people["risk"]).get(f"/canaries/{canary.pk}/")
     assert response.status_code == 200
     body = response.content.decode()
-    for button in ("Sign as owner", "Sign as MRM", "Roll back", "Abort"):
+    for button in ("Sign as Model owner", "Sign as Model risk (MRM)", "Roll back", "Abort"):
         assert button not in body
     client = client_for(people["risk"])
     assert client.post(f"/canaries/{canary.pk}/rollback/", {"reason": "no"}).status_code == 403
@@ -340,8 +340,8 @@ def test_owner_signs_the_start_in_the_dialog(people):
     approval = Approval.objects.get()
     assert (approval.role, approval.printed_name, approval.step) == ("owner", "Olivia Owner", "start")
     page = client.get(f"/canaries/{canary.pk}/").content.decode()
-    assert "Still needed: MRM." in page
-    assert "Sign as owner" not in page  # signed already
+    assert "Still needed: Model risk (MRM)." in page
+    assert "Sign as Model owner" not in page  # signed already
 
 
 def test_promotion_dialog_shows_the_evaluation_signed_on_and_promotes(people):
