@@ -48,7 +48,7 @@ TITLES: dict[str, str] = {
 # Payload fields worth a line, in this order (the rest stays in the webhook's JSON).
 _FIELDS = (
     "alertname", "model", "version", "reason", "summary", "metric", "value", "rollback_threshold", "confidence",
-    "detail", "traffic_percent", "from_percent", "stage_index", "from", "to", "automatic", "severity",
+    "detail", "traffic_percent", "from_percent", "stage", "from", "to", "automatic", "severity",
     "rollback_contact",
     "thresholds", "expected_timeline", "signatures_required", "gates", "due_at", "note", "effect", "manual_override",
     "canaries",
@@ -77,6 +77,28 @@ class Message:
                 f'<p><a href="{html.escape(self.link)}">See the evidence</a></p>')
 
 
+def stage_words(index: Any, count: Any = None) -> str | None:
+    """A stage as people count it: "2 of 6" for the stage at index 1 of six (or "2" when the
+    payload does not say how many there are); None when there is no stage index."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        return None
+    if isinstance(count, int) and not isinstance(count, bool) and count > index:
+        return f"{index + 1} of {count}"
+    return str(index + 1)
+
+
+def _people(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload's fields as people read them: the 0-based `stage_index` (kept as is in the
+    webhook's JSON) becomes "stage": "N of M", in an on-call summary's rows too."""
+    shown = {k: v for k, v in payload.items() if k not in ("stage_index", "stage_count")}
+    stage = stage_words(payload.get("stage_index"), payload.get("stage_count"))
+    if stage is not None and "stage" not in payload:
+        shown["stage"] = stage
+    if isinstance(payload.get("canaries"), list):
+        shown["canaries"] = [_people(row) if isinstance(row, dict) else row for row in payload["canaries"]]
+    return shown
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return "; ".join(_show(v) for v in value)
@@ -96,7 +118,8 @@ def link_for(*, base_url: str, canary_id: int | None, payload: dict[str, Any]) -
 
 def render(*, kind: str, canary_id: int | None, payload: dict[str, Any], base_url: str) -> Message:
     title = TITLES.get(kind, kind.replace("_", " ").replace(".", ": "))
-    lines = [(name, _show(payload[name])[:2000]) for name in _FIELDS if payload.get(name) not in (None, "", [], {})]
+    shown = _people(payload)
+    lines = [(name, _show(shown[name])[:2000]) for name in _FIELDS if shown.get(name) not in (None, "", [], {})]
     what = " ".join(str(payload[k]) for k in ("model", "version") if payload.get(k))
     subject = f"[CanaryHub] {title}" + (f" — {what}" if what else "") + (f" (canary #{canary_id})" if canary_id else "")
     return Message(kind=kind, title=title, subject=subject, lines=lines,

@@ -87,7 +87,7 @@ def _transition(
         canary.split_generation += 1
         changes["split_generation"] = canary.split_generation
     canary.save(update_fields=list(changes))
-    record = {"from": current, "to": to, "stage_index": canary.stage_index,
+    record = {"from": current, "to": to, "stage_index": canary.stage_index, "stage_count": len(canary.stages),
               "traffic_percent": canary.traffic_percent, **payload}
     audit_append(actor=as_principal(actor).user if actor is not None else None, action=action,
                  object_type="canary", object_id=canary.pk, payload=record)
@@ -935,8 +935,9 @@ def oncall_summary_record(*, now: datetime | None = None) -> bool:
         was = before.get(canary.pk)
         rows.append({
             "id": canary.pk, "model": canary.model.name, "version": canary.version.version, "state": canary.state,
-            "stage_index": canary.stage_index, "traffic_percent": canary.traffic_percent,
-            "verdict": latest.verdict if latest else None, "hold_reason": canary.hold_reason,
+            "stage_index": canary.stage_index, "stage_count": len(canary.stages),
+            "traffic_percent": canary.traffic_percent, "verdict": latest.verdict if latest else None,
+            "hold_reason": canary.hold_reason,
             "warned": canary.pk in warned,
             "trend": (f"{was['traffic_percent']}% {was.get('verdict')} -> {canary.traffic_percent}% "
                       f"{latest.verdict if latest else None}") if was else "new since the last summary",
