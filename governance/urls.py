@@ -35,6 +35,7 @@ governance_patterns = [
     path("threshold-changes/request/", thresholds.threshold_change_request, name="threshold-change-request"),
     path("threshold-changes/<int:change_id>/review/", thresholds.threshold_change_review,
          name="threshold-change-review"),
+    path("metric-changes/<int:change_id>/review/", thresholds.metric_change_review, name="metric-change-review"),
     path("register/", evidence.mrm_register, name="mrm-register"),
     path("register.csv", evidence.mrm_register_csv, name="mrm-register-csv"),
     path("evidence/", evidence.evidence_page, name="evidence"),

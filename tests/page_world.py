@@ -19,6 +19,7 @@ from governance.tokens.services import token_create
 from releases.canaries import services as lifecycle
 from releases.canaries.models import Canary
 from releases.register import services
+from releases.register.models import MetricConfigChange
 from releases.routing.services import router_config_save
 from tests.factories import make_evaluation, window_inputs
 from tests.governance.helpers import make_model, run_to_completion
@@ -65,10 +66,13 @@ def seed_pages(people: dict[str, Any]) -> dict[str, Any]:
     change = threshold_change_request(actor=owner, canary_id=live.pk,
                                       proposed={"promote": {"latency_p99_ratio": 1.1}},
                                       reason="tighter latency after review")
+    services.version_update(actor=platform, model_name="scorer", version=live.version.version,
+                            changes={"metrics": {"provider": "prometheus"}})
+    metric_change = MetricConfigChange.objects.get(status="pending")
     router_config_save(actor=platform, kind="webhook", name="mesh", target="https://mesh.example.test/split",
                        options={"timeout_s": 3}, secret="s3cret-value-for-the-mesh")
     export = evidence_export_request(actor=people["risk"], scope="model", model_name="scorer")
     token, _ = token_create(actor=platform, user=people["risk"], name="risk's script")
     return {"done": done.pk, "live": live.pk, "rolled": rolled.pk, "certificate": certificate.pk,
-            "incident": incident.pk if incident else None, "change": change.pk, "router": "mesh",
+            "incident": incident.pk if incident else None, "change": change.pk, "metric_change": metric_change.pk, "router": "mesh",
             "export": export.pk, "token": token.prefix}

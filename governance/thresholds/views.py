@@ -1,6 +1,8 @@
 """HTML views of threshold change reviews: the page where a running canary's owner (or a platform
 engineer) requests a change of its frozen thresholds — the form starts from them — and where AI
-Governance and MRM each approve or reject it; it applies at the canary's next stage. One view
+Governance and MRM each approve or reject it; it applies at the canary's next stage. The same
+page lists the metric configuration changes of versions (requested through the version API) for
+the same two reviews; an approved one governs the version's next canary. One view
 per act; a refused act shows the page again with the refusal."""
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from governance.thresholds import presenters, services
 from monitoring.thresholds import DEFAULT_THRESHOLDS
 from releases.canaries import states
 from releases.canaries.models import Canary, ThresholdChangeRequest
+from releases.register import services as register
+from releases.register.models import MetricConfigChange
 
 
 def _threshold_rows(current: dict[str, Any], proposed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -73,8 +77,13 @@ def _page(request: HttpRequest, *, raw_canary: str, errors: dict[str, list[str]]
              "can_review": can_review and c.status == ThresholdChangeRequest.Status.PENDING
              and request.user.pk not in (c.requested_by_id, c.governance_by_id, c.mrm_by_id)}
             for c in changes]
+    metric_rows = [{"change": c, "can_review": can_review and c.status == MetricConfigChange.Status.PENDING
+                    and request.user.pk not in (c.requested_by_id, c.governance_by_id, c.mrm_by_id)}
+                   for c in MetricConfigChange.objects.select_related(
+                       "version__model", "requested_by", "governance_by", "mrm_by")[:100]]
     context = {
-        "rows": rows, "active": active, "selected": selected, "errors": errors or {}, "reason": reason,
+        "rows": rows, "metric_rows": metric_rows, "active": active, "selected": selected, "errors": errors or {},
+        "reason": reason,
         "fields": _threshold_rows(selected.thresholds, posted) if selected else [],
         "selected_stage": presenters.stage_of(selected.stage_index, selected.stages) if selected else "",
     }
@@ -124,4 +133,20 @@ def threshold_change_review(request: HttpRequest, change_id: int) -> HttpRespons
     except DomainError as exc:
         return _page(request, raw_canary="", errors=exc.errors or {"__all__": [exc.detail]})
     messages.success(request, "Threshold change approved." if approve else "Threshold change rejected.")
+    return redirect("evidence:threshold-changes")
+
+
+@login_required
+@require_POST
+def metric_change_review(request: HttpRequest, change_id: int) -> HttpResponse:
+    require_page(request.user, Action.VIEW)
+    require_page(request.user, Action.REVIEW_THRESHOLD_CHANGE)  # before the form is read
+    approve = request.POST.get("verb") == "approve"
+    try:
+        register.metric_change_review(actor=request.user, change_id=change_id, approve=approve,
+                                      note=request.POST.get("note", ""))
+    except DomainError as exc:
+        return _page(request, raw_canary="", errors=exc.errors or {"__all__": [exc.detail]})
+    messages.success(request, "Metric configuration change approved." if approve
+                     else "Metric configuration change rejected.")
     return redirect("evidence:threshold-changes")

@@ -9,6 +9,8 @@ from playwright.sync_api import Page, expect
 from governance.access.permissions import Role
 from releases.canaries import services as lifecycle
 from releases.canaries.models import ThresholdChangeRequest
+from releases.register import services as register
+from releases.register.models import MetricConfigChange, ModelVersion
 from tests.governance.helpers import make_model
 
 pytestmark = pytest.mark.browser
@@ -61,3 +63,32 @@ def test_owner_requests_governance_and_mrm_approve_and_it_applies_at_the_next_st
     screenshot("threshold-changes")
     canary.refresh_from_db()
     assert canary.thresholds["promote"]["latency_p99_ratio"] == 1.2
+
+
+def test_a_metric_configuration_change_waits_in_the_inbox_of_both_reviewers_then_applies(page: Page, login,
+                                                                                           people):
+    make_model(people["platform"])
+    canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
+    frozen = dict(canary.metrics)
+    proposed = {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'}}
+    register.version_update(actor=people["platform"], model_name="scorer", version="1.1.0",
+                            changes={"metrics": proposed})
+    change = MetricConfigChange.objects.get()
+    for n, reviewer in enumerate(("gov", "mrm")):
+        if n:
+            page.get_by_test_id("user-name").click()
+            page.get_by_role("button", name="Log out").click()
+        login(people[reviewer])
+        work = page.get_by_test_id("work-table")
+        side = "AI Governance" if reviewer == "gov" else "MRM"
+        expect(work).to_contain_text(f"Metric configuration change to review as {side}")
+        work.get_by_role("link", name="Approve or reject it").last.click()
+        page.wait_for_load_state()
+        expect(page.locator("#metric-changes + p")).to_contain_text("a canary already running keeps the configuration")
+        row = page.get_by_test_id(f"metric-change-{change.pk}")
+        expect(row).to_contain_text("errors_total")
+        row.get_by_role("button", name="Approve change").click()
+        expect(page.get_by_text("Metric configuration change approved.")).to_be_visible()
+    expect(page.get_by_test_id(f"metric-change-status-{change.pk}")).to_have_text("Approved and applied to the version")
+    canary.refresh_from_db()
+    assert ModelVersion.objects.get(pk=canary.version_id).metrics == proposed and canary.metrics == frozen

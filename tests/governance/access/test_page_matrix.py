@@ -115,6 +115,7 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # service after reading it; roles that may request for no canary are refused first.
     "evidence:threshold-change-request": ({}, act("owner", "other_owner", "platform")),
     "evidence:threshold-change-review": ({"change_id": "change"}, act("mrm", "gov")),
+    "evidence:metric-change-review": ({"change_id": "metric_change"}, act("mrm", "gov")),
     # Every role reads the sweeps of the sticky assignment store; a platform engineer sweeps it.
     "releases:sticky-assignments": ({}, act("platform", get=row(200))),
     # Personal API tokens: each person with a role sees and creates their own; a platform engineer
