@@ -56,7 +56,8 @@ class Evaluation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"canary #{self.canary_id} stage {self.stage_index} to {self.window_end:%Y-%m-%d %H:%M}"
+        # Stages are counted from 1 for people, as the pages do.
+        return f"canary #{self.canary_id} stage {self.stage_index + 1} to {self.window_end:%Y-%m-%d %H:%M}"
 
     def gate_list(self) -> list[Gate]:
         return as_gates(self.gates)

@@ -60,3 +60,9 @@ def test_the_push_provider_counts_and_dates_only_the_stage_part_of_the_window():
     far = Target(canary_id=1, model="m", version="1.1.0", baseline="1.0.0", segments=None,
                  stage_since=NOW - timedelta(hours=1))
     assert PushProvider().fetch([far], now=NOW, window_s=300)[1].window_start == NOW - timedelta(seconds=300)
+
+
+def test_an_evaluation_names_its_stage_from_one_as_the_pages_do():
+    from monitoring.models import Evaluation
+
+    assert str(Evaluation(canary_id=3, stage_index=0, window_end=NOW)) == "canary #3 stage 1 to 2026-05-04 10:00"
