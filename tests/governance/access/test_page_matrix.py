@@ -72,6 +72,9 @@ PAGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "releases:canary-pushes": ({"pk": "live"}, row(200)),
     # The Inbox when work waits for this person, else the register.
     "releases:home": ({}, row(302, nobody=302)),
+    # `/`: platform engineers and on-call are sent where they land (Inbox or fleet); everyone
+    # else reads the register there.
+    "releases:root": ({}, row(200, platform=302, oncall=302)),
     # The router list is read by every role (targets and whether a secret is set; never a secret).
     "releases:router-list": ({}, row(200)),
     "slo": ({}, row(200)),
