@@ -252,6 +252,34 @@ def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -
         raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
 
 
+def request_fault(folder: Path, fault: str) -> Path:
+    """Ask a running simulator (`manage.py simulate`, polling `folder`) to inject `fault` on its
+    canary: one file per request, taken once."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.time_ns()}.fault"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(fault)
+    tmp.replace(path)  # atomic: the simulator never reads half a request
+    return path
+
+
+def take_requested_faults(folder: Path) -> list[str]:
+    """The faults asked for since the last call, oldest first; each request file is removed, and one
+    naming no known fault is dropped."""
+    taken: list[str] = []
+    for path in sorted(folder.glob("*.fault")) if folder.is_dir() else []:
+        try:
+            name = path.read_text().strip()
+            path.unlink()
+        except OSError:
+            continue
+        if name in FAULTS:
+            taken.append(name)
+    return taken
+
+
 # --- the load loop --------------------------------------------------------------------------------
 
 

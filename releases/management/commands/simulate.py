@@ -15,9 +15,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
 from governance.audit.services import audit_append
-from monitoring.simulator import FAULTS, Pusher, Simulator, inject
+from monitoring.simulator import FAULTS, Pusher, Simulator, inject, take_requested_faults
 from releases.register.models import AIModel
 from releases.register.services import observation_push
+
+
+def fault_requests_dir() -> Path:
+    """Where `manage.py simulate_fault` leaves requests for the running simulator (the deployment's
+    var folder)."""
+    return Path(settings.VAR_DIR) / "simulator" / "faults"
 
 
 class Command(BaseCommand):
@@ -88,6 +94,8 @@ class Command(BaseCommand):
             bot.groups.add(Group.objects.get_or_create(name="service_account")[0])
             principal = Principal(user=bot, scope=frozenset({model_pk}), token_purpose=TOKEN_OBSERVATIONS)
             pusher = Pusher(sim, lambda body: observation_push(actor=principal, data=body))
+        fault_dir = fault_requests_dir()
+        take_requested_faults(fault_dir)  # requests left from an earlier run are not this run's
         started, last_push = time.monotonic(), time.monotonic()
         try:
             while not opts["seconds"] or time.monotonic() - started < opts["seconds"]:
@@ -98,6 +106,12 @@ class Command(BaseCommand):
                         inject(sim.canary, name)
                         faults.remove((at, name))
                         self.stdout.write(f"{datetime.now(UTC):%H:%M:%S} injected {name} on the canary")
+                for name in take_requested_faults(fault_dir):
+                    # Asked for while running (`manage.py simulate_fault`): said in the audit trail.
+                    inject(sim.canary, name)
+                    audit_append(actor=None, action="simulator.fault_injected", object_type="model",
+                                 object_id=opts["model"], payload={"fault": name, "version": opts["canary"]})
+                    self.stdout.write(f"{datetime.now(UTC):%H:%M:%S} injected {name} on the canary (requested)")
                 if pusher and time.monotonic() - last_push >= opts["push_every"]:
                     pusher.push()
                     last_push = time.monotonic()
