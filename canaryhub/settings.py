@@ -202,7 +202,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # An Alertmanager alert's status (the receiver's input) beside the other "status" enums.
-    "ENUM_NAME_OVERRIDES": {"AlertStatusEnum": ["firing", "resolved"]},
+    # Several bodies have a `decision` field with their own choices: each set gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStatusEnum": ["firing", "resolved"],
+        "ReviewDecisionEnum": ["approve", "reject"],
+        "CertificateDecisionEnum": ["issue", "return"],
+        "RootCauseDecisionEnum": ["accept", "return"],
+    },
     # Each operation names its tag; these give the tags their order and a line of description.
     "TAGS": [
         {"name": "models", "description": "The model register: models, their owners, on-call and consumers."},

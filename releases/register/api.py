@@ -557,9 +557,10 @@ class MetricChangeCollection(APIView):
                    description="The changes of versions' metric configuration that platform engineers requested "
                    "(`PATCH` of a version's `metrics`), newest first, with their reviews. A change applies once AI "
                    "Governance and MRM have both approved it, to the version's next canary; a running canary keeps "
-                   "the configuration frozen on it. People only: a service account's token gets 403.",
+                   "the configuration frozen on it. People only: a service account's token gets 403. A page past "
+                   "the end is 404.",
                    examples=[example_response(example_page(_METRIC_CHANGE_EXAMPLE))],
-                   responses={200: paginated(MetricChangeOutput), **problems(400, 401, 403)})
+                   responses={200: paginated(MetricChangeOutput), **problems(400, 401, 403, 404)})
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
         refuse_machine(principal, "list metric configuration changes")
