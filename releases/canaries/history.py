@@ -100,6 +100,8 @@ def _decided_by(canary: Canary, moves: list[tuple[datetime, str, dict]], trigger
             metric = triggers.get(payload.get("evaluation"))
             if metric:
                 return f"{_METRICS.get(metric, metric)} (automatic rollback)"
+            if payload.get("automatic"):  # decided between evaluations (the rollback watch)
+                return f"automatic rollback: {canary.end_reason[:120]}" if canary.end_reason else "automatic rollback"
             return f"manual rollback: {canary.end_reason[:120]}" if canary.end_reason else "manual rollback"
         if action == "canary.aborted":
             return f"aborted: {canary.end_reason[:120]}" if canary.end_reason else "aborted"

@@ -49,6 +49,12 @@ def test_outcome_time_per_stage_and_deciding_metric(people):
     manual = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.2.0",
                                        schedule="standard")
     lifecycle.canary_rollback(actor=people["owner"], canary_id=manual.pk, reason="customer complaints")
+    # Decided between evaluations (the rollback watch): automatic, with no evaluation to name.
+    services.version_register(actor=platform, model_name="scorer", version="1.4.0", artifact_uri="s3://1.4.0")
+    watched = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.4.0",
+                                        schedule="standard")
+    lifecycle.canary_rollback(actor=None, canary_id=watched.pk, reason="automatic (rollback watch): errors up",
+                              automatic=True)
     running = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.3.0",
                                         schedule="standard")
 
@@ -59,6 +65,7 @@ def test_outcome_time_per_stage_and_deciding_metric(people):
     assert rows[automatic.pk].outcome == "rolled back"
     assert rows[automatic.pk].decided_by == "latency p99 (automatic rollback)"
     assert rows[manual.pk].decided_by == "manual rollback: customer complaints"
+    assert rows[watched.pk].decided_by == "automatic rollback: automatic (rollback watch): errors up"
     assert rows[running.pk].outcome == "in progress"
     [stage] = rows[running.pk].stage_times
     assert stage["label"] == "1%" and timedelta(hours=2) <= stage["duration"] < timedelta(hours=2, minutes=1)
