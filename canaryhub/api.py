@@ -92,7 +92,22 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+            too_long = _too_long(self.fields, data)
+            if too_long:
+                raise serializers.ValidationError(too_long)
         return super().to_internal_value(data)
+
+
+def _too_long(fields: Any, data: dict) -> dict[str, list[str]]:
+    """Text longer than its field's maximum, counted as sent: DRF trims white space before it
+    checks the length, so a value one character over the limit that starts with a line break
+    would pass although the schema's maxLength refuses it."""
+    return {
+        name: [f"Ensure this field has no more than {field.max_length} characters."]
+        for name, field in fields.items()
+        if isinstance(field, serializers.CharField) and field.max_length is not None
+        and isinstance(data.get(name), str) and len(data[name]) > field.max_length
+    }
 
 
 class StrictCharField(serializers.CharField):
@@ -101,6 +116,8 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)  # as sent, before white space is trimmed
         return super().to_internal_value(data)
 
 

@@ -7,6 +7,7 @@ import redis
 from django.test import Client
 from rest_framework.test import APIClient
 
+from canaryhub.api import REASON_MAX
 from canaryhub.metrics import REGISTRY
 from governance.access.permissions import Role
 from governance.audit.models import AuditEvent
@@ -198,6 +199,9 @@ def test_only_a_platform_engineer_sweeps_on_demand_with_a_reason(canary, people,
     # No reason, or a reason that says nothing.
     assert platform.post(url, {}, format="json").status_code == 400
     assert platform.post(url, {"reason": "x"}, format="json").status_code == 400
+    # One character over the limit is refused as sent, even when trimming white space would fit it.
+    too_long = platform.post(url, {"reason": "\r" + "x" * REASON_MAX}, format="json")
+    assert too_long.status_code == 400 and "reason" in too_long.json()["errors"]
     assert not StickySweep.objects.exists() and not AuditEvent.objects.filter(action="sticky.cleared").exists()
     response = platform.post(url, body, format="json")
     assert response.status_code == 200, response.content
