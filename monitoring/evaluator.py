@@ -20,7 +20,8 @@ For one canary and one tick, `decide()` returns:
   holds the stage as the `segments` gate naming it;
 - LLM serving rules (`_llm_triggers`): tokens per request beyond 150 % of production's for ten
   minutes (the last two windows) and guardrail blocks beyond 10 a minute over the window roll
-  back; cost per request is recorded beside them;
+  back; cost per request is recorded beside them; for a model that reports tokens, promotion
+  gates on tokens and cost per request and on the guardrail block rate (monitoring.llm);
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitoring import llm
 from monitoring import sequential as sq
 from monitoring import statistics as st
 from monitoring.evaluations import PROMOTION_GATES, SEGMENTS_GATE, Gate, GateStatus, overall_verdict
@@ -153,6 +155,9 @@ def decide(
     router_gate, router_detail = _router_gate(stage, traffic_percent, random_split)
     gates.append(router_gate)
     gate_inputs[router_gate.name] = router_detail
+    for llm_gate, llm_detail in llm.llm_gates(stage, promote, rollback, rate):  # LLM models only
+        gates.append(llm_gate)
+        gate_inputs[llm_gate.name] = llm_detail
     inputs["gates"] = gate_inputs
     inputs["window"] = {role: _summary(s) for role, s in window.items()}
     inputs["stage"] = {role: _summary(s) for role, s in stage.items()}

@@ -49,6 +49,9 @@ class Provider(Protocol):
 # --- Prometheus -----------------------------------------------------------------------------------
 
 _BY = "model, version, segment"
+# The LLM counters read as totals by one query, and the stage number each feeds.
+LLM_TOTALS = {"model_tokens_total": "tokens", "model_cost_usd_total": "cost",
+              "model_guardrail_blocks_total": "guardrail"}
 # The defaults follow the metric convention (DESIGN.md). `$w` is the window in seconds.
 DEFAULT_QUERIES: dict[str, str] = {
     "requests_window": f"sum by ({_BY}, outcome) (increase(model_requests_total[$w]))",
@@ -66,6 +69,9 @@ DEFAULT_QUERIES: dict[str, str] = {
     "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
     "quality_sum_total": f"sum by ({_BY}) (model_quality_score_sum)",
     "safety_total": f"sum by ({_BY}) (model_safety_violations_total)",
+    # The LLM counters' totals in one query (grouped by metric name: no function drops it), from
+    # which the stage's tokens, cost and guardrail blocks are counted for the promotion gates.
+    "llm_total": f"sum by (__name__, {_BY}, direction) ({{__name__=~\"{'|'.join(LLM_TOTALS)}\"}})",
     # Alerts firing at any moment of the window, not only now: one that fired and cleared between
     # two ticks is still seen (windows overlap from one tick to the next).
     "anomaly": 'count by (model, version) (max_over_time(ALERTS{alertstate="firing"}[$w]))',
@@ -242,6 +248,8 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
             out[(m.get("model", ""), m.get("version", ""))] = float(r["value"][1])
         return out
     metric = key.rsplit("_", 1)[0]  # requests_window -> requests, quality_sum_total -> quality_sum
+    if metric == "llm":
+        return _parse_llm(answer)
     for r in answer:
         value = float(r["value"][1])
         if not math.isfinite(value):
@@ -271,6 +279,25 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
     return out
 
 
+def _parse_llm(answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
+    """The LLM totals query's answer as {(model, version, segment): {"tokens": [in, out], "cost": x,
+    "guardrail": x}}, each row's number under its metric's name (LLM_TOTALS)."""
+    out: dict[tuple[str, ...], Any] = {}
+    for r in answer:
+        value = float(r["value"][1])
+        m = r.get("metric", {})
+        field = LLM_TOTALS.get(m.get("__name__", ""))
+        if field is None or not math.isfinite(value):
+            continue
+        series = (m.get("model", ""), m.get("version", ""), m.get("segment", ""))
+        numbers = out.setdefault(series, {"tokens": [0.0, 0.0]})
+        if field == "tokens":
+            numbers["tokens"][0 if m.get("direction") in ("in", "input", "prompt") else 1] += value
+        else:
+            numbers[field] = numbers.get(field, 0.0) + value
+    return out
+
+
 def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
     """{(model, version): [(segment, numbers)]} from the parsed default queries of one span:
     each canary looks up its own rows instead of scanning every series."""
@@ -294,6 +321,11 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
         index[series]["cost"] = value
     for series, value in parsed.get(f"guardrail_{span}", {}).items():
         index[series]["guardrail"] = value
+    for series, numbers in parsed.get(f"llm_{span}", {}).items():
+        index[series]["tokens"] = tuple(numbers["tokens"])
+        for name in ("cost", "guardrail"):
+            if name in numbers:
+                index[series][name] = numbers[name]
     by_version: Index = defaultdict(list)
     for (model, version, segment), part in index.items():
         by_version[(model, version)].append((segment, part))

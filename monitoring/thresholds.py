@@ -39,6 +39,11 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
         "quality_ratio": ("number", 0.98, 1.0),
         "safety_violations": ("integer", 0, 0),
         "anomaly_alerts": ("integer", 0, 0),
+        # LLM serving gates, optional (monitoring.llm applies its defaults when a version leaves
+        # them out): tokens and cost per request vs production's, guardrail block rate above it.
+        "tokens_per_request_ratio": ("number", 1.0, 1.2),
+        "cost_per_request_ratio": ("number", 1.0, 1.2),
+        "guardrail_block_rate_pp": ("number", 0.0, 0.5),
     },
     "rollback": {
         "error_rate_pp": ("number", 0.0, 0.5),
@@ -138,6 +143,8 @@ def thresholds_with_defaults(value: Any) -> dict[str, dict[str, float | int]]:
             errors["thresholds.rollback.latency_p99_ratio"] = ["must not be below the promotion gate's"]
         if rollback["quality_ratio"] > promote["quality_ratio"]:
             errors["thresholds.rollback.quality_ratio"] = ["must not be above the promotion gate's"]
+        if rollback.get("tokens_per_request_ratio", 1.5) < promote.get("tokens_per_request_ratio", 1.0):
+            errors["thresholds.rollback.tokens_per_request_ratio"] = ["must not be below the promotion gate's"]
     if errors:
         raise ValidationFailed("invalid thresholds", errors=errors)
     return result

@@ -11,6 +11,10 @@ THRESHOLD_LABELS: dict[str, str] = {
     "promote.quality_ratio": "Promote: quality score at least this fraction of production's",
     "promote.safety_violations": "Promote: content-safety violations at most",
     "promote.anomaly_alerts": "Promote: anomaly alerts firing at most",
+    "promote.tokens_per_request_ratio": "Promote: tokens per request at most this many times production's",
+    "promote.cost_per_request_ratio": "Promote: cost per request at most this many times production's",
+    "promote.guardrail_block_rate_pp":
+        "Promote: guardrail block rate at most this many percentage points above production's",
     "rollback.error_rate_pp": "Roll back: error rate more than this many percentage points above production's",
     "rollback.latency_p99_ratio": "Roll back: p99 latency more than this many times production's",
     "rollback.quality_ratio": "Roll back: quality score below this fraction of production's",

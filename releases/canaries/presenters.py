@@ -42,6 +42,9 @@ GATE_LABELS = {
     "anomaly_alerts": "Anomaly alerts firing",
     "post_promotion": "After 100%: rollback rule against the previous version",
     "router_share": "Share of traffic on the canary",
+    "tokens_per_request": "Tokens per request",
+    "cost_per_request": "Cost per request",
+    "guardrail_block_rate": "Guardrail block rate",
 }
 # Who can do something about a gate that holds the canary (role values of governance.access).
 OWNER, PLATFORM, ON_CALL = "model_owner", "platform", "on_call"
