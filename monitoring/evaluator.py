@@ -20,8 +20,9 @@ For one canary and one tick, `decide()` returns:
   holds the stage as the `segments` gate naming it;
 - LLM serving rules (`_llm_triggers`): tokens per request beyond 150 % of production's for ten
   minutes (the last two windows) and guardrail blocks beyond 10 a minute over the window roll
-  back; cost per request is recorded beside them; for a model that reports tokens, promotion
-  gates on tokens and cost per request and on the guardrail block rate (monitoring.llm);
+  back, and so do output-schema failures by the error rate's fixed-level rule (monitoring.llm);
+  cost per request is recorded beside them; for a model that reports tokens, promotion gates on
+  tokens and cost per request, the guardrail block rate and the output-schema failure rate;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -462,7 +463,7 @@ def rollback_triggers(
         elif ratio >= 1 + WARNING_FRACTION * (limit - 1) and c.requests >= st.p99_sample_size():
             warned.append(Trigger("latency_p99", ratio, limit, f"p99 ×{ratio:.2f}, within 20% of the ×{limit} "
                                   "rollback threshold"))
-    llm_fired, llm_detail = _llm_triggers(c, p, rollback, earlier, window_s=WINDOW_S)
+    llm_fired, llm_detail = _llm_triggers(c, p, rollback, earlier, window_s=WINDOW_S, alpha=alpha)
     fired += llm_fired
     detail.update(llm_detail)
     # Quality.
@@ -484,7 +485,7 @@ def rollback_triggers(
 
 
 def _llm_triggers(c: Sample, p: Sample, rollback: dict[str, float], earlier: dict[str, Sample] | None, *,
-                  window_s: float) -> tuple[list[Trigger], dict[str, Any]]:
+                  window_s: float, alpha: float = st.ROLLBACK_ALPHA) -> tuple[list[Trigger], dict[str, Any]]:
     """The LLM serving rules: tokens per request (input and output together) beyond
     `tokens_per_request_ratio` × production's in the last window and in the window before (ten
     minutes), each on at least TOKENS_MIN_REQUESTS canary requests; guardrail blocks beyond
@@ -516,6 +517,11 @@ def _llm_triggers(c: Sample, p: Sample, rollback: dict[str, float], earlier: dic
             fired.append(Trigger("guardrail_blocks", rate, per_min,
                                  f"{int(c.guardrail_blocks)} guardrail blocks in the last window "
                                  f"({rate:.1f} a minute > {per_min:g})"))
+    schema_reason, schema_pp, schema_limit, schema_detail = llm.schema_rollback(c, p, rollback, alpha=alpha)
+    if schema_detail:
+        detail["schema_failure_rate"] = schema_detail
+    if schema_reason is not None:
+        fired.append(Trigger("schema_failure_rate", schema_pp, schema_limit, schema_reason))
     if c.requests > 0 and p.requests > 0 and (c.cost_usd or p.cost_usd):
         detail["cost_per_request_usd"] = {"canary": _r(c.cost_usd / c.requests),
                                           "production": _r(p.cost_usd / p.requests)}
@@ -828,6 +834,7 @@ def _summary(s: Sample) -> dict[str, Any]:
             "quality_count": s.quality_count, "safety_violations": s.safety_violations,
             "anomaly_alerts": s.anomaly_alerts, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
             "cost_usd": _r(s.cost_usd), "guardrail_blocks": s.guardrail_blocks,
+            "schema_failures": s.schema_failures,
             "last_seen": s.last_seen.isoformat() if s.last_seen else None}
 
 

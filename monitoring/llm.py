@@ -1,5 +1,5 @@
-"""The LLM serving promotion gates (pure functions of monitoring.samples values;
-monitoring.evaluator calls them).
+"""The LLM serving promotion gates and the output-schema rollback rule (pure functions of
+monitoring.samples values; monitoring.evaluator calls them).
 
 An LLM model is one that reports tokens (either version, over the stage). For it, beside the
 pattern's five gates, over the stage so far:
@@ -8,12 +8,17 @@ pattern's five gates, over the stage so far:
   per-request spread, so there is no test: green on at least RATIO_MIN_REQUESTS canary requests
   with the ratio within the tolerance, red past it on as many, and red before that only with a
   ratio past OVERWHELMING_RATIO (the tokens rollback rule's ratio) on the rollback rule's floor;
-- `guardrail_block_rate`: the share of canary requests a guardrail blocked, against
-  production's, judged as the error-rate gate is (a two-proportion comparison: green when the
+- `guardrail_block_rate` and `schema_failure_rate`: the share of canary requests a guardrail
+  blocked, or whose output failed its output schema, against production's, judged as the
+  error-rate gate is (a two-proportion comparison: green when the
   upper bound of the difference is within the tolerance on the sample the test needs, red when
   the lower bound is past it, or the point is past it with the rollback rule's evidence,
   insufficient otherwise).
 A cost gate appears only when either version reports a cost.
+
+The output-schema rollback rule (`schema_rollback`) is the error rate's fixed-level rule on the
+last window (monitoring.statistics.error_rollback): the canary's failure rate past production's
+by more than the rollback tolerance, worse than production at 10⁻⁶, on at least five failures.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from monitoring.samples import Sample
 TOKENS_RATIO = 1.2  # tokens per request at most ×1.2 production's (as the p99 latency gate)
 COST_RATIO = 1.2  # cost per request at most ×1.2 production's
 GUARDRAIL_RATE_PP = 0.5  # guardrail block rate at most 0.5 pp above production's
+SCHEMA_RATE_PP = 0.1  # output-schema failure rate at most 0.1 pp above production's (as errors)
+SCHEMA_ROLLBACK_PP = 0.5  # rolls back past 0.5 pp above production's (as errors)
 RATIO_MIN_REQUESTS = 500  # canary requests behind a per-request mean before it can be green or red
 OVERWHELMING_RATIO = 1.5  # a ratio this far past production's is red on RATIO_EARLY_REQUESTS
 RATIO_EARLY_REQUESTS = 50  # the tokens rollback rule's floor
 
-LLM_GATES = ("tokens_per_request", "cost_per_request", "guardrail_block_rate")
+LLM_GATES = ("tokens_per_request", "cost_per_request", "guardrail_block_rate", "schema_failure_rate")
 
 
 def is_llm(stage: dict[str, Sample]) -> bool:
@@ -60,7 +67,29 @@ def llm_gates(stage: dict[str, Sample], promote: dict[str, Any], rollback: dict[
     out.append(proportion_gate("guardrail_block_rate", "guardrail blocks", c.guardrail_blocks, c.requests,
                                p.guardrail_blocks, p.requests,
                                float(promote.get("guardrail_block_rate_pp", GUARDRAIL_RATE_PP)), rate))
+    out.append(proportion_gate("schema_failure_rate", "output-schema failures", c.schema_failures, c.requests,
+                               p.schema_failures, p.requests,
+                               float(promote.get("schema_failure_rate_pp", SCHEMA_RATE_PP)), rate))
     return out
+
+
+def schema_rollback(c: Sample, p: Sample, rollback: dict[str, Any], *,
+                    alpha: float = st.ROLLBACK_ALPHA) -> tuple[str | None, float, float, dict[str, Any]]:
+    """The output-schema rule on one window: (the reason it rolls back or None, the difference in
+    pp, the tolerance in pp, what it read). Judged only when the canary has failures and both
+    versions served requests."""
+    margin_pp = float(rollback.get("schema_failure_rate_pp", SCHEMA_ROLLBACK_PP))
+    if c.schema_failures <= 0 or c.requests <= 0 or p.requests <= 0:
+        return None, 0.0, margin_pp, {}
+    cmp = st.compare_proportions(int(c.schema_failures), int(c.requests), int(p.schema_failures), int(p.requests))
+    detail = {**cmp.to_dict(), "canary": [int(c.schema_failures), int(c.requests)],
+              "production": [int(p.schema_failures), int(p.requests)], "limit_pp": margin_pp}
+    if not st.error_rollback(cmp.difference, cmp.p_worse, c.schema_failures, margin_pp / 100, alpha=alpha):
+        return None, cmp.difference * 100, margin_pp, detail
+    reason = (f"output-schema failures {cmp.canary_rate:.2%} vs production {cmp.production_rate:.2%} "
+              f"(+{cmp.difference * 100:.2f} pp > {margin_pp:g} pp; p={cmp.p_worse:.1e}, "
+              f"{int(c.schema_failures)} failures in {int(c.requests)} requests)")
+    return reason, cmp.difference * 100, margin_pp, detail
 
 
 def ratio_gate(name: str, words: str, total_c: float, n_c: float, total_p: float, n_p: float, limit: float,

@@ -209,6 +209,7 @@ class Observation(models.Model):
     tokens_out = models.PositiveBigIntegerField(default=0)
     cost_usd = models.FloatField(default=0.0)
     guardrail_blocks = models.PositiveBigIntegerField(default=0)  # requests a guardrail blocked
+    schema_failures = models.PositiveBigIntegerField(default=0)  # outputs that failed their output schema
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

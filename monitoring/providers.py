@@ -51,7 +51,7 @@ class Provider(Protocol):
 _BY = "model, version, segment"
 # The LLM counters read as totals by one query, and the stage number each feeds.
 LLM_TOTALS = {"model_tokens_total": "tokens", "model_cost_usd_total": "cost",
-              "model_guardrail_blocks_total": "guardrail"}
+              "model_guardrail_blocks_total": "guardrail", "model_output_schema_failures_total": "schema"}
 # The defaults follow the metric convention (DESIGN.md). `$w` is the window in seconds.
 DEFAULT_QUERIES: dict[str, str] = {
     "requests_window": f"sum by ({_BY}, outcome) (increase(model_requests_total[$w]))",
@@ -64,6 +64,7 @@ DEFAULT_QUERIES: dict[str, str] = {
     "tokens_window": f"sum by ({_BY}, direction) (increase(model_tokens_total[$w]))",
     "cost_window": f"sum by ({_BY}) (increase(model_cost_usd_total[$w]))",
     "guardrail_window": f"sum by ({_BY}) (increase(model_guardrail_blocks_total[$w]))",
+    "schema_window": f"sum by ({_BY}) (increase(model_output_schema_failures_total[$w]))",
     "requests_total": f"sum by ({_BY}, outcome) (model_requests_total)",
     "latency_total": f"sum by ({_BY}, le) (model_request_duration_seconds_bucket)",
     "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
@@ -281,7 +282,7 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
 
 def _parse_llm(answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
     """The LLM totals query's answer as {(model, version, segment): {"tokens": [in, out], "cost": x,
-    "guardrail": x}}, each row's number under its metric's name (LLM_TOTALS)."""
+    "guardrail": x, "schema": x}}, each row's number under its metric's name (LLM_TOTALS)."""
     out: dict[tuple[str, ...], Any] = {}
     for r in answer:
         value = float(r["value"][1])
@@ -303,7 +304,7 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
     each canary looks up its own rows instead of scanning every series."""
     index: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
         lambda: {"requests": 0.0, "errors": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0,
-                 "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0}
+                 "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0, "schema": 0.0}
     )
     for series, (requests, errors) in parsed.get(f"requests_{span}", {}).items():
         index[series]["requests"], index[series]["errors"] = requests, errors
@@ -321,9 +322,11 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
         index[series]["cost"] = value
     for series, value in parsed.get(f"guardrail_{span}", {}).items():
         index[series]["guardrail"] = value
+    for series, value in parsed.get(f"schema_{span}", {}).items():
+        index[series]["schema"] = value
     for series, numbers in parsed.get(f"llm_{span}", {}).items():
         index[series]["tokens"] = tuple(numbers["tokens"])
-        for name in ("cost", "guardrail"):
+        for name in ("cost", "guardrail", "schema"):
             if name in numbers:
                 index[series][name] = numbers[name]
     by_version: Index = defaultdict(list)
@@ -352,6 +355,7 @@ def _pick(index: Index, model: str, version: str,
         s.tokens_out += part["tokens"][1]
         s.cost_usd += part["cost"]
         s.guardrail_blocks += part["guardrail"]
+        s.schema_failures += part["schema"]
         for le, c in part["lat"].items():
             lat[le] += c
         for le, c in part["qual"].items():
@@ -361,11 +365,12 @@ def _pick(index: Index, model: str, version: str,
                                   latency_buckets=sorted(part["lat"].items()) or None,
                                   quality_buckets=sorted(part["qual"].items()) or None,
                                   tokens_in=part["tokens"][0], tokens_out=part["tokens"][1], cost_usd=part["cost"],
-                                  guardrail_blocks=round(part["guardrail"]))
+                                  guardrail_blocks=round(part["guardrail"]), schema_failures=round(part["schema"]))
         one.quality_count = one.quality_buckets[-1][1] if one.quality_buckets else 0.0
     s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
     s.safety_violations = round(s.safety_violations)
     s.guardrail_blocks = round(s.guardrail_blocks)
+    s.schema_failures = round(s.schema_failures)
     s.latency_buckets = sorted(lat.items()) or None
     s.quality_buckets = sorted(qual.items()) or None
     s.quality_count = s.quality_buckets[-1][1] if s.quality_buckets else 0.0
@@ -440,6 +445,7 @@ def _sum_observations(rows: list[Any]) -> Sample:
         s.tokens_out += r.tokens_out
         s.cost_usd += r.cost_usd
         s.guardrail_blocks += r.guardrail_blocks
+        s.schema_failures += r.schema_failures
         if r.latency_buckets and lat is not None:
             for le, c in r.latency_buckets:
                 lat[le_parse(le)] += float(c)

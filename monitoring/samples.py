@@ -35,6 +35,7 @@ class Sample:
     tokens_out: float = 0.0
     cost_usd: float = 0.0
     guardrail_blocks: float = 0.0
+    schema_failures: float = 0.0  # outputs that failed their output schema
     last_seen: datetime | None = None
     present: bool = False  # any series / observation at all
 
@@ -67,6 +68,7 @@ class Sample:
             tokens_out=max(0.0, self.tokens_out - earlier.tokens_out),
             cost_usd=max(0.0, self.cost_usd - earlier.cost_usd),
             guardrail_blocks=max(0.0, self.guardrail_blocks - earlier.guardrail_blocks),
+            schema_failures=max(0.0, self.schema_failures - earlier.schema_failures),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class Sample:
             "quality_mean_override": self.quality_mean_override,
             "safety_violations": self.safety_violations, "anomaly_alerts": self.anomaly_alerts,
             "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
-            "guardrail_blocks": self.guardrail_blocks,
+            "guardrail_blocks": self.guardrail_blocks, "schema_failures": self.schema_failures,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
         }
 
@@ -96,6 +98,7 @@ class Sample:
             safety_violations=value.get("safety_violations", 0.0), anomaly_alerts=value.get("anomaly_alerts", 0.0),
             tokens_in=value.get("tokens_in", 0.0), tokens_out=value.get("tokens_out", 0.0),
             cost_usd=value.get("cost_usd", 0.0), guardrail_blocks=value.get("guardrail_blocks", 0.0),
+            schema_failures=value.get("schema_failures", 0.0),
             last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
             present=value.get("present", False),
         )
@@ -115,6 +118,7 @@ def samples_sum(samples: list[Sample]) -> Sample:
             quality_buckets=bucket_plus(total.quality_buckets, s.quality_buckets),
             safety_violations=total.safety_violations + s.safety_violations,
             anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
+            schema_failures=total.schema_failures + s.schema_failures,
             last_seen=max((t for t in (total.last_seen, s.last_seen) if t is not None), default=None),
             present=total.present or s.present,
         )

@@ -568,7 +568,8 @@ def observation_problem(data: dict[str, Any], *, now: datetime) -> tuple[str, st
     if (end - start).total_seconds() > settings.EVALUATION_WINDOW_S:
         return "window_start", f"a window lasts at most the evaluation window ({settings.EVALUATION_WINDOW_S} s)"
     requests = data["requests"]
-    for field in ("errors", "quality_count", "safety_violations", "anomaly_alerts", "guardrail_blocks"):
+    for field in ("errors", "quality_count", "safety_violations", "anomaly_alerts", "guardrail_blocks",
+                  "schema_failures"):
         if data.get(field, 0) > requests:
             return field, "must not exceed requests"
     if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:

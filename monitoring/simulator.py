@@ -4,8 +4,8 @@
 Requests go to the canary when the user's sticky hash bucket is below the percent the router was
 told (the file router's state file, so a rollback to 0 % is seen by the load as it would be by a
 data plane). Faults can be injected on a version at any time: an error spike, a latency
-regression, a quality drop, safety violations, or silence (the server stops answering scrapes
-and serving). With no Prometheus, `push_window()` posts each window to the push provider's store
+regression, a quality drop, safety violations, output-schema failures, or silence (the server
+stops answering scrapes and serving). With no Prometheus, `push_window()` posts each window to the push provider's store
 instead.
 
 Requests are simulated in bulk (counts drawn per user and step, histogram buckets from the
@@ -56,6 +56,7 @@ class Behaviour:
     quality_mean: float = 0.82
     quality_sd: float = 0.08
     safety_rate: float = 0.0
+    schema_failure_rate: float = 0.001  # served outputs that fail their output schema
     silent: bool = False
 
 
@@ -100,6 +101,7 @@ class VersionStats:
     safety: dict[str, float] = field(default_factory=dict)
     tokens: dict[tuple[str, str], float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
+    schema: dict[str, float] = field(default_factory=dict)
 
 
 class ModelServer:
@@ -129,6 +131,7 @@ class ModelServer:
         ok = n - errors
         q_counts = multinomial(ok, q_probs, rng)  # failed requests are not scored
         safety = binomial(n, b.safety_rate, rng)
+        schema = binomial(ok, b.schema_failure_rate, rng)  # a failed request has no output to check
         with self.lock:
             s = self.stats
             s.requests[(segment, "success")] = s.requests.get((segment, "success"), 0) + ok
@@ -146,6 +149,7 @@ class ModelServer:
             s.tokens[(segment, "input")] = s.tokens.get((segment, "input"), 0) + n * 350
             s.tokens[(segment, "output")] = s.tokens.get((segment, "output"), 0) + n * 120
             s.cost[segment] = s.cost.get(segment, 0.0) + n * 0.0004
+            s.schema[segment] = s.schema.get(segment, 0.0) + schema
 
     # -- prometheus-client collector -----------------------------------------------------------
 
@@ -179,6 +183,11 @@ class ModelServer:
             for seg, v in sorted(s.cost.items()):
                 cost.add_metric([self.model, self.version, seg], v)
             yield cost
+            schema = CounterMetricFamily("model_output_schema_failures", "outputs that failed their output schema",
+                                         labels=labels)
+            for seg, v in sorted(s.schema.items()):
+                schema.add_metric([self.model, self.version, seg], v)
+            yield schema
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> int:
         server = self
@@ -224,6 +233,7 @@ class ModelServer:
             "quality_count": int(sum(qual)),
             "quality_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(QUALITY_BOUNDS, qual)],
             "safety_violations": int(sum(now.safety.values()) - sum(e.safety.values())),
+            "schema_failures": int(sum(now.schema.values()) - sum(e.schema.values())),
         }
 
     def snapshot(self) -> VersionStats:
@@ -233,7 +243,7 @@ class ModelServer:
 
 # --- faults ---------------------------------------------------------------------------------------
 
-FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "silence")
+FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "schema_failure", "silence")
 
 
 def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -> None:
@@ -246,6 +256,8 @@ def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -
         b.quality_mean *= magnitude if magnitude is not None else 0.8
     elif fault == "safety_violation":
         b.safety_rate = magnitude if magnitude is not None else 0.001
+    elif fault == "schema_failure":
+        b.schema_failure_rate = magnitude if magnitude is not None else 0.05
     elif fault == "silence":
         b.silent = True
     else:
@@ -431,5 +443,5 @@ def _copy(s: VersionStats) -> VersionStats:
     return VersionStats(
         requests=dict(s.requests), latency={k: list(v) for k, v in s.latency.items()}, latency_sum=dict(s.latency_sum),
         quality={k: list(v) for k, v in s.quality.items()}, quality_sum=dict(s.quality_sum), safety=dict(s.safety),
-        tokens=dict(s.tokens), cost=dict(s.cost),
+        tokens=dict(s.tokens), cost=dict(s.cost), schema=dict(s.schema),
     )

@@ -44,6 +44,7 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
         "tokens_per_request_ratio": ("number", 1.0, 1.2),
         "cost_per_request_ratio": ("number", 1.0, 1.2),
         "guardrail_block_rate_pp": ("number", 0.0, 0.5),
+        "schema_failure_rate_pp": ("number", 0.0, 0.1),
     },
     "rollback": {
         "error_rate_pp": ("number", 0.0, 0.5),
@@ -54,6 +55,7 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
         # version leaves them out): tokens per request vs production's, guardrail blocks a minute.
         "tokens_per_request_ratio": ("number", 1.0, 1.5),
         "guardrail_blocks_per_min": ("number", 0.0, 10.0),
+        "schema_failure_rate_pp": ("number", 0.0, 0.5),  # output-schema failures vs production's
     },
 }
 
@@ -145,6 +147,8 @@ def thresholds_with_defaults(value: Any) -> dict[str, dict[str, float | int]]:
             errors["thresholds.rollback.quality_ratio"] = ["must not be above the promotion gate's"]
         if rollback.get("tokens_per_request_ratio", 1.5) < promote.get("tokens_per_request_ratio", 1.0):
             errors["thresholds.rollback.tokens_per_request_ratio"] = ["must not be below the promotion gate's"]
+        if rollback.get("schema_failure_rate_pp", 0.5) < promote.get("schema_failure_rate_pp", 0.0):
+            errors["thresholds.rollback.schema_failure_rate_pp"] = ["must not be below the promotion gate's"]
     if errors:
         raise ValidationFailed("invalid thresholds", errors=errors)
     return result

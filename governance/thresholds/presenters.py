@@ -15,6 +15,10 @@ THRESHOLD_LABELS: dict[str, str] = {
     "promote.cost_per_request_ratio": "Promote: cost per request at most this many times production's",
     "promote.guardrail_block_rate_pp":
         "Promote: guardrail block rate at most this many percentage points above production's",
+    "promote.schema_failure_rate_pp":
+        "Promote: output-schema failure rate at most this many percentage points above production's",
+    "rollback.schema_failure_rate_pp":
+        "Roll back: output-schema failure rate more than this many percentage points above production's",
     "rollback.error_rate_pp": "Roll back: error rate more than this many percentage points above production's",
     "rollback.latency_p99_ratio": "Roll back: p99 latency more than this many times production's",
     "rollback.quality_ratio": "Roll back: quality score below this fraction of production's",

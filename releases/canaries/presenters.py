@@ -45,6 +45,7 @@ GATE_LABELS = {
     "tokens_per_request": "Tokens per request",
     "cost_per_request": "Cost per request",
     "guardrail_block_rate": "Guardrail block rate",
+    "schema_failure_rate": "Output-schema failures",
 }
 # Who can do something about a gate that holds the canary (role values of governance.access).
 OWNER, PLATFORM, ON_CALL = "model_owner", "platform", "on_call"

@@ -15,6 +15,7 @@ from governance.access.permissions import Role
 from governance.audit.models import AuditEvent
 from governance.reports.records import canary_record
 from governance.tokens.services import token_create
+from monitoring.models import Observation
 from releases.canaries import services as lifecycle
 from releases.canaries.loop import subject_of
 from releases.register import services
@@ -161,3 +162,11 @@ def test_an_idempotency_key_of_one_token_never_replays_for_another(people):
     other = token_b.post("/api/v1/models/scorer/versions/", body, format="json", HTTP_IDEMPOTENCY_KEY="build-7")
     assert_problem(other, 404)
     assert "scorer" not in str(other.json().get("id", "")) and other.json() != first.json()
+
+
+def test_an_observations_token_cannot_push_schema_failures_for_another_model(people):
+    obs = bearer(people, "observations", "scorer")
+    other = obs.post("/api/v1/observations/", {"model": "other", "version": "1.0.0", "schema_failures": 100,
+                                                **window()}, format="json")
+    assert_problem(other, 404)
+    assert not Observation.objects.filter(model="other").exists()

@@ -96,3 +96,20 @@ def test_the_window_may_end_within_the_clock_skew(pusher):
     response = pusher.post("/api/v1/observations/", window(window_start=(end - timedelta(seconds=60)).isoformat(),
                                                            window_end=end.isoformat()), format="json")
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(("value", "expected"), [(-1, 400), ("many", 400), (1.5, 400), (None, 400), (101, 400),
+                                                 ([3], 400), (2**63, 400)])
+def test_schema_failures_are_a_count_within_the_requests(pusher, value, expected):
+    response = pusher.post("/api/v1/observations/", window(schema_failures=value), format="json")
+    assert_problem(response, expected)
+    assert "schema_failures" in response.json().get("errors", {}), response.json()
+    assert not Observation.objects.exists()
+
+
+def test_schema_failures_are_stored_and_read_by_the_push_provider(pusher):
+    from monitoring.providers import _sum_observations
+
+    response = pusher.post("/api/v1/observations/", window(schema_failures=3), format="json")
+    assert response.status_code == 201, response.content
+    assert _sum_observations(list(Observation.objects.all())).schema_failures == 3
