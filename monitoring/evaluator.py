@@ -23,6 +23,8 @@ For one canary and one tick, `decide()` returns:
   back, and so do output-schema failures by the error rate's fixed-level rule (monitoring.llm);
   cost per request is recorded beside them; for a model that reports tokens, promotion gates on
   tokens and cost per request, the guardrail block rate and the output-schema failure rate;
+- custom metrics a version declares (monitoring.custom): each a promotion gate over the stage
+  and a rollback trigger over the window by the same fixed-level rule;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitoring import custom as cu
 from monitoring import llm
 from monitoring import sequential as sq
 from monitoring import statistics as st
@@ -112,8 +115,11 @@ def decide(
     segments: dict[str, dict[str, dict[str, Sample]]] | None = None,
     stage_index: int = 0,
     sequential: dict[str, Any] | None = None,
+    custom: dict[str, dict[str, Any]] | None = None,
 ) -> Decision:
-    """`segments`: {segment: {"window": {"canary", "production"}, "stage": {...}}}, each judged
+    """`custom`: the version's custom metric declarations (monitoring.custom), each a promotion
+    gate and a rollback trigger of its own.
+    `segments`: {segment: {"window": {"canary", "production"}, "stage": {...}}}, each judged
     against production's same segment (`judge_segments`) when there are two or more.
     `sequential`: the error-rate test's memory from the stage's previous look (Decision.sequential;
     None or another stage's: this is the stage's first look)."""
@@ -175,6 +181,10 @@ def decide(
                                                thresholds["fairness"])
         gates.append(fair_gate)
         inputs["fairness"] = fair_inputs
+    if custom:
+        custom_gates, custom_fired, inputs["custom"] = cu.judge(custom, window, stage)
+        gates += custom_gates
+        triggers = triggers + [Trigger(t["metric"], t["value"], t["limit"], t["detail"]) for t in custom_fired]
     inputs["sequential"] = new_memory
     return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs,
                     sequential=new_memory)

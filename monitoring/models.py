@@ -210,6 +210,8 @@ class Observation(models.Model):
     cost_usd = models.FloatField(default=0.0)
     guardrail_blocks = models.PositiveBigIntegerField(default=0)  # requests a guardrail blocked
     schema_failures = models.PositiveBigIntegerField(default=0)  # outputs that failed their output schema
+    # The window's values of the version's custom metrics (monitoring.custom), by name.
+    custom = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,7 +9,8 @@ evaluator treats it as unknown data (stale gates, and after a run of errors, fai
 The Prometheus provider costs a fixed number of PromQL queries per tick, whatever the number of
 canaries: each default query aggregates `by (model, version, segment)` over every series and the
 provider picks each canary's rows out of the answer. Only versions with their own query
-templates (per-model overrides) cost extra queries, two per overridden metric.
+templates (per-model overrides) cost extra queries, two per overridden metric; a version's custom
+metrics (monitoring.custom) one per distinct declared metric, for every canary that declares it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from django.db.models import Q
 from prometheus_api_client import PrometheusConnect
 from requests.exceptions import ConnectionError as SourceUnreachable
 
+from monitoring.custom import prometheus_queries, prometheus_values, promql_for, values_from_push
 from monitoring.models import Observation
-from monitoring.samples import Reading, Sample, Target, le_parse
+from monitoring.samples import Reading, Sample, Target, custom_plus, le_parse
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +185,34 @@ class PrometheusProvider:
                 if t.queries:
                     self._apply_overrides(t, reading, now=now, window_s=window_s)
             out[t.canary_id] = reading
+        if error is None and any(t.custom for t in targets):
+            self._apply_custom(targets, out, now=now, window_s=window_s)
         return out
+
+    def _apply_custom(self, targets: Sequence[Target], out: dict[int, Reading], *, now: datetime,
+                      window_s: int) -> None:
+        """The declared custom metrics (monitoring.custom): one query per distinct declared
+        metric, for every canary that declares it."""
+        jobs = prometheus_queries({t.canary_id: t.custom for t in targets}, window_s)
+        results = self._run(jobs, now)
+        for t in targets:
+            reading = out[t.canary_id]
+            for name, decl in t.custom.items():
+                query = promql_for(decl, window_s) if decl.get("promql") else None
+                if query is None:
+                    continue
+                reading.queries.append(query)
+                answer = results.get(query)
+                if isinstance(answer, Exception):
+                    reading.error = f"custom metric {name}: {type(answer).__name__}: {answer}"[:500]
+                    break
+                for role, version in (("canary", t.version), ("production", t.baseline)):
+                    spans = prometheus_values(decl, answer or [], model=t.model, version=version,
+                                              segments=t.segments)
+                    if "window" in spans:
+                        reading.window[role].custom[name] = spans["window"]  # type: ignore[index]
+                    if "total" in spans:
+                        reading.totals[role].custom[name] = spans["total"]  # type: ignore[index]
 
     def _apply_overrides(self, t: Target, reading: Reading, *, now: datetime, window_s: int) -> None:
         """Per-version templates ($model, $version, $segment, $window), one scalar each, for the
@@ -446,6 +475,8 @@ def _sum_observations(rows: list[Any]) -> Sample:
         s.cost_usd += r.cost_usd
         s.guardrail_blocks += r.guardrail_blocks
         s.schema_failures += r.schema_failures
+        if r.custom:
+            s.custom = custom_plus(s.custom, values_from_push(r.custom))
         if r.latency_buckets and lat is not None:
             for le, c in r.latency_buckets:
                 lat[le_parse(le)] += float(c)

@@ -38,6 +38,8 @@ class Sample:
     schema_failures: float = 0.0  # outputs that failed their output schema
     last_seen: datetime | None = None
     present: bool = False  # any series / observation at all
+    # A version's custom metrics (monitoring.custom): {name: {"x": events, "n": trials} | {"buckets": ...}}.
+    custom: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tokens_per_request(self) -> float | None:
@@ -69,6 +71,7 @@ class Sample:
             cost_usd=max(0.0, self.cost_usd - earlier.cost_usd),
             guardrail_blocks=max(0.0, self.guardrail_blocks - earlier.guardrail_blocks),
             schema_failures=max(0.0, self.schema_failures - earlier.schema_failures),
+            custom=custom_minus(self.custom, earlier.custom),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +85,7 @@ class Sample:
             "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
             "guardrail_blocks": self.guardrail_blocks, "schema_failures": self.schema_failures,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
+            **({"custom": custom_json(self.custom)} if self.custom else {}),
         }
 
     @classmethod
@@ -100,7 +104,7 @@ class Sample:
             cost_usd=value.get("cost_usd", 0.0), guardrail_blocks=value.get("guardrail_blocks", 0.0),
             schema_failures=value.get("schema_failures", 0.0),
             last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
-            present=value.get("present", False),
+            present=value.get("present", False), custom=custom_parse(value.get("custom")),
         )
 
 
@@ -120,7 +124,7 @@ def samples_sum(samples: list[Sample]) -> Sample:
             anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
             schema_failures=total.schema_failures + s.schema_failures,
             last_seen=max((t for t in (total.last_seen, s.last_seen) if t is not None), default=None),
-            present=total.present or s.present,
+            present=total.present or s.present, custom=custom_plus(total.custom, s.custom),
         )
     return total
 
@@ -134,6 +138,7 @@ class Target:
     segments: tuple[str, ...] | None  # None: every segment (random segmentation)
     stage_since: datetime
     queries: dict[str, str] = field(default_factory=dict)  # per-version PromQL overrides
+    custom: dict[str, dict[str, Any]] = field(default_factory=dict)  # declared custom metrics (monitoring.custom)
 
 
 @dataclass
@@ -185,3 +190,42 @@ def bucket_plus(a: Buckets | None, b: Buckets | None) -> Buckets | None:
     for le, c in b:
         counts[le] = counts.get(le, 0.0) + c
     return sorted(counts.items())
+
+
+def custom_plus(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Two spans' custom metric values (Sample.custom, monitoring.custom) added."""
+    out = {name: dict(v) for name, v in a.items()}
+    for name, v in b.items():
+        have = out.setdefault(name, {})
+        for key in ("x", "n"):
+            if key in v:
+                have[key] = have.get(key, 0.0) + v[key]
+        if "buckets" in v:
+            have["buckets"] = bucket_plus(have.get("buckets"), v["buckets"])
+    return out
+
+
+def custom_minus(later: dict[str, dict[str, Any]], earlier: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Cumulative values less earlier ones (a counter that went backwards is taken whole)."""
+    out = {}
+    for name, v in later.items():
+        before = earlier.get(name) or {}
+        if any(v.get(k, 0.0) < before.get(k, 0.0) for k in ("x", "n")):
+            out[name] = dict(v)
+            continue
+        one = {k: v[k] - before.get(k, 0.0) for k in ("x", "n") if k in v}
+        if "buckets" in v:
+            one["buckets"] = bucket_minus(v["buckets"], before.get("buckets"))
+        out[name] = one
+    return out
+
+
+def custom_json(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Custom metric values as JSON (buckets with "+Inf"), and back (custom_parse)."""
+    return {name: {k: ([[le_json(le), c] for le, c in v] if k == "buckets" and v else v) for k, v in one.items()}
+            for name, one in values.items()}
+
+
+def custom_parse(raw: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {name: {k: ([(le_parse(le), float(c)) for le, c in v] if k == "buckets" and v else v)
+                   for k, v in one.items()} for name, one in (raw or {}).items()}

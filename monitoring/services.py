@@ -27,6 +27,7 @@ from governance.audit.services import audit_append
 from governance.incidents.models import Incident
 from governance.incidents.services import incident_open
 from monitoring import evaluator
+from monitoring.custom import observation_custom_problem
 from monitoring.evaluations import evaluation_hash
 from monitoring.history import EarlierWindow, earlier_windows
 from monitoring.models import (
@@ -133,7 +134,7 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
         stage_elapsed_s=max((now - subject.stage_since).total_seconds(), 1.0),
         source_error=reading.error, consecutive_errors=errors,
         earlier=earlier.samples if earlier else None, segments=segments,
-        stage_index=subject.stage_index, sequential=watch.sequential,
+        stage_index=subject.stage_index, sequential=watch.sequential, custom=subject.target.custom,
     )
     if decision.sequential is not None:
         watch.sequential = decision.sequential
@@ -580,7 +581,7 @@ def observation_problem(data: dict[str, Any], *, now: datetime) -> tuple[str, st
             return field, f"at most {MAX_BUCKETS} buckets"
         if buckets and buckets[-1][1] > requests:
             return field, "the bucket total (the +Inf count) must not exceed requests"
-    return None
+    return observation_custom_problem(data.get("custom"), requests, max_count=MAX_COUNT, max_buckets=MAX_BUCKETS)
 
 
 def observation_record(*, data: dict[str, Any], now: datetime | None = None) -> Observation:

@@ -13,6 +13,7 @@ import string
 from typing import Any
 
 from canaryhub.errors import ValidationFailed
+from monitoring.custom import custom_with_defaults
 
 DEFAULT_THRESHOLDS: dict[str, dict[str, float | int]] = {
     "promote": {
@@ -155,7 +156,8 @@ def thresholds_with_defaults(value: Any) -> dict[str, dict[str, float | int]]:
 
 
 def metrics_with_defaults(value: Any, *, default_provider: str) -> dict[str, Any]:
-    """Validate the metric-source configuration: `{"provider": ..., "queries": {metric: promql}}`.
+    """Validate the metric-source configuration: `{"provider": ..., "queries": {metric: promql}}`
+    and, when the version declares them, `"custom": {name: declaration}` (monitoring.custom).
 
     Query overrides are PromQL templates; they may use the placeholders $model, $version,
     $segment and $window (string.Template syntax, which leaves PromQL's braces alone).
@@ -166,8 +168,8 @@ def metrics_with_defaults(value: Any, *, default_provider: str) -> dict[str, Any
         raise ValidationFailed.field("metrics", "must be an object with 'provider' and optional 'queries'")
     errors: dict[str, list[str]] = {}
     for key in value:
-        if key not in ("provider", "queries"):
-            errors.setdefault(f"metrics.{key}", []).append("unknown field; expected provider or queries")
+        if key not in ("provider", "queries", "custom"):
+            errors.setdefault(f"metrics.{key}", []).append("unknown field; expected provider, queries or custom")
     provider = value.get("provider", default_provider)
     if provider not in PROVIDERS:
         errors.setdefault("metrics.provider", []).append(f"must be one of {', '.join(PROVIDERS)}")
@@ -189,9 +191,16 @@ def metrics_with_defaults(value: Any, *, default_provider: str) -> dict[str, Any
             errors.setdefault(path, []).append(problem)
             continue
         clean[name] = query.strip()
+    custom: dict[str, Any] = {}
+    if provider in PROVIDERS:
+        try:
+            custom = custom_with_defaults(value.get("custom"), provider=provider)
+        except ValidationFailed as exc:
+            for path, messages in (exc.errors or {}).items():
+                errors.setdefault(path, []).extend(messages)
     if errors:
         raise ValidationFailed("invalid metric configuration", errors=errors)
-    return {"provider": provider, "queries": clean}
+    return {"provider": provider, "queries": clean, **({"custom": custom} if custom else {})}
 
 
 def _template_problem(query: str) -> str | None:

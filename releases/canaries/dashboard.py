@@ -17,6 +17,7 @@ from django.conf import settings
 
 from governance.audit.models import AuditEvent
 from monitoring.buckets import Bucket, Span, span_for
+from monitoring.custom import gate_label as custom_gate_label
 from monitoring.models import Evaluation
 from monitoring.samples import le_parse
 from monitoring.series import SEGMENTS_MAX, evaluation_buckets, stage_summaries
@@ -225,7 +226,8 @@ def gate_evidence(evaluation: Evaluation | None) -> list[GateEvidence]:
         if samples and info.get("required") is not None:
             samples += f" (needs {_count(info['required'])})"
         rows.append(GateEvidence(
-            name=gate.name, label=GATE_LABELS.get(gate.name, gate.name.replace("_", " ").capitalize()),
+            name=gate.name, label=GATE_LABELS.get(gate.name) or custom_gate_label(gate.name)
+            or gate.name.replace("_", " ").capitalize(),
             status=gate.status.value, limit=_g(gate.limit), samples=samples or "—",
             sufficiency=_sufficiency(info), detail=gate.detail,
             **values,

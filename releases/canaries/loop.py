@@ -136,6 +136,7 @@ def subject_of(canary: Canary) -> monitor.Subject:
             baseline=canary.baseline.version,
             segments=None if random_split else tuple(str(v) for v in seg.get("values", [])),
             stage_since=stage_since, queries=dict(metrics.get("queries") or {}),
+            custom=dict(metrics.get("custom") or {}),
         ),
     )
 

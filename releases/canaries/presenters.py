@@ -19,6 +19,7 @@ from governance.access.labels import role_label
 from governance.access.permissions import Action, Role, decide, may_or_break_glass, roles_of
 from governance.incidents import selectors as incident_selectors
 from governance.incidents.models import Incident
+from monitoring.custom import gate_label as custom_gate_label
 from monitoring.evaluator import metric_gap, rollback_sensitivity
 from monitoring.models import Evaluation
 from monitoring.thresholds import DEFAULT_THRESHOLDS
@@ -47,6 +48,13 @@ GATE_LABELS = {
     "guardrail_block_rate": "Guardrail block rate",
     "schema_failure_rate": "Output-schema failures",
 }
+
+
+def gate_label(name: str) -> str:
+    """A gate's name in words: the built-in gates', a custom metric's ("Tool calls (custom metric)")."""
+    return GATE_LABELS.get(name) or custom_gate_label(name) or name.replace("_", " ").capitalize()
+
+
 # Who can do something about a gate that holds the canary (role values of governance.access).
 OWNER, PLATFORM, ON_CALL = "model_owner", "platform", "on_call"
 ACTOR_WORDS = {role: role_label(role) for role in (OWNER, PLATFORM, ON_CALL)}
@@ -226,7 +234,7 @@ def explain_gate(name: str, status: str, info: dict[str, Any] | None, detail: st
     """Why one gate holds the canary and what to do, in words (None: the gate does not hold it).
     The one place gate statuses become sentences on the pages."""
     info = info or {}
-    label = GATE_LABELS.get(name, name.replace("_", " ").capitalize())
+    label = gate_label(name)
     noun = SAMPLE_WORDS.get(name, "canary requests")
     actors: tuple[str, ...] = ()
     if status == "green":
@@ -380,7 +388,7 @@ def _gate_rows(evaluation: Evaluation | None) -> list[dict[str, Any]]:
     if evaluation is None:
         return []
     return [
-        {"label": GATE_LABELS.get(gate.name, gate.name), "gate": gate, "status": gate.status.value}
+        {"label": gate_label(gate.name), "gate": gate, "status": gate.status.value}
         for gate in evaluation.gate_list()
     ]
 

@@ -445,6 +445,10 @@ class ObservationInput(StrictSerializer):
     schema_failures = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                                help_text="outputs that failed their output schema in the window "
                                                "(at most the requests)")
+    custom = serializers.DictField(
+        child=serializers.DictField(), required=False, default=dict,
+        help_text="the window's values of the version's custom metrics, by name: `numerator` and `denominator` "
+        "(a ratio), `events` (a rate per request) or `buckets` (a histogram, as latency_buckets); at most 10")
 
 
 class ObservationOutput(serializers.Serializer):
