@@ -117,6 +117,7 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
             "version": obj,
             "threshold_rows": _threshold_rows(obj),
             "provider": obj.metrics.get("provider", ""),
+            "custom_metrics": obj.metrics.get("custom") or {},
             "query_rows": [
                 {"label": METRIC_LABELS.get(metric, metric), "query": queries.get(metric, "")}
                 for metric in METRIC_NAMES

@@ -54,4 +54,9 @@ def test_the_canary_page_names_a_custom_metric_gate_in_words(page: Page, login: 
     expect(row).to_contain_text("red")
     expect(row).to_contain_text("+2.000 pp worse")
     expect(page.get_by_test_id("gates").locator("tbody tr")).to_have_count(6)
+    # The declaration frozen on the canary, and on the version's page.
+    expect(page.get_by_test_id("canary-metrics")).to_contain_text(
+        "custom metric answer_refusals: ratio, worse when higher, promotion tolerance 0.5 pp, rollback threshold 2.0 pp")
     screenshot("canary-custom-metric")
+    page.goto("/models/help-desk/versions/1.1.0/")
+    expect(page.get_by_test_id("custom-metrics")).to_contain_text("custom metric answer_refusals: ratio")

@@ -70,7 +70,11 @@ def test_a_metric_configuration_change_waits_in_the_inbox_of_both_reviewers_then
     make_model(people["platform"])
     canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0")
     frozen = dict(canary.metrics)
-    proposed = {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'}}
+    proposed = {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'},
+                "custom": {"refusals": {"kind": "ratio", "worse": "higher", "promote_tolerance": 0.5,
+                                        "rollback_threshold": 2.0, "promql": {
+                                            "numerator": 'model_answers_total{outcome="refused"}',
+                                            "denominator": "model_answers_total"}}}}
     register.version_update(actor=people["platform"], model_name="scorer", version="1.1.0",
                             changes={"metrics": proposed})
     change = MetricConfigChange.objects.get()
@@ -87,6 +91,10 @@ def test_a_metric_configuration_change_waits_in_the_inbox_of_both_reviewers_then
         expect(page.locator("#metric-changes + p")).to_contain_text("a canary already running keeps the configuration")
         row = page.get_by_test_id(f"metric-change-{change.pk}")
         expect(row).to_contain_text("errors_total")
+        # A reviewer sees the custom metrics they approve, with the counters they read.
+        expect(row.get_by_test_id("custom-metric-refusals")).to_contain_text(
+            'ratio, worse when higher, promotion tolerance 0.5 pp, rollback threshold 2.0 pp; numerator '
+            'model_answers_total{outcome="refused"}; denominator model_answers_total')
         row.get_by_role("button", name="Approve change").click()
         expect(page.get_by_text("Metric configuration change approved.")).to_be_visible()
     expect(page.get_by_test_id(f"metric-change-status-{change.pk}")).to_have_text("Approved and applied to the version")
