@@ -275,3 +275,30 @@ def test_prometheus_reads_each_declared_metric_with_one_query_for_every_canary()
 def test_gate_labels_name_the_custom_metric_in_words():
     assert custom.gate_label("custom.tool_calls") == "Tool calls (custom metric)"
     assert custom.gate_label("error_rate") is None
+
+
+def test_on_prometheus_the_stage_so_far_is_the_counters_less_those_at_the_stage_start():
+    from monitoring import services as monitor
+    from monitoring.models import CanaryWatch
+    from monitoring.samples import Reading
+
+    decls = {"refusals": RATIO}
+    subject = monitor.Subject(canary_id=1, stage_index=0, thresholds=DEFAULT_THRESHOLDS, traffic_percent=10,
+                              random_split=True, stage_since=NOW - timedelta(hours=1), provider="prometheus",
+                              target=Target(1, "m", "1.1.0", "1.0.0", None, NOW - timedelta(hours=1), custom=decls))
+
+    def reading(canary_total, production_total):
+        return Reading(window={"canary": ratio(1000, 20), "production": ratio(10_000, 200)},
+                       totals={"canary": ratio(*canary_total), "production": ratio(*production_total)},
+                       source="prometheus")
+
+    watch = CanaryWatch(canary_id=1)
+    first = monitor.judge(subject, reading((5000, 100), (50_000, 1000)), now=NOW, watch=watch)
+    assert first.evaluation.inputs["custom"]["refusals"]["stage"]["canary"] == {"x": 0.0, "n": 0.0}
+    assert watch.stage_baseline["canary"]["custom"]["refusals"] == {"x": 100.0, "n": 5000.0}
+    later = monitor.judge(subject, reading((25_000, 500), (250_000, 5000)), now=NOW + timedelta(minutes=1),
+                          watch=watch)
+    record = later.evaluation.inputs["custom"]["refusals"]
+    assert record["stage"]["canary"] == {"x": 400.0, "n": 20_000.0}
+    assert record["stage"]["production"] == {"x": 4000.0, "n": 200_000.0}
+    assert next(g for g in later.decision.gates if g.name == "custom.refusals").status.value == "green"
