@@ -25,6 +25,8 @@ For one canary and one tick, `decide()` returns:
   tokens and cost per request, the guardrail block rate and the output-schema failure rate;
 - custom metrics a version declares (monitoring.custom): each a promotion gate over the stage
   and a rollback trigger over the window by the same fixed-level rule;
+- availability (monitoring.availability): when a version reports unavailable requests, a
+  promotion gate on the canary's availability against production's;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
   and whenever the data is older than the staleness limit, every gate is `stale` (the stage
   holds and extends; it never advances on stale data).
@@ -41,6 +43,7 @@ from monitoring import custom as cu
 from monitoring import llm
 from monitoring import sequential as sq
 from monitoring import statistics as st
+from monitoring.availability import availability_gate
 from monitoring.evaluations import PROMOTION_GATES, SEGMENTS_GATE, Gate, GateStatus, overall_verdict
 from monitoring.samples import Sample
 
@@ -165,6 +168,10 @@ def decide(
     for llm_gate, llm_detail in llm.llm_gates(stage, promote, rollback, rate):  # LLM models only
         gates.append(llm_gate)
         gate_inputs[llm_gate.name] = llm_detail
+    available = availability_gate(stage, promote, rate)  # when a version reports unavailable requests
+    if available is not None:
+        gates.append(available[0])
+        gate_inputs[available[0].name] = available[1]
     inputs["gates"] = gate_inputs
     inputs["window"] = {role: _summary(s) for role, s in window.items()}
     inputs["stage"] = {role: _summary(s) for role, s in stage.items()}
@@ -844,7 +851,8 @@ def _summary(s: Sample) -> dict[str, Any]:
             "quality_count": s.quality_count, "safety_violations": s.safety_violations,
             "anomaly_alerts": s.anomaly_alerts, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
             "cost_usd": _r(s.cost_usd), "guardrail_blocks": s.guardrail_blocks,
-            "schema_failures": s.schema_failures,
+            "schema_failures": s.schema_failures, "unavailable": s.unavailable,
+            "availability": _r(1 - s.unavailable / s.requests) if s.requests else None,
             "last_seen": s.last_seen.isoformat() if s.last_seen else None}
 
 

@@ -212,6 +212,7 @@ class Observation(models.Model):
     schema_failures = models.PositiveBigIntegerField(default=0)  # outputs that failed their output schema
     # The window's values of the version's custom metrics (monitoring.custom), by name.
     custom = models.JSONField(default=dict, blank=True)
+    unavailable = models.PositiveBigIntegerField(default=0)  # requests not served at all (within errors)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

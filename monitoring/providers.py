@@ -268,9 +268,10 @@ def _finite(raw: Any) -> bool:
 
 def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
     """One default query's answer, once, as {(model, version, segment): numbers}: a number, or
-    [requests, errors] for the requests queries, or {le: count} for the bucket queries. The
-    per-version queries (anomaly, last_seen) as {(model, version): number}. Values that are not
-    finite are left out of the per-segment numbers."""
+    [requests, errors, unavailable] for the requests queries (an unavailable request is an error
+    too), or {le: count} for the bucket queries. The per-version queries (anomaly, last_seen) as
+    {(model, version): number}. Values that are not finite are left out of the per-segment
+    numbers."""
     out: dict[tuple[str, ...], Any] = {}
     if key in ("anomaly", "last_seen"):
         for r in answer:
@@ -289,10 +290,13 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
         if metric == "requests":
             counts = out.get(series)
             if counts is None:
-                counts = out[series] = [0.0, 0.0]
+                counts = out[series] = [0.0, 0.0, 0.0]
             counts[0] += value
-            if m.get("outcome") == "error":
+            # An unavailable request (not served at all) is a failed request too.
+            if m.get("outcome") in ("error", "unavailable"):
                 counts[1] += value
+            if m.get("outcome") == "unavailable":
+                counts[2] += value
         elif metric == "tokens":
             counts = out.get(series)
             if counts is None:
@@ -332,11 +336,12 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
     """{(model, version): [(segment, numbers)]} from the parsed default queries of one span:
     each canary looks up its own rows instead of scanning every series."""
     index: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
-        lambda: {"requests": 0.0, "errors": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0,
+        lambda: {"requests": 0.0, "errors": 0.0, "unavailable": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0,
                  "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0, "schema": 0.0}
     )
-    for series, (requests, errors) in parsed.get(f"requests_{span}", {}).items():
+    for series, (requests, errors, unavailable) in parsed.get(f"requests_{span}", {}).items():
         index[series]["requests"], index[series]["errors"] = requests, errors
+        index[series]["unavailable"] = unavailable
     for series, buckets in parsed.get(f"latency_{span}", {}).items():
         index[series]["lat"] = buckets
     for series, buckets in parsed.get(f"quality_{span}", {}).items():
@@ -378,6 +383,7 @@ def _pick(index: Index, model: str, version: str,
         s.present = True
         s.requests += part["requests"]
         s.errors += part["errors"]
+        s.unavailable += part["unavailable"]
         s.quality_sum += part["qsum"]
         s.safety_violations += part["safety"]
         s.tokens_in += part["tokens"][0]
@@ -390,6 +396,7 @@ def _pick(index: Index, model: str, version: str,
         for le, c in part["qual"].items():
             qual[le] += c
         one = parts[seg] = Sample(present=True, requests=round(part["requests"]), errors=round(part["errors"]),
+                                  unavailable=round(part["unavailable"]),
                                   quality_sum=part["qsum"], safety_violations=round(part["safety"]),
                                   latency_buckets=sorted(part["lat"].items()) or None,
                                   quality_buckets=sorted(part["qual"].items()) or None,
@@ -397,6 +404,7 @@ def _pick(index: Index, model: str, version: str,
                                   guardrail_blocks=round(part["guardrail"]), schema_failures=round(part["schema"]))
         one.quality_count = one.quality_buckets[-1][1] if one.quality_buckets else 0.0
     s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
+    s.unavailable = round(s.unavailable)
     s.safety_violations = round(s.safety_violations)
     s.guardrail_blocks = round(s.guardrail_blocks)
     s.schema_failures = round(s.schema_failures)
@@ -466,6 +474,7 @@ def _sum_observations(rows: list[Any]) -> Sample:
     for r in rows:
         s.requests += r.requests
         s.errors += r.errors
+        s.unavailable += r.unavailable
         s.quality_sum += r.quality_sum
         s.quality_count += r.quality_count
         s.safety_violations += r.safety_violations

@@ -36,6 +36,7 @@ class Sample:
     cost_usd: float = 0.0
     guardrail_blocks: float = 0.0
     schema_failures: float = 0.0  # outputs that failed their output schema
+    unavailable: float = 0.0  # requests the server could not serve (counted in `errors` too)
     last_seen: datetime | None = None
     present: bool = False  # any series / observation at all
     # A version's custom metrics (monitoring.custom): {name: {"x": events, "n": trials} | {"buckets": ...}}.
@@ -72,6 +73,7 @@ class Sample:
             guardrail_blocks=max(0.0, self.guardrail_blocks - earlier.guardrail_blocks),
             schema_failures=max(0.0, self.schema_failures - earlier.schema_failures),
             custom=custom_minus(self.custom, earlier.custom),
+            unavailable=max(0.0, self.unavailable - earlier.unavailable),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class Sample:
             "safety_violations": self.safety_violations, "anomaly_alerts": self.anomaly_alerts,
             "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
             "guardrail_blocks": self.guardrail_blocks, "schema_failures": self.schema_failures,
+            "unavailable": self.unavailable,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
             **({"custom": custom_json(self.custom)} if self.custom else {}),
         }
@@ -102,7 +105,7 @@ class Sample:
             safety_violations=value.get("safety_violations", 0.0), anomaly_alerts=value.get("anomaly_alerts", 0.0),
             tokens_in=value.get("tokens_in", 0.0), tokens_out=value.get("tokens_out", 0.0),
             cost_usd=value.get("cost_usd", 0.0), guardrail_blocks=value.get("guardrail_blocks", 0.0),
-            schema_failures=value.get("schema_failures", 0.0),
+            schema_failures=value.get("schema_failures", 0.0), unavailable=value.get("unavailable", 0.0),
             last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
             present=value.get("present", False), custom=custom_parse(value.get("custom")),
         )
@@ -123,6 +126,7 @@ def samples_sum(samples: list[Sample]) -> Sample:
             safety_violations=total.safety_violations + s.safety_violations,
             anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
             schema_failures=total.schema_failures + s.schema_failures,
+            unavailable=total.unavailable + s.unavailable,
             last_seen=max((t for t in (total.last_seen, s.last_seen) if t is not None), default=None),
             present=total.present or s.present, custom=custom_plus(total.custom, s.custom),
         )

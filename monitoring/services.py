@@ -573,6 +573,8 @@ def observation_problem(data: dict[str, Any], *, now: datetime) -> tuple[str, st
                   "schema_failures"):
         if data.get(field, 0) > requests:
             return field, "must not exceed requests"
+    if data.get("unavailable", 0) > data.get("errors", 0):
+        return "unavailable", "unavailable requests are failed requests: must not exceed errors"
     if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:
         return "quality_sum", "scores are in [0, 1]: the sum cannot exceed the count"
     for field in ("latency_buckets", "quality_buckets"):

@@ -4,9 +4,9 @@
 Requests go to the canary when the user's sticky hash bucket is below the percent the router was
 told (the file router's state file, so a rollback to 0 % is seen by the load as it would be by a
 data plane). Faults can be injected on a version at any time: an error spike, a latency
-regression, a quality drop, safety violations, output-schema failures, or silence (the server
-stops answering scrapes and serving). With no Prometheus, `push_window()` posts each window to the push provider's store
-instead.
+regression, a quality drop, safety violations, output-schema failures, an outage (requests not
+served), or silence (the server stops answering scrapes and serving). With no Prometheus,
+`push_window()` posts each window to the push provider's store instead.
 
 Requests are simulated in bulk (counts drawn per user and step, histogram buckets from the
 distributions' CDFs), so a laptop can play thousands of requests per second.
@@ -57,6 +57,7 @@ class Behaviour:
     quality_sd: float = 0.08
     safety_rate: float = 0.0
     schema_failure_rate: float = 0.001  # served outputs that fail their output schema
+    unavailable_rate: float = 0.0  # requests not served at all (an outage), beside the errors
     silent: bool = False
 
 
@@ -125,10 +126,11 @@ class ModelServer:
             return
         b, rng = self.behaviour, self.rng
         errors = binomial(n, b.error_rate, rng)
+        unavailable = binomial(n - errors, b.unavailable_rate, rng)
         lat_probs = _lognormal_bucket_probs(b.latency_median_s, b.latency_sigma)
         q_probs = _normal_bucket_probs(b.quality_mean, b.quality_sd)
         lat_counts = multinomial(n, lat_probs, rng)
-        ok = n - errors
+        ok = n - errors - unavailable
         q_counts = multinomial(ok, q_probs, rng)  # failed requests are not scored
         safety = binomial(n, b.safety_rate, rng)
         schema = binomial(ok, b.schema_failure_rate, rng)  # a failed request has no output to check
@@ -136,6 +138,7 @@ class ModelServer:
             s = self.stats
             s.requests[(segment, "success")] = s.requests.get((segment, "success"), 0) + ok
             s.requests[(segment, "error")] = s.requests.get((segment, "error"), 0) + errors
+            s.requests[(segment, "unavailable")] = s.requests.get((segment, "unavailable"), 0) + unavailable
             lat = s.latency.setdefault(segment, [0.0] * len(LATENCY_BOUNDS))
             for i, c in enumerate(lat_counts):
                 lat[i] += c
@@ -222,12 +225,15 @@ class ModelServer:
             now = _copy(self.stats)
         e = earlier or VersionStats()
         req = sum(now.requests.values()) - sum(e.requests.values())
-        err = sum(v for (_, o), v in now.requests.items() if o == "error") - sum(
-            v for (_, o), v in e.requests.items() if o == "error")
+        err = sum(v for (_, o), v in now.requests.items() if o in ("error", "unavailable")) - sum(
+            v for (_, o), v in e.requests.items() if o in ("error", "unavailable"))
+        down = sum(v for (_, o), v in now.requests.items() if o == "unavailable") - sum(
+            v for (_, o), v in e.requests.items() if o == "unavailable")
         lat = _sum_lists(now.latency, e.latency, len(LATENCY_BOUNDS))
         qual = _sum_lists(now.quality, e.quality, len(QUALITY_BOUNDS))
         return {
             "model": self.model, "version": self.version, "requests": int(req), "errors": int(err),
+            "unavailable": int(down),
             "latency_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(LATENCY_BOUNDS, lat)],
             "quality_sum": sum(now.quality_sum.values()) - sum(e.quality_sum.values()),
             "quality_count": int(sum(qual)),
@@ -243,7 +249,8 @@ class ModelServer:
 
 # --- faults ---------------------------------------------------------------------------------------
 
-FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "schema_failure", "silence")
+FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "schema_failure", "outage",
+          "silence")
 
 
 def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -> None:
@@ -258,6 +265,8 @@ def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -
         b.safety_rate = magnitude if magnitude is not None else 0.001
     elif fault == "schema_failure":
         b.schema_failure_rate = magnitude if magnitude is not None else 0.05
+    elif fault == "outage":
+        b.unavailable_rate = magnitude if magnitude is not None else 0.02
     elif fault == "silence":
         b.silent = True
     else:

@@ -46,6 +46,7 @@ _BOUNDS: dict[str, dict[str, tuple[str, float, float]]] = {
         "cost_per_request_ratio": ("number", 1.0, 1.2),
         "guardrail_block_rate_pp": ("number", 0.0, 0.5),
         "schema_failure_rate_pp": ("number", 0.0, 0.1),
+        "availability_pp": ("number", 0.0, 0.1),  # availability below production's (monitoring.availability)
     },
     "rollback": {
         "error_rate_pp": ("number", 0.0, 0.5),

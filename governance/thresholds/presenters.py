@@ -17,6 +17,7 @@ THRESHOLD_LABELS: dict[str, str] = {
         "Promote: guardrail block rate at most this many percentage points above production's",
     "promote.schema_failure_rate_pp":
         "Promote: output-schema failure rate at most this many percentage points above production's",
+    "promote.availability_pp": "Promote: availability at most this many percentage points below production's",
     "rollback.schema_failure_rate_pp":
         "Roll back: output-schema failure rate more than this many percentage points above production's",
     "rollback.error_rate_pp": "Roll back: error rate more than this many percentage points above production's",

@@ -47,6 +47,7 @@ GATE_LABELS = {
     "cost_per_request": "Cost per request",
     "guardrail_block_rate": "Guardrail block rate",
     "schema_failure_rate": "Output-schema failures",
+    "availability": "Availability",
 }
 
 

@@ -442,6 +442,9 @@ class ObservationInput(StrictSerializer):
     cost_usd = serializers.FloatField(min_value=0, max_value=MAX_COST_USD, default=0.0)
     guardrail_blocks = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                                 help_text="requests a guardrail blocked in the window")
+    unavailable = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
+                                           help_text="requests the model could not serve at all (5xx, timeout) in "
+                                           "the window; they are failed requests too, so at most the errors")
     schema_failures = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                                help_text="outputs that failed their output schema in the window "
                                                "(at most the requests)")
@@ -473,15 +476,15 @@ class ObservationCollection(APIView):
         "than now plus the allowed clock skew and no earlier than the staleness limit ago, lasts at most the "
         "evaluation window, its counts are non-negative, finite and consistent (errors, scored requests, safety "
         "violations, anomaly alerts, guardrail blocks, output-schema failures and bucket totals at most the "
-        "requests), and it has at most 64 buckets; otherwise 400 naming the field (counted on /metrics as "
-        "canaryhub_observations_refused_total).",
+        "requests; unavailable requests at most the errors), and it has at most 64 buckets; otherwise 400 naming "
+        "the field (counted on /metrics as canaryhub_observations_refused_total).",
         examples=[
             example_request({
                 "model": "support-bot", "version": "1.5.0", "window_start": "2025-05-04T10:05:00Z",
                 "window_end": "2025-05-04T10:06:00Z", "requests": 5210, "errors": 3, "latency_p99_ms": 812.0,
                 "quality_sum": 4689.0, "quality_count": 5210, "safety_violations": 0, "anomaly_alerts": 0,
                 "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87, "guardrail_blocks": 2,
-                "schema_failures": 1,
+                "schema_failures": 1, "unavailable": 1,
             }),
             example_response({
                 "id": 90211, "model": "support-bot", "version": "1.5.0", "segment": "",

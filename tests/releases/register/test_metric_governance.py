@@ -170,3 +170,11 @@ def test_an_observations_token_cannot_push_schema_failures_for_another_model(peo
                                                 **window()}, format="json")
     assert_problem(other, 404)
     assert not Observation.objects.filter(model="other").exists()
+
+
+def test_an_observations_token_cannot_push_an_outage_for_another_model(people):
+    obs = bearer(people, "observations", "scorer")
+    other = obs.post("/api/v1/observations/", {"model": "other", "version": "1.0.0", "errors": 100,
+                                                "unavailable": 100, **window()}, format="json")
+    assert_problem(other, 404)
+    assert not Observation.objects.filter(model="other").exists()

@@ -113,3 +113,19 @@ def test_schema_failures_are_stored_and_read_by_the_push_provider(pusher):
     response = pusher.post("/api/v1/observations/", window(schema_failures=3), format="json")
     assert response.status_code == 201, response.content
     assert _sum_observations(list(Observation.objects.all())).schema_failures == 3
+
+
+@pytest.mark.parametrize("value", [-1, "down", 2.5, None, 2, 2**63])
+def test_unavailable_requests_are_a_count_within_the_errors(pusher, value):
+    response = pusher.post("/api/v1/observations/", window(unavailable=value), format="json")  # errors: 1
+    assert_problem(response, 400)
+    assert "unavailable" in response.json().get("errors", {}), response.json()
+    assert not Observation.objects.exists()
+
+
+def test_unavailable_requests_are_stored_and_read_by_the_push_provider(pusher):
+    from monitoring.providers import _sum_observations
+
+    response = pusher.post("/api/v1/observations/", window(errors=3, unavailable=2), format="json")
+    assert response.status_code == 201, response.content
+    assert _sum_observations(list(Observation.objects.all())).unavailable == 2
