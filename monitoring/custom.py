@@ -53,6 +53,7 @@ SOURCES = {"ratio": ("numerator", "denominator"), "rate": ("events",), "histogra
 # The largest tolerance or threshold: percentage points for a ratio, a fraction for the others.
 MAX_LIMIT = {"ratio": 100.0, "rate": 10.0, "histogram": 10.0}
 GATE_PREFIX = "custom."
+WARNING_FRACTION = 0.8  # as the built-in metrics: within 20 % of the rollback threshold warns
 # Names a custom metric may not take: the built-in metrics, gates, triggers and record keys.
 RESERVED = frozenset({
     "requests", "errors", "error_rate", "latency", "latency_p99", "quality", "safety_violations", "anomaly_alerts",
@@ -391,7 +392,8 @@ def trigger(name: str, decl: dict[str, Any], window: dict[str, Sample], *,
     """The rollback rule of one custom metric over the last window: the point estimate past the
     rollback threshold in the worse direction, the canary worse than production at `alpha`, on at
     least MIN_ROLLBACK_EVENTS events. Returns (the trigger as {metric, value, limit, detail} or
-    None, what was measured)."""
+    None, what was measured). Short of it, a value within 20 % of the threshold on as many events
+    is an early warning, recorded as `warning` in what was measured."""
     c, p = window["canary"], window["production"]
     limit = decl["rollback_threshold"]
     sign = 1 if decl["worse"] == "higher" else -1
@@ -434,6 +436,12 @@ def trigger(name: str, decl: dict[str, Any], window: dict[str, Sample], *,
         fired = {"metric": name, "value": value if math.isfinite(value) else 1e300, "limit": limit,
                  "detail": f"{_word(decl, name)} {words}; p={p_worse:.1e}, {int(events)} events)"}
         return fired, detail
+    if value >= WARNING_FRACTION * limit and events >= st.MIN_ROLLBACK_EVENTS:
+        unit = " pp" if decl["kind"] == "ratio" else ""
+        shown = f"{value:+.2f} pp" if decl["kind"] == "ratio" else _pct(value)
+        detail["warning"] = {"metric": name, "value": value if math.isfinite(value) else 1e300, "limit": limit,
+                             "detail": f"{name.replace('_', ' ')} {shown} worse than production, within 20% of the "
+                                       f"{limit:g}{unit} rollback threshold"}
     return None, detail
 
 
@@ -474,12 +482,14 @@ def _r(value: Any) -> Any:
     return value
 
 
-def judge(decls: dict[str, dict[str, Any]], window: dict[str, Sample],
-          stage: dict[str, Sample]) -> tuple[list[Gate], list[dict[str, Any]], dict[str, Any]]:
+def judge(decls: dict[str, dict[str, Any]], window: dict[str, Sample], stage: dict[str, Sample]
+          ) -> tuple[list[Gate], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Every declared custom metric: its promotion gate over the stage so far, its rollback
-    trigger over the last window, and the numbers both read (for the evaluation's inputs)."""
+    trigger over the last window, its early warning, and the numbers they read (for the
+    evaluation's inputs)."""
     gates: list[Gate] = []
     fired: list[dict[str, Any]] = []
+    warned: list[dict[str, Any]] = []
     record: dict[str, Any] = {}
     for name in sorted(decls):
         decl = decls[name]
@@ -488,13 +498,15 @@ def judge(decls: dict[str, dict[str, Any]], window: dict[str, Sample],
         gates.append(g)
         if t is not None:
             fired.append(t)
+        if "warning" in window_info:
+            warned.append(window_info["warning"])
         record[name] = {
             "declaration": {k: v for k, v in decl.items() if k != "promql"},
             "window": {role: values_json_one(s, name) for role, s in window.items()},
             "stage": {role: values_json_one(s, name) for role, s in stage.items()},
             "gate": gate_info, "rollback": window_info, "fired": t is not None,
         }
-    return gates, fired, record
+    return gates, fired, warned, record
 
 
 def values_json_one(s: Sample, name: str) -> dict[str, Any] | None:

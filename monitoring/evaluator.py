@@ -189,9 +189,10 @@ def decide(
         gates.append(fair_gate)
         inputs["fairness"] = fair_inputs
     if custom:
-        custom_gates, custom_fired, inputs["custom"] = cu.judge(custom, window, stage)
+        custom_gates, custom_fired, custom_warned, inputs["custom"] = cu.judge(custom, window, stage)
         gates += custom_gates
         triggers = triggers + [Trigger(t["metric"], t["value"], t["limit"], t["detail"]) for t in custom_fired]
+        warnings = warnings + [Trigger(t["metric"], t["value"], t["limit"], t["detail"]) for t in custom_warned]
     inputs["sequential"] = new_memory
     return Decision(gates, overall_verdict(gates), rollback=triggers, warnings=warnings, inputs=inputs,
                     sequential=new_memory)

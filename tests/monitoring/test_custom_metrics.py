@@ -302,3 +302,13 @@ def test_on_prometheus_the_stage_so_far_is_the_counters_less_those_at_the_stage_
     assert record["stage"]["canary"] == {"x": 400.0, "n": 20_000.0}
     assert record["stage"]["production"] == {"x": 4000.0, "n": 200_000.0}
     assert next(g for g in later.decision.gates if g.name == "custom.refusals").status.value == "green"
+
+
+def test_within_twenty_percent_of_the_rollback_threshold_is_an_early_warning():
+    # +1.7 pp against a 2 pp threshold, on 370 events: a warning, not a rollback.
+    d = run({"refusals": RATIO}, ratio(10_000, 370), ratio(200_000, 4000))
+    assert d.rollback == [] and [w.metric for w in d.warnings] == ["refusals"]
+    assert "within 20% of the 2 pp rollback threshold" in d.warnings[0].detail
+    # +1 pp: neither.
+    d = run({"refusals": RATIO}, ratio(10_000, 300), ratio(200_000, 4000))
+    assert d.rollback == [] and d.warnings == []
