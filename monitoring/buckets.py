@@ -12,6 +12,18 @@ from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
+class CustomValue:
+    """One custom metric's windows in a bucket (monitoring.custom): each side's value as the mean
+    of its windows' values weighted by their counts (trials, requests or observations)."""
+
+    name: str
+    canary: float | None
+    production: float | None
+    canary_count: float
+    production_count: float
+
+
+@dataclass(frozen=True)
 class SegmentCounts:
     """One segment's windows in a bucket: each side's requests and errors summed, p99 mean."""
 
@@ -82,6 +94,10 @@ class Bucket:
     production_cost_usd: float = 0.0
     production_cost_requests: float = 0.0
     segments: tuple[SegmentCounts, ...] = ()
+    custom: tuple[CustomValue, ...] = ()  # the declared custom metrics asked for
+
+    def custom_metric(self, name: str) -> CustomValue | None:
+        return next((c for c in self.custom if c.name == name), None)
 
     @property
     def canary_rate(self) -> float | None:

@@ -510,13 +510,24 @@ def judge(decls: dict[str, dict[str, Any]], window: dict[str, Sample], stage: di
 
 
 def values_json_one(s: Sample, name: str) -> dict[str, Any] | None:
-    """One custom metric's values of a sample, as recorded (with the requests a rate divides by)."""
+    """One custom metric's values of a sample, as recorded (with the requests a rate divides by),
+    and as one number: `value` (a ratio's numerator / denominator, a rate's events per request, a
+    histogram's mean) over `count` (its denominator, requests or observations), so that the
+    canary's charts pool windows as a weighted mean (monitoring.series)."""
     v = s.custom.get(name)
     if v is None:
         return None
     out = custom_json({name: v})[name]
-    if "x" in v and "n" not in v:
+    if "n" in v:
+        value, count = (v["x"] / v["n"] if v["n"] else None), v["n"]
+    elif "x" in v:
         out["requests"] = s.requests
+        value, count = (v["x"] / s.requests if s.requests > 0 else None), s.requests
+    else:
+        buckets = v.get("buckets")
+        mean = st.histogram_mean_var(buckets) if buckets else None
+        value, count = (mean[0] if mean else None), (buckets[-1][1] if buckets else 0.0)
+    out["value"], out["count"] = _r(value), count
     return out
 
 

@@ -16,7 +16,9 @@ lets a spike survive the downsampling:
 - p50 and p95 latency (mean; p95's highest too), tokens and cost summed with the requests of the
   windows that recorded them (tokens per request, cost per 1,000 requests);
 - for the segments asked for (those the latest evaluation judged), each segment's requests and
-  errors on both sides and its p99, from `inputs.segments`.
+  errors on both sides and its p99, from `inputs.segments`;
+- for the custom metrics asked for (those the canary declares), each side's value weighted by
+  its count, from `inputs.custom` (monitoring.custom).
 
 The numbers are read from what the evaluator stored (`Evaluation.inputs`, see
 monitoring.evaluator): nothing is recomputed.
@@ -34,7 +36,7 @@ from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max,
 from django.db.models.fields.json import KT, KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, NullIf
 
-from monitoring.buckets import Bucket, SegmentCounts, Span
+from monitoring.buckets import Bucket, CustomValue, SegmentCounts, Span
 from monitoring.models import Evaluation
 
 
@@ -72,27 +74,32 @@ def _ratio(top: str, bottom: str) -> Any:
 
 
 CACHE_TIMEOUT_S = 86400
-CACHE_VERSION = 3  # what a cached entry holds: raised when it (or Bucket) changes
+CACHE_VERSION = 4  # what a cached entry holds: raised when it (or Bucket) changes
 SEGMENTS_MAX = 12
+CUSTOM_MAX = 10  # a version's custom metrics (monitoring.custom.MAX_CUSTOM)
 
 
 def evaluation_buckets(canary_id: int, span: Span, *, closed_before: datetime | None = None,
-                       cache_key: str = "", segments: Sequence[str] = ()) -> list[Bucket]:
+                       cache_key: str = "", segments: Sequence[str] = (), custom: Sequence[str] = ()) -> list[Bucket]:
     """The canary's evaluation windows ending in `span`, grouped into time buckets.
 
     Evaluations are written once, with a window ending at the time they are judged: a bucket
     that ended before `closed_before` never changes again. With a `cache_key` (naming the
     canary's identity), the closed buckets are kept in the cache and only the open ones are read:
     one query per request, plus one for the buckets closed since the cached ones. `segments`: the
-    segments whose counts each bucket also keeps (at most SEGMENTS_MAX, the first ones)."""
+    segments whose counts each bucket also keeps (at most SEGMENTS_MAX, the first ones); `custom`:
+    the custom metrics whose values it keeps."""
     segments = tuple(segments)[:SEGMENTS_MAX]
+    custom = tuple(custom)[:CUSTOM_MAX]
     if closed_before is None or not cache_key:
-        return _buckets(canary_id, span, span.start, span.end, segments=segments)
+        return _buckets(canary_id, span, span.start, span.end, segments=segments, custom=custom)
     closed_count = max(0, int((closed_before - span.start).total_seconds() // span.width_s))
     boundary = span.start + timedelta(seconds=closed_count * span.width_s)
     if boundary > span.end:
         boundary = span.end
     named = hashlib.sha256("\0".join(segments).encode()).hexdigest()[:16] if segments else "-"
+    if custom:
+        named += ":" + hashlib.sha256("\0".join(custom).encode()).hexdigest()[:16]
     key = f"canaryhub:buckets:{CACHE_VERSION}:{cache_key}:{span.start.timestamp():.6f}:{span.width_s}:{named}"
     stored = cache.get(key)  # (boundary, the buckets closed before it)
     if stored is not None and stored[0] == boundary:
@@ -101,13 +108,14 @@ def evaluation_buckets(canary_id: int, span: Span, *, closed_before: datetime | 
         # Only the buckets closed since the cached boundary are read (all of them when none is).
         since, closed = (stored[0], list(stored[1])) if stored is not None and stored[0] < boundary else (
             span.start, [])
-        closed += _buckets(canary_id, span, since, boundary, end_inclusive=False, segments=segments)
+        closed += _buckets(canary_id, span, since, boundary, end_inclusive=False, segments=segments, custom=custom)
         cache.set(key, (boundary, closed), CACHE_TIMEOUT_S)
-    return closed + _buckets(canary_id, span, boundary, span.end, segments=segments)
+    return closed + _buckets(canary_id, span, boundary, span.end, segments=segments, custom=custom)
 
 
 def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
-             end_inclusive: bool = True, segments: tuple[str, ...] = ()) -> list[Bucket]:
+             end_inclusive: bool = True, segments: tuple[str, ...] = (), custom: tuple[str, ...] = ()
+             ) -> list[Bucket]:
     """One aggregate query: the windows ending in [start, end] (or [start, end)) in `span`'s buckets."""
     t0 = int(span.start.timestamp())
     until = {"window_end__lte" if end_inclusive else "window_end__lt": end}
@@ -116,10 +124,11 @@ def _buckets(canary_id: int, span: Span, start: datetime, end: datetime, *,
         .order_by()
         .annotate(bucket=_Bucket(F("window_end"), t0=t0, width=span.width_s))
         .values("bucket")
-        .annotate(**_aggregates(segments))
+        .annotate(**_aggregates(segments), **_custom_aggregates(custom))
         .order_by("bucket")
     )
-    return [_bucket(row, span.start + timedelta(seconds=row["bucket"] * span.width_s), segments) for row in rows]
+    return [_bucket(row, span.start + timedelta(seconds=row["bucket"] * span.width_s), segments, custom)
+            for row in rows]
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -164,6 +173,23 @@ def _segment_aggregates(segments: tuple[str, ...]) -> dict[str, Any]:
             out[f"s{i}_{r}_req"] = Sum(_segment_num(name, role, "requests"))
             out[f"s{i}_{r}_err"] = Sum(_segment_num(name, role, "errors"))
             out[f"s{i}_{r}_p99"] = Avg(_segment_num(name, role, "p99_s"))
+    return out
+
+
+def _custom_num(name: str, role: str, field: str) -> Cast:
+    """A custom metric's number: key transforms (the name is a parameter, never part of a lookup path)."""
+    path: Any = KeyTransform("custom", "inputs")
+    for key in (name, "window", role):
+        path = KeyTransform(key, path)
+    return Cast(KeyTextTransform(field, path), FloatField())
+
+
+def _custom_aggregates(names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        for role, r in (("canary", "c"), ("production", "p")):
+            out[f"k{i}_{r}_sum"] = Sum(_custom_num(name, role, "value") * _custom_num(name, role, "count"))
+            out[f"k{i}_{r}_n"] = Sum(_custom_num(name, role, "count"))
     return out
 
 
@@ -220,7 +246,8 @@ def _aggregates(segments: tuple[str, ...] = (), *, lean: bool = False) -> dict[s
     )
 
 
-def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = ()) -> Bucket:
+def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = (),
+            custom: tuple[str, ...] = ()) -> Bucket:
     return Bucket(
         start=start, end=_aware(row["last"]), windows=row["windows"],
         stage_min=row["stage_min"], stage_max=row["stage_max"],
@@ -248,4 +275,13 @@ def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = ()
                           row[f"s{i}_p_err"] or 0.0, row[f"s{i}_c_p99"], row[f"s{i}_p_p99"])
             for i, name in enumerate(segments) if row[f"s{i}_c_req"] is not None or row[f"s{i}_p_req"] is not None
         ),
+        custom=tuple(
+            CustomValue(name, _mean(row[f"k{i}_c_sum"], row[f"k{i}_c_n"]), _mean(row[f"k{i}_p_sum"], row[f"k{i}_p_n"]),
+                        row[f"k{i}_c_n"] or 0.0, row[f"k{i}_p_n"] or 0.0)
+            for i, name in enumerate(custom) if row[f"k{i}_c_n"] is not None or row[f"k{i}_p_n"] is not None
+        ),
     )
+
+
+def _mean(total: float | None, count: float | None) -> float | None:
+    return total / count if total is not None and count else None

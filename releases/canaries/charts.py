@@ -13,7 +13,9 @@ evaluation windows; the limits are the canary's frozen thresholds, drawn where t
 - latency p99 and quality: ratios to production, drawn as production × ratio;
 - safety violations: counts against the promotion and rollback limits;
 - the router's split: the configured percent against the canary's observed share of requests;
-- the latency distribution of the current stage: both histograms overlaid (share per bucket).
+- the latency distribution of the current stage: both histograms overlaid (share per bucket);
+- each custom metric the version declares (monitoring.custom): canary and production, with the
+  promotion limit and rollback threshold on the worse side of production's value.
 
 Stage boundaries are shaded bands labelled with their percent; events (promotions with their
 signers, holds, warnings, the rollback) are markers on every time chart.
@@ -122,6 +124,7 @@ class ChartInput:
     distribution: Distribution | None = None
     segments: Sequence[str] = ()  # the segments whose counts the buckets carry
     segments_red: frozenset[str] = frozenset()  # segments red in the latest evaluation
+    custom: dict[str, dict[str, Any]] = field(default_factory=dict)  # declared custom metrics, by name
 
 
 def build_charts(data: ChartInput) -> list[Chart]:
@@ -132,7 +135,46 @@ def build_charts(data: ChartInput) -> list[Chart]:
     ]
     if data.distribution is not None:
         charts.append(_distribution(data.distribution))
-    return charts + _segments(data)
+    return charts + _custom(data) + _segments(data)
+
+
+def _custom(data: ChartInput) -> list[Chart]:
+    """One chart per declared custom metric: the canary's value against production's (a ratio in
+    %, a rate per request, a histogram's mean), the limits drawn on the worse side of production's."""
+    out = []
+    for i, name in enumerate(sorted(data.custom)):
+        decl = data.custom[name]
+        found = [(k, k.custom_metric(name)) for k in data.buckets]
+        found = [(k, v) for k, v in found if v is not None]
+        x = [_iso(k.end) for k, _ in found]
+        ratio = decl.get("kind") == "ratio"
+        scale = _pct if ratio else _r
+        canary = [scale(v.canary) for _, v in found]
+        production = [scale(v.production) for _, v in found]
+        sign = 1 if decl.get("worse") == "higher" else -1
+        traces = [_line("Canary", x, canary, CANARY), _line("Production", x, production, PRODUCTION)]
+        for label, key, colour in (("Promotion limit", "promote_tolerance", PROMOTION),
+                                   ("Rollback threshold", "rollback_threshold", ROLLBACK)):
+            limit = decl.get(key)
+            if limit is None:
+                continue
+            if ratio:
+                line = _plus(production, sign * limit)
+                words_limit = f"production {'+' if sign > 0 else '−'} {limit:g} pp"
+            else:
+                line, words_limit = _times_by(production, 1 + sign * limit), f"production × {1 + sign * limit:g}"
+            traces.append(_limit(f"{label} ({words_limit})", x, line, colour))
+        unit = "%" if ratio else ("per request" if decl.get("kind") == "rate" else "mean")
+        words = name.replace("_", " ")
+        rows = [[_iso(k.end), c, _n(v.canary_count), p, _n(v.production_count)]
+                for (k, v), c, p in zip(found, canary, production, strict=True)]
+        out.append(Chart(f"custom_{i + 1}", f"{words.capitalize()} (custom metric), canary against production",
+                         f"The canary's {words} per time bucket ({unit}; worse when {decl.get('worse')}), against "
+                         "production's, each window weighted by its count, with the limits on the worse side.",
+                         _figure(traces, data, y_title=f"{words} ({unit})"),
+                         ["window_end", "canary_value", "canary_count", "production_value", "production_count"],
+                         rows))
+    return out
 
 
 def segment_order(data: ChartInput) -> list[str]:

@@ -87,12 +87,14 @@ def canary_dashboard(canary: Canary, *, key: str, now: datetime, latest: Evaluat
     if not latest_known:
         latest = selectors.latest_evaluation(canary)
     segments, red = _segments(latest)
+    custom = {name: {k: v for k, v in decl.items() if k != "promql"}
+              for name, decl in ((canary.metrics or {}).get("custom") or {}).items()}
     buckets = evaluation_buckets(canary.pk, span, closed_before=min(now, span.end) - 2 * cadence,
-                                 cache_key=_cache_key(canary), segments=segments)
+                                 cache_key=_cache_key(canary), segments=segments, custom=sorted(custom))
     data = charts.ChartInput(
         buckets=buckets, thresholds=canary.thresholds, bands=_bands(canary, buckets),
         markers=_markers(canary, span, buckets), distribution=_distribution(canary, latest),
-        segments=segments, segments_red=red,
+        segments=segments, segments_red=red, custom=custom,
     )
     return Dashboard(key, span, buckets, charts.build_charts(data), buckets[-1].end if buckets else None)
 

@@ -1,5 +1,5 @@
 """A version's custom metric on the canary page, in a real browser: its gate in the gates table,
-named in words, with its status and what it measured."""
+named in words, with its status and what it measured, and its chart against production's."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from playwright.sync_api import Page, expect
 
 from canaryhub.canonical import normalise_json
 from governance.access.permissions import Role
+from monitoring import custom
 from monitoring.evaluations import PROMOTION_GATES, Gate, evaluation_hash, overall_verdict
 from monitoring.models import Evaluation
+from monitoring.samples import Sample
 from releases.canaries import services as lifecycle
 from releases.register import services
 
@@ -41,7 +43,10 @@ def test_the_canary_page_names_a_custom_metric_gate_in_words(page: Page, login: 
     end = timezone.now()
     start = end - timedelta(minutes=5)
     verdict = overall_verdict(gates).value
-    inputs = normalise_json({"source": "push"})
+    window = {"canary": Sample(requests=3000, custom={"answer_refusals": {"x": 120.0, "n": 3000.0}}),
+              "production": Sample(requests=30_000, custom={"answer_refusals": {"x": 600.0, "n": 30_000.0}})}
+    _, _, _, record = custom.judge({"answer_refusals": {**REFUSALS, "rollback_threshold": 2.0}}, window, window)
+    inputs = normalise_json({"source": "push", "custom": record})
     Evaluation.objects.create(
         canary=canary, stage_index=canary.stage_index, window_start=start, window_end=end, gates=gates,
         verdict=verdict, inputs=inputs,
@@ -57,6 +62,15 @@ def test_the_canary_page_names_a_custom_metric_gate_in_words(page: Page, login: 
     # The declaration frozen on the canary, and on the version's page.
     expect(page.get_by_test_id("canary-metrics")).to_contain_text(
         "custom metric answer_refusals: ratio, worse when higher, promotion tolerance 0.5 pp, rollback threshold 2.0 pp")
+    # Its chart: 4 % against production's 2 %, the limits 0.5 pp and 2 pp above production's.
+    expect(page.locator('[data-chart="custom_1"][data-drawn]')).to_be_attached()
+    expect(page.get_by_test_id("chart-custom_1").locator("h3")).to_contain_text(
+        "Answer refusals (custom metric), canary against production")
+    lines = page.evaluate(
+        "() => Object.fromEntries(document.querySelector('[data-chart=\"custom_1\"]').data"
+        ".map(t => [t.name, Array.from(t.y || [])]))")
+    assert lines == {"Canary": [4], "Production": [2], "Promotion limit (production + 0.5 pp)": [2.5],
+                     "Rollback threshold (production + 2 pp)": [4]}
     screenshot("canary-custom-metric")
     page.goto("/models/help-desk/versions/1.1.0/")
     expect(page.get_by_test_id("custom-metrics")).to_contain_text("custom metric answer_refusals: ratio")

@@ -294,13 +294,14 @@ def test_on_prometheus_the_stage_so_far_is_the_counters_less_those_at_the_stage_
 
     watch = CanaryWatch(canary_id=1)
     first = monitor.judge(subject, reading((5000, 100), (50_000, 1000)), now=NOW, watch=watch)
-    assert first.evaluation.inputs["custom"]["refusals"]["stage"]["canary"] == {"x": 0.0, "n": 0.0}
+    assert first.evaluation.inputs["custom"]["refusals"]["stage"]["canary"] == {"x": 0.0, "n": 0.0, "value": None,
+                                                                               "count": 0.0}
     assert watch.stage_baseline["canary"]["custom"]["refusals"] == {"x": 100.0, "n": 5000.0}
     later = monitor.judge(subject, reading((25_000, 500), (250_000, 5000)), now=NOW + timedelta(minutes=1),
                           watch=watch)
     record = later.evaluation.inputs["custom"]["refusals"]
-    assert record["stage"]["canary"] == {"x": 400.0, "n": 20_000.0}
-    assert record["stage"]["production"] == {"x": 4000.0, "n": 200_000.0}
+    assert record["stage"]["canary"] == {"x": 400.0, "n": 20_000.0, "value": 0.02, "count": 20_000.0}
+    assert record["stage"]["production"] == {"x": 4000.0, "n": 200_000.0, "value": 0.02, "count": 200_000.0}
     assert next(g for g in later.decision.gates if g.name == "custom.refusals").status.value == "green"
 
 

@@ -128,7 +128,8 @@ def test_declared_reviewed_pushed_gated_and_rolled_back(people, client, django_c
     evaluation = Evaluation.objects.filter(canary=canary).latest("window_end")
     gate = next(g for g in evaluation.gates if g["name"] == "custom.refusals")
     assert gate["status"] == "insufficient" and "needs" in gate["detail"]
-    assert evaluation.inputs["custom"]["refusals"]["window"]["canary"] == {"x": 20.0, "n": 1000.0}
+    assert evaluation.inputs["custom"]["refusals"]["window"]["canary"] == {"x": 20.0, "n": 1000.0, "value": 0.02,
+                                                                            "count": 1000.0}
     canary.refresh_from_db()
     assert canary.state != Canary.State.ROLLED_BACK
     client.force_login(people["owner"])
