@@ -854,6 +854,8 @@ def _summary(s: Sample) -> dict[str, Any]:
             "cost_usd": _r(s.cost_usd), "guardrail_blocks": s.guardrail_blocks,
             "schema_failures": s.schema_failures, "unavailable": s.unavailable,
             "availability": _r(1 - s.unavailable / s.requests) if s.requests else None,
+            **{f"response_tokens_p{round(q * 100)}": _r(st.histogram_quantile(q, s.response_tokens_buckets))
+               if s.response_tokens_buckets else None for q in (0.5, 0.95)},
             "last_seen": s.last_seen.isoformat() if s.last_seen else None}
 
 

@@ -213,6 +213,7 @@ class Observation(models.Model):
     # The window's values of the version's custom metrics (monitoring.custom), by name.
     custom = models.JSONField(default=dict, blank=True)
     unavailable = models.PositiveBigIntegerField(default=0)  # requests not served at all (within errors)
+    response_tokens_buckets = models.JSONField(null=True, blank=True)  # output tokens per response, cumulative
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

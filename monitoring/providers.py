@@ -67,6 +67,8 @@ DEFAULT_QUERIES: dict[str, str] = {
     "cost_window": f"sum by ({_BY}) (increase(model_cost_usd_total[$w]))",
     "guardrail_window": f"sum by ({_BY}) (increase(model_guardrail_blocks_total[$w]))",
     "schema_window": f"sum by ({_BY}) (increase(model_output_schema_failures_total[$w]))",
+    # Output tokens per response, a histogram recorded (its p50 and p95), not judged.
+    "response_tokens_window": f"sum by ({_BY}, le) (increase(model_response_tokens_bucket[$w]))",
     "requests_total": f"sum by ({_BY}, outcome) (model_requests_total)",
     "latency_total": f"sum by ({_BY}, le) (model_request_duration_seconds_bucket)",
     "quality_total": f"sum by ({_BY}, le) (model_quality_score_bucket)",
@@ -302,7 +304,7 @@ def _parse(key: str, answer: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]
             if counts is None:
                 counts = out[series] = [0.0, 0.0]
             counts[0 if m.get("direction") in ("in", "input", "prompt") else 1] += value
-        elif metric in ("latency", "quality"):
+        elif metric in ("latency", "quality", "response_tokens"):
             buckets = out.get(series)
             if buckets is None:
                 buckets = out[series] = {}
@@ -336,8 +338,8 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
     """{(model, version): [(segment, numbers)]} from the parsed default queries of one span:
     each canary looks up its own rows instead of scanning every series."""
     index: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
-        lambda: {"requests": 0.0, "errors": 0.0, "unavailable": 0.0, "lat": {}, "qual": {}, "qsum": 0.0, "safety": 0.0,
-                 "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0, "schema": 0.0}
+        lambda: {"requests": 0.0, "errors": 0.0, "unavailable": 0.0, "lat": {}, "qual": {}, "resp": {}, "qsum": 0.0,
+                 "safety": 0.0, "tokens": (0.0, 0.0), "cost": 0.0, "guardrail": 0.0, "schema": 0.0}
     )
     for series, (requests, errors, unavailable) in parsed.get(f"requests_{span}", {}).items():
         index[series]["requests"], index[series]["errors"] = requests, errors
@@ -346,6 +348,8 @@ def _index(parsed: dict[str, dict[tuple[str, ...], Any]], span: str) -> Index:
         index[series]["lat"] = buckets
     for series, buckets in parsed.get(f"quality_{span}", {}).items():
         index[series]["qual"] = buckets
+    for series, buckets in parsed.get(f"response_tokens_{span}", {}).items():
+        index[series]["resp"] = buckets
     for series, value in parsed.get(f"quality_sum_{span}", {}).items():
         index[series]["qsum"] = value
     for series, value in parsed.get(f"safety_{span}", {}).items():
@@ -376,6 +380,7 @@ def _pick(index: Index, model: str, version: str,
     s = Sample()
     lat: dict[float, float] = defaultdict(float)
     qual: dict[float, float] = defaultdict(float)
+    resp: dict[float, float] = defaultdict(float)
     parts: dict[str, Sample] = {}
     for seg, part in index.get((model, version), ()):
         if segments is not None and seg not in segments:
@@ -395,13 +400,16 @@ def _pick(index: Index, model: str, version: str,
             lat[le] += c
         for le, c in part["qual"].items():
             qual[le] += c
+        for le, c in part["resp"].items():
+            resp[le] += c
         one = parts[seg] = Sample(present=True, requests=round(part["requests"]), errors=round(part["errors"]),
                                   unavailable=round(part["unavailable"]),
                                   quality_sum=part["qsum"], safety_violations=round(part["safety"]),
                                   latency_buckets=sorted(part["lat"].items()) or None,
                                   quality_buckets=sorted(part["qual"].items()) or None,
                                   tokens_in=part["tokens"][0], tokens_out=part["tokens"][1], cost_usd=part["cost"],
-                                  guardrail_blocks=round(part["guardrail"]), schema_failures=round(part["schema"]))
+                                  guardrail_blocks=round(part["guardrail"]), schema_failures=round(part["schema"]),
+                                  response_tokens_buckets=sorted(part["resp"].items()) or None)
         one.quality_count = one.quality_buckets[-1][1] if one.quality_buckets else 0.0
     s.requests, s.errors = round(s.requests), round(s.errors)  # increase() extrapolates fractions
     s.unavailable = round(s.unavailable)
@@ -411,6 +419,7 @@ def _pick(index: Index, model: str, version: str,
     s.latency_buckets = sorted(lat.items()) or None
     s.quality_buckets = sorted(qual.items()) or None
     s.quality_count = s.quality_buckets[-1][1] if s.quality_buckets else 0.0
+    s.response_tokens_buckets = sorted(resp.items()) or None
     return s, parts
 
 
@@ -471,6 +480,7 @@ def _sum_observations(rows: list[Any]) -> Sample:
     p99_weighted, p99_requests = 0.0, 0.0
     lat: dict[float, float] | None = defaultdict(float)
     qual: dict[float, float] | None = defaultdict(float)
+    resp: dict[float, float] | None = defaultdict(float)
     for r in rows:
         s.requests += r.requests
         s.errors += r.errors
@@ -501,6 +511,12 @@ def _sum_observations(rows: list[Any]) -> Sample:
                 qual[le_parse(le)] += float(c)
         else:
             qual = None
+        if r.response_tokens_buckets and resp is not None:
+            for le, c in r.response_tokens_buckets:
+                resp[le_parse(le)] += float(c)
+        else:
+            resp = None  # a window without them: the span's distribution is not known
+    s.response_tokens_buckets = sorted(resp.items()) if resp else None
     s.latency_buckets = sorted(lat.items()) if lat else None
     s.quality_buckets = sorted(qual.items()) if qual else None
     if s.latency_buckets is None and p99_requests > 0:

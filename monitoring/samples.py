@@ -37,6 +37,7 @@ class Sample:
     guardrail_blocks: float = 0.0
     schema_failures: float = 0.0  # outputs that failed their output schema
     unavailable: float = 0.0  # requests the server could not serve (counted in `errors` too)
+    response_tokens_buckets: Buckets | None = None  # output tokens per response (recorded, not judged)
     last_seen: datetime | None = None
     present: bool = False  # any series / observation at all
     # A version's custom metrics (monitoring.custom): {name: {"x": events, "n": trials} | {"buckets": ...}}.
@@ -74,6 +75,7 @@ class Sample:
             schema_failures=max(0.0, self.schema_failures - earlier.schema_failures),
             custom=custom_minus(self.custom, earlier.custom),
             unavailable=max(0.0, self.unavailable - earlier.unavailable),
+            response_tokens_buckets=bucket_minus(self.response_tokens_buckets, earlier.response_tokens_buckets),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +89,8 @@ class Sample:
             "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
             "guardrail_blocks": self.guardrail_blocks, "schema_failures": self.schema_failures,
             "unavailable": self.unavailable,
+            "response_tokens_buckets": [[le_json(le), c] for le, c in self.response_tokens_buckets]
+            if self.response_tokens_buckets else None,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None, "present": self.present,
             **({"custom": custom_json(self.custom)} if self.custom else {}),
         }
@@ -106,6 +110,7 @@ class Sample:
             tokens_in=value.get("tokens_in", 0.0), tokens_out=value.get("tokens_out", 0.0),
             cost_usd=value.get("cost_usd", 0.0), guardrail_blocks=value.get("guardrail_blocks", 0.0),
             schema_failures=value.get("schema_failures", 0.0), unavailable=value.get("unavailable", 0.0),
+            response_tokens_buckets=buckets(value.get("response_tokens_buckets")),
             last_seen=datetime.fromisoformat(value["last_seen"]) if value.get("last_seen") else None,
             present=value.get("present", False), custom=custom_parse(value.get("custom")),
         )
@@ -127,6 +132,7 @@ def samples_sum(samples: list[Sample]) -> Sample:
             anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
             schema_failures=total.schema_failures + s.schema_failures,
             unavailable=total.unavailable + s.unavailable,
+            response_tokens_buckets=bucket_plus(total.response_tokens_buckets, s.response_tokens_buckets),
             last_seen=max((t for t in (total.last_seen, s.last_seen) if t is not None), default=None),
             present=total.present or s.present, custom=custom_plus(total.custom, s.custom),
         )

@@ -577,7 +577,7 @@ def observation_problem(data: dict[str, Any], *, now: datetime) -> tuple[str, st
         return "unavailable", "unavailable requests are failed requests: must not exceed errors"
     if data.get("quality_count", 0) and data.get("quality_sum", 0) > data["quality_count"]:
         return "quality_sum", "scores are in [0, 1]: the sum cannot exceed the count"
-    for field in ("latency_buckets", "quality_buckets"):
+    for field in ("latency_buckets", "quality_buckets", "response_tokens_buckets"):
         buckets = data.get(field) or []
         if len(buckets) > MAX_BUCKETS:
             return field, f"at most {MAX_BUCKETS} buckets"

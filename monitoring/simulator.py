@@ -34,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import MetricsHandler
 
 LATENCY_BOUNDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, math.inf)
+RESPONSE_TOKEN_BOUNDS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, math.inf)
 QUALITY_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, math.inf)
 SEGMENTS = ("eu", "us", "apac")
 _N = NormalDist()
@@ -58,6 +59,8 @@ class Behaviour:
     safety_rate: float = 0.0
     schema_failure_rate: float = 0.001  # served outputs that fail their output schema
     unavailable_rate: float = 0.0  # requests not served at all (an outage), beside the errors
+    response_tokens_median: float = 105.0  # output tokens per response, lognormal (a mean near 120)
+    response_tokens_sigma: float = 0.55
     silent: bool = False
 
 
@@ -103,6 +106,8 @@ class VersionStats:
     tokens: dict[tuple[str, str], float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     schema: dict[str, float] = field(default_factory=dict)
+    response_tokens: dict[str, list[float]] = field(default_factory=dict)  # segment -> per-bucket counts
+    response_tokens_sum: dict[str, float] = field(default_factory=dict)
 
 
 class ModelServer:
@@ -134,6 +139,8 @@ class ModelServer:
         q_counts = multinomial(ok, q_probs, rng)  # failed requests are not scored
         safety = binomial(n, b.safety_rate, rng)
         schema = binomial(ok, b.schema_failure_rate, rng)  # a failed request has no output to check
+        resp_counts = multinomial(ok, _lognormal_bucket_probs(b.response_tokens_median, b.response_tokens_sigma,
+                                                              RESPONSE_TOKEN_BOUNDS), rng)
         with self.lock:
             s = self.stats
             s.requests[(segment, "success")] = s.requests.get((segment, "success"), 0) + ok
@@ -153,6 +160,11 @@ class ModelServer:
             s.tokens[(segment, "output")] = s.tokens.get((segment, "output"), 0) + n * 120
             s.cost[segment] = s.cost.get(segment, 0.0) + n * 0.0004
             s.schema[segment] = s.schema.get(segment, 0.0) + schema
+            resp = s.response_tokens.setdefault(segment, [0.0] * len(RESPONSE_TOKEN_BOUNDS))
+            for i, c in enumerate(resp_counts):
+                resp[i] += c
+            s.response_tokens_sum[segment] = s.response_tokens_sum.get(segment, 0.0) + ok * b.response_tokens_median \
+                * math.exp(b.response_tokens_sigma**2 / 2)
 
     # -- prometheus-client collector -----------------------------------------------------------
 
@@ -191,6 +203,11 @@ class ModelServer:
             for seg, v in sorted(s.schema.items()):
                 schema.add_metric([self.model, self.version, seg], v)
             yield schema
+            resp = HistogramMetricFamily("model_response_tokens", "output tokens per response", labels=labels)
+            for seg, counts in sorted(s.response_tokens.items()):
+                resp.add_metric([self.model, self.version, seg], _cumulative(RESPONSE_TOKEN_BOUNDS, counts),
+                                s.response_tokens_sum.get(seg, 0.0))
+            yield resp
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> int:
         server = self
@@ -240,6 +257,8 @@ class ModelServer:
             "quality_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(QUALITY_BOUNDS, qual)],
             "safety_violations": int(sum(now.safety.values()) - sum(e.safety.values())),
             "schema_failures": int(sum(now.schema.values()) - sum(e.schema.values())),
+            "response_tokens_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(
+                RESPONSE_TOKEN_BOUNDS, _sum_lists(now.response_tokens, e.response_tokens, len(RESPONSE_TOKEN_BOUNDS)))],
         }
 
     def snapshot(self) -> VersionStats:
@@ -411,8 +430,8 @@ class Pusher:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _lognormal_bucket_probs(median: float, sigma: float) -> list[float]:
-    cdf = [_N.cdf((math.log(b) - math.log(median)) / sigma) if not math.isinf(b) else 1.0 for b in LATENCY_BOUNDS]
+def _lognormal_bucket_probs(median: float, sigma: float, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> list[float]:
+    cdf = [_N.cdf((math.log(b) - math.log(median)) / sigma) if not math.isinf(b) else 1.0 for b in bounds]
     return _diff(cdf)
 
 
@@ -453,4 +472,6 @@ def _copy(s: VersionStats) -> VersionStats:
         requests=dict(s.requests), latency={k: list(v) for k, v in s.latency.items()}, latency_sum=dict(s.latency_sum),
         quality={k: list(v) for k, v in s.quality.items()}, quality_sum=dict(s.quality_sum), safety=dict(s.safety),
         tokens=dict(s.tokens), cost=dict(s.cost), schema=dict(s.schema),
+        response_tokens={k: list(v) for k, v in s.response_tokens.items()},
+        response_tokens_sum=dict(s.response_tokens_sum),
     )

@@ -442,6 +442,10 @@ class ObservationInput(StrictSerializer):
     cost_usd = serializers.FloatField(min_value=0, max_value=MAX_COST_USD, default=0.0)
     guardrail_blocks = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                                 help_text="requests a guardrail blocked in the window")
+    response_tokens_buckets = BucketsField(required=False, allow_null=True, default=None,
+                                           help_text="output tokens per response in the window, as cumulative "
+                                           "buckets [[upper bound, count], ..., [\"+Inf\", count]] (recorded: p50, "
+                                           "p95)")
     unavailable = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, default=0,
                                            help_text="requests the model could not serve at all (5xx, timeout) in "
                                            "the window; they are failed requests too, so at most the errors")

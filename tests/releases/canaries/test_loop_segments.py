@@ -90,7 +90,7 @@ def test_prometheus_provider_keeps_each_segment_with_the_same_queries():
     assert set(reading.segments_window) == {"eu", "us"}
     assert reading.segments_window["us"]["canary"].errors == 50 and reading.segments_window["us"]["production"].errors == 500
     assert reading.segments_totals["eu"]["production"].requests == 10_050
-    assert provider.query_count == len(client.queries) <= 17
+    assert provider.query_count == len(client.queries) <= 18
 
 
 def test_prometheus_provider_reads_tokens_cost_and_guardrail_blocks_per_segment():

@@ -178,3 +178,12 @@ def test_an_observations_token_cannot_push_an_outage_for_another_model(people):
                                                 "unavailable": 100, **window()}, format="json")
     assert_problem(other, 404)
     assert not Observation.objects.filter(model="other").exists()
+
+
+def test_an_observations_token_cannot_push_response_lengths_for_another_model(people):
+    obs = bearer(people, "observations", "scorer")
+    other = obs.post("/api/v1/observations/", {"model": "other", "version": "1.0.0",
+                                                "response_tokens_buckets": [[128, 50], ["+Inf", 100]], **window()},
+                     format="json")
+    assert_problem(other, 404)
+    assert not Observation.objects.filter(model="other").exists()

@@ -129,3 +129,22 @@ def test_unavailable_requests_are_stored_and_read_by_the_push_provider(pusher):
     response = pusher.post("/api/v1/observations/", window(errors=3, unavailable=2), format="json")
     assert response.status_code == 201, response.content
     assert _sum_observations(list(Observation.objects.all())).unavailable == 2
+
+
+@pytest.mark.parametrize("value", [[[64, -1], ["+Inf", 5]], "long", [[64, 10], [32, 20], ["+Inf", 30]],
+                                   [[64, 10], ["+Inf", 101]], [[64, "ten"], ["+Inf", 20]], [[64, 10]]])
+def test_response_tokens_buckets_are_cumulative_counts_within_the_requests(pusher, value):
+    response = pusher.post("/api/v1/observations/", window(response_tokens_buckets=value), format="json")
+    assert_problem(response, 400)
+    assert "response_tokens_buckets" in response.json().get("errors", {}), response.json()
+    assert not Observation.objects.exists()
+
+
+def test_response_tokens_buckets_are_optional_stored_and_read_by_the_push_provider(pusher):
+    from monitoring.providers import _sum_observations
+
+    response = pusher.post("/api/v1/observations/", window(response_tokens_buckets=[[128, 60], ["+Inf", 99]]),
+                           format="json")
+    assert response.status_code == 201, response.content
+    assert _sum_observations(list(Observation.objects.all())).response_tokens_buckets == [(128.0, 60.0),
+                                                                                         (float("inf"), 99.0)]
