@@ -1,25 +1,40 @@
-"""Decision quality of the rollback rules, on simulated canaries.
+"""Decision quality of the rollback rules as the evaluator runs them, on simulated canaries.
 
-    python bench/decision_quality.py [--quick] [--aa 1000] [--regressions 300] [--rps 1000] [--hours 24]
+    python bench/decision_quality.py [--quick] [--aa 300] [--regressions 100] [--hours 24] [--look-s 10]
+                                     [--segment-counts 1,4] [--sequential-only]
 
-Error rate: the sequential test (monitoring.sequential) as the evaluator runs it: an evaluation
-every 60 s (the memory updated, a restart) and, with `--look-s 10`, a check every 10 s between
-them (a rollback watch, which the product does not run yet). The test runs vectorised over
-canaries (a numpy copy of `sequential.step`, checked against the module at the start of every
-run). A/A canaries (identical to production) go through
-the full standard schedule (1, 5, 10, 25, 50 %, `--hours` per stage), the canary as a whole and
-each of `--segments` equal segments: any rollback is a false one. Regressions at 1.0, 1.5, 2 and
-4 × the threshold distance start at a uniform moment of each stage (a healthy stretch of 0 to
-`--hours` before it, and a uniform moment of the cadence) and are watched for `--horizon-min`:
-onset-to-decision median and p95 per multiple and stage, within 10 minutes, within one cadence.
-Segment-only regressions: one segment of four at +2 pp, per stage.
+Error rate: the COMBINED rule of monitoring.evaluator.decide, either part rolling back:
+- the anytime-valid sequential test (monitoring.sequential) on the stage so far, updated and
+  restarted at every evaluation (every 60 s) and, with `--look-s 10`, looked at every 10 s between
+  them by the rollback watch (releases.canaries.loop.rollback_watch_tick ->
+  monitoring.evaluator.watch_trigger: the canary as a whole, once the stage has an evaluation);
+- the fixed-level rule (monitoring.statistics.error_rollback, as rollback_triggers applies it) at
+  every evaluation on the last 5-minute window, the last two windows pooled and the stage so far.
+With 4 segments, each segment is judged too (judge_segments): its own sequential test at its share
+of the segments' budget, at the evaluations, and the fixed-level rule at 10^-6 / 4 on its window
+and stage so far. Both rules run vectorised over canaries (numpy copies of `sequential.step` and
+of the fixed-level rule, checked against the product's functions at the start of every run).
+`--sequential-only` drops the fixed-level rule, for comparison.
 
-Latency and quality: the fixed-level rule (monitoring.statistics) on the 5-minute window every
-minute, A/A over the schedule and regressions as before (detection within two windows).
+Latency and quality: the fixed-level rule (rollback_triggers itself, after a cheap looser
+magnitude pre-check) on the 5-minute window every minute, for the canary as a whole and, with
+4 segments, for each segment at 10^-6 / 4.
 
-Traffic is Poisson(rps × share) per interval; production error rate 1 %; latency lognormal
-(median 120 ms), quality normal (0.82 ± 0.08) in the simulator's buckets. Prints the figures; not
-a test.
+A/A canaries (identical to production) go through the full standard schedule (1, 5, 10, 25,
+50 %, `--hours` per stage): any rollback is a false one. Regressions at 1.0 (exactly at the
+threshold), 1.5, 2 and 4 × the threshold distance, in every segment, start at a uniform moment of
+each stage (errors: after a healthy stretch of 0 to `--hours`, and at a uniform moment of the
+cadence): detection within 10 minutes of the onset and of the breach (the moment the last
+5-minute window's expected value reaches the threshold: onset + 5 min / multiple), and
+onset-to-decision p50 / p95 / p99, per stage. Segment-only regression: one segment of four at
++2 pp errors (the canary as a whole +0.5 pp, within limits by no more than its noise). Fairness:
+the product's fairness gate (monitoring.evaluator.fairness_gate, error-rate disparity, tolerance
+1 pp) on a canary whose one subgroup of four is +2 pp from the stage's start: it holds, never rolls
+back ("held within N min").
+
+Traffic is Poisson(rps × share) per interval, split evenly over the segments; production error
+rate 1 %; latency lognormal (median 120 ms), quality normal (0.82 ± 0.08) in the simulator's
+buckets. Progress goes to stderr. Prints the figures; not a test.
 """
 
 from __future__ import annotations
@@ -32,10 +47,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import gammaln
+from scipy.stats import binom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
@@ -47,7 +63,8 @@ django.setup()
 
 from monitoring import sequential as sq  # noqa: E402
 from monitoring import statistics as st  # noqa: E402
-from monitoring.evaluator import rollback_triggers  # noqa: E402
+from monitoring.evaluations import GateStatus  # noqa: E402
+from monitoring.evaluator import fairness_gate, rollback_triggers  # noqa: E402
 from monitoring.samples import Sample  # noqa: E402
 from monitoring.simulator import (  # noqa: E402,E501
     LATENCY_BOUNDS,
@@ -60,11 +77,26 @@ from monitoring.thresholds import DEFAULT_THRESHOLDS  # noqa: E402
 
 STAGES = (1, 5, 10, 25, 50)
 MULTIPLES = (1.0, 1.5, 2.0, 4.0)
-WINDOW = 5
+WINDOW = 5  # minutes
 ROLLBACK = DEFAULT_THRESHOLDS["rollback"]
 BASE = Behaviour(error_rate=0.01, latency_median_s=0.12, latency_sigma=0.35, quality_mean=0.82, quality_sd=0.08)
 LAT = np.array(LATENCY_BOUNDS)
 QMID = np.array([0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.725, 0.775, 0.825, 0.875, 0.925, 0.975, 1.0])
+TEN_MIN = 600.0
+
+
+def progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def breach_s(multiple: float) -> float:
+    """Seconds from the onset until the last 5-minute window's expected value reaches the threshold:
+    a step regression of `multiple` × the threshold distance gets there once 1/multiple of the
+    window is regressed (exactly at the threshold: once the whole window is)."""
+    return WINDOW * 60 / max(multiple, 1.0)
+
+
+# --- latency and quality: the fixed-level rule, one window every minute -------------------------------
 
 
 def behaviour(kind: str | None, multiple: float) -> Behaviour:
@@ -81,22 +113,14 @@ def behaviour(kind: str | None, multiple: float) -> Behaviour:
 def minutes(rng: np.random.Generator, b: Behaviour, rate_per_min: float, n_min: int) -> dict[str, np.ndarray]:
     req = rng.poisson(rate_per_min, n_min)
     err = rng.binomial(req, b.error_rate)
-    lat = np.stack([rng.multinomial(n, _lognormal_bucket_probs(b.latency_median_s, b.latency_sigma)) for n in req]) \
-        if n_min <= 60 else _multi(rng, req, _lognormal_bucket_probs(b.latency_median_s, b.latency_sigma))
-    ok = req - err
-    qual = _multi(rng, ok, _normal_bucket_probs(b.quality_mean, b.quality_sd))
+    lat = _multi(rng, req, _lognormal_bucket_probs(b.latency_median_s, b.latency_sigma))
+    qual = _multi(rng, req - err, _normal_bucket_probs(b.quality_mean, b.quality_sd))
     return {"req": req, "err": err, "lat": lat, "qual": qual}
 
 
 def _multi(rng: np.random.Generator, n: np.ndarray, p: list[float]) -> np.ndarray:
     p = np.array(p) / sum(p)
     return rng.multinomial(n, p)
-
-
-def so_far(m: dict[str, np.ndarray], prefix: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
-    """Stage-so-far requests and errors at each tick (aligned with `windows`), after `prefix`
-    (requests, errors) of the stage before the simulated minutes."""
-    return {"req": prefix[0] + np.cumsum(m["req"])[WINDOW - 1:], "err": prefix[1] + np.cumsum(m["err"])[WINDOW - 1:]}
 
 
 def windows(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -126,126 +150,116 @@ def sample(w: dict[str, np.ndarray], i: int) -> Sample:
                   quality_buckets=list(zip(QUALITY_BOUNDS, q_cum.tolist(), strict=True)), present=True)
 
 
-def fires(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray], sc: dict[str, np.ndarray],
-          sp: dict[str, np.ndarray], *, alpha: float = st.ROLLBACK_ALPHA) -> np.ndarray:
-    """Per tick, the latency and quality metrics whose rollback trigger fires ("" where none does;
-    the error rate is the sequential test's, simulated apart at the watch interval). A cheap,
-    looser magnitude pre-check picks candidates; the real rule
-    (monitoring.evaluator.rollback_triggers) decides each candidate."""
+def first_fire(wc: dict[str, np.ndarray], wp: dict[str, np.ndarray], *, start: int = 0,
+               alpha: float = st.ROLLBACK_ALPHA) -> tuple[int | None, str]:
+    """The first tick from `start` on whose latency or quality rollback trigger fires on the window
+    (None: none), and which. A cheap, looser magnitude pre-check picks candidates; the product's rule
+    (monitoring.evaluator.rollback_triggers, at `alpha`) decides each, in order."""
     with np.errstate(divide="ignore", invalid="ignore"):
         qc = (wc["qual"] * QMID).sum(-1) / np.maximum(wc["qual"].sum(-1), 1)
         qp = (wp["qual"] * QMID).sum(-1) / np.maximum(wp["qual"].sum(-1), 1)
-    lat_ratio = p99(wc["lat"]) / p99(wp["lat"])
-    candidates = np.where((lat_ratio > 1.2) | (qc < qp * (ROLLBACK["quality_ratio"] + 0.02)))[0]
-    out = np.full(len(qc), "", dtype=object)
-    for i in candidates:
-        earlier = {"canary": sample(wc, i - WINDOW), "production": sample(wp, i - WINDOW)} if i >= WINDOW else None
-        stage = {"canary": Sample(requests=float(sc["req"][i]), errors=float(sc["err"][i])),
-                 "production": Sample(requests=float(sp["req"][i]), errors=float(sp["err"][i]))}
-        fired, _, _ = rollback_triggers({"canary": sample(wc, i), "production": sample(wp, i)}, ROLLBACK, earlier,
-                                        stage, alpha=alpha)
-        out[i] = ",".join(t.metric for t in fired if t.metric != "error_rate")
-    return out
+        lat_ratio = p99(wc["lat"]) / p99(wp["lat"])
+    candidates = np.flatnonzero((lat_ratio > 1.2) | (qc < qp * (ROLLBACK["quality_ratio"] + 0.02)))
+    for i in candidates[candidates >= start]:
+        fired, _, _ = rollback_triggers({"canary": sample(wc, i), "production": sample(wp, i)}, ROLLBACK,
+                                        alpha=alpha, safety=False)
+        hit = [t.metric for t in fired if t.metric in ("latency_p99", "quality")]
+        if hit:
+            return int(i), ",".join(hit)
+    return None, ""
 
 
-def run_aa(n: int, rps: float, hours: float, rng: np.random.Generator) -> tuple[Counter[str], int, set[int]]:
-    """Latency and quality: false rollbacks by "metric at stage", the number of window tests, and
-    which canaries rolled back."""
-    false_rollbacks: Counter[str] = Counter()
-    which: set[int] = set()
-    ticks = 0
+def lq_canary(rng: np.random.Generator, rps: float, share: float, k: int, n_min: int,
+              bad: Behaviour | None = None, healthy_min: int = 0) -> tuple[list[dict], list[dict]]:
+    """Per-minute traffic of the canary and production, per segment (k of them, equal traffic);
+    the canary regressed to `bad` after `healthy_min` minutes."""
+    rate_c, rate_p = rps * 60 * share / k, rps * 60 * (1 - share) / k
+    segs_c, segs_p = [], []
+    for _ in range(k):
+        mc = minutes(rng, BASE, rate_c, n_min if bad is None else healthy_min)
+        if bad is not None:
+            mr = minutes(rng, bad, rate_c, n_min - healthy_min)
+            mc = {key: np.concatenate([mc[key], mr[key]]) for key in mc}
+        segs_c.append(mc)
+        segs_p.append(minutes(rng, BASE, rate_p, n_min))
+    return segs_c, segs_p
+
+
+def lq_first(segs_c: list[dict], segs_p: list[dict], start: int = 0) -> tuple[int | None, str]:
+    """The first tick at which the canary as a whole, or (k ≥ 2) any segment at 10^-6 / k, rolls back
+    for latency or quality."""
+    k = len(segs_c)
+    whole_c = {key: sum(s[key] for s in segs_c) for key in segs_c[0]}
+    whole_p = {key: sum(s[key] for s in segs_p) for key in segs_p[0]}
+    best, why = first_fire(windows(whole_c), windows(whole_p), start=start)
+    if k >= 2:
+        for j in range(k):
+            t, w = first_fire(windows(segs_c[j]), windows(segs_p[j]), start=start,
+                              alpha=st.segment_alpha(st.ROLLBACK_ALPHA, k))
+            if t is not None and (best is None or t < best):
+                best, why = t, f"segment {w}"
+    return best, why
+
+
+def run_lq_aa(n: int, rps: float, hours: float, k: int, rng: np.random.Generator) -> dict:
+    """Identical canaries over the full schedule: per canary the stage and trigger of its first
+    (false) latency or quality rollback."""
+    out: Counter[str] = Counter()
     per_stage = int(hours * 60)
     for run in range(n):
         for percent in STAGES:
-            share = percent / 100
-            mc = minutes(rng, BASE, rps * 60 * share, per_stage + WINDOW)
-            mp = minutes(rng, BASE, rps * 60 * (1 - share), per_stage + WINDOW)
-            f = fires(windows(mc), windows(mp), so_far(mc), so_far(mp))
-            ticks += len(f)
-            hit = np.flatnonzero(f != "")
-            if len(hit):
-                false_rollbacks[f"{f[hit[0]]} at {percent} %"] += 1
-                which.add(run)
+            t, why = lq_first(*lq_canary(rng, rps, percent / 100, k, per_stage + WINDOW))
+            if t is not None:
+                out[f"{why} at {percent} %"] += 1
                 break
-    return false_rollbacks, ticks, which
+        if (run + 1) % max(1, n // 4) == 0:
+            progress(f"latency/quality A/A, {k} segment(s): {run + 1} of {n}")
+    return {"runs": n, "false": sum(out.values()), "where": out}
 
 
-@dataclass
-class Outcome:
-    percent: int
-    delay_s: float | None  # onset to the decision, when within two windows of the onset
-    after_breach: bool  # decided within two windows of the breach (see breach_tick)
-
-
-def breach_tick(multiple: float) -> int | None:
-    """Ticks after the onset tick until the window's expected value is past the threshold: a
-    step regression of `multiple` × the threshold distance breaches once more than 1/multiple
-    of the window is regressed (never, exactly at the threshold)."""
-    if multiple <= 1.0:
-        return None
-    return math.floor(WINDOW / multiple)
-
-
-def healthy_prefix(rng: np.random.Generator, rate_per_min: float, share: float,
-                   hours: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The stage's healthy traffic before the simulated minutes, canary and production: a
-    uniform 0 to `hours` of it."""
-    span = rng.uniform(0, hours * 60)
-    out = []
-    for fraction in (share, 1 - share):
-        req = int(rng.poisson(rate_per_min * fraction * span))
-        out.append((float(req), float(rng.binomial(req, BASE.error_rate))))
-    return out[0], out[1]
-
-
-def run_regressions(n: int, rps: float, hours: float,
-                    rng: np.random.Generator) -> dict[tuple[str, float], list[Outcome]]:
-    results: dict[tuple[str, float], list[Outcome]] = {}
+def run_lq_regressions(n: int, rps: float, k: int,
+                       rng: np.random.Generator) -> dict[tuple[str, float, int], np.ndarray]:
+    """Onset-to-decision (s; inf: not within the 16 minutes watched) per (kind, multiple, stage),
+    `n` canaries each. The onset is at a uniform moment of the minute before the first tick whose
+    window holds regressed traffic."""
+    out = {}
+    before, after = 10, 3 * WINDOW + 1
+    onset_tick = before - WINDOW + 1  # the first tick whose window holds regressed traffic
     for kind in ("latency", "quality"):
         for multiple in MULTIPLES:
-            outcomes: list[Outcome] = []
-            for _ in range(n):
-                percent = int(STAGES[rng.integers(len(STAGES))])
-                share = percent / 100
-                before, after = 10, 3 * WINDOW + 1  # minutes of healthy traffic, then of the regression
-                mc = minutes(rng, BASE, rps * 60 * share, before)
-                mr = minutes(rng, behaviour(kind, multiple), rps * 60 * share, after)
-                c = windows({k: np.concatenate([mc[k], mr[k]]) for k in mc})
-                mp = minutes(rng, BASE, rps * 60 * (1 - share), before + after)
-                # The onset is at a random moment of the stage: a random healthy stretch precedes it.
-                prefix_c, prefix_p = healthy_prefix(rng, rps * 60, share, hours)
-                sc = so_far({k: np.concatenate([mc[k], mr[k]]) for k in ("req", "err")}, prefix_c)
-                sp = so_far(mp, prefix_p)
-                f = fires(c, windows(mp), sc, sp) != ""
-                onset_tick = before - WINDOW + 1  # the first tick whose window holds regressed traffic
-                hit = np.flatnonzero(f[onset_tick:])
-                first = int(hit[0]) if len(hit) else None
-                # The regression starts at a uniform moment within the minute before the onset tick.
-                delay = float(first * 60 + rng.uniform(0, 60)) if first is not None and first < 2 * WINDOW else None
-                b = breach_tick(multiple)
-                after_breach = first is not None and b is not None and first < b + 2 * WINDOW
-                outcomes.append(Outcome(percent, delay, after_breach))
-            results[(kind, multiple)] = outcomes
-    return results
-
-
-# --- the error-rate test, simulated at the watch interval ------------------------------------------
+            for percent in STAGES:
+                delays = np.full(n, np.inf)
+                for r in range(n):
+                    t, _ = lq_first(*lq_canary(rng, rps, percent / 100, k, before + after, behaviour(kind, multiple),
+                                               before), start=onset_tick)
+                    if t is not None:
+                        delays[r] = (t - onset_tick) * 60 + rng.uniform(0, 60)
+                out[(kind, multiple, percent)] = delays
+            progress(f"latency/quality regressions, {k} segment(s): {kind} x{multiple:g} done")
+    return out
+# --- the error rate, simulated at the watch interval --------------------------------------------------
 #
-# A vectorised copy of monitoring.sequential.step (runs side by side in numpy arrays), checked
-# against the module on every run of the bench (`_check_vectorised`). Looks every LOOK_S seconds
-# (the rollback watch: a check, no restart); every CADENCE_S an evaluation updates the memory and
-# restarts (as monitoring.evaluator does).
+# Two rules, as monitoring.evaluator.decide runs them; either rolls back:
+# - the sequential test (monitoring.sequential): a vectorised copy of `sequential.step` (`SeqSim`),
+#   updated and restarted at every evaluation (every CADENCE_S), and, for the canary as a whole,
+#   looked at every LOOK_S between them without keeping anything (the rollback watch,
+#   monitoring.evaluator.watch_trigger: only once the stage has an evaluation, never for segments);
+# - the fixed-level rule (monitoring.statistics.error_rollback, as
+#   monitoring.evaluator.rollback_triggers applies it) at every evaluation: the last 5-minute window,
+#   the last two windows pooled and the stage so far for the canary as a whole; the window and the
+#   stage so far for each segment (at 10^-6 / k), a vectorised copy (`fixed_fires`).
+# Both copies are checked against the product's functions at the start of every run
+# (`check_vectorised`).
 
-LOOK_S = 60  # --look-s: 60, the evaluations alone; 10, with a rollback watch between them
+LOOK_S = 60  # --look-s: 60, the evaluations alone; 10, with the rollback watch between them
 CADENCE_S = 60
 MARGIN = ROLLBACK["error_rate_pp"] / 100
 K = len(sq.EXCESS)
+SEQ_ONLY = False  # --sequential-only: the sequential test alone, for comparison
 
 
 def _ucb(x: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
     """sequential.rate_upper_bound, vectorised (same bisection)."""
-    from scipy.special import gammaln
-
     out = np.ones_like(n, dtype=float)
     ok = n > 0
     x, n = np.minimum(np.maximum(x[ok], 0.0), n[ok]), n[ok]
@@ -269,8 +283,9 @@ def _lr(dx: np.ndarray, dn: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 class SeqSim:
-    """The memory of R tests side by side; `evaluate` is an evaluator's look (update, restart),
-    `check` a watch's look (evidence now, nothing kept)."""
+    """The memory of R tests side by side; `evaluate` is an evaluation's look (update, restart),
+    `check` the rollback watch's look (evidence now, nothing kept; nothing before the stage's
+    first evaluation, as monitoring.evaluator.watch_trigger)."""
 
     def __init__(self, runs: int, alpha_stage: float):
         self.alpha_p, alpha_c = sq.levels(alpha_stage)
@@ -286,24 +301,127 @@ class SeqSim:
     def _null(self, x_p: np.ndarray, n_p: np.ndarray) -> np.ndarray:
         return np.minimum(1.0, _ucb(x_p, n_p, self.alpha_p) + sq.NULL_FRACTION * MARGIN)
 
-    def check(self, n: np.ndarray, x: np.ndarray, m_now: np.ndarray | None = None) -> np.ndarray:
-        m = np.where(self.fresh, m_now if m_now is not None else self.m, self.m)
-        s = self.s + _lr(x - self.x, n - self.n, m)
-        return ((s - self.b).max(axis=1) >= self.threshold) & (x >= sq.MIN_EVENTS)
+    def check(self, n: np.ndarray, x: np.ndarray) -> np.ndarray:
+        s = self.s + _lr(x - self.x, n - self.n, self.m)
+        return ((s - self.b).max(axis=1) >= self.threshold) & (x >= sq.MIN_EVENTS) & ~self.fresh
 
-    def evaluate(self, n: np.ndarray, x: np.ndarray, n_p: np.ndarray, x_p: np.ndarray) -> np.ndarray:
+    def evaluate(self, n: np.ndarray, x: np.ndarray, n_p: np.ndarray, x_p: np.ndarray,
+                 live: np.ndarray | None = None) -> np.ndarray:
+        """`live`: the runs this look belongs to (the others keep their memory)."""
         m_now = self._null(x_p, n_p)
         m = np.where(self.fresh, m_now, self.m)
-        self.s = self.s + _lr(x - self.x, n - self.n, m)
-        reject = ((self.s - self.b).max(axis=1) >= self.threshold) & (x >= sq.MIN_EVENTS)
-        self.starts += 1
-        self.b = np.minimum(self.b, self.s + (math.log(sq._ZETA) + sq.START_EXPONENT * np.log(self.starts))[:, None])
-        self.n, self.x, self.m, self.fresh = n.astype(float), x.astype(float), m_now, np.zeros_like(self.fresh)
-        return reject
+        s = self.s + _lr(x - self.x, n - self.n, m)
+        reject = ((s - self.b).max(axis=1) >= self.threshold) & (x >= sq.MIN_EVENTS)
+        starts = self.starts + 1
+        b = np.minimum(self.b, s + (math.log(sq._ZETA) + sq.START_EXPONENT * np.log(starts))[:, None])
+        if live is None:
+            live = np.ones(len(n), dtype=bool)
+        keep = ~live
+        self.s = np.where(live[:, None], s, self.s)
+        self.b = np.where(live[:, None], b, self.b)
+        self.starts = np.where(live, starts, self.starts)
+        self.n, self.x = np.where(live, n, self.n), np.where(live, x, self.x)
+        self.m = np.where(live, m_now, self.m)
+        self.fresh = self.fresh & keep
+        return reject & live
 
 
-def _check_vectorised(rng: np.random.Generator) -> None:
-    """The vectorised copy agrees with monitoring.sequential on random paths."""
+def fixed_fires(xc: np.ndarray, nc: np.ndarray, xp: np.ndarray, np_: np.ndarray, alpha: float) -> np.ndarray:
+    """monitoring.statistics.error_rollback on one span, vectorised: the canary's rate less
+    production's past the threshold, at least MIN_ROLLBACK_EVENTS errors, and the conditional
+    binomial test (statistics.poisson_rate_test, by scipy's binomial survival function) below
+    `alpha`."""
+    ok = (nc > 0) & (np_ > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.where(ok, xc / np.where(ok, nc, 1) - xp / np.where(ok, np_, 1), 0.0)
+    cand = ok & (diff > MARGIN) & (xc >= st.MIN_ROLLBACK_EVENTS)
+    out = np.zeros(np.shape(xc), dtype=bool)
+    if cand.any():
+        x, total = xc[cand], xc[cand] + xp[cand]
+        p_worse = binom.sf(x - 1, total, nc[cand] / (nc[cand] + np_[cand]))
+        out[cand] = p_worse < alpha
+    return out
+
+
+def _spans_fire(window: tuple, earlier: tuple | None, stage: tuple, alpha: float) -> np.ndarray:
+    """The fixed-level error rule of rollback_triggers: the window, the two windows pooled (with
+    `earlier`), the stage so far; each a (canary errors, canary requests, production errors,
+    production requests) tuple of arrays."""
+    hit = fixed_fires(*window, alpha)
+    if earlier is not None:
+        hit |= fixed_fires(*(a + b for a, b in zip(window, earlier, strict=True)), alpha)
+    return hit | fixed_fires(*stage, alpha)
+
+
+class ErrorSim:
+    """R canaries' error-rate judgement during one stage: `segments` equal segments of traffic
+    (the canary as a whole is their sum; with two or more, each is judged too), looked at every
+    LOOK_S seconds (`look`), an evaluation every CADENCE_S."""
+
+    def __init__(self, runs: int, stage_index: int, segments: int):
+        self.k = segments
+        self.whole = SeqSim(runs, sq.stage_alpha(sq.ERROR_ALPHA, stage_index))
+        self.segs = [SeqSim(runs, sq.stage_alpha(sq.SEGMENTS_ALPHA, stage_index) / segments)
+                     for _ in range(segments)] if segments >= 2 else []
+        shape = (runs, segments)
+        self.stage = [np.zeros(shape) for _ in range(4)]  # canary errors, requests; production errors, requests
+        self.minute = [np.zeros(shape) for _ in range(4)]  # the current minute's counts
+        self.ring = np.zeros((2 * WINDOW, 4, *shape))  # the last ten minutes' counts, oldest first
+        self.fired_by: np.ndarray = np.full(runs, "", dtype=object)
+
+    def add(self, xc: np.ndarray, nc: np.ndarray, xp: np.ndarray, np_: np.ndarray, live: np.ndarray | None = None
+            ) -> None:
+        for acc in (self.stage, self.minute):
+            for a, d in zip(acc, (xc, nc, xp, np_), strict=True):
+                a += d if live is None else d * live[:, None]
+
+    def look(self, evaluate: bool, live: np.ndarray | None = None, fixed: bool = True) -> np.ndarray:
+        """One look (an evaluation when `evaluate`, else the rollback watch's): per run, whether
+        the canary rolls back for its error rate (`fixed`: the fixed-level rule judges too, unless
+        --sequential-only). The rule that decided first is kept in `fired_by`."""
+        fixed = fixed and not SEQ_ONLY
+        xc, nc, xp, np_ = (a.sum(axis=1) for a in self.stage)
+        if not evaluate:
+            return self.whole.check(nc, xc) if LOOK_S < CADENCE_S else np.zeros(len(nc), dtype=bool)
+        minute = np.stack(self.minute)
+        if live is None:
+            self.ring = np.concatenate([self.ring[1:], minute[None]])
+        else:
+            rolled = np.concatenate([self.ring[1:], minute[None]])
+            self.ring = np.where(live[None, None, :, None], rolled, self.ring)
+        for a in self.minute:
+            a[:] = 0
+        hit = self.whole.evaluate(nc, xc, np_, xp, live)
+        why = {"sequential": hit.copy()}
+        if fixed:
+            window, earlier = self.ring[WINDOW:].sum(axis=0), self.ring[:WINDOW].sum(axis=0)
+            fixed_hit = _spans_fire(tuple(window.sum(axis=-1)), tuple(earlier.sum(axis=-1)), (xc, nc, xp, np_),
+                                    st.ROLLBACK_ALPHA)
+            why["fixed-level"] = fixed_hit
+            hit = hit | fixed_hit
+        if self.segs:
+            seg_hit = np.zeros_like(hit)
+            for j, sim in enumerate(self.segs):
+                cj = tuple(a[:, j] for a in self.stage)
+                seq = sim.evaluate(cj[1], cj[0], cj[3], cj[2], live)
+                seg_hit |= seq
+                if fixed:
+                    wj = tuple(window[i][:, j] for i in range(4))
+                    seg_hit |= _spans_fire(wj, None, cj, st.segment_alpha(st.ROLLBACK_ALPHA, self.k))
+            why["segment"] = seg_hit
+            hit = hit | seg_hit
+        if live is not None:
+            hit = hit & live
+        new = hit & (self.fired_by == "")
+        for label, mask in why.items():
+            self.fired_by[new & mask & (self.fired_by == "")] = label
+        return hit
+
+
+def check_vectorised(rng: np.random.Generator) -> None:
+    """The vectorised copies agree with the product: SeqSim with monitoring.sequential.step on random
+    paths, and fixed_fires / _spans_fire with monitoring.evaluator.rollback_triggers' error-rate
+    verdict (fixed-level rule alone) on random windows. Raises AssertionError when they differ."""
     runs, alpha = 5, sq.stage_alpha(sq.ERROR_ALPHA, 1)
     sim = SeqSim(runs, alpha)
     states: list[sq.SequentialState | None] = [None] * runs
@@ -313,106 +431,163 @@ def _check_vectorised(rng: np.random.Generator) -> None:
         n, x = n + dn, x + rng.binomial(dn, 0.01 if t < 15 else 0.03)
         dp = rng.poisson(60000, runs)
         n_p, x_p = n_p + dp, x_p + rng.binomial(dp, 0.01)
+        if t % 3 == 1:  # a watch look between evaluations: the same evidence, nothing kept
+            got = sim.check(n, x)
+            for i in range(runs):
+                _, r = sq.step(states[i], canary=(n[i], x[i]), production=(n_p[i], x_p[i]), margin=MARGIN,
+                               alpha_stage=alpha, restart=False)
+                assert bool(r.reject) == bool(got[i]), "the watch's look differs from sequential.step"
         got = sim.evaluate(n, x, n_p, x_p)
         for i in range(runs):
             states[i], r = sq.step(states[i], canary=(n[i], x[i]), production=(n_p[i], x_p[i]), margin=MARGIN,
                                    alpha_stage=alpha)
-            assert r.reject == got[i] and np.allclose(sim.s[i], states[i].s) and np.allclose(sim.b[i], states[i].b)
+            assert r.reject == got[i] and np.allclose(sim.s[i], states[i].s) and np.allclose(sim.b[i], states[i].b), \
+                "the sequential copy differs from sequential.step"
+    check_fixed(rng, 400)
 
 
-def error_stage(rng: np.random.Generator, runs: int, share: float, rps: float, seconds: float,
-                alpha: float, *, rate_c: float = BASE.error_rate, onset_s: np.ndarray | None = None,
-                bad_rate: float | None = None, prefix_s: np.ndarray | None = None) -> np.ndarray:
-    """R runs of one stage's error-rate test at the watch interval. Healthy traffic for `prefix_s`
-    (per run; evaluations every cadence, no watch looks), then `seconds` more, regressed to
-    `bad_rate` from `onset_s` (per run, seconds after the prefix) on. Returns, per run, the
-    seconds from the onset (or from the end of the prefix) to the first look that rejects
-    (np.inf: none)."""
-    sim = SeqSim(runs, alpha)
-    n = x = n_p = x_p = np.zeros(runs)
-    c_rate, p_rate = rps * share * LOOK_S, rps * (1 - share) * LOOK_S
-    if prefix_s is not None:  # healthy stretch before: one evaluation a cadence, vectorised over runs
+def check_fixed(rng: np.random.Generator, cases: int) -> tuple[int, int]:
+    """`cases` random (window, earlier window, stage so far) error counts near the threshold, each
+    judged by the vectorised fixed-level rule and by monitoring.evaluator.rollback_triggers (without
+    the sequential test); every verdict must agree. Returns (cases, how many fired)."""
+    nc = rng.integers(200, 20_000, (3, cases)).astype(float)  # window, earlier window, the rest of the stage
+    npr = np.floor(nc * rng.uniform(1, 99, cases))
+    rate_c = 0.01 + rng.uniform(0, 0.01, cases)
+    xc, xp = rng.binomial(nc.astype(int), rate_c).astype(float), rng.binomial(npr.astype(int), 0.01).astype(float)
+    for a in (nc, npr, xc, xp):
+        a[2] += a[0] + a[1]  # the stage holds the two windows and more
+    alpha = st.ROLLBACK_ALPHA * rng.choice([1.0, 0.25], cases)
+    span = [tuple(a[i] for a in (xc, nc, xp, npr)) for i in range(3)]
+    got = np.array([_spans_fire(tuple(v[j:j + 1] for v in span[0]), tuple(v[j:j + 1] for v in span[1]),
+                                tuple(v[j:j + 1] for v in span[2]), alpha[j])[0] for j in range(cases)])
+    for j in range(cases):
+        s = [{"canary": Sample(requests=span[i][1][j], errors=span[i][0][j]),
+              "production": Sample(requests=span[i][3][j], errors=span[i][2][j])} for i in range(3)]
+        fired, _, _ = rollback_triggers(s[0], ROLLBACK, s[1], s[2], alpha=float(alpha[j]), safety=False)
+        want = any(t.metric == "error_rate" for t in fired)
+        assert want == bool(got[j]), f"the fixed-level copy differs from rollback_triggers on case {j}"
+    return cases, int(got.sum())
+
+
+def error_stage(rng: np.random.Generator, runs: int, share: float, rps: float, seconds: float, stage_index: int,
+                segments: int, *, bad: np.ndarray | None = None, onset_s: np.ndarray | None = None,
+                prefix_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """R runs of one stage's error-rate judgement, `segments` equal segments. Healthy traffic for
+    `prefix_s` (per run; evaluations every cadence, the sequential test only, whose verdicts are not
+    counted: the regression runs are conditioned on no false rollback before the onset), then
+    `seconds` more, each segment's canary regressed to `bad` (runs × segments error rates) from
+    `onset_s` (per run, seconds after the prefix) on. Returns per run the seconds from the onset (or
+    from the end of the prefix) to the first look that rolls back (np.inf: none), and the rule that
+    did ("sequential", "sequential (watch)", "fixed-level", "segment")."""
+    k = segments
+    sim = ErrorSim(runs, stage_index, k)
+    c_rate, p_rate = rps * share / k, rps * (1 - share) / k
+    base = BASE.error_rate
+
+    def draw(rate_per_s: float, span: float, n: int = runs) -> tuple[np.ndarray, np.ndarray]:
+        req = rng.poisson(rate_per_s * span, (n, k)).astype(float)
+        return rng.binomial(req.astype(np.int64), base).astype(float), req
+
+    if prefix_s is not None:
         evals = (prefix_s // CADENCE_S).astype(int)
         for e in range(int(evals.max(initial=0))):
             live = e < evals
-            dn = rng.poisson(c_rate * (CADENCE_S // LOOK_S), runs) * live
-            n, x = n + dn, x + rng.binomial(dn, rate_c)
-            dp = rng.poisson(p_rate * (CADENCE_S // LOOK_S), runs) * live
-            n_p, x_p = n_p + dp, x_p + rng.binomial(dp, BASE.error_rate)
-            before = (sim.s.copy(), sim.b.copy(), sim.n.copy(), sim.x.copy(), sim.m.copy(), sim.starts.copy(),
-                      sim.fresh.copy())
-            sim.evaluate(n, x, n_p, x_p)
-            for arr, old in zip((sim.s, sim.b), before[:2], strict=True):  # runs whose prefix ended: unchanged
-                arr[~live] = old[~live]
-            sim.n[~live], sim.x[~live], sim.m[~live] = before[2][~live], before[3][~live], before[4][~live]
-            sim.starts[~live], sim.fresh[~live] = before[5][~live], before[6][~live]
+            (xc, nc), (xp, np_) = draw(c_rate, CADENCE_S), draw(p_rate, CADENCE_S)
+            sim.add(xc, nc, xp, np_, live)
+            sim.look(True, live, fixed=False)
+        sim.fired_by[:] = ""
     onset = np.full(runs, np.inf) if onset_s is None else onset_s
     first = np.full(runs, np.inf)
-    looks = int(seconds // LOOK_S)
-    for t in range(1, looks + 1):
+    why = np.full(runs, "", dtype=object)
+    per_eval = CADENCE_S // LOOK_S
+    for t in range(1, int(seconds // LOOK_S) + 1):
         start, end = (t - 1) * LOOK_S, t * LOOK_S
-        bad_part = np.clip((end - np.maximum(onset, start)) / LOOK_S, 0.0, 1.0)
-        dn = rng.poisson(c_rate, runs)
-        bad_n = rng.binomial(dn, bad_part)
-        err = rng.binomial(dn - bad_n, rate_c) + (rng.binomial(bad_n, bad_rate) if bad_rate is not None else 0)
-        n, x = n + dn, x + err
-        dp = rng.poisson(p_rate, runs)
-        n_p, x_p = n_p + dp, x_p + rng.binomial(dp, BASE.error_rate)
-        if t % (CADENCE_S // LOOK_S) == 0:
-            hit = sim.evaluate(n, x, n_p, x_p)
+        nc = rng.poisson(c_rate * LOOK_S, (runs, k)).astype(np.int64)
+        np_ = rng.poisson(p_rate * LOOK_S, (runs, k)).astype(np.int64)
+        if bad is None:
+            xc = rng.binomial(nc, base)
         else:
-            hit = sim.check(n, x, sim._null(x_p, n_p))
+            bad_part = np.clip((end - np.maximum(onset, start)) / LOOK_S, 0.0, 1.0)
+            bad_n = rng.binomial(nc, bad_part[:, None])
+            xc = rng.binomial(nc - bad_n, base) + rng.binomial(bad_n, bad)
+        sim.add(xc.astype(float), nc.astype(float), rng.binomial(np_, base).astype(float), np_.astype(float))
+        evaluate = t % per_eval == 0
+        hit = sim.look(evaluate)
         new = hit & np.isinf(first)
-        first[new] = end - np.where(np.isinf(onset), 0.0, onset)[new]
-    return first
+        if new.any():
+            first[new] = end - np.where(np.isinf(onset), 0.0, onset)[new]
+            why[new] = sim.fired_by[new] if evaluate else "sequential (watch)"
+        if bad is not None and np.isfinite(first).all():
+            break
+    return first, why
 
 
-def run_error_aa(n: int, rps: float, hours: float, rng: np.random.Generator, *, segments: int = 0) -> dict:
-    """Identical canaries over the full schedule, error rate only: the canary as a whole, and
-    with `segments` each of `segments` equal segments too (at its share of the budget). Per
-    canary, the stage of its first false rollback (if any)."""
+def run_error_aa(n: int, rps: float, hours: float, k: int, rng: np.random.Generator) -> dict:
+    """Identical canaries over the full schedule: per canary the stage and rule of its first false
+    rollback (if any)."""
     first_stage: dict[int, int] = {}
+    rules: Counter[str] = Counter()
     for i, percent in enumerate(STAGES):
-        share = percent / 100
-        tests = [(rps, sq.stage_alpha(sq.ERROR_ALPHA, i))] + [
-            (rps / segments, sq.stage_alpha(sq.SEGMENTS_ALPHA, i) / segments)] * segments
-        for traffic, alpha in tests:
-            hit = np.isfinite(error_stage(rng, n, share, traffic, hours * 3600, alpha))
-            for run in np.flatnonzero(hit):
-                first_stage.setdefault(int(run), percent)
-    return {"runs": n, "false": len(first_stage), "by_stage": Counter(first_stage.values())}
+        got, why = error_stage(rng, n, percent / 100, rps, hours * 3600, i, k)
+        for run in np.flatnonzero(np.isfinite(got)):
+            if int(run) not in first_stage:
+                first_stage[int(run)] = percent
+                rules[str(why[run])] += 1
+        progress(f"error-rate A/A, {k} segment(s): stage {percent} % done ({len(first_stage)} false so far)")
+    return {"runs": n, "false": len(first_stage), "by_stage": Counter(first_stage.values()), "rules": rules}
 
 
-def run_error_regressions(n: int, rps: float, hours: float, rng: np.random.Generator,
-                          horizon_s: float) -> dict[tuple[float, int], np.ndarray]:
-    """Onset-to-decision (s; inf: not within `horizon_s`) per (multiple, stage): `n` canaries each,
-    the onset at a uniform moment of the stage (a healthy stretch of 0 to `hours` before it) and
-    of the cadence."""
-    out = {}
+def run_error_regressions(n: int, rps: float, hours: float, k: int, rng: np.random.Generator,
+                          horizon_s: float) -> dict:
+    """Onset-to-decision (s; inf: not within `horizon_s`) per (multiple, stage), `n` canaries each,
+    every segment regressed; with k ≥ 2 also "segment" (one segment at +2 pp, the others healthy).
+    The onset is at a uniform moment of the stage (a healthy stretch of 0 to `hours` before it) and
+    of the cadence. Also the rules that decided, per stage."""
+    out: dict = {}
+    cases: list[tuple[str | float, np.ndarray]] = [(m, np.full(k, BASE.error_rate + m * MARGIN)) for m in MULTIPLES]
+    if k >= 2:
+        cases.append(("segment", np.array([BASE.error_rate + 0.02] + [BASE.error_rate] * (k - 1))))
     for i, percent in enumerate(STAGES):
-        for multiple in MULTIPLES:
-            prefix = rng.uniform(0, hours * 3600, n) // CADENCE_S * CADENCE_S
-            onset = rng.uniform(0, CADENCE_S, n)
-            out[(multiple, percent)] = error_stage(
-                rng, n, percent / 100, rps, horizon_s + CADENCE_S, sq.stage_alpha(sq.ERROR_ALPHA, i),
-                onset_s=onset, bad_rate=BASE.error_rate + multiple * MARGIN, prefix_s=prefix)
+        runs = n * len(cases)
+        bad = np.concatenate([np.tile(rates, (n, 1)) for _, rates in cases])
+        prefix = rng.uniform(0, hours * 3600, runs) // CADENCE_S * CADENCE_S
+        onset = rng.uniform(0, CADENCE_S, runs)
+        got, why = error_stage(rng, runs, percent / 100, rps, horizon_s + CADENCE_S, i, k, bad=bad, onset_s=onset,
+                               prefix_s=prefix)
+        for c, (name, _) in enumerate(cases):
+            out[(name, percent)] = got[c * n:(c + 1) * n]
+            out[("rules", name, percent)] = Counter(str(w) for w in why[c * n:(c + 1) * n] if w)
+        progress(f"error-rate regressions, {k} segment(s): stage {percent} % done")
     return out
 
 
-def run_segment_regressions(n: int, k: int, rps: float, hours: float, rng: np.random.Generator) -> dict[int, float]:
-    """One segment of `k` at +2 pp errors (the whole +2/k pp): caught within 10 minutes of the onset
-    by the segment's test (at its share) or the whole's, per stage. The two tests are simulated on
-    separate draws of the traffic (the whole's test is the weaker here)."""
+def run_fairness(n: int, rps: float, rng: np.random.Generator, *, k: int = 4, growth_pp: float = 2.0,
+                 tolerance_pp: float = 1.0, horizon_min: int = 60) -> dict[int, np.ndarray]:
+    """Minutes from the stage's start until the product's fairness gate (error-rate disparity,
+    `tolerance_pp`) turns red, for a canary whose one subgroup of `k` is `growth_pp` worse from the
+    start (np.inf: not within `horizon_min`), per stage. The gate holds the stage; it never rolls
+    back."""
     out = {}
-    for i, percent in enumerate(STAGES):
+    config = {"metric": "error_rate", "tolerance": tolerance_pp}
+    for percent in STAGES:
         share = percent / 100
-        prefix = rng.uniform(0, hours * 3600, n) // CADENCE_S * CADENCE_S
-        onset = rng.uniform(0, CADENCE_S, n)
-        seg = error_stage(rng, n, share, rps / k, 600 + CADENCE_S, sq.stage_alpha(sq.SEGMENTS_ALPHA, i) / k,
-                          onset_s=onset, bad_rate=BASE.error_rate + 0.02, prefix_s=prefix)
-        whole = error_stage(rng, n, share, rps, 600 + CADENCE_S, sq.stage_alpha(sq.ERROR_ALPHA, i),
-                            onset_s=onset, bad_rate=BASE.error_rate + 0.02 / k, prefix_s=prefix)
-        out[percent] = float(np.mean(np.minimum(seg, whole) <= 600))
+        held = np.full(n, np.inf)
+        rates = np.array([BASE.error_rate + growth_pp / 100] + [BASE.error_rate] * (k - 1))
+        for r in range(n):
+            dnc = rng.poisson(rps * 60 * share / k, (horizon_min, k))
+            dnp = rng.poisson(rps * 60 * (1 - share) / k, (horizon_min, k))
+            nc, xc = np.cumsum(dnc, axis=0), np.cumsum(rng.binomial(dnc, rates), axis=0)
+            npr, xp = np.cumsum(dnp, axis=0), np.cumsum(rng.binomial(dnp, BASE.error_rate), axis=0)
+            for minute in range(horizon_min):
+                stage = {f"s{j}": {"canary": Sample(requests=float(nc[minute, j]), errors=float(xc[minute, j])),
+                                   "production": Sample(requests=float(npr[minute, j]), errors=float(xp[minute, j]))}
+                         for j in range(k)}
+                gate, _ = fairness_gate(stage, config)
+                if gate.status == GateStatus.RED:
+                    held[r] = minute + 1
+                    break
+        out[percent] = held
+    progress("fairness done")
     return out
 
 
@@ -431,88 +606,165 @@ def router_push_ms(samples: int = 50) -> float:
     return statistics.median(times)
 
 
-def _pct(a: np.ndarray, q: float) -> str:
-    v = float(np.percentile(a, q)) if len(a) else math.inf
-    return f"{v:.0f} s" if math.isfinite(v) else "> horizon"
+def _q(a: np.ndarray, q: float) -> str:
+    v = float(np.percentile(a, q, method="higher")) if len(a) else math.inf
+    return f"{v:.0f}" if math.isfinite(v) else ">hz"
+
+
+def _share(a: np.ndarray, limit: float) -> str:
+    return f"{np.mean(a <= limit):.1%}" if len(a) else "-"
+
+
+def table(title: str, rows: list[tuple[str, list[str]]], header: list[str]) -> None:
+    print(title)
+    width = max(len(r[0]) for r in rows)
+    cols = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(header)]
+    print("  " + " " * width + " | " + " | ".join(h.rjust(w) for h, w in zip(header, cols, strict=True)))
+    for name, cells in rows:
+        print("  " + name.ljust(width) + " | " + " | ".join(c.rjust(w) for c, w in zip(cells, cols, strict=True)))
+
+
+def report_detection(label: str, res: dict, horizon_s: float, with_breach: bool = True) -> None:
+    """The detection tables of one metric kind and segment count: within 10 minutes of the onset
+    and of the breach, onset-to-decision p50 / p95 / p99, per multiple and stage."""
+    hdr = [f"{p} %" for p in STAGES] + ["all"]
+    rows = []
+    for m in MULTIPLES:
+        cells = [_share(res[(m, p)], TEN_MIN) for p in STAGES]
+        rows.append((f"x{m:g}" + (" (at threshold)" if m == 1.0 else ""),
+                     cells + [_share(np.concatenate([res[(m, p)] for p in STAGES]), TEN_MIN)]))
+    table(f"  {label}: detected within 10 min of the ONSET", rows, hdr)
+    if with_breach:
+        rows = []
+        for m in MULTIPLES:
+            cells = [_share(res[(m, p)] - breach_s(m), TEN_MIN) for p in STAGES]
+            allp = np.concatenate([res[(m, p)] - breach_s(m) for p in STAGES])
+            rows.append((f"x{m:g} (breach +{breach_s(m):.0f} s)", cells + [_share(allp, TEN_MIN)]))
+        table(f"  {label}: detected within 10 min of the BREACH (last window's expected value at the threshold)",
+              rows, hdr)
+    rows = [(f"x{m:g}", [f"{_q(res[(m, p)], 50)}/{_q(res[(m, p)], 95)}/{_q(res[(m, p)], 99)}" for p in STAGES]
+             + [""]) for m in MULTIPLES]
+    table(f"  {label}: onset-to-decision p50/p95/p99 in s ('>hz': not within the {horizon_s / 60:g} min watched)",
+          rows, hdr)
+
+
+def report_targets(label: str, res: dict) -> None:
+    """The speed targets per stage: met or not."""
+    rows = []
+    for p in STAGES:
+        beyond = np.concatenate([res[(m, p)] for m in MULTIPLES if m > 1.0])
+        med, p95 = (float(np.percentile(beyond, q, method="higher")) for q in (50, 95))
+        x15, x4 = float(np.mean(res[(1.5, p)] <= TEN_MIN)), float(np.mean(res[(4.0, p)] <= CADENCE_S))
+        rows.append((f"{p} %", [f"{med:.0f} s {'met' if med <= 30 else 'NOT met'}" if math.isfinite(med) else "NOT met",
+                                f"{p95:.0f} s {'met' if p95 <= 120 else 'NOT met'}" if math.isfinite(p95) else
+                                ">hz NOT met",
+                                f"{x15:.1%} {'met' if x15 >= 0.99 else 'NOT met'}",
+                                f"{x4:.1%} {'met' if x4 >= 1.0 else 'NOT met'}"]))
+    allb = np.concatenate([res[(m, p)] for m in MULTIPLES if m > 1.0 for p in STAGES])
+    rows.append(("all stages", [f"{_q(allb, 50)} s", f"{_q(allb, 95)} s", "", ""]))
+    table(f"  {label}: targets (x1.5 and more: median <= 30 s, p95 <= 120 s; x1.5 >= 99 % within 10 min; "
+          f"x4 within one cadence, {CADENCE_S} s)", rows, ["median x1.5+", "p95 x1.5+", "x1.5 in 10 min",
+                                                         "x4 in one cadence"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--aa", type=int, default=1000, help="identical canaries over the full schedule")
-    parser.add_argument("--regressions", type=int, default=300, help="per kind, magnitude (and stage, for errors)")
+    parser.add_argument("--aa", type=int, default=300, help="identical canaries over the full schedule (error rate)")
+    parser.add_argument("--regressions", type=int, default=100, help="error-rate canaries per multiple and stage")
     parser.add_argument("--rps", type=float, default=1000.0, help="total requests per second of the model")
     parser.add_argument("--hours", type=float, default=24.0, help="residence per stage")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--segments", type=int, default=4, help="segments per canary in the segment runs (0: none)")
+    parser.add_argument("--segment-counts", default="1,4",
+                        help="segment counts to run (comma-separated; 1: the canary as a whole only)")
     parser.add_argument("--horizon-min", type=float, default=30.0, help="how long an error regression is watched")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes for a shared machine: --aa 100 --regressions 100 --hours 2")
+                        help="small sizes for a shared machine: --aa 40 --regressions 40 --hours 2 --lq-aa 4 "
+                             "--lq-regressions 10 --fairness 20")
     parser.add_argument("--null-fraction", type=float, default=None,
-                        help="test against production + this x the threshold (default: the module's)")
-    parser.add_argument("--lq-aa", type=int, default=None,
-                        help="identical canaries for the latency and quality rule (default: --aa; it is the slow part)")
-    parser.add_argument("--look-s", type=int, default=60, choices=(10, 20, 30, 60),
-                        help="error-rate looks: 60 s, the evaluations alone; less, a rollback watch between them")
+                        help="the sequential test against production + this x the threshold (default: the module's)")
+    parser.add_argument("--lq-aa", type=int, default=10,
+                        help="identical canaries for the latency and quality rule (the slow part; 0: skip)")
+    parser.add_argument("--lq-regressions", type=int, default=30,
+                        help="latency and quality canaries per multiple and stage (0: skip)")
+    parser.add_argument("--fairness", type=int, default=50, help="canaries per stage of the fairness case (0: skip)")
+    parser.add_argument("--look-s", type=int, default=10, choices=(10, 20, 30, 60),
+                        help="error-rate looks: 60 s, the evaluations alone; less, the rollback watch between them")
+    parser.add_argument("--sequential-only", action="store_true",
+                        help="the error rate by the sequential test alone (without the fixed-level rule), "
+                             "for comparison")
     args = parser.parse_args()
-    global LOOK_S
-    LOOK_S = args.look_s
+    global LOOK_S, SEQ_ONLY
+    LOOK_S, SEQ_ONLY = args.look_s, args.sequential_only
     if args.null_fraction is not None:
         sq.NULL_FRACTION = args.null_fraction
     if args.quick:
-        args.aa, args.regressions, args.hours = 100, 100, 2.0
+        args.aa, args.regressions, args.hours = 40, 40, 2.0
+        args.lq_aa, args.lq_regressions, args.fairness = 4, 10, 20
+    counts = [int(c) for c in args.segment_counts.split(",") if c.strip()]
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
-    _check_vectorised(rng)
-    k = args.segments
-    print(f"Error rate: the sequential test (monitoring.sequential, null: production + "
-          f"{sq.NULL_FRACTION:g} x the threshold), a look every {LOOK_S} s, an evaluation every {CADENCE_S} s; "
-          f"{args.rps:g} req/s, production 1 % errors, "
-          f"schedule {STAGES} % x {args.hours:g} h")
-    aa = run_error_aa(args.aa, args.rps, args.hours, rng, segments=k)
-    where = ", ".join(f"{pct} % x{v}" for pct, v in sorted(aa["by_stage"].items()))
-    print(f"  A/A false rollbacks over the schedule (the whole{f' and {k} segments' if k else ''}): "
-          f"{aa['false']} of {aa['runs']} ({aa['false'] / aa['runs']:.2%})  [bound by construction "
-          f"{sq.ERROR_ALPHA + (sq.SEGMENTS_ALPHA if k else 0):.1%}]" + (f"  ({where})" if where else ""))
+    check_vectorised(rng)
     horizon = args.horizon_min * 60
-    reg = run_error_regressions(args.regressions, args.rps, args.hours, rng, horizon)
-    print(f"  regressions: {args.regressions} canaries per multiple and stage, onset at a uniform moment of the "
-          f"stage; onset-to-decision (watched {args.horizon_min:g} min)")
-    for multiple in MULTIPLES:
-        row = []
-        for percent in STAGES:
-            d = reg[(multiple, percent)]
-            row.append(f"{percent}%: {np.mean(d <= 600):.0%} p50 {_pct(d, 50)} p95 {_pct(d, 95)}")
-        print(f"    x{multiple:<3g} " + " | ".join(row))
-    beyond = np.concatenate([reg[(m, p)] for m in MULTIPLES if m > 1.0 for p in STAGES])
-    print(f"  x1.5 and more, all stages: median {_pct(beyond, 50)} [target <= 30 s], p95 {_pct(beyond, 95)} "
-          f"[target <= 120 s], within 10 min {np.mean(beyond <= 600):.2%}")
-    x15 = "  ".join(f"{p} %: {np.mean(reg[(1.5, p)] <= 600):.1%}" for p in STAGES)
-    print(f"  x1.5 within 10 min by stage [target >= 99 % each]: {x15}")
-    x4 = "  ".join(f"{p} %: {np.mean(reg[(4.0, p)] <= CADENCE_S):.1%}" for p in STAGES)
-    print(f"  x4 within one cadence ({CADENCE_S} s) by stage [target 100 %]: {x4}")
-    if k:
-        seg = run_segment_regressions(args.regressions, k, args.rps, args.hours, rng)
-        stages = "  ".join(f"{pct} %: {rate:.1%}" for pct, rate in seg.items())
-        print(f"  one segment of {k} at +2 pp errors (the whole +{2 / k:.2g} pp), within 10 min "
-              f"[target >= 99 %]: {stages}")
-    lq_aa = args.aa if args.lq_aa is None else args.lq_aa
-    false_rb, ticks, which = run_aa(lq_aa, args.rps, args.hours, rng)
-    total = sum(false_rb.values())
-    print(f"Latency and quality: the fixed-level rule (10^-6 per test) on the 5-minute window every {CADENCE_S} s")
-    where = ", ".join(f"{key} x{v}" for key, v in false_rb.most_common())
-    print(f"  A/A false rollbacks: {total} of {lq_aa} ({total / max(lq_aa, 1):.2%}); {ticks:,} window tests"
-          + (f"  ({where})" if where else ""))
-    if lq_aa == args.aa:
-        print(f"A/A false rollbacks of any trigger (the two simulations paired canary by canary): "
-              f"{aa['false'] + len(which)} at most of {args.aa} [target <= 1 %]")
-    push_ms = router_push_ms()
-    res = run_regressions(args.regressions, args.rps, args.hours, rng)
-    for (kind, multiple), outcomes in res.items():
-        hits = [o.delay_s for o in outcomes if o.delay_s is not None]
-        med = f"{statistics.median(hits):.0f} s" if hits else "-"
-        print(f"  {kind:8s} x{multiple:<4g}: detected within 10 min {len(hits) / len(outcomes):7.2%}, "
-              f"median onset-to-decision {med}")
-    print(f"File-router push (onset-to-0 % = decision + push): median {push_ms:.1f} ms")
+    rule = ("the sequential test ALONE (--sequential-only)" if SEQ_ONLY else
+            "the combined rule: the sequential test OR the fixed-level rule (window, two windows, stage so far)")
+    print(f"Decision quality at {args.rps:g} req/s, production 1 % errors, schedule {STAGES} % x {args.hours:g} h, "
+          f"seed {args.seed}")
+    print(f"Error rate: {rule}; an evaluation every {CADENCE_S} s, "
+          + (f"the rollback watch every {LOOK_S} s between them" if LOOK_S < CADENCE_S else "no watch between them")
+          + f"; the sequential test's null: production + {sq.NULL_FRACTION:g} x the threshold")
+    print("  vectorised copies checked against monitoring.sequential.step and rollback_triggers: agree")
+    aa_rows, lq_rows = [], []
+    for k in counts:
+        scope = " (the canary as a whole only)" if k == 1 else " (the whole and each segment)"
+        print(f"\n=== {k} segment(s){scope} ===")
+        aa = run_error_aa(args.aa, args.rps, args.hours, k, rng)
+        bound = sq.ERROR_ALPHA + (sq.SEGMENTS_ALPHA if k >= 2 else 0)
+        where = ", ".join(f"{pct} %: {v}" for pct, v in sorted(aa["by_stage"].items())) or "-"
+        rules = ", ".join(f"{r}: {v}" for r, v in aa["rules"].most_common()) or "-"
+        aa_rows.append((f"error rate, {k} seg", [f"{aa['false']} of {aa['runs']}", f"{aa['false'] / aa['runs']:.2%}",
+                                                 f"{bound:.1%} (sequential part)", where, rules]))
+        reg = run_error_regressions(args.regressions, args.rps, args.hours, k, rng, horizon)
+        report_detection(f"ERROR RATE, {k} segment(s), {args.regressions} canaries per cell", reg, horizon)
+        report_targets(f"ERROR RATE, {k} segment(s)", reg)
+        rows = []
+        for m in MULTIPLES:
+            tally = Counter()
+            for p in STAGES:
+                tally.update(reg[("rules", m, p)])
+            total = sum(tally.values())
+            rows.append((f"x{m:g}", [", ".join(f"{r} {v / total:.0%}" for r, v in tally.most_common()) or "-"]))
+        table(f"  ERROR RATE, {k} segment(s): the rule that decided first (decided canaries, all stages)", rows,
+              ["rule"])
+        if k >= 2:
+            seg = [reg[("segment", p)] for p in STAGES]
+            table(f"  ERROR RATE: one segment of {k} at +2 pp (the whole +{2 / k:.2g} pp), target >= 99 % within "
+                  f"10 min", [("within 10 min", [_share(s, TEN_MIN) for s in seg]),
+                               ("p50/p95 s", [f"{_q(s, 50)}/{_q(s, 95)}" for s in seg])],
+                  [f"{p} %" for p in STAGES])
+        if args.lq_aa:
+            lq = run_lq_aa(args.lq_aa, args.rps, args.hours, k, rng)
+            where = ", ".join(f"{w}: {v}" for w, v in lq["where"].most_common()) or "-"
+            lq_rows.append((f"latency+quality, {k} seg", [f"{lq['false']} of {lq['runs']}",
+                                                          f"{lq['false'] / lq['runs']:.2%}", "calibrated", where, ""]))
+        if args.lq_regressions:
+            lqr = run_lq_regressions(args.lq_regressions, args.rps, k, rng)
+            for kind in ("latency", "quality"):
+                res = {(m, p): lqr[(kind, m, p)] for m in MULTIPLES for p in STAGES}
+                report_detection(f"{kind.upper()}, {k} segment(s), {args.lq_regressions} canaries per cell", res,
+                                 (3 * WINDOW + 1) * 60)
+    print()
+    table(f"A/A FALSE ROLLBACKS over a full schedule ({len(STAGES)} stages x {args.hours:g} h) [target <= 1 % of "
+          "canaries, all triggers]", aa_rows + lq_rows, ["false", "rate", "bound by construction", "first at stage",
+                                                          "first rule"])
+    if args.fairness:
+        fair = run_fairness(args.fairness, args.rps, rng)
+        table("FAIRNESS: one subgroup of 4 at +2 pp errors from the stage's start, tolerance 1 pp: the gate HOLDS "
+              "the stage (never rolls back)", [
+                  ("held within 10 min", [_share(fair[p], 10) for p in STAGES]),
+                  ("held within 60 min", [_share(fair[p], 60) for p in STAGES]),
+                  ("held within N min, p50/p95", [f"{_q(fair[p], 50)}/{_q(fair[p], 95)}" for p in STAGES])],
+              [f"{p} %" for p in STAGES])
+    print(f"File-router push (onset-to-0 % = decision + push): median {router_push_ms():.1f} ms")
     print(f"({time.monotonic() - started:.0f} s)")
 
 
