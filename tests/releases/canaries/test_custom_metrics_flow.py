@@ -136,14 +136,20 @@ def test_declared_reviewed_pushed_gated_and_rolled_back(people, client, django_c
     page = client.get(f"/canaries/{canary.pk}/").content.decode()
     assert "Refusals (custom metric)" in page
 
-    # Regressing: a fifth of the canary's answers refused.
+    # Regressing: a fifth of the canary's answers refused. (Judged at the start of the test's clock,
+    # before the rollback's own time, which ends the chart's range.)
     later = now
     push_window(pusher, "1.0.0", requests=100_000, refusals=2000, answers=100_000, end=later)
     push_window(pusher, "1.1.0", requests=1000, refusals=200, answers=1000, end=later)
     with django_capture_on_commit_callbacks(execute=True):
-        loop.evaluate_tick(now=later + timedelta(seconds=1), canary_ids=[canary.pk])
+        loop.evaluate_tick(now=later, canary_ids=[canary.pk])
     canary.refresh_from_db()
     assert canary.state == Canary.State.ROLLED_BACK
     evaluation = Evaluation.objects.filter(canary=canary).latest("window_end")
     assert [t["metric"] for t in evaluation.inputs["rollback_triggers"]] == ["refusals"]
     assert next(g for g in evaluation.gates if g["name"] == "custom.refusals")["status"] == "red"
+    # Its chart's numbers (the CSV of the canary page's chart): the last window, 220 of 2,000
+    # answers refused (both pushes lie in it) against production's 2 %.
+    csv = client.get(f"/canaries/{canary.pk}/charts/custom_1.csv").content.decode().splitlines()
+    assert csv[0] == "window_end,canary_value,canary_count,production_value,production_count"
+    assert [float(v) for v in csv[-1].split(",")[1:]] == [11.0, 2000, 2.0, 200_000]
