@@ -37,6 +37,7 @@ import plotly.graph_objects as go
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from monitoring import llm
 from monitoring.buckets import Bucket
 
 CANARY = "#d9480f"
@@ -298,16 +299,18 @@ def _tokens(data: ChartInput) -> Chart:
     canary = [_r(k.canary_tokens_per_request) for k in b]
     production = [_r(k.production_tokens_per_request) for k in b]
     rollback = data.thresholds.get("rollback", {}).get("tokens_per_request_ratio")
+    promote = data.thresholds.get("promote", {}).get("tokens_per_request_ratio", llm.TOKENS_RATIO)
     traces = [
         _line("Canary", x, canary, CANARY),
         _line("Production", x, production, PRODUCTION),
+        _limit("Promotion limit (production ×)", x, _times_by(production, promote), PROMOTION),
         _limit("Rollback threshold (production ×)", x, _times_by(production, rollback), ROLLBACK),
     ]
     rows = [[_iso(k.end), _n(k.canary_tokens), c, _n(k.production_tokens), p]
             for k, c, p in zip(b, canary, production, strict=True)]
     return Chart("tokens_per_request", "Tokens per request, canary against production",
-                 "Input and output tokens per request in each time bucket (LLM serving), and the rollback "
-                 "threshold when the canary's thresholds set one.",
+                 "Input and output tokens per request in each time bucket (LLM serving), the promotion "
+                 "gate's limit, and the rollback threshold when the canary's thresholds set one.",
                  _figure(traces, data, y_title="tokens per request"),
                  ["window_end", "canary_tokens", "canary_tokens_per_request", "production_tokens",
                   "production_tokens_per_request"], rows)
@@ -318,11 +321,14 @@ def _cost(data: ChartInput) -> Chart:
     x = _times(b)
     canary = [_r(k.canary_cost_per_1000) for k in b]
     production = [_r(k.production_cost_per_1000) for k in b]
-    traces = [_line("Canary", x, canary, CANARY), _line("Production", x, production, PRODUCTION)]
+    promote = data.thresholds.get("promote", {}).get("cost_per_request_ratio", llm.COST_RATIO)
+    traces = [_line("Canary", x, canary, CANARY), _line("Production", x, production, PRODUCTION),
+              _limit("Promotion limit (production ×)", x, _times_by(production, promote), PROMOTION)]
     rows = [[_iso(k.end), _r(k.canary_cost_usd), c, _r(k.production_cost_usd), p]
             for k, c, p in zip(b, canary, production, strict=True)]
     return Chart("cost_per_1000", "Cost per 1,000 requests, canary against production",
-                 "Inference cost per 1,000 requests in each time bucket (USD), as the metric source reports it.",
+                 "Inference cost per 1,000 requests in each time bucket (USD), as the metric source reports it, "
+                 "and the promotion gate's limit.",
                  _figure(traces, data, y_title="USD per 1,000 requests"),
                  ["window_end", "canary_cost_usd", "canary_usd_per_1000", "production_cost_usd",
                   "production_usd_per_1000"], rows)

@@ -97,6 +97,7 @@ def test_latency_tokens_cost_and_segment_panels_render_the_records(
     assert plotted(page, "latency_p50")["Canary p50"] == [None, None, 60]  # older windows recorded no p50
     assert plotted(page, "latency_p95")["Production p95"] == [None, None, 120]
     assert plotted(page, "tokens_per_request")["Canary"] == [None, None, 450]
+    assert plotted(page, "tokens_per_request")["Promotion limit (production ×)"] == [None, None, 480]
     assert plotted(page, "cost_per_1000")["Production"] == [None, None, 2]
     # The worst segment first: us (0.8 % against 0.099 %) above eu.
     titles = page.locator('[data-testid^="chart-segment_"] h3').all_inner_texts()

@@ -135,9 +135,11 @@ def test_latency_tokens_cost_and_segment_panels_carry_the_records_numbers(people
     assert figure_series(tokens, "Canary")["y"] == [400.0, 450.0]  # (in + out) / requests
     assert figure_series(tokens, "Production")["y"] == [400.0, 400.0]
     assert figure_series(tokens, "Rollback threshold (production ×)")["y"] == [600.0, 600.0]
+    assert figure_series(tokens, "Promotion limit (production ×)")["y"] == [480.0, 480.0]  # the gate's ×1.2
     cost = body["cost_per_1000"]
     assert figure_series(cost, "Canary")["y"] == [2.0, 3.0]  # USD per 1,000 requests
     assert figure_series(cost, "Production")["y"] == [2.0, 2.0]
+    assert figure_series(cost, "Promotion limit (production ×)")["y"] == [2.4, 2.4]
     # One panel per segment the latest evaluation judged, the red one first, then the worst gap.
     page = client.get(reverse("releases:canary-detail", kwargs={"pk": canary.pk}))
     board = page.context["dashboard"]
