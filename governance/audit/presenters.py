@@ -187,6 +187,7 @@ SUMMARIES: dict[str, Summary] = {
     "slo.breached": _on("canary", "recorded an SLO breach on"),
     "evidence.downloaded": _on("canary", "downloaded the evidence of"),
     "incident.opened": _incident_opened,
+    "incident.rollback_confirmed": _on("incident", "saw the rollback confirmed at 0% for"),
     "incident.root_cause_filed": _on("incident", "filed the root cause of"),
     "incident.root_cause_accepted": _on("incident", "accepted the root cause of"),
     "incident.root_cause_returned": _on("incident", "returned the root cause of"),

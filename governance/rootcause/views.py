@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from canaryhub.errors import DomainError
@@ -46,6 +47,7 @@ def _page(request: HttpRequest, incident: Incident, *, values: dict[str, str] | 
     return render(request, "governance/incident_detail.html", {
         "incident": incident, "reports": reports, "values": values or {}, "errors": errors or {},
         "overdue": selectors.incident_is_overdue(incident, now=timezone.now()),
+        "confirmed_at": parse_datetime(incident.details.get("confirmed_at") or ""),
         "can_file": decide(request.user, Action.FILE_ROOT_CAUSE, model=model).allowed
         and incident.status == Incident.Status.OPEN,
         "can_review": decide(request.user, Action.ACCEPT_ROOT_CAUSE).allowed,

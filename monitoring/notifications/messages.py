@@ -29,6 +29,7 @@ TITLES: dict[str, str] = {
     "metric_gap": "Metric gap: quality scores lag behind the canary's traffic; the stage extends",
     "incident.monitor_silent": "P1: evaluator heartbeat missing (dead-man's switch)",
     "incident.rollback_unconfirmed": "P1: rollback not confirmed at 0%",
+    "incident.rollback_confirmed": "Rollback now confirmed at 0%: the manual override is no longer needed",
     "incident.audit_chain": "P1: audit chain failed verification",
     "incident.router": "P1: traffic router failure",
     "assignment_store_down": "Sticky assignment store unavailable",

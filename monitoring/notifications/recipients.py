@@ -79,6 +79,8 @@ WHO_HEARS: dict[str, Rule] = {
     # control-plane incidents (P1): on-call is paged
     "incident.monitor_silent": _P1,
     "incident.rollback_unconfirmed": _P1,
+    # the same rollback confirmed later: told, not paged (the incident stays open for its root cause)
+    "incident.rollback_confirmed": Rule(("on_call", "platform"), severity="warning"),
     "incident.audit_chain": _P1,
     "incident.router": _P1,
     "assignment_store_down": Rule(("on_call",), severity="warning"),

@@ -50,6 +50,7 @@ from canaryhub.errors import NotFound, ValidationFailed
 from governance.access.permissions import Action, as_principal, require
 from governance.audit.services import audit_append
 from governance.incidents.models import Incident
+from monitoring.notifications.services import notification_record
 from monitoring.services import incident_raise
 from releases.routing import options as router_options
 from releases.routing.models import RouterConfig, RouterPush
@@ -397,6 +398,28 @@ def rollback_unconfirmed(order: PushOrder, *, push: RouterPush, router: Router |
         )
 
 
+def rollback_confirmed_late(order: PushOrder, *, now: datetime | None = None) -> Incident | None:
+    """A rollback whose "not confirmed at 0 %" P1 is open is now confirmed (the reconciler read 0 %
+    back, or its push applied): the incident records when, the audit trail says so, and on-call and
+    platform hear that the manual override is no longer needed. The incident stays open: its root
+    cause is still owed. Once per incident; None when there is nothing to record."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        incident = (Incident.objects.select_for_update()
+                    .filter(canary_id=order.canary_id, kind=Incident.Kind.ROLLBACK_UNCONFIRMED).first())
+        if incident is None or incident.details.get("confirmed_at"):
+            return None
+        incident.details = {**incident.details, "confirmed_at": now.isoformat()}
+        incident.save(update_fields=["details"])
+        record = {"incident": incident.pk, "canary": order.canary_id, "router": order.router,
+                  "confirmed_at": now.isoformat()}
+        audit_append(actor=None, action="incident.rollback_confirmed", object_type="incident",
+                     object_id=incident.pk, payload=record)
+        notification_record(kind="incident.rollback_confirmed", canary_id=order.canary_id, payload=record,
+                            once_key=f"rollback-confirmed-{incident.pk}")
+    return incident
+
+
 def router_reconcile(order: PushOrder, *, sleep: Any = time.sleep) -> str:
     """Compare one canary's intended split with its router and push again on drift: "newer" (a
     newer split owns the router), "in-sync", "corrected" or "drift"."""
@@ -412,6 +435,7 @@ def router_reconcile(order: PushOrder, *, sleep: Any = time.sleep) -> str:
     if actual == intended:
         if order.stopping:
             _check_overdue_rollback(order, confirmed=True)
+            rollback_confirmed_late(order)
         return "in-sync"
     logger.warning(
         "router drift for %s: intends %s, router has %s", intended.model, intended.to_dict(),
@@ -420,6 +444,8 @@ def router_reconcile(order: PushOrder, *, sleep: Any = time.sleep) -> str:
     push = push_and_record(order, reason="reconcile", sleep=sleep, router=router)
     if order.stopping:
         _check_overdue_rollback(order, confirmed=push.ok)
+        if push.ok:
+            rollback_confirmed_late(order)
     return "corrected" if push.ok else "drift"
 
 

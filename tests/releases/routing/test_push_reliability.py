@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 
 from governance.access.permissions import Role
+from governance.audit.models import AuditEvent
 from governance.incidents.models import Incident
+from monitoring.models import NotificationEvent
 from releases.canaries import services as lifecycle
 from releases.canaries import tasks
 from releases.canaries.models import Canary
@@ -87,6 +89,40 @@ def test_a_rollback_never_confirmed_opens_a_p1_naming_the_manual_override(canary
     incident = Incident.objects.get(canary=c, kind=Incident.Kind.ROLLBACK_UNCONFIRMED)
     assert incident.severity == "P1" and "Manual override" in incident.summary
     assert "0%" in incident.details["manual_override"]
+
+
+def test_a_rollback_confirmed_later_is_recorded_on_its_open_p1_once(canary, django_capture_on_commit_callbacks,
+                                                                     client, role_user):
+    c = canary()
+    FlakyRouter.failures = 10_000
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.canary_rollback(actor=None, canary_id=c.pk, reason="breach", automatic=True)
+    incident = Incident.objects.get(canary=c, kind=Incident.Kind.ROLLBACK_UNCONFIRMED)
+    assert "confirmed_at" not in incident.details
+    FlakyRouter.failures = 0  # the data plane answers again: the reconciler pushes 0 % and it applies
+    assert tasks.reconcile_routers() == {"corrected": 1}
+    assert FlakyRouter.applied["scorer"].percent == 0
+    incident.refresh_from_db()
+    assert incident.details["confirmed_at"] and incident.status == Incident.Status.OPEN  # root cause still owed
+    assert AuditEvent.objects.filter(action="incident.rollback_confirmed", object_id=str(incident.pk)).count() == 1
+    told = NotificationEvent.objects.get(kind="incident.rollback_confirmed")
+    assert told.payload["incident"] == incident.pk and "platform" in told.audience
+    # In sync from now on: nothing more is recorded.
+    assert tasks.reconcile_routers() == {"in-sync": 1}
+    assert AuditEvent.objects.filter(action="incident.rollback_confirmed").count() == 1
+    assert NotificationEvent.objects.filter(kind="incident.rollback_confirmed").count() == 1
+    client.force_login(role_user(Role.ON_CALL, username="oncall"))
+    page = client.get(f"/governance/incidents/{incident.pk}/").content.decode()
+    assert "Rollback confirmed at 0%" in page and "the root cause is still owed" in page
+
+
+def test_an_in_sync_rollback_without_a_p1_records_nothing(canary, django_capture_on_commit_callbacks):
+    c = canary()
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.canary_rollback(actor=None, canary_id=c.pk, reason="breach", automatic=True)
+    assert tasks.reconcile_routers() == {"in-sync": 1}
+    assert not Incident.objects.filter(canary=c, kind=Incident.Kind.ROLLBACK_UNCONFIRMED).exists()
+    assert not AuditEvent.objects.filter(action="incident.rollback_confirmed").exists()
 
 
 def test_reconciler_corrects_drift_and_records_it(canary, tmp_path):
