@@ -104,6 +104,7 @@ def ratio_gate(name: str, words: str, total_c: float, n_c: float, total_p: float
         return Gate(name, GateStatus.INSUFFICIENT, None, limit, f"no {words} to compare yet"), info
     if total_c <= 0:
         # A canary that reports none while production does is not cheaper: it is not measured.
+        info["unmeasured"] = True
         return Gate(name, GateStatus.INSUFFICIENT, None, limit,
                     f"the canary reports no {words.split(' per ')[0]} over {int(n_c)} requests"), info
     mean_c, mean_p = total_c / n_c, total_p / n_p

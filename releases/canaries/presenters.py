@@ -240,7 +240,12 @@ def explain_gate(name: str, status: str, info: dict[str, Any] | None, detail: st
     actors: tuple[str, ...] = ()
     if status == "green":
         return None
-    if status == "insufficient":
+    if status == "insufficient" and info.get("unmeasured"):
+        # The canary serves but does not report what the gate reads: waiting will not fill it.
+        text = detail or "the canary does not report what this gate reads"
+        action = "check that the canary's model server exports it (the version's metric source)"
+        actors = (PLATFORM,)
+    elif status == "insufficient":
         required = float(info.get("required") or 0)
         sample = info.get("sample_size") or {}
         have = float(sample.get("canary") or 0)

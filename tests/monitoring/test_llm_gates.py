@@ -72,9 +72,13 @@ def test_a_model_that_reports_no_tokens_has_no_llm_gates():
 
 def test_a_canary_that_reports_no_tokens_while_production_does_is_not_green():
     silent = Sample(requests=3000, errors=0, last_seen=NOW - timedelta(seconds=5), present=True)
-    by_name, _ = gates(silent)
+    by_name, d = gates(silent)
     assert by_name["tokens_per_request"].status is INS
     assert "reports no tokens" in by_name["tokens_per_request"].detail
+    line = explain_gate("tokens_per_request", "insufficient", d.inputs["gates"]["tokens_per_request"],
+                        by_name["tokens_per_request"].detail)
+    assert "the canary reports no tokens over 3000 requests" in line.text and "more canary requests" not in line.text
+    assert "exports it" in line.action
 
 
 def test_a_version_may_tighten_the_llm_gates_never_loosen_them():
