@@ -25,8 +25,13 @@ one-sided test of the tolerance needs at 80 % power, insufficient before; red wh
 estimate is past the tolerance with that sample, or with overwhelming evidence before it) and a
 rollback trigger over the last window by the fixed-level rule of the built-in error rate and
 latency: the point estimate past the rollback threshold, worse than production at 10⁻⁶, on at
-least five events. The better direction never rolls back. Custom metrics are judged on the canary
-as a whole (not per segment) and are not part of the post-promotion watch.
+least five events. The better direction never rolls back. With two or more segments, each custom
+metric is judged in each segment against production's same segment too (`judge_segment`, called
+by monitoring.evaluator.judge_segments), at the segments' share of the levels (10⁻⁶ / k and
+0.05 / k): a segment's trigger rolls back naming the segment, a segment past the tolerance with
+confidence turns the `segments` gate red naming it. The Prometheus query keeps the segment label
+(`prometheus_segment_values` reads the same answer segment by segment); pushed windows carry
+`segment`. Custom metrics are not part of the post-promotion watch.
 
 Values a provider reads are kept in `Sample.custom`: `{name: {"x": events, "n": trials}}` for a
 ratio, `{"x": events}` for a rate (its trials are the sample's requests), `{"buckets": [[le, c]...]}`
@@ -291,24 +296,28 @@ def _hist(s: Sample, name: str) -> Buckets | None:
     return buckets if buckets and buckets[-1][1] > 0 else None
 
 
-def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample]) -> tuple[Gate, dict[str, Any]]:
-    """The promotion gate of one custom metric over the stage so far."""
+def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample], *, alpha: float = st.ALPHA,
+         rollback_alpha: float = st.ROLLBACK_ALPHA) -> tuple[Gate, dict[str, Any]]:
+    """The promotion gate of one custom metric over the stage so far: its bounds one-sided at
+    `alpha`, overwhelming evidence at `rollback_alpha` (a segment's shares of them, for one of
+    several segments). What it read goes in the second value; `confident` there says the bound
+    nearer production is past the tolerance too."""
     c, p = stage["canary"], stage["production"]
     kind, tol = decl["kind"], decl["promote_tolerance"]
     gname = gate_name(name)
     info: dict[str, Any] = {"kind": kind, "worse": decl["worse"], "tolerance": tol}
     if kind == "histogram":
-        return _histogram_gate(gname, decl, c, p, info)
+        return _histogram_gate(gname, decl, c, p, info, alpha=alpha, rollback_alpha=rollback_alpha)
     cc, pc = _counts(decl, c, name), _counts(decl, p, name)
     if cc is None or pc is None or cc[1] <= 0 or pc[1] <= 0:
         return Gate(gname, GateStatus.INSUFFICIENT, None, tol, "no data yet"), info
     (x_c, n_c), (x_p, n_p) = cc, pc
     info["sample_size"] = {"canary": n_c, "production": n_p}
     if kind == "ratio":
-        cmp = st.compare_proportions(int(x_c), int(n_c), int(x_p), int(n_p))
+        cmp = st.compare_proportions(int(x_c), int(n_c), int(x_p), int(n_p), alpha=alpha)
         need = st.proportion_sample_size(cmp.production_rate, tol / 100, ratio=n_p / n_c)
         diff, low, high = cmp.difference * 100, cmp.ci_low * 100, cmp.ci_high * 100
-        overwhelming = diff > tol and st.rollback_evidence(cmp.p_worse, x_c)
+        overwhelming = diff > tol and st.rollback_evidence(cmp.p_worse, x_c, alpha=rollback_alpha)
         info.update({"test": "two-proportion, one-sided Agresti-Caffo bounds", "difference_pp": _r(diff),
                      "ci_pp": [_r(low), _r(high)], "p_worse": _r(cmp.p_worse), "required": need,
                      "overwhelming": overwhelming})
@@ -323,7 +332,7 @@ def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample]) -> tuple[Gat
         sign = 1 if decl["worse"] == "higher" else -1
         log_ratio = sign * (math.log((x_c + 0.5) / n_c) - math.log((x_p + 0.5) / n_p))
         se = math.sqrt(1 / (x_c + 0.5) + 1 / (x_p + 0.5))
-        z = st.z_quantile(1 - st.ALPHA)
+        z = st.z_quantile(1 - alpha)
         worse_by = math.exp(log_ratio) - 1 if rp > 0 else (math.inf if rc > 0 else 0.0)
         upper, lower = math.exp(log_ratio + z * se) - 1, math.exp(log_ratio - z * se) - 1
         p_worse = (st.poisson_rate_test(int(x_c), int(n_c), int(x_p), int(n_p)) if sign > 0
@@ -333,7 +342,8 @@ def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample]) -> tuple[Gat
         zsum = z + st.z_quantile(st.POWER)
         pooled = max((x_c + x_p) / (n_c + n_p), 1e-3)
         need = math.ceil(zsum**2 * (1 + n_c / n_p) / math.log1p(tol) ** 2 / pooled)
-        overwhelming = worse_by > tol and st.rollback_evidence(p_worse, x_c if sign > 0 else x_p)
+        overwhelming = worse_by > tol and st.rollback_evidence(p_worse, x_c if sign > 0 else x_p,
+                                                               alpha=rollback_alpha)
         info.update({"test": "ratio of Poisson rates, normal approximation on the log ratio",
                      "canary_per_request": _r(rc), "production_per_request": _r(rp), "worse_by": _r(worse_by),
                      "ci": [_r(lower), _r(upper)], "p_worse": _r(p_worse), "required": need,
@@ -343,6 +353,7 @@ def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample]) -> tuple[Gat
         value, past, within = worse_by, worse_by > tol, worse_by <= tol and upper <= tol
         lower_past = lower > tol
     enough = n_c >= need
+    info["confident"] = past and lower_past
     if past and (lower_past or enough or overwhelming):
         status = GateStatus.RED
     elif within and enough:
@@ -353,8 +364,8 @@ def gate(name: str, decl: dict[str, Any], stage: dict[str, Sample]) -> tuple[Gat
     return Gate(gname, status, _r(value), tol, text[:500]), info
 
 
-def _histogram_gate(gname: str, decl: dict[str, Any], c: Sample, p: Sample,
-                    info: dict[str, Any]) -> tuple[Gate, dict[str, Any]]:
+def _histogram_gate(gname: str, decl: dict[str, Any], c: Sample, p: Sample, info: dict[str, Any], *,
+                    alpha: float, rollback_alpha: float) -> tuple[Gate, dict[str, Any]]:
     name = gname[len(GATE_PREFIX):]
     tol = decl["promote_tolerance"]
     hc, hp = _hist(c, name), _hist(p, name)
@@ -366,10 +377,10 @@ def _histogram_gate(gname: str, decl: dict[str, Any], c: Sample, p: Sample,
     worse_by = sign * (mc[0] - mp[0]) / abs(mp[0])
     var_c, var_p = max(mc[1], mp[1], 1e-12), max(mp[1], 1e-12)
     se = math.sqrt(var_c / n_c + var_p / n_p) / abs(mp[0])
-    z = st.z_quantile(1 - st.ALPHA)
+    z = st.z_quantile(1 - alpha)
     need = st.mean_sample_size(var_c, var_p, max(tol * abs(mp[0]), 1e-12), ratio=n_p / n_c)
     p_worse = _rank_p_worse(hc, hp, sign)  # type: ignore[arg-type]
-    overwhelming = worse_by > tol and st.rollback_evidence(p_worse, n_c)
+    overwhelming = worse_by > tol and st.rollback_evidence(p_worse, n_c, alpha=rollback_alpha)
     info.update({"test": "difference of means (bucket midpoints); Mann-Whitney U for evidence",
                  "canary_mean": _r(mc[0]), "production_mean": _r(mp[0]), "worse_by": _r(worse_by),
                  "ci": [_r(worse_by - z * se), _r(worse_by + z * se)], "p_worse": _r(p_worse),
@@ -377,6 +388,7 @@ def _histogram_gate(gname: str, decl: dict[str, Any], c: Sample, p: Sample,
     text = (f"{_word(decl)} mean {mc[0]:.4g} vs production {mp[0]:.4g}: {_pct(worse_by)} worse "
             f"(upper bound {_pct(worse_by + z * se)}, tolerance {tol:.0%}) over {int(n_c)}")
     enough = n_c >= need
+    info["confident"] = worse_by > tol and worse_by - z * se > tol
     if worse_by > tol and (worse_by - z * se > tol or enough or overwhelming):
         status = GateStatus.RED
     elif worse_by <= tol and worse_by + z * se <= tol and enough:
@@ -509,6 +521,52 @@ def judge(decls: dict[str, dict[str, Any]], window: dict[str, Sample], stage: di
     return gates, fired, warned, record
 
 
+def judge_segment(decls: dict[str, dict[str, Any]], window: dict[str, Sample], stage: dict[str, Sample], *,
+                  alpha_gate: float, alpha_roll: float
+                  ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """Every declared custom metric in one segment, against production's same segment, as the
+    evaluator judges the built-in metrics of a segment (monitoring.evaluator.judge_segments): the
+    rollback rule over the window at `alpha_roll` (the family's level shared among the k segments
+    judged) and the promotion gate over the stage as a veto, red only when past the tolerance with
+    confidence at `alpha_gate` (the promotion level over k) or with overwhelming evidence at
+    `alpha_roll`; short of evidence a segment holds nothing (the canary as a whole's gate sets the
+    sample size). Returns the rollback triggers that fired, why the segment is red (one line per
+    metric) and what each metric read, for the segment's record. No early warnings: those are
+    the canary as a whole's."""
+    fired: list[dict[str, Any]] = []
+    reds: list[str] = []
+    record: dict[str, Any] = {}
+    for name in sorted(decls):
+        decl = decls[name]
+        _, gate_info = gate(name, decl, stage, alpha=alpha_gate, rollback_alpha=alpha_roll)
+        t, window_info = trigger(name, decl, window, alpha=alpha_roll)
+        window_info.pop("warning", None)
+        red = _segment_red(name, decl, gate_info)
+        if t is not None:
+            fired.append(t)
+        if red is not None:
+            reds.append(red)
+        record[name] = {
+            "window": {role: values_json_one(s, name) for role, s in window.items()},
+            "stage": {role: values_json_one(s, name) for role, s in stage.items()},
+            "gate": gate_info, "rollback": window_info, "red": red, "fired": t is not None,
+        }
+    return fired, reds, record
+
+
+def _segment_red(name: str, decl: dict[str, Any], info: dict[str, Any]) -> str | None:
+    """Why one segment's custom metric vetoes promotion (from its gate's numbers), or None."""
+    if not (info.get("confident") or info.get("overwhelming")):
+        return None
+    tol, label = decl["promote_tolerance"], f"{name.replace('_', ' ')} (custom)"
+    if decl["kind"] == "ratio":
+        low = info["ci_pp"][0]
+        return f"{label} {info['difference_pp']:+.2f} pp worse (lower bound {low:+.2f} pp) > {tol:g} pp"
+    worse_by, low = info["worse_by"], info["ci"][0]
+    return (f"{label} {_pct(worse_by if worse_by is not None else math.inf)} worse "
+            f"(lower bound {_pct(low if low is not None else math.inf)}) > {tol:.0%}")
+
+
 def values_json_one(s: Sample, name: str) -> dict[str, Any] | None:
     """One custom metric's values of a sample, as recorded (with the requests a rate divides by),
     and as one number: `value` (a ratio's numerator / denominator, a rate's events per request, a
@@ -564,22 +622,44 @@ def prometheus_values(decl: dict[str, Any], answer: list[dict[str, Any]], *, mod
                       segments: tuple[str, ...] | None) -> dict[str, dict[str, Any]]:
     """One version's values of one declared metric from its query's answer, summed over its
     segments (those of `segments`, or all): {"window": values, "total": values}."""
-    sums: dict[str, dict[str, float]] = {"window": {}, "total": {}}
-    buckets: dict[str, dict[float, float]] = {"window": {}, "total": {}}
+    return _fold(decl, _rows(answer, model=model, version=version, segments=segments))
+
+
+def prometheus_segment_values(decl: dict[str, Any], answer: list[dict[str, Any]], *, model: str, version: str,
+                              segments: tuple[str, ...] | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The same values segment by segment, from the same answer (the query keeps the segment
+    label): {segment: {"window": values, "total": values}}, a series without the label under ""."""
+    by_segment: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for m, value in _rows(answer, model=model, version=version, segments=segments):
+        by_segment.setdefault(m.get("segment", ""), []).append((m, value))
+    return {seg: _fold(decl, rows) for seg, rows in by_segment.items()}
+
+
+def _rows(answer: list[dict[str, Any]], *, model: str, version: str,
+          segments: tuple[str, ...] | None) -> list[tuple[dict[str, str], float]]:
+    """The answer's series of one version (in `segments`, or all), as (labels, finite value)."""
+    out = []
     for r in answer:
         m = r.get("metric", {})
         if m.get("model") != model or m.get("version") != version:
             continue
         if segments is not None and m.get("segment", "") not in segments:
             continue
-        span = m.get("canaryhub_span")
-        if span not in sums:
-            continue
         try:
             value = float(r["value"][1])
         except (KeyError, IndexError, TypeError, ValueError):
             continue
-        if not math.isfinite(value):
+        if math.isfinite(value):
+            out.append((m, value))
+    return out
+
+
+def _fold(decl: dict[str, Any], rows: list[tuple[dict[str, str], float]]) -> dict[str, dict[str, Any]]:
+    sums: dict[str, dict[str, float]] = {"window": {}, "total": {}}
+    buckets: dict[str, dict[float, float]] = {"window": {}, "total": {}}
+    for m, value in rows:
+        span = m.get("canaryhub_span")
+        if span not in sums:
             continue
         if decl["kind"] == "histogram":
             le = le_parse(m.get("le"))

@@ -24,7 +24,8 @@ For one canary and one tick, `decide()` returns:
   cost per request is recorded beside them; for a model that reports tokens, promotion gates on
   tokens and cost per request, the guardrail block rate and the output-schema failure rate;
 - custom metrics a version declares (monitoring.custom): each a promotion gate over the stage
-  and a rollback trigger over the window by the same fixed-level rule;
+  and a rollback trigger over the window by the same fixed-level rule, and judged segment by
+  segment as the built-in metrics are;
 - availability (monitoring.availability): when a version reports unavailable requests, a
   promotion gate on the canary's availability against production's;
 - fail closed: after `fail_closed_after` consecutive source errors, a rollback; before that,
@@ -179,7 +180,7 @@ def decide(
     if segments and len(segments) >= 2:
         seg_gate, seg_triggers, seg_inputs = judge_segments(segments, promote, rollback, stage_index=stage_index,
                                                             memory=memory.get("segments") or {},
-                                                            new_memory=new_memory["segments"])
+                                                            new_memory=new_memory["segments"], custom=custom)
         gates.append(seg_gate)
         triggers = triggers + seg_triggers
         inputs["segments"] = seg_inputs
@@ -225,13 +226,15 @@ def watch_trigger(thresholds: dict[str, Any], stage: dict[str, Sample], memory: 
 def judge_segments(
     segments: dict[str, dict[str, dict[str, Sample]]], promote: dict[str, float], rollback: dict[str, float], *,
     stage_index: int = 0, memory: dict[str, Any] | None = None, new_memory: dict[str, Any] | None = None,
+    custom: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Gate, list[Trigger], dict[str, Any]]:
     """Each segment's canary against production's same segment (monitoring.statistics, SEGMENTS):
     the rollback rule at the family's level shared among the segments judged, and the promotion
     gates as vetoes; each segment's error-rate test (monitoring.sequential) at the segments' share
     of the budget divided among them, its memory read from `memory` and written to `new_memory`
-    ({segment: state}). Returns the `segments` gate (red names the segments), the rollback
-    triggers (each naming its segment) and what each segment showed, for the record."""
+    ({segment: state}). The version's `custom` metrics (monitoring.custom.judge_segment) are judged
+    in each segment at the same levels. Returns the `segments` gate (red names the segments), the
+    rollback triggers (each naming its segment) and what each segment showed, for the record."""
     judged = {name: parts for name, parts in segments.items()
               if parts["window"]["canary"].requests > 0 and parts["window"]["production"].requests > 0
               or parts["stage"]["canary"].requests > 0 and parts["stage"]["production"].requests > 0}
@@ -252,12 +255,19 @@ def judge_segments(
             seg_fired, _, tests = rollback_triggers(window, rollback, None, stage, alpha=alpha_roll, safety=False,
                                                     sequential=seq)
         seg_reds = _segment_reds(stage, promote, alpha_gate, alpha_roll)
+        custom_record = None
+        if custom:
+            custom_fired, custom_reds, custom_record = cu.judge_segment(custom, window, stage, alpha_gate=alpha_gate,
+                                                                        alpha_roll=alpha_roll)
+            seg_fired = seg_fired + [Trigger(t["metric"], t["value"], t["limit"], t["detail"]) for t in custom_fired]
+            seg_reds = seg_reds + custom_reds
         for t in seg_fired:
             fired.append(Trigger(t.metric, t.value, t.limit, f"segment {name}: {t.detail}", segment=name))
         reds += [f"{name}: {why}" for why in seg_reds]
         out[name] = {"window": {role: _brief(s) for role, s in window.items()},
                      "stage": {role: _brief(s) for role, s in stage.items()},
-                     "tests": tests, "red": seg_reds, "rollback": [t.metric for t in seg_fired]}
+                     "tests": tests, "red": seg_reds, "rollback": [t.metric for t in seg_fired],
+                     **({"custom": custom_record} if custom_record is not None else {})}
     levels = {"segments": k, "rollback_alpha": alpha_roll, "gate_alpha": alpha_gate,
               "error_rate_alpha": sq.stage_alpha(sq.SEGMENTS_ALPHA, stage_index) / k}
     inputs = {"judged": levels, "by_segment": out}

@@ -32,7 +32,13 @@ from django.db.models import Q
 from prometheus_api_client import PrometheusConnect
 from requests.exceptions import ConnectionError as SourceUnreachable
 
-from monitoring.custom import prometheus_queries, prometheus_values, promql_for, values_from_push
+from monitoring.custom import (
+    prometheus_queries,
+    prometheus_segment_values,
+    prometheus_values,
+    promql_for,
+    values_from_push,
+)
 from monitoring.models import Observation
 from monitoring.samples import Reading, Sample, Target, custom_plus, le_parse
 
@@ -194,7 +200,8 @@ class PrometheusProvider:
     def _apply_custom(self, targets: Sequence[Target], out: dict[int, Reading], *, now: datetime,
                       window_s: int) -> None:
         """The declared custom metrics (monitoring.custom): one query per distinct declared
-        metric, for every canary that declares it."""
+        metric, for every canary that declares it; its answer keeps the segment label, so each
+        segment's numbers get their values from it too."""
         jobs = prometheus_queries({t.canary_id: t.custom for t in targets}, window_s)
         results = self._run(jobs, now)
         for t in targets:
@@ -215,6 +222,12 @@ class PrometheusProvider:
                         reading.window[role].custom[name] = spans["window"]  # type: ignore[index]
                     if "total" in spans:
                         reading.totals[role].custom[name] = spans["total"]  # type: ignore[index]
+                    for seg, seg_spans in prometheus_segment_values(decl, answer or [], model=t.model, version=version,
+                                                                    segments=t.segments).items():
+                        for span, parts in (("window", reading.segments_window),
+                                            ("total", reading.segments_totals or {})):
+                            if span in seg_spans and role in parts.get(seg, {}):
+                                parts[seg][role].custom[name] = seg_spans[span]
 
     def _apply_overrides(self, t: Target, reading: Reading, *, now: datetime, window_s: int) -> None:
         """Per-version templates ($model, $version, $segment, $window), one scalar each, for the

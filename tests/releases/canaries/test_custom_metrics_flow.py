@@ -153,3 +153,41 @@ def test_declared_reviewed_pushed_gated_and_rolled_back(people, client, django_c
     csv = client.get(f"/canaries/{canary.pk}/charts/custom_1.csv").content.decode().splitlines()
     assert csv[0] == "window_end,canary_value,canary_count,production_value,production_count"
     assert [float(v) for v in csv[-1].split(",")[1:]] == [11.0, 2000, 2.0, 200_000]
+
+
+def test_on_push_each_segment_is_judged_on_a_custom_metric_and_named_in_the_rollback(
+        people, django_capture_on_commit_callbacks):
+    platform = client_for(people["platform"])
+    assert platform.patch("/api/v1/models/scorer/versions/1.1.0/", {"metrics": DECLARED},
+                          format="json").status_code == 200
+    change = MetricConfigChange.objects.get()
+    register.metric_change_review(actor=people["gov"], change_id=change.pk, approve=True)
+    register.metric_change_review(actor=people["mrm"], change_id=change.pk, approve=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        canary = lifecycle.canary_initiate(actor=people["owner"], model_name="scorer", version="1.1.0",
+                                           now=timezone.now() - timedelta(minutes=30))
+    pusher = token(people, "observations")
+    end = timezone.now().replace(microsecond=0) - timedelta(seconds=5)
+    # Four regions, production refusing 1 % in each; the canary refuses 0.1 % in three and 4 % in
+    # "apac": 1.075 % as a whole, within the 2 pp threshold, +3 pp in one region.
+    for region, refused in (("us", 10), ("eu", 10), ("latam", 10), ("apac", 400)):
+        for version, answers, refusals in (("1.0.0", 100_000, 1000), ("1.1.0", 10_000, refused)):
+            response = pusher.post("/api/v1/observations/", {
+                "model": "scorer", "version": version, "segment": region,
+                "window_start": (end - timedelta(seconds=60)).isoformat(), "window_end": end.isoformat(),
+                "requests": answers, "errors": answers // 1000, "latency_p99_ms": 200.0,
+                "quality_sum": 0.8 * answers, "quality_count": answers,
+                "custom": {"refusals": {"numerator": refusals, "denominator": answers}}}, format="json")
+            assert response.status_code == 201, response.content
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = loop.evaluate_tick(now=end + timedelta(seconds=1), canary_ids=[canary.pk]).outcomes[0]
+    assert outcome.rollback.startswith("segment apac: refusals: share 4.00% vs production 1.00%")
+    canary.refresh_from_db()
+    assert canary.state == Canary.State.ROLLED_BACK
+    evaluation = Evaluation.objects.filter(canary=canary).latest("window_end")
+    assert not evaluation.inputs["custom"]["refusals"]["fired"]  # the canary as a whole is within limits
+    assert [(t["metric"], t.get("segment")) for t in evaluation.inputs["rollback_triggers"]] == [("refusals", "apac")]
+    stored = evaluation.inputs["segments"]
+    assert stored["judged"]["segments"] == 4
+    assert stored["by_segment"]["apac"]["custom"]["refusals"]["window"]["canary"]["x"] == 400
+    assert not stored["by_segment"]["us"]["custom"]["refusals"]["fired"]
