@@ -6,8 +6,9 @@ page, p50/p99 over repeated requests.
 
 Seeds a fresh database (SQLite in a temporary CANARYHUB_VAR_DIR, or a PostgreSQL server started
 for the bench with --postgres): one canary that ran 90 days with `--evaluations` evaluation
-windows (one a minute is ~130,000) across five stages, each window with p50/p95, tokens, cost
-and `--segments` judged segments (a chart panel each), and `--canaries` active canaries of
+windows (one a minute is ~130,000) across five stages, each window with p50/p95, tokens, cost,
+guardrail blocks, schema failures, unavailable requests, response length and `--segments` judged
+segments (a chart panel each), and `--canaries` active canaries of
 their own models with their last half hour of evaluations (what the fleet page's sparklines
 read). Then times each view in-process through Django's test client (the whole request: URL
 routing, middleware, queries, figure building and template rendering; no network), after one
@@ -54,11 +55,16 @@ def window_inputs(i: int, *, percent: int, spike: bool, segments: int = 0) -> di
                        "p95_s": 0.15 + (i % 5) * 0.004, "p99_s": 0.2 + (i % 7) * 0.005,
                        "quality_mean": 0.9 - (i % 5) * 0.002, "quality_count": 40, "safety_violations": 0,
                        "anomaly_alerts": 0, "tokens_in": 300.0 * requests_c, "tokens_out": 120.0 * requests_c,
-                       "cost_usd": 0.002 * requests_c, "guardrail_blocks": 0, "last_seen": None},
+                       "cost_usd": 0.002 * requests_c, "guardrail_blocks": i % 2, "schema_failures": i % 3 // 2,
+                       "unavailable": i % 5 // 4, "availability": 1 - (i % 5 // 4) / requests_c,
+                       "response_tokens_p50": 110.0 + i % 7, "response_tokens_p95": 300.0 + i % 11,
+                       "last_seen": None},
             "production": {"requests": requests_p, "errors": 1 + i % 2, "p50_s": 0.05, "p95_s": 0.15, "p99_s": 0.2,
                            "quality_mean": 0.9, "quality_count": 400, "safety_violations": 0, "anomaly_alerts": 0,
                            "tokens_in": 300.0 * requests_p, "tokens_out": 110.0 * requests_p,
-                           "cost_usd": 0.002 * requests_p, "guardrail_blocks": 0, "last_seen": None},
+                           "cost_usd": 0.002 * requests_p, "guardrail_blocks": 5, "schema_failures": 1,
+                           "unavailable": 0, "availability": 1.0, "response_tokens_p50": 110.0,
+                           "response_tokens_p95": 300.0, "last_seen": None},
         },
         "gates": {"error_rate": {"difference": 0.0004 + (i % 11) * 0.00001, "ci_pp": [-0.05, 0.09]}},
         "warnings": [{"metric": "error_rate"}] if spike else [], "rollback_triggers": [],

@@ -93,6 +93,26 @@ class Bucket:
     canary_cost_requests: float = 0.0
     production_cost_usd: float = 0.0
     production_cost_requests: float = 0.0
+    # Guardrail blocks, output-schema failures and unavailable requests summed, each with the
+    # requests of the windows that recorded it; the response length (output tokens per response)
+    # p50 and p95, the mean over the windows that recorded it (p95's worst window too).
+    canary_guardrail_blocks: float = 0.0
+    canary_guardrail_requests: float = 0.0
+    production_guardrail_blocks: float = 0.0
+    production_guardrail_requests: float = 0.0
+    canary_schema_failures: float = 0.0
+    canary_schema_requests: float = 0.0
+    production_schema_failures: float = 0.0
+    production_schema_requests: float = 0.0
+    canary_unavailable: float = 0.0
+    canary_unavailable_requests: float = 0.0
+    production_unavailable: float = 0.0
+    production_unavailable_requests: float = 0.0
+    canary_response_p50_mean: float | None = None
+    canary_response_p95_mean: float | None = None
+    canary_response_p95_max: float | None = None
+    production_response_p50_mean: float | None = None
+    production_response_p95_mean: float | None = None
     segments: tuple[SegmentCounts, ...] = ()
     custom: tuple[CustomValue, ...] = ()  # the declared custom metrics asked for
 
@@ -124,6 +144,17 @@ class Bucket:
         return (self.production_cost_usd / self.production_cost_requests * 1000
                 if self.production_cost_requests > 0 else None)
 
+    def share(self, role: str, what: str) -> float | None:
+        """One side's guardrail block, schema failure or unavailable share of the requests of the
+        windows that recorded it (`what`: guardrail | schema | unavailable)."""
+        count = getattr(self, f"{role}_{_COUNTS[what]}")
+        requests = getattr(self, f"{role}_{what}_requests")
+        return count / requests if requests > 0 else None
+
+    def availability(self, role: str) -> float | None:
+        share = self.share(role, "unavailable")
+        return 1 - share if share is not None else None
+
     def segment(self, name: str) -> SegmentCounts | None:
         return next((s for s in self.segments if s.name == name), None)
 
@@ -132,6 +163,9 @@ class Bucket:
         """The canary's share of the requests, in percent."""
         total = self.canary_requests + self.production_requests
         return self.canary_requests / total * 100 if total > 0 else None
+
+
+_COUNTS = {"guardrail": "guardrail_blocks", "schema": "schema_failures", "unavailable": "unavailable"}
 
 
 @dataclass(frozen=True)

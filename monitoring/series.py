@@ -15,6 +15,10 @@ lets a spike survive the downsampling:
   as recorded by the error-rate gate (its widest interval in the bucket);
 - p50 and p95 latency (mean; p95's highest too), tokens and cost summed with the requests of the
   windows that recorded them (tokens per request, cost per 1,000 requests);
+- guardrail blocks, output-schema failures and unavailable requests summed, each with the
+  requests of the windows that recorded it (their rates and availability), and the response
+  length's p50 and p95 (output tokens per response: mean over the windows that recorded it;
+  p95's highest too);
 - for the segments asked for (those the latest evaluation judged), each segment's requests and
   errors on both sides and its p99, from `inputs.segments`;
 - for the custom metrics asked for (those the canary declares), each side's value weighted by
@@ -74,7 +78,7 @@ def _ratio(top: str, bottom: str) -> Any:
 
 
 CACHE_TIMEOUT_S = 86400
-CACHE_VERSION = 4  # what a cached entry holds: raised when it (or Bucket) changes
+CACHE_VERSION = 5  # what a cached entry holds: raised when it (or Bucket) changes
 SEGMENTS_MAX = 12
 CUSTOM_MAX = 10  # a version's custom metrics (monitoring.custom.MAX_CUSTOM)
 
@@ -193,6 +197,25 @@ def _custom_aggregates(names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+_COUNTED = (("guardrail_blocks", "guard"), ("schema_failures", "schema"), ("unavailable", "unavail"))
+
+
+def _llm_aggregates() -> dict[str, Any]:
+    """Guardrail blocks, schema failures and unavailable requests with the requests of the
+    windows that recorded them; the response length's quantiles."""
+    out: dict[str, Any] = {}
+    for role, r in (("canary", "c"), ("production", "p")):
+        side = f"window__{role}__"
+        for field, short in _COUNTED:
+            out[f"{r}_{short}"] = Sum(_num(side + field))
+            out[f"{r}_{short}_req"] = Sum(_num(side + "requests"),
+                                          filter=Q(**{f"inputs__window__{role}__{field}__isnull": False}))
+        out[f"{r}_rt50"] = Avg(_num(side + "response_tokens_p50"))
+        out[f"{r}_rt95"] = Avg(_num(side + "response_tokens_p95"))
+    out["c_rt95_max"] = Max(_num("window__canary__response_tokens_p95"))
+    return out
+
+
 def _aggregates(segments: tuple[str, ...] = (), *, lean: bool = False) -> dict[str, Any]:
     """What each bucket keeps; `lean`: only what a stage's summary in the report shows (each
     number is read out of every row's JSON: over a whole canary the extra ones cost seconds)."""
@@ -224,6 +247,7 @@ def _aggregates(segments: tuple[str, ...] = (), *, lean: bool = False) -> dict[s
         c_cost_req=Sum(_num(c + "requests"), filter=Q(inputs__window__canary__cost_usd__isnull=False)),
         p_cost=Sum(_num(p + "cost_usd")),
         p_cost_req=Sum(_num(p + "requests"), filter=Q(inputs__window__production__cost_usd__isnull=False)),
+        **_llm_aggregates(),
         **_segment_aggregates(segments),
         first=Min("window_end"), last=Max("window_end"), windows=Count("id"),
         stage_min=Min("stage_index"), stage_max=Max("stage_index"),
@@ -270,6 +294,13 @@ def _bucket(row: dict[str, Any], start: datetime, segments: tuple[str, ...] = ()
         production_tokens=row.get("p_tok") or 0.0, production_token_requests=row.get("p_tok_req") or 0.0,
         canary_cost_usd=row.get("c_cost") or 0.0, canary_cost_requests=row.get("c_cost_req") or 0.0,
         production_cost_usd=row.get("p_cost") or 0.0, production_cost_requests=row.get("p_cost_req") or 0.0,
+        **{f"{role}_{field}": row.get(f"{r}_{short}") or 0.0 for role, r in (("canary", "c"), ("production", "p"))
+           for field, short in (("guardrail_blocks", "guard"), ("guardrail_requests", "guard_req"),
+                                ("schema_failures", "schema"), ("schema_requests", "schema_req"),
+                                ("unavailable", "unavail"), ("unavailable_requests", "unavail_req"))},
+        canary_response_p50_mean=row.get("c_rt50"), canary_response_p95_mean=row.get("c_rt95"),
+        canary_response_p95_max=row.get("c_rt95_max"), production_response_p50_mean=row.get("p_rt50"),
+        production_response_p95_mean=row.get("p_rt95"),
         segments=tuple(
             SegmentCounts(name, row[f"s{i}_c_req"] or 0.0, row[f"s{i}_c_err"] or 0.0, row[f"s{i}_p_req"] or 0.0,
                           row[f"s{i}_p_err"] or 0.0, row[f"s{i}_c_p99"], row[f"s{i}_p_p99"])

@@ -95,11 +95,16 @@ def window_inputs(*, canary: tuple[float, float] = (1000, 1), production: tuple[
                   warnings: list | None = None, latency_buckets: tuple[list, list] | None = None,
                   p50_s: tuple[float, float] | None = None, p95_s: tuple[float, float] | None = None,
                   tokens: tuple[tuple[float, float], tuple[float, float]] | None = None,
-                  cost_usd: tuple[float, float] | None = None, segments: dict | None = None) -> dict:
+                  cost_usd: tuple[float, float] | None = None, segments: dict | None = None,
+                  guardrail_blocks: tuple[float, float] | None = None,
+                  schema_failures: tuple[float, float] | None = None,
+                  unavailable: tuple[float, float] | None = None,
+                  response_tokens: tuple[tuple[float, float], tuple[float, float]] | None = None) -> dict:
     """An evaluation's `inputs` as monitoring.services.judge stores them, with the numbers the
     dashboard reads: each side's (requests, errors) in the window, p99, quality and scored counts,
     the canary's safety violations, the configured percent and the error gate's difference;
-    optionally p50/p95, (tokens_in, tokens_out) and cost per side, and `segments` as
+    optionally p50/p95, (tokens_in, tokens_out), cost, guardrail blocks, schema failures,
+    unavailable requests and the response length's (p50, p95) per side, and `segments` as
     {name: ((canary requests, errors), (production requests, errors))}, stored as judge_segments
     stores them (a name listed in `segments["_red"]` is red)."""
     def side(role: int) -> dict:
@@ -107,9 +112,15 @@ def window_inputs(*, canary: tuple[float, float] = (1000, 1), production: tuple[
         out = {"requests": requests, "errors": errors, "p99_s": p99_s[role], "quality_mean": quality[role],
                "quality_count": scored[role], "safety_violations": safety if role == 0 else 0,
                "anomaly_alerts": 0, "last_seen": None}
-        for name, pair in (("p50_s", p50_s), ("p95_s", p95_s), ("cost_usd", cost_usd)):
+        for name, pair in (("p50_s", p50_s), ("p95_s", p95_s), ("cost_usd", cost_usd),
+                           ("guardrail_blocks", guardrail_blocks), ("schema_failures", schema_failures),
+                           ("unavailable", unavailable)):
             if pair is not None:
                 out[name] = pair[role]
+        if unavailable is not None:
+            out["availability"] = 1 - unavailable[role] / requests if requests else None
+        if response_tokens is not None:
+            out["response_tokens_p50"], out["response_tokens_p95"] = response_tokens[role]
         if tokens is not None:
             out["tokens_in"], out["tokens_out"] = tokens[role]
         return out

@@ -14,6 +14,14 @@ evaluation windows; the limits are the canary's frozen thresholds, drawn where t
 - safety violations: counts against the promotion and rollback limits;
 - the router's split: the configured percent against the canary's observed share of requests;
 - the latency distribution of the current stage: both histograms overlaid (share per bucket);
+- for a model that reports tokens (or a version that reports them): the guardrail block rate and
+  the output-schema failure rate against production's with their promotion limits (production +
+  margin) and rollback thresholds (the schema rule's margin; the guardrail rule's blocks a minute
+  as the rate they make at the canary's traffic);
+- availability, when either version reported an unavailable request in the range, with the
+  promotion limit (production − margin);
+- response length p50 and p95 (output tokens per response), when the windows recorded it;
+  recorded, not judged;
 - each custom metric the version declares (monitoring.custom): canary and production, with the
   promotion limit and rollback threshold on the worse side of production's value.
 
@@ -38,7 +46,9 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from monitoring import llm
+from monitoring.availability import AVAILABILITY_PP
 from monitoring.buckets import Bucket
+from monitoring.evaluator import GUARDRAIL_PER_MIN, WINDOW_S
 
 CANARY = "#d9480f"
 PRODUCTION = "#1c7ed6"
@@ -132,7 +142,8 @@ def build_charts(data: ChartInput) -> list[Chart]:
     """Every chart of the canary page, in page order; the segments' panels last, worst first."""
     charts = [
         _error_rate(data), _difference(data), _latency(data), _latency_quantile(data, "p95"),
-        _latency_quantile(data, "p50"), _quality(data), _safety(data), _tokens(data), _cost(data), _router(data),
+        _latency_quantile(data, "p50"), _quality(data), _safety(data), _tokens(data), _cost(data),
+        *_llm_panels(data), _router(data),
     ]
     if data.distribution is not None:
         charts.append(_distribution(data.distribution))
@@ -334,6 +345,131 @@ def _cost(data: ChartInput) -> Chart:
                   "production_usd_per_1000"], rows)
 
 
+def _llm_panels(data: ChartInput) -> list[Chart]:
+    """The panels of the LLM serving metrics the range's evaluations carry: guardrail blocks and
+    output-schema failures for a model that reports tokens (their gates are judged then) or
+    reports them; availability once either version reported an unavailable request (its gate
+    appears then); the response length when the windows recorded it."""
+    b = data.buckets
+    tokens = any(k.canary_tokens + k.production_tokens > 0 for k in b)
+    out = []
+    if tokens or any(k.canary_guardrail_blocks + k.production_guardrail_blocks > 0 for k in b):
+        out.append(_guardrail(data))
+    if tokens or any(k.canary_schema_failures + k.production_schema_failures > 0 for k in b):
+        out.append(_schema(data))
+    if any(k.canary_unavailable + k.production_unavailable > 0 for k in b):
+        out.append(_availability(data))
+    if any(k.canary_response_p50_mean is not None or k.canary_response_p95_mean is not None
+           or k.production_response_p50_mean is not None for k in b):
+        out.append(_response_length(data))
+    return out
+
+
+def _guardrail(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_pct(k.share("canary", "guardrail")) for k in b]
+    production = [_pct(k.share("production", "guardrail")) for k in b]
+    promote = data.thresholds.get("promote", {}).get("guardrail_block_rate_pp", llm.GUARDRAIL_RATE_PP)
+    per_min = data.thresholds.get("rollback", {}).get("guardrail_blocks_per_min", GUARDRAIL_PER_MIN)
+    minutes = WINDOW_S / 60
+    # The rollback rule counts blocks a minute over each window: at the bucket's mean canary
+    # traffic per window, that many blocks are this share of its requests.
+    rollback = [_pct(per_min * minutes * k.windows / k.canary_guardrail_requests)
+                if k.canary_guardrail_requests > 0 and k.windows else None for k in b]
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _limit("Promotion limit (production + margin)", x, _plus(production, promote), PROMOTION),
+        _limit(f"Rollback threshold ({per_min:g} blocks a minute at the canary's traffic)", x, rollback, ROLLBACK),
+    ]
+    rows = [[_iso(k.end), _n(k.canary_guardrail_requests), _n(k.canary_guardrail_blocks), c,
+             _r(k.canary_guardrail_blocks / k.windows / minutes) if k.windows else None,
+             _n(k.production_guardrail_requests), _n(k.production_guardrail_blocks), p]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("guardrail_block_rate", "Guardrail block rate, canary against production",
+                 "The share of requests a guardrail blocked in each time bucket (%), the promotion gate's "
+                 f"limit (production + {promote:g} pp) and the rollback rule's {per_min:g} blocks a minute over a "
+                 "window, drawn as the share it makes at the canary's traffic in the bucket.",
+                 _figure(traces, data, y_title="blocked (%)"),
+                 ["window_end", "canary_requests", "canary_guardrail_blocks", "canary_block_rate_pct",
+                  "canary_blocks_per_min", "production_requests", "production_guardrail_blocks",
+                  "production_block_rate_pct"], rows)
+
+
+def _schema(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_pct(k.share("canary", "schema")) for k in b]
+    production = [_pct(k.share("production", "schema")) for k in b]
+    promote = data.thresholds.get("promote", {}).get("schema_failure_rate_pp", llm.SCHEMA_RATE_PP)
+    rollback = data.thresholds.get("rollback", {}).get("schema_failure_rate_pp", llm.SCHEMA_ROLLBACK_PP)
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _limit("Promotion limit (production + margin)", x, _plus(production, promote), PROMOTION),
+        _limit("Rollback threshold (production + margin)", x, _plus(production, rollback), ROLLBACK),
+    ]
+    rows = [[_iso(k.end), _n(k.canary_schema_requests), _n(k.canary_schema_failures), c,
+             _n(k.production_schema_requests), _n(k.production_schema_failures), p]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("schema_failure_rate", "Output-schema failure rate, canary against production",
+                 "The share of outputs that failed their output schema in each time bucket (%), the promotion "
+                 f"gate's limit (production + {promote:g} pp) and the rollback threshold (production + "
+                 f"{rollback:g} pp).",
+                 _figure(traces, data, y_title="schema failures (%)"),
+                 ["window_end", "canary_requests", "canary_schema_failures", "canary_failure_rate_pct",
+                  "production_requests", "production_schema_failures", "production_failure_rate_pct"], rows)
+
+
+def _availability(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    canary = [_pct(k.availability("canary")) for k in b]
+    production = [_pct(k.availability("production")) for k in b]
+    promote = data.thresholds.get("promote", {}).get("availability_pp", AVAILABILITY_PP)
+    traces = [
+        _line("Canary", x, canary, CANARY),
+        _line("Production", x, production, PRODUCTION),
+        _limit("Promotion limit (production − margin)", x, _plus(production, -promote), PROMOTION),
+    ]
+    rows = [[_iso(k.end), _n(k.canary_unavailable_requests), _n(k.canary_unavailable), c,
+             _n(k.production_unavailable_requests), _n(k.production_unavailable), p]
+            for k, c, p in zip(b, canary, production, strict=True)]
+    return Chart("availability", "Availability, canary against production",
+                 "The share of requests served, not failed as unavailable, in each time bucket (%), and the "
+                 f"promotion gate's limit (production − {promote:g} pp). No rollback rule reads availability: "
+                 "an unavailable request is an error too, and the error rate's rollback threshold applies.",
+                 _figure(traces, data, y_title="availability (%)", rangemode="normal"),
+                 ["window_end", "canary_requests", "canary_unavailable", "canary_availability_pct",
+                  "production_requests", "production_unavailable", "production_availability_pct"], rows)
+
+
+def _response_length(data: ChartInput) -> Chart:
+    b = data.buckets
+    x = _times(b)
+    series = {
+        "canary_p50": [_r(k.canary_response_p50_mean) for k in b],
+        "canary_p95": [_r(k.canary_response_p95_mean) for k in b],
+        "canary_p95_worst": [_r(k.canary_response_p95_max) for k in b],
+        "production_p50": [_r(k.production_response_p50_mean) for k in b],
+        "production_p95": [_r(k.production_response_p95_mean) for k in b],
+    }
+    traces = [
+        _line("Canary p95", x, series["canary_p95"], CANARY),
+        _line("Canary p95 (worst window)", x, series["canary_p95_worst"], CANARY, dash="dot", width=1),
+        _line("Canary p50", x, series["canary_p50"], CANARY, dash="dash"),
+        _line("Production p95", x, series["production_p95"], PRODUCTION),
+        _line("Production p50", x, series["production_p50"], PRODUCTION, dash="dash"),
+    ]
+    rows = [[_iso(k.end), *values] for k, *values in zip(b, *series.values(), strict=True)]
+    return Chart("response_tokens", "Response length p50 and p95, canary against production",
+                 "Output tokens per response in each time bucket, the mean of its windows' quantiles. Recorded, "
+                 "not judged: no gate is set on response length (tokens per request is judged).",
+                 _figure(traces, data, y_title="output tokens per response"),
+                 ["window_end", *(f"{name}_tokens" for name in series)], rows)
+
+
 def _segments(data: ChartInput) -> list[Chart]:
     """One panel per segment, worst first: the segment's error rate against production's same
     segment, with the promotion limit and rollback threshold over it."""
@@ -481,8 +617,9 @@ def _assemble(traces: list[_Trace], layout: dict[str, Any], *, shapes: list[dict
     return figure
 
 
-def _figure(traces: list[_Trace], data: ChartInput, *, y_title: str) -> dict[str, Any]:
+def _figure(traces: list[_Trace], data: ChartInput, *, y_title: str, rangemode: str = "tozero") -> dict[str, Any]:
     layout = _layout(y_title=y_title)
+    layout["yaxis"]["rangemode"] = rangemode
     shapes, annotations = [], []
     for band in data.bands:
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": _iso(band.start), "x1": _iso(band.end),

@@ -84,16 +84,31 @@ def test_charts_draw_both_series_and_the_limits_from_the_records(
     assert (tmp_path / "canary-page.png").stat().st_size > 10_000
 
 
-def test_latency_tokens_cost_and_segment_panels_render_the_records(
+def test_latency_tokens_cost_llm_and_segment_panels_render_the_records(
         page: Page, login: Callable[..., Page], people, canary):
     make_evaluation(canary, window_end=timezone.now() - timedelta(minutes=5), inputs=window_inputs(
         canary=(1000, 1), production=(99000, 99), p50_s=(0.06, 0.04), p95_s=(0.2, 0.12),
         tokens=((300000, 150000), (29700000, 9900000)), cost_usd=(3.0, 198.0),
+        guardrail_blocks=(8, 495), schema_failures=(2, 99), unavailable=(1, 0),
+        response_tokens=((320, 1000), (280, 800)),
         segments={"eu": ((500, 0), (49500, 50)), "us": ((500, 4), (49500, 49))}))
     login(people["owner"])
     page.goto(f"/canaries/{canary.pk}/")
-    for key in ("latency_p50", "latency_p95", "tokens_per_request", "cost_per_1000", "segment_1", "segment_2"):
+    for key in ("latency_p50", "latency_p95", "tokens_per_request", "cost_per_1000", "guardrail_block_rate",
+                "schema_failure_rate", "availability", "response_tokens", "segment_1", "segment_2"):
         expect(page.locator(f'[data-chart="{key}"][data-drawn]')).to_be_attached()
+    # The LLM panels: the canary against production from the same window, with the limits drawn.
+    guard = plotted(page, "guardrail_block_rate")
+    assert guard["Canary"] == [None, None, 0.8] and guard["Production"] == [None, None, 0.5]
+    assert guard["Promotion limit (production + margin)"] == [None, None, 1]
+    assert guard["Rollback threshold (10 blocks a minute at the canary's traffic)"] == [None, None, 5]
+    schema = plotted(page, "schema_failure_rate")
+    assert schema["Canary"] == [None, None, 0.2] and schema["Rollback threshold (production + margin)"][-1] == 0.6
+    assert plotted(page, "availability")["Promotion limit (production − margin)"] == [None, None, 99.9]
+    assert plotted(page, "response_tokens")["Canary p95"] == [None, None, 1000]
+    expect(page.get_by_test_id("chart-guardrail_block_rate").locator(".scatterlayer .trace")).to_have_count(4)
+    expect(page.get_by_test_id("chart-availability").locator(".scatterlayer .trace")).to_have_count(3)
+    expect(page.get_by_test_id("csv-response_tokens")).to_have_attribute("href", re.compile(r"/charts/response_tokens"))
     assert plotted(page, "latency_p50")["Canary p50"] == [None, None, 60]  # older windows recorded no p50
     assert plotted(page, "latency_p95")["Production p95"] == [None, None, 120]
     assert plotted(page, "tokens_per_request")["Canary"] == [None, None, 450]

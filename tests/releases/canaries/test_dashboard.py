@@ -157,6 +157,65 @@ def test_latency_tokens_cost_and_segment_panels_carry_the_records_numbers(people
     assert 'data-testid="table-segment_1"' in html and 'data-testid="table-tokens_per_request"' in html
 
 
+def test_guardrail_schema_availability_and_response_length_panels_carry_the_records_numbers(people, canary):
+    now = timezone.now()
+    Canary.objects.filter(pk=canary.pk).update(thresholds={
+        **canary.thresholds, "promote": {**canary.thresholds["promote"], "schema_failure_rate_pp": 0.05}})
+    canary.refresh_from_db()
+    make_evaluation(canary, window_end=now - timedelta(minutes=90), inputs=window_inputs(
+        canary=(2000, 10), production=(198000, 198), tokens=((600000, 200000), (59400000, 19800000)),
+        guardrail_blocks=(20, 990), schema_failures=(4, 198), unavailable=(2, 99),
+        response_tokens=((300, 900), (280, 800))))
+    make_evaluation(canary, window_end=now - timedelta(minutes=10), inputs=window_inputs(
+        canary=(1000, 1), production=(99000, 99), tokens=((300000, 150000), (29700000, 9900000)),
+        guardrail_blocks=(5, 495), schema_failures=(1, 99), unavailable=(1, 0),
+        response_tokens=((320, 1000), (280, 800))))
+    client = client_for(people["owner"])
+    body = client.get(reverse("releases:canary-charts", kwargs={"pk": canary.pk})).json()["charts"]
+    guard = body["guardrail_block_rate"]
+    assert figure_series(guard, "Canary")["y"] == [1.0, 0.5]  # 20 / 2000, 5 / 1000, in percent
+    assert figure_series(guard, "Production")["y"] == [0.5, 0.5]
+    assert figure_series(guard, "Promotion limit (production + margin)")["y"] == [1.0, 1.0]  # + 0.5 pp
+    # 10 blocks a minute over a 5-minute window: 50 blocks in 2,000 requests, then in 1,000.
+    assert figure_series(guard, "Rollback threshold (10 blocks a minute at the canary's traffic)")["y"] == [2.5, 5.0]
+    schema = body["schema_failure_rate"]
+    assert figure_series(schema, "Canary")["y"] == [0.2, 0.1]
+    assert figure_series(schema, "Production")["y"] == [0.1, 0.1]
+    assert figure_series(schema, "Promotion limit (production + margin)")["y"] == [0.15, 0.15]  # tightened
+    assert figure_series(schema, "Rollback threshold (production + margin)")["y"] == [0.6, 0.6]
+    available = body["availability"]
+    assert figure_series(available, "Canary")["y"] == [99.9, 99.9]
+    assert figure_series(available, "Production")["y"] == [99.95, 100.0]
+    assert figure_series(available, "Promotion limit (production − margin)")["y"] == [99.85, 99.9]
+    assert available["layout"]["yaxis"]["rangemode"] == "normal"
+    length = body["response_tokens"]
+    assert figure_series(length, "Canary p50")["y"] == [300.0, 320.0]
+    assert figure_series(length, "Canary p95")["y"] == [900.0, 1000.0]
+    assert figure_series(length, "Production p95")["y"] == [800.0, 800.0]
+    rows = list(csv.DictReader(io.StringIO(client.get(reverse(
+        "releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "guardrail_block_rate"})).content.decode())))
+    assert [(r["canary_guardrail_blocks"], r["canary_block_rate_pct"], r["canary_blocks_per_min"]) for r in rows] == [
+        ("20", "1.0", "4.0"), ("5", "0.5", "1.0")]
+    rows = list(csv.DictReader(io.StringIO(client.get(reverse(
+        "releases:canary-chart-csv", kwargs={"pk": canary.pk, "key": "availability"})).content.decode())))
+    assert [r["canary_unavailable"] for r in rows] == ["2", "1"]
+    html = client.get(reverse("releases:canary-detail", kwargs={"pk": canary.pk})).content.decode()
+    for key in ("guardrail_block_rate", "schema_failure_rate", "availability", "response_tokens"):
+        assert f'data-testid="table-{key}"' in html
+
+
+def test_llm_panels_appear_only_when_the_evaluations_carry_their_metric(people, canary):
+    # A model that reports no tokens, no unavailable request and no response length: none of them.
+    seed(canary, 2, guardrail_blocks=(0, 0), schema_failures=(0, 0), unavailable=(0, 0))
+    keys = {c.key for c in dashboard.canary_dashboard(canary, key="all", now=timezone.now()).charts}
+    assert not keys & {"guardrail_block_rate", "schema_failure_rate", "availability", "response_tokens"}
+    # Schema failures reported without tokens draw that panel alone; an unavailable request, availability.
+    seed(canary, 1, schema_failures=(2, 0), unavailable=(0, 3))
+    keys = {c.key for c in dashboard.canary_dashboard(canary, key="all", now=timezone.now()).charts}
+    assert {"schema_failure_rate", "availability"} <= keys
+    assert not keys & {"guardrail_block_rate", "response_tokens"}
+
+
 def test_buckets_pool_windows_and_keep_the_worst_one(people, canary):
     # 300 windows, 30 s apart: the stage's 3 h in 240 buckets of 45 s puts some windows together.
     seed(canary, 299)
