@@ -155,9 +155,9 @@ ProblemSerializer = inline_serializer(
 )
 
 
-def example_request(value: dict[str, Any]) -> OpenApiExample:
-    """A request body's example for the OpenAPI document."""
-    return OpenApiExample("request", value=value, request_only=True)
+def example_request(value: dict[str, Any], name: str = "request") -> OpenApiExample:
+    """A request body's example for the OpenAPI document (`name` tells several apart)."""
+    return OpenApiExample(name, value=value, request_only=True)
 
 
 def example_response(value: dict[str, Any], status: int = 200) -> OpenApiExample:

@@ -202,12 +202,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # An Alertmanager alert's status (the receiver's input) beside the other "status" enums.
-    # Several bodies have a `decision` field with their own choices: each set gets its own name.
+    # Several bodies have a `decision` field with their own choices, and two a `kind` (a token's, a custom
+    # metric's): each set gets its own name.
     "ENUM_NAME_OVERRIDES": {
         "AlertStatusEnum": ["firing", "resolved"],
         "ReviewDecisionEnum": ["approve", "reject"],
         "CertificateDecisionEnum": ["issue", "return"],
         "RootCauseDecisionEnum": ["accept", "return"],
+        "KindEnum": ["personal", "service account"],  # a token's kind (governance.tokens)
+        "CustomMetricKindEnum": "monitoring.custom.KINDS",
+        "CustomMetricWorseEnum": "monitoring.custom.DIRECTIONS",
     },
     # Each operation names its tag; these give the tags their order and a line of description.
     "TAGS": [

@@ -29,6 +29,7 @@ from canaryhub.api import (
 from canaryhub.errors import NotFound, ValidationFailed
 from governance.access.permissions import Action, principal_of, refuse_machine, require, require_some
 from governance.tokens.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from monitoring import custom as custom_metrics
 from monitoring.services import (
     MAX_BUCKETS,
     MAX_COST_USD,
@@ -108,12 +109,46 @@ class _Thresholds(serializers.Serializer):
     rollback = _GateThresholds(required=False)
 
 
+class _CustomMetricSource(serializers.Serializer):
+    numerator = serializers.CharField(required=False, max_length=custom_metrics.SELECTOR_MAX,
+                                      help_text="a ratio's events: a metric selector (name and label matchers)")
+    denominator = serializers.CharField(required=False, max_length=custom_metrics.SELECTOR_MAX,
+                                        help_text="a ratio's trials: a metric selector")
+    events = serializers.CharField(required=False, max_length=custom_metrics.SELECTOR_MAX,
+                                   help_text="a rate's events (divided by the built-in requests): a metric selector")
+    buckets = serializers.CharField(required=False, max_length=custom_metrics.SELECTOR_MAX,
+                                    help_text="a histogram's `_bucket` series: a metric selector")
+
+
+class _CustomMetric(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=list(custom_metrics.KINDS),
+                                   help_text="ratio: numerator out of denominator; rate: events per request; "
+                                   "histogram: a value per request, judged on its mean")
+    worse = serializers.ChoiceField(choices=list(custom_metrics.DIRECTIONS),
+                                    help_text="the direction that is a regression")
+    promote_tolerance = serializers.FloatField(
+        help_text="how much worse than production the promotion gate allows: percentage points for a ratio, a "
+        "fraction of production's value for a rate or a histogram (0.2 = 20 %)")
+    rollback_threshold = serializers.FloatField(
+        help_text="how much worse than production rolls back (same unit, at least the tolerance)")
+    promql = _CustomMetricSource(
+        required=False,
+        help_text="with the prometheus provider only (refused with push, whose windows carry the values): the "
+        "counters it reads; CanaryHub writes the query around them, by model, version and segment")
+
+
 class _Metrics(serializers.Serializer):
     provider = serializers.ChoiceField(choices=["prometheus", "push"], required=False)
     queries = serializers.DictField(
         child=serializers.CharField(max_length=2000), required=False,
         help_text=f"PromQL templates per metric ({', '.join(METRIC_NAMES)}); placeholders $model, $version, "
         "$segment, $window",
+    )
+    custom = serializers.DictField(
+        child=_CustomMetric(), required=False,
+        help_text=f"the version's own metrics, by name (a lower-case slug, not a built-in metric; at most "
+        f"{custom_metrics.MAX_CUSTOM}): each a promotion gate `custom.<name>` and a rollback trigger, judged for "
+        "the canary as a whole and in each segment against production's same segment",
     )
 
 
@@ -185,6 +220,13 @@ _THRESHOLDS_EXAMPLE = {
     "promote": {"error_rate_pp": 0.1, "latency_p99_ratio": 1.2, "quality_ratio": 0.98, "safety_violations": 0,
                 "anomaly_alerts": 0},
     "rollback": {"error_rate_pp": 0.5, "latency_p99_ratio": 1.5, "quality_ratio": 0.9, "safety_violations": 0},
+}
+_CUSTOM_EXAMPLE = {
+    "refusals": {"kind": "ratio", "worse": "higher", "promote_tolerance": 0.5, "rollback_threshold": 2.0,
+                 "promql": {"numerator": 'model_answers_total{outcome="refused"}',
+                            "denominator": "model_answers_total"}},
+    "tool_calls": {"kind": "rate", "worse": "higher", "promote_tolerance": 0.2, "rollback_threshold": 1.0,
+                   "promql": {"events": "model_tool_calls_total"}},
 }
 _VERSION_EXAMPLE = {
     "model": "support-bot", "version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
@@ -304,12 +346,16 @@ class VersionCollection(APIView):
         summary="Register a version",
         description="Registers a semver version of the model with its artifact, its thresholds (the pattern's "
         "defaults unless tightened) and, for platform engineers only, where its metrics come from (`metrics`: "
-        "provider and PromQL overrides; anyone else gets the deployment's default and 403 if they send it). "
+        "provider, PromQL overrides and the version's custom metrics, `custom`; anyone else gets the deployment's "
+        "default and 403 if they send it). "
         "`status: production` is for a model's first "
         "version only (the incumbent canaries are compared with). Send an `Idempotency-Key` to make a CI retry safe.",
         request=VersionInput,
         examples=[example_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
                             "thresholds": {"promote": {"error_rate_pp": 0.05}}}),
+                  example_request({"version": "1.5.0", "artifact_uri": "s3://models/support-bot/1.5.0",
+                                   "metrics": {"provider": "prometheus", "custom": _CUSTOM_EXAMPLE}},
+                                  name="a platform engineer's, with custom metrics"),
                   example_response(_VERSION_EXAMPLE, 201)],
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: VersionOutput, **problems(400, 401, 403, 404, 409, 422)},
@@ -355,13 +401,16 @@ class VersionItem(APIView):
         tags=["versions"],
         summary="Change a version",
         description="Changes the artifact or thresholds of a version, or asks to change its metric configuration "
-        "(platform engineers only). A metric configuration change is not written at once: it is recorded as a "
+        "(`metrics`: provider, PromQL overrides, custom metrics; platform engineers only). A metric configuration "
+        "change is not written at once: it is recorded as a "
         "pending change (see `GET /api/v1/metric-changes/`) that AI Governance and MRM must each approve, and "
         "then governs the version's next canary; a running canary keeps the configuration frozen on it. One "
         "pending change per version (409 otherwise). Thresholds are frozen when a canary of the version "
         "starts, and the artifact changes only while the version is registered: 409 otherwise.",
         request=VersionPatch,
         examples=[example_request({"artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"}),
+                  example_request({"metrics": {"provider": "prometheus", "custom": _CUSTOM_EXAMPLE}},
+                                  name="a platform engineer's metric configuration change, with custom metrics"),
                   example_response({**_VERSION_EXAMPLE, "artifact_uri": "s3://models/support-bot/1.5.0-rebuilt"})],
         responses={200: VersionOutput, **problems(400, 401, 403, 404, 409)},
     )
@@ -490,6 +539,11 @@ class ObservationCollection(APIView):
                 "tokens_in": 1250400, "tokens_out": 842000, "cost_usd": 4.87, "guardrail_blocks": 2,
                 "schema_failures": 1, "unavailable": 1,
             }),
+            example_request({
+                "model": "support-bot", "version": "1.5.0", "segment": "eu", "window_start": "2025-05-04T10:05:00Z",
+                "window_end": "2025-05-04T10:06:00Z", "requests": 1830, "errors": 1, "latency_p99_ms": 790.0,
+                "custom": {"refusals": {"numerator": 14, "denominator": 1830}, "tool_calls": {"events": 2210}},
+            }, name="one segment's window, with custom metrics"),
             example_response({
                 "id": 90211, "model": "support-bot", "version": "1.5.0", "segment": "",
                 "window_start": "2025-05-04T10:05:00Z", "window_end": "2025-05-04T10:06:00Z", "requests": 5210,
@@ -522,7 +576,8 @@ class ObservationCollection(APIView):
 _METRIC_CHANGE_EXAMPLE = {
     "id": 3, "model": "support-bot", "version": "1.5.0", "status": "pending", "status_display": "Awaiting review",
     "current": {"provider": "push", "queries": {}},
-    "proposed": {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'}},
+    "proposed": {"provider": "prometheus", "queries": {"errors": 'sum(rate(errors_total{model="$model"}[$window]))'},
+                 "custom": _CUSTOM_EXAMPLE},
     "requested_by": "pat", "requested_at": "2025-05-03T12:00:00Z", "governance_by": None, "governance_at": None,
     "mrm_by": None, "mrm_at": None, "decision_note": "",
     "applies_to": "the version's next canary; a running canary keeps the configuration frozen on it",
