@@ -7,7 +7,9 @@ Error rate: the COMBINED rule of monitoring.evaluator.decide, either part rollin
 - the anytime-valid sequential test (monitoring.sequential) on the stage so far, updated and
   restarted at every evaluation (every 60 s) and, with `--look-s 10`, looked at every 10 s between
   them by the rollback watch (releases.canaries.loop.rollback_watch_tick ->
-  monitoring.evaluator.watch_trigger: the canary as a whole, once the stage has an evaluation);
+  monitoring.evaluator.watch_trigger, one count query per look: here the canary as a whole, once
+  the stage has an evaluation; the product's watch judges each segment too, which this bench does
+  not simulate between evaluations);
 - the fixed-level rule (monitoring.statistics.error_rollback, as rollback_triggers applies it) at
   every evaluation on the last 5-minute window, the last two windows pooled and the stage so far.
 With 4 segments, each segment is judged too (judge_segments): its own sequential test at its share

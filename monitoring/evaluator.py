@@ -207,19 +207,46 @@ def sequential_step(memory: dict[str, Any] | None, stage: dict[str, Sample], mar
                    production=(p.requests, p.errors), margin=margin_pp / 100, alpha_stage=alpha, restart=restart)
 
 
-def watch_trigger(thresholds: dict[str, Any], stage: dict[str, Sample], memory: dict[str, Any],
-                  stage_index: int) -> Trigger | None:
+def watch_trigger(thresholds: dict[str, Any], stage: dict[str, Sample] | None, memory: dict[str, Any],
+                  stage_index: int, *, segments: dict[str, dict[str, Sample]] | None = None) -> Trigger | None:
     """The rollback watch's look between two evaluations: the error-rate test of the canary as a
-    whole on the stage's counts now, continuing from `memory` (the last evaluation's
-    Decision.sequential, for this stage) without restarting or keeping anything. The same test at
-    the same level: Ville's inequality holds at every moment, so looking more often costs nothing."""
-    if memory.get("stage_index") != stage_index or not memory.get("canary"):
-        return None
-    if stage["canary"].requests <= 0 or stage["production"].requests <= 0:
+    whole on the stage's counts now (`stage`, requests and errors; None: not judged), then of each
+    segment the stage's last evaluation judged (`segments`: {segment: {"canary", "production"}},
+    its stage counts now), continuing from `memory` (that evaluation's Decision.sequential) without
+    restarting or keeping anything. Each test at the level the evaluator gives it: the canary's
+    share, or the segments' share divided among the segments judged (`judge_segments`). Ville's
+    inequality holds at every moment, so looking more often costs nothing. A segment's rejection
+    names the segment."""
+    if memory.get("stage_index") != stage_index:
         return None
     margin_pp = thresholds["rollback"]["error_rate_pp"]
-    _, result = sequential_step(memory["canary"], stage, margin_pp, sq.stage_alpha(sq.ERROR_ALPHA, stage_index),
-                                restart=False)
+    if stage is not None:
+        trigger = _watch_test(memory.get("canary"), stage, margin_pp, sq.stage_alpha(sq.ERROR_ALPHA, stage_index))
+        if trigger is not None:
+            return trigger
+    judged = memory.get("segments") or {}
+    alpha_seq = sq.stage_alpha(sq.SEGMENTS_ALPHA, stage_index) / max(len(judged), 1)
+    for name in sorted(judged):
+        pair = (segments or {}).get(name)
+        if pair is None:
+            continue
+        t = _watch_test(judged[name], pair, margin_pp, alpha_seq)
+        if t is not None:
+            return Trigger(t.metric, t.value, t.limit, f"segment {name}: {t.detail}", segment=name)
+    return None
+
+
+def _watch_test(memory: dict[str, Any] | None, stage: dict[str, Sample], margin_pp: float,
+                alpha: float) -> Trigger | None:
+    """One error-rate test of the watch, on counts that continue the memory's (counts below the
+    memory's are another basis, a counter reset: not judged)."""
+    state = sq.SequentialState.from_dict(memory)
+    c, p = stage.get("canary"), stage.get("production")
+    if state is None or c is None or p is None or c.requests <= 0 or p.requests <= 0:
+        return None
+    if c.requests < state.requests or c.errors < state.errors:
+        return None
+    _, result = sequential_step(memory, stage, margin_pp, alpha, restart=False)
     return _sequential_trigger(result, stage, margin_pp)
 
 

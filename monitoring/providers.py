@@ -11,6 +11,11 @@ canaries: each default query aggregates `by (model, version, segment)` over ever
 provider picks each canary's rows out of the answer. Only versions with their own query
 templates (per-model overrides) cost extra queries, two per overridden metric; a version's custom
 metrics (monitoring.custom) one per distinct declared metric, for every canary that declares it.
+
+`fetch_counts(targets, now=..., window_s=...)` reads only what the error-rate sequential test
+needs (requests and errors, by version and segment), for the rollback watch that looks every
+10 s between evaluations: one PromQL query (or one database aggregate) for all canaries, plus
+the overrides of `requests` and `errors` where a version has them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, Sum
 from prometheus_api_client import PrometheusConnect
 from requests.exceptions import ConnectionError as SourceUnreachable
 
@@ -259,6 +264,72 @@ class PrometheusProvider:
             else:
                 reading.stage_overrides.setdefault(role, {})[name] = value
 
+    def fetch_counts(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]:
+        """What the error-rate sequential test needs and nothing more, for the rollback watch:
+        every canary's and production's cumulative requests and errors, as a whole and per
+        segment (`Reading.totals` and `segments_totals`, requests and errors only), read by ONE
+        query for all canaries (`COUNTS_QUERY`). A version that overrides `requests` or `errors`
+        costs its override queries for the stage so far too (two per overridden metric, as in
+        `fetch`), since its evaluations judged those numbers (`Reading.stage_overrides`); its
+        segments keep the default counts, as the evaluator's do. An error is the reading's, as in
+        `fetch`: a failed count query fails every canary, a failed override only its own."""
+        if not targets:
+            return {}
+        jobs = {"requests_total": COUNTS_QUERY}
+        for t in targets:
+            jobs.update(_count_override_jobs(t, now=now, window_s=window_s))
+        results = self._run(jobs, now, parse=lambda key, answer: _parse(key, answer) if key == "requests_total"
+                            else answer)
+        counts = results.pop("requests_total")
+        out: dict[int, Reading] = {}
+        if isinstance(counts, Exception):
+            error = f"{COUNTS_QUERY}: {type(counts).__name__}: {counts}"[:500]
+            return {t.canary_id: Reading(queries=[COUNTS_QUERY], source=self.name, error=error) for t in targets}
+        index = _index({"requests_total": counts}, "total")
+        for t in targets:
+            reading = Reading(queries=[COUNTS_QUERY], source=self.name, totals={}, segments_totals={})
+            for role, version in (("canary", t.version), ("production", t.baseline)):
+                total, parts = _pick(index, t.model, version, t.segments)
+                reading.totals[role] = Sample(present=total.present, requests=total.requests,  # type: ignore[index]
+                                              errors=total.errors)
+                for seg, part in parts.items():
+                    reading.segments_totals.setdefault(seg, {})[role] = Sample(  # type: ignore[union-attr]
+                        present=True, requests=part.requests, errors=part.errors)
+            for key, promql in jobs.items():
+                mine, _, rest = key.partition("|")
+                if mine != str(t.canary_id):
+                    continue
+                reading.queries.append(promql)
+                result = results[key]
+                if isinstance(result, Exception):
+                    reading.error = f"override {rest}: {type(result).__name__}: {result}"[:500]
+                    break
+                metric, role = rest.split("|")
+                value = sum(float(r["value"][1]) for r in result if _finite(r["value"][1]))
+                reading.stage_overrides.setdefault(role, {})[_OVERRIDE_FIELDS[metric]] = value
+            out[t.canary_id] = reading
+        return out
+
+
+# The rollback watch's one query: cumulative requests by outcome, by model, version and segment.
+COUNTS_QUERY = DEFAULT_QUERIES["requests_total"]
+_COUNT_METRICS = ("requests", "errors")
+
+
+def _count_override_jobs(t: Target, *, now: datetime, window_s: int) -> dict[str, str]:
+    """A target's override queries of `requests` and `errors` over the stage so far (the span the
+    evaluator reads them over: at least one window), keyed "canary_id|metric|role"."""
+    stage_s = max(int((now - t.stage_since).total_seconds()), window_s)
+    jobs: dict[str, str] = {}
+    for metric in _COUNT_METRICS:
+        template = (t.queries or {}).get(metric)
+        if not template:
+            continue
+        for role, version in (("canary", t.version), ("production", t.baseline)):
+            jobs[f"{t.canary_id}|{metric}|{role}"] = string.Template(template).safe_substitute(
+                model=t.model, version=version, segment=segment_regex(t.segments), window=f"{stage_s}s")
+    return jobs
+
 
 def segment_regex(segments: tuple[str, ...] | None) -> str:
     """$segment for a `segment=~"$segment"` matcher: the segment values as one regular expression
@@ -484,6 +555,52 @@ class PushProvider:
                         [r for r in stage_rows if r.segment == seg])
                     reading.segments_window.setdefault(seg, {})[role] = _sum_observations(
                         [r for r in window_rows if r.segment == seg])
+            out[t.canary_id] = reading
+        return out
+
+
+    def fetch_counts(self, targets: Sequence[Target], *, now: datetime, window_s: int) -> dict[int, Reading]:
+        """What the error-rate sequential test needs, for the rollback watch: each canary's and
+        production's requests and errors over the stage so far, as a whole and per segment
+        (`Reading.stage` and `segments_stage`, requests and errors only), summed by the database
+        in ONE aggregate query for all canaries (one more per extra canary of a model already in
+        the query, which the one-active-canary-per-model rule leaves for none)."""
+        out: dict[int, Reading] = {}
+        pending = list(targets)
+        while pending:
+            batch: dict[str, Target] = {}
+            for t in pending:
+                batch.setdefault(t.model, t)
+            pending = [t for t in pending if batch[t.model] is not t]
+            out.update(self._counts(list(batch.values())))
+        return out
+
+    def _counts(self, targets: list[Target]) -> dict[int, Reading]:
+        """One aggregate query for targets of distinct models."""
+        rows_of = Q()
+        for t in targets:
+            rows_of |= Q(model=t.model, version__in=[t.version, t.baseline], window_end__gt=t.stage_since)
+        self.query_count += 1
+        query = "sum of observations' requests and errors by model, version and segment over each stage"
+        try:
+            rows = list(Observation.objects.filter(rows_of).values("model", "version", "segment")
+                        .annotate(n=Sum("requests"), x=Sum("errors")).order_by())
+        except Exception as exc:  # noqa: BLE001 - a database hiccup is data too
+            return {t.canary_id: Reading(error=f"{type(exc).__name__}: {exc}", source=self.name, queries=[query])
+                    for t in targets}
+        by_version: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_version[(row["model"], row["version"])].append(row)
+        out: dict[int, Reading] = {}
+        for t in targets:
+            reading = Reading(stage={}, segments_stage={}, source=self.name, queries=[query])
+            for role, version in (("canary", t.version), ("production", t.baseline)):
+                mine = [r for r in by_version[(t.model, version)] if t.segments is None or r["segment"] in t.segments]
+                reading.stage[role] = Sample(present=bool(mine), requests=float(sum(r["n"] for r in mine)),  # type: ignore[index]
+                                             errors=float(sum(r["x"] for r in mine)))
+                for r in mine:
+                    reading.segments_stage.setdefault(r["segment"], {})[role] = Sample(  # type: ignore[union-attr]
+                        present=True, requests=float(r["n"]), errors=float(r["x"]))
             out[t.canary_id] = reading
         return out
 

@@ -108,6 +108,31 @@ def read_metrics(subjects: list[Subject], *, now: datetime,
     return readings, queries
 
 
+def read_counts(subjects: list[Subject], *, now: datetime,
+                providers: dict[str, Provider] | None = None) -> tuple[dict[int, Reading], int]:
+    """The rollback watch's read: every subject's requests and errors only, with one count read
+    per provider for all its subjects (`fetch_counts`: on Prometheus one query, whatever the
+    number of canaries and segments); and the number of queries that cost. A provider without a
+    count read is read in full."""
+    groups: dict[str, list[Target]] = {}
+    for subject in subjects:
+        groups.setdefault(subject.provider, []).append(subject.target)
+    providers = dict(providers or {})
+    readings: dict[int, Reading] = {}
+    queries = 0
+    for name, targets in groups.items():
+        if name == "prometheus" and "prometheus" not in providers and not settings.PROMETHEUS_URL:
+            for t in targets:
+                readings[t.canary_id] = Reading(error="provider prometheus: PROMETHEUS_URL is not configured")
+            continue
+        provider = providers.setdefault(name, provider_for(name))
+        before = provider.query_count
+        read = getattr(provider, "fetch_counts", provider.fetch)
+        readings.update(read(targets, now=now, window_s=settings.EVALUATION_WINDOW_S))
+        queries += provider.query_count - before
+    return readings, queries
+
+
 def earlier(canary_ids: list[int], *, now: datetime) -> dict[int, EarlierWindow]:
     """Each canary's window before the one ending `now`, read back from its stored evaluation."""
     return earlier_windows(canary_ids, now=now, window_s=settings.EVALUATION_WINDOW_S,
@@ -160,28 +185,61 @@ def judge(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWat
 
 def watch_look(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWatch) -> evaluator.Trigger | None:
     """The rollback watch's look at one canary between two evaluations
-    (monitoring.evaluator.watch_trigger): the stage's counts now, from the provider's stage numbers
-    or its cumulative counters less the stage's baseline on the watch row, judged from the memory
-    the stage's last evaluation left there. Reads and writes nothing else; None when there is
-    nothing to judge yet (no evaluation of this stage, a source error, stale data)."""
+    (monitoring.evaluator.watch_trigger): the error-rate test of the canary as a whole and, when
+    its evaluations judge two or more segments, of each segment, on the stage's counts now (the
+    provider's stage numbers, or its cumulative counters less the stage's baseline on the watch
+    row), from the memory the stage's last evaluation left there. Reads and writes nothing else;
+    None when there is nothing to judge (no evaluation of this stage yet, a source error).
+
+    The counts may be of any age: a rejection on them is a rejection on requests really served,
+    and Ville's inequality holds at every moment, so no staleness limit applies here (a source
+    that stopped reporting brings no new evidence; evaluations judge staleness). Counts that went
+    backwards (a model server restarted: below the stage's baseline, or below the memory's) are
+    not judged: the next evaluation reads the stage again."""
     memory = watch.sequential or {}
-    if reading.error or reading.window is None or memory.get("stage_index") != subject.stage_index:
+    if reading.error or memory.get("stage_index") != subject.stage_index:
         return None
-    seen = [s.last_seen for s in reading.window.values()]
-    if any(t is None for t in seen) or max((now - t).total_seconds() for t in seen if t) > settings.STALENESS_LIMIT_S:
-        return None
+    stage: dict[str, Sample] | None
+    segments: dict[str, dict[str, Sample]] = {}
     if reading.stage is not None:
-        stage = reading.stage
+        stage = dict(reading.stage)
+        for seg, pair in (reading.segments_stage or {}).items():
+            segments[seg or NO_SEGMENT] = pair
     elif reading.totals is not None and watch.stage_index == subject.stage_index and watch.stage_baseline:
-        base = {role: Sample.from_dict(v) for role, v in watch.stage_baseline.items() if role != SEGMENTS_KEY}
-        if not set(reading.totals) <= set(base):
-            return None
-        stage = {role: reading.totals[role].minus(base[role]) for role in reading.totals}
+        baseline = watch.stage_baseline
+        stage = {}
+        for role, total in reading.totals.items():
+            since = _counted_since(total, baseline.get(role))
+            if since is None:
+                stage = None
+                break
+            stage[role] = since
+        base_segments = baseline.get(SEGMENTS_KEY) or {}
+        for seg, pair in (reading.segments_totals or {}).items():
+            counted = {role: _counted_since(total, (base_segments.get(seg) or {}).get(role, {}))
+                       for role, total in pair.items()}
+            if all(v is not None for v in counted.values()):
+                segments[seg or NO_SEGMENT] = counted  # type: ignore[assignment]
     else:
         return None
-    if not {"canary", "production"} <= stage.keys():
+    if stage is not None:
+        for role, values in reading.stage_overrides.items():
+            for name, value in values.items():
+                if role in stage and name in ("requests", "errors"):
+                    setattr(stage[role], name, value)
+    return evaluator.watch_trigger(subject.thresholds, stage, memory, subject.stage_index, segments=segments)
+
+
+def _counted_since(total: Sample, base: dict[str, Any] | None) -> Sample | None:
+    """Requests and errors since the stage's baseline (a segment with none started at zero);
+    None when either went backwards."""
+    if base is None:
         return None
-    return evaluator.watch_trigger(subject.thresholds, stage, memory, subject.stage_index)
+    earlier = Sample.from_dict(base) if base else Sample()
+    if total.requests < earlier.requests or total.errors < earlier.errors:
+        return None
+    return Sample(present=total.present, requests=total.requests - earlier.requests,
+                  errors=total.errors - earlier.errors)
 
 
 def judge_watch(subject: Subject, reading: Reading, *, now: datetime, watch: CanaryWatch,

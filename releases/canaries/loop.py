@@ -299,10 +299,12 @@ def evaluate_canary(canary: Canary, reading: Reading, *, now: datetime) -> Canar
 def rollback_watch_tick(*, now: datetime | None = None, providers: dict[str, Provider] | None = None,
                         canary_ids: list[int] | None = None) -> list[int]:
     """The rollback watch, between two evaluations (every CANARYHUB_ROLLBACK_WATCH_S): each serving
-    canary's error-rate test on its counts now, continuing from its last evaluation
-    (monitoring.services.watch_look). It stores no evaluation: the 5-minute window stays what
-    evaluations record. A rejection is recorded as a RollbackDecision (the durable path the
-    sweeper re-drives) and announced, as an evaluation's would be. Returns the canaries decided."""
+    canary's error-rate tests, of the canary as a whole and of each segment its evaluations judge,
+    on its counts now, continuing from its last evaluation (monitoring.services.watch_look). It
+    reads only requests and errors (monitoring.services.read_counts: one Prometheus query for every
+    canary) and stores no evaluation: the 5-minute window stays what evaluations record. A
+    rejection is recorded as a RollbackDecision (the durable path the sweeper re-drives) and
+    announced, as an evaluation's would be. Returns the canaries decided."""
     now = (now or timezone.now()).replace(microsecond=0)
     qs = Canary.objects.filter(state__in=states.SERVING).select_related("model", "version", "baseline")
     if canary_ids is not None:
@@ -313,10 +315,14 @@ def rollback_watch_tick(*, now: datetime | None = None, providers: dict[str, Pro
     if not canaries:
         return []
     subjects = {c.pk: subject_of(c) for c in canaries}
-    readings, _ = monitor.read_metrics(list(subjects.values()), now=now, providers=providers)
+    readings, _ = monitor.read_counts(list(subjects.values()), now=now, providers=providers)
     decided = []
     for canary in canaries:
-        trigger = monitor.watch_look(subjects[canary.pk], readings[canary.pk], now=now, watch=watches[canary.pk])
+        try:
+            trigger = monitor.watch_look(subjects[canary.pk], readings[canary.pk], now=now, watch=watches[canary.pk])
+        except Exception:  # one bad canary must not stop the others being watched
+            logger.exception("rollback watch of canary %s failed", canary.pk)
+            continue
         if trigger is None:
             continue
         reason = f"automatic (rollback watch): {trigger.detail}"

@@ -10,7 +10,7 @@ from tests.harness.prometheus import PrometheusServer
 
 # One simulated model per integration scenario, so that a fault injected in one test never
 # leaks into another's metrics (Prometheus keeps its data for the session).
-SCENARIOS = ("sim-healthy", "sim-fault", "sim-deadman")
+SCENARIOS = ("sim-healthy", "sim-fault", "sim-deadman", "sim-watch")
 
 
 @pytest.fixture(scope="session")

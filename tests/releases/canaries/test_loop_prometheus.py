@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from governance.access.permissions import Role
 from governance.incidents.models import Incident
-from monitoring.models import Evaluation
+from monitoring.models import CanaryWatch, Evaluation
+from monitoring.providers import COUNTS_QUERY, PrometheusProvider
 from monitoring.simulator import inject
 from releases.canaries import loop as services
 from releases.canaries import selectors as canary_selectors
@@ -135,3 +136,51 @@ def test_silent_evaluator_suspends_advancement_and_its_return_lifts_it(env, sett
         assert services.deadman_check(now=timezone.now() + timedelta(seconds=1)) == "lifted"
     canary.refresh_from_db()
     assert canary.state in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD)
+
+
+def test_the_rollback_watch_reads_one_query_and_rolls_back_between_evaluations(env, django_capture_on_commit_callbacks):
+    canary = start_canary(env, "sim-watch", django_capture_on_commit_callbacks)
+    sim = env["sims"]["sim-watch"]
+    provider = PrometheusProvider(url=env["prometheus"].url)
+    target = services.subject_of(canary).target
+    deadline = time.monotonic() + 20
+    while not provider.fetch_counts([target], now=timezone.now(), window_s=60)[canary.pk].totals["canary"].requests:
+        assert time.monotonic() < deadline, "the canary's traffic never reached Prometheus"
+        time.sleep(0.5)  # the router's 1 % reaches the simulator, then a scrape
+    # Two evaluations: the stage's first takes its counters' baseline (nothing counted yet), the
+    # second leaves the memory the watch continues from (the rate production's counts bound).
+    for _ in range(2):
+        time.sleep(1.2)  # a round reads at a whole second: one more scrape
+        with django_capture_on_commit_callbacks(execute=True):
+            services.evaluate_tick(canary_ids=[canary.pk], providers={"prometheus": provider})
+    canary.refresh_from_db()
+    assert canary.state in (State.RUNNING, State.AWAITING_APPROVAL, State.HELD)
+    memory = CanaryWatch.objects.get(canary=canary).sequential
+    assert memory["stage_index"] == canary.stage_index and memory["canary"]["requests"] > 0
+    # The count read is the full read's counters, to the request, by version and segment.
+    now = timezone.now()
+    counts, full = provider.fetch_counts([target], now=now, window_s=60), provider.fetch([target], now=now, window_s=60)
+    reading, whole = counts[canary.pk], full[canary.pk]
+    assert reading.error is None and reading.queries == [COUNTS_QUERY]
+    assert reading.totals["canary"].requests > 0 and len(reading.segments_totals) >= 2
+    for role in ("canary", "production"):
+        assert (reading.totals[role].requests, reading.totals[role].errors) == (
+            whole.totals[role].requests, whole.totals[role].errors)
+        for segment, pair in whole.segments_totals.items():
+            assert (reading.segments_totals[segment][role].requests, reading.segments_totals[segment][role].errors) \
+                == (pair[role].requests, pair[role].errors)
+    inject(sim.canary, "error_spike", magnitude=0.2)
+    try:
+        decided, deadline = [], time.monotonic() + 30
+        while not decided and time.monotonic() < deadline:
+            time.sleep(1.0)  # one scrape
+            before = provider.query_count
+            with django_capture_on_commit_callbacks(execute=True):
+                decided = services.rollback_watch_tick(canary_ids=[canary.pk], providers={"prometheus": provider})
+            assert provider.query_count - before == 1  # one query per look
+    finally:
+        sim.canary.behaviour.error_rate = 0.0005
+    canary.refresh_from_db()
+    assert decided == [canary.pk] and canary.state == State.ROLLED_BACK
+    assert "rollback watch" in canary.end_reason and router_percent(env, "sim-watch") == 0
+    assert Evaluation.objects.filter(canary=canary).count() == 2  # the watch stores none
