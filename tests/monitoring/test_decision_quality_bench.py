@@ -64,6 +64,6 @@ def test_the_bench_paths_on_tiny_sizes(dq):
     # Four times the threshold at the 50 % stage of a 1,000 req/s model is decided within 3 minutes.
     assert np.isfinite(reg[(4.0, 50)]).all() and (reg[(4.0, 50)] <= 180 + dq.CADENCE_S).all()
     assert ("segment", 50) in reg and set(reg[("rules", 4.0, 50)]) <= {
-        "sequential", "sequential (watch)", "fixed-level", "segment"}
+        "sequential", "sequential (watch)", "fixed-level", "segment (sequential)", "segment (fixed-level)"}
     fair = dq.run_fairness(2, 1000.0, rng, horizon_min=10)
     assert set(fair) == set(dq.STAGES) and np.isfinite(fair[50]).all()  # +2 pp against a 1 pp tolerance: held
