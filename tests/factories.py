@@ -54,10 +54,12 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
 
 
 def make_evaluation(canary, *, status: str = "green", window_end=None, stage_index: int | None = None,
-                    inputs: dict | None = None, values: dict | None = None, **gate_status):
-    """An Evaluation record as the evaluator would write it: every promotion gate `status`
-    unless overridden per gate (`latency_p99="red"`), with `inputs` (default: none to speak of)
-    and each gate's (value, limit) from `values` (default 0.0 and 0.0)."""
+                    inputs: dict | None = None, values: dict | None = None, extra_gates: tuple[str, ...] = (),
+                    **gate_status):
+    """An Evaluation record as the evaluator would write it: every promotion gate, and each gate
+    named in `extra_gates` (LLM serving, availability), `status` unless overridden per gate
+    (`latency_p99="red"`), with `inputs` (default: none to speak of) and each gate's (value,
+    limit) from `values` (default 0.0 and 0.0)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -73,7 +75,7 @@ def make_evaluation(canary, *, status: str = "green", window_end=None, stage_ind
     gates = [
         Gate(name=name, status=gate_status.get(name, status), value=values.get(name, (0.0, 0.0))[0],
              limit=values.get(name, (0.0, 0.0))[1]).to_dict()
-        for name in PROMOTION_GATES
+        for name in (*PROMOTION_GATES, *extra_gates)
     ]
     gates = normalise_json(gates)
     verdict = overall_verdict(gates).value

@@ -45,6 +45,7 @@ from governance.reports.records import (
 )
 from governance.reports.selectors import report_data, stage_summaries
 from monitoring.evaluations import PROMOTION_GATES
+from monitoring.llm import LLM_GATES
 from monitoring.selectors import slo_figures, slo_measurements
 from releases.canaries.models import Canary
 
@@ -71,6 +72,13 @@ To verify it, use a verifier you obtained yourself, not anything found in a bund
 Python 3 and its standard library only.
 """
 EVALUATION_CSV_FIELDS = ["id", "stage_index", "window_start", "window_end", "verdict", "content_hash"]
+# A column group (status, value, limit) for each of the pattern's gates and each built-in gate
+# that joins them when reported (LLM serving, availability); a gate an evaluation did not judge
+# leaves its cells empty.
+EVALUATION_CSV_GATES = (*PROMOTION_GATES, *LLM_GATES, "availability")
+# The response length the window recorded for each version (output tokens per response; recorded,
+# not judged), empty when it recorded none.
+RESPONSE_LENGTH = ("response_tokens_p50", "response_tokens_p95")
 
 
 class _Sink(io.RawIOBase):
@@ -124,7 +132,8 @@ def _json_array(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 
 
 def _evaluations_csv(canary: Any) -> Iterator[bytes]:
-    header = EVALUATION_CSV_FIELDS + [f"{g}_{p}" for g in PROMOTION_GATES for p in ("status", "value", "limit")]
+    header = EVALUATION_CSV_FIELDS + [f"{g}_{p}" for g in EVALUATION_CSV_GATES for p in ("status", "value", "limit")]
+    header += [f"{role}_{q}" for role in ("canary", "production") for q in RESPONSE_LENGTH]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
@@ -132,9 +141,13 @@ def _evaluations_csv(canary: Any) -> Iterator[bytes]:
         gates = {g["name"]: g for g in evaluation.gates}
         row = [evaluation.pk, evaluation.stage_index, ts(evaluation.window_start), ts(evaluation.window_end),
                evaluation.verdict, evaluation.content_hash]
-        for name in PROMOTION_GATES:
+        for name in EVALUATION_CSV_GATES:
             gate = gates.get(name, {})
             row += [gate.get("status", ""), gate.get("value", ""), gate.get("limit", "")]
+        window = (evaluation.inputs or {}).get("window") or {}
+        for role in ("canary", "production"):
+            side = window.get(role) or {}
+            row += ["" if side.get(q) is None else side[q] for q in RESPONSE_LENGTH]
         writer.writerow(row)
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
