@@ -12,7 +12,11 @@ from monitoring import statistics as st
 
 
 @pytest.mark.parametrize("x,m,p", [(5, 100, 0.01), (0, 10, 0.3), (12, 40, 0.1), (300, 20000, 0.01), (1, 1, 0.5),
-                                   (50, 60, 0.9), (3, 5000, 0.0004)])
+                                   (50, 60, 0.9), (3, 5000, 0.0004),
+                                   # Many events (a custom rate's tool calls), at, past and far past the mode.
+                                   (6000, 66_000, 1 / 11), (6400, 66_000, 1 / 11), (7000, 66_000, 1 / 11),
+                                   (20_000, 66_000, 1 / 11), (5000, 66_000, 1 / 11), (60_000, 66_000, 0.9),
+                                   (100_000, 100_000, 0.999), (2, 3, 0.99)])
 def test_binomial_tail_matches_scipy(x, m, p):
     assert st.binom_sf(x, m, p) == pytest.approx(sp.binom.sf(x - 1, m, p), rel=1e-9, abs=1e-300)
 
