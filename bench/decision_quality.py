@@ -7,15 +7,15 @@ Error rate: the COMBINED rule of monitoring.evaluator.decide, either part rollin
 - the anytime-valid sequential test (monitoring.sequential) on the stage so far, updated and
   restarted at every evaluation (every 60 s) and, with `--look-s 10`, looked at every 10 s between
   them by the rollback watch (releases.canaries.loop.rollback_watch_tick ->
-  monitoring.evaluator.watch_trigger, one count query per look: here the canary as a whole, once
-  the stage has an evaluation; the product's watch judges each segment too, which this bench does
-  not simulate between evaluations);
+  monitoring.evaluator.watch_trigger, one count query per look: the canary as a whole and each
+  segment, once the stage has an evaluation);
 - the fixed-level rule (monitoring.statistics.error_rollback, as rollback_triggers applies it) at
   every evaluation on the last 5-minute window, the last two windows pooled and the stage so far.
 With 4 segments, each segment is judged too (judge_segments): its own sequential test at its share
-of the segments' budget, at the evaluations, and the fixed-level rule at 10^-6 / 4 on its window
-and stage so far. Both rules run vectorised over canaries (numpy copies of `sequential.step` and
-of the fixed-level rule, checked against the product's functions at the start of every run).
+of the segments' budget, at the evaluations and at the watch's looks, and the fixed-level rule at
+10^-6 / 4 on its window and stage so far. Both rules run vectorised over canaries (numpy copies
+of `sequential.step` and of the fixed-level rule, checked against the product's functions at the
+start of every run).
 `--sequential-only` drops the fixed-level rule, for comparison.
 
 Latency and quality: the fixed-level rule (rollback_triggers itself, after a cheap looser
@@ -245,7 +245,7 @@ def run_lq_regressions(n: int, rps: float, k: int,
 # - the sequential test (monitoring.sequential): a vectorised copy of `sequential.step` (`SeqSim`),
 #   updated and restarted at every evaluation (every CADENCE_S), and, for the canary as a whole,
 #   looked at every LOOK_S between them without keeping anything (the rollback watch,
-#   monitoring.evaluator.watch_trigger: only once the stage has an evaluation, never for segments);
+#   monitoring.evaluator.watch_trigger: only once the stage has an evaluation; each segment too);
 # - the fixed-level rule (monitoring.statistics.error_rollback, as
 #   monitoring.evaluator.rollback_triggers applies it) at every evaluation: the last 5-minute window,
 #   the last two windows pooled and the stage so far for the canary as a whole; the window and the
@@ -384,7 +384,12 @@ class ErrorSim:
         fixed = fixed and not SEQ_ONLY
         xc, nc, xp, np_ = (a.sum(axis=1) for a in self.stage)
         if not evaluate:
-            return self.whole.check(nc, xc) if LOOK_S < CADENCE_S else np.zeros(len(nc), dtype=bool)
+            if LOOK_S >= CADENCE_S:
+                return np.zeros(len(nc), dtype=bool)
+            hit = self.whole.check(nc, xc)
+            for j, sim in enumerate(self.segs):  # the watch judges each segment too
+                hit = hit | sim.check(self.stage[1][:, j], self.stage[0][:, j])
+            return hit
         minute = np.stack(self.minute)
         if live is None:
             self.ring = np.concatenate([self.ring[1:], minute[None]])
