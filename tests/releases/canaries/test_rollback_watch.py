@@ -296,3 +296,30 @@ def test_the_push_provider_counts_every_canary_in_one_aggregate_query(db, django
                 part, whole = reading.segments_stage[segment][role], full[t.canary_id].segments_stage[segment][role]
                 assert (part.requests, part.errors) == (whole.requests, whole.errors)
         assert reading.stage["canary"].requests == 4000 and reading.stage["canary"].errors == 160
+
+
+def test_the_watch_reads_only_the_deployments_prometheus(role_user, settings, tmp_path, monkeypatch,
+                                                         django_capture_on_commit_callbacks):
+    """Attack: a canary's frozen metric settings naming another server (written past the API's
+    validation) do not move the watch's read; only the deployment's PROMETHEUS_URL is asked."""
+    import monitoring.providers as providers_module
+
+    (canary,) = prometheus_canaries(role_user, settings, tmp_path, django_capture_on_commit_callbacks, ["ranker"])
+    settings.PROMETHEUS_URL = "http://prometheus.deployment.invalid:9090"
+    asked: list[tuple[str, Counters]] = []
+
+    class Connect(Counters):
+        def __init__(self, url, timeout=None):
+            super().__init__()
+            asked.append((url, self))
+            self._session = type("Session", (), {"verify": True})()
+
+    monkeypatch.setattr(providers_module, "PrometheusConnect", Connect)
+    Canary.objects.filter(pk=canary.pk).update(metrics={"provider": "prometheus", "url": "http://attacker.invalid",
+                                                        "queries": {}})
+    CanaryWatch.objects.update_or_create(canary=canary, defaults={"sequential": {
+        "stage_index": canary.stage_index, "canary": {"requests": 0, "errors": 0, "m": 0.02, "s": [0.0] * 4,
+                                                      "b": [2.36] * 4, "starts": 2}}})
+    assert loop.rollback_watch_tick(now=T0, canary_ids=[canary.pk]) == []
+    assert [url for url, _ in asked] == ["http://prometheus.deployment.invalid:9090"]
+    assert asked[0][1].queries == [COUNTS_QUERY]
