@@ -130,6 +130,8 @@ def samples_sum(samples: list[Sample]) -> Sample:
             quality_buckets=bucket_plus(total.quality_buckets, s.quality_buckets),
             safety_violations=total.safety_violations + s.safety_violations,
             anomaly_alerts=total.anomaly_alerts + s.anomaly_alerts,
+            tokens_in=total.tokens_in + s.tokens_in, tokens_out=total.tokens_out + s.tokens_out,
+            cost_usd=total.cost_usd + s.cost_usd, guardrail_blocks=total.guardrail_blocks + s.guardrail_blocks,
             schema_failures=total.schema_failures + s.schema_failures,
             unavailable=total.unavailable + s.unavailable,
             response_tokens_buckets=bucket_plus(total.response_tokens_buckets, s.response_tokens_buckets),
