@@ -4,9 +4,15 @@
 Requests go to the canary when the user's sticky hash bucket is below the percent the router was
 told (the file router's state file, so a rollback to 0 % is seen by the load as it would be by a
 data plane). Faults can be injected on a version at any time: an error spike, a latency
-regression, a quality drop, safety violations, output-schema failures, an outage (requests not
-served), or silence (the server stops answering scrapes and serving). With no Prometheus,
-`push_window()` posts each window to the push provider's store instead.
+regression, a quality drop, safety violations, output-schema failures, guardrail blocks, an
+outage (requests not served), or silence (the server stops answering scrapes and serving). With
+no Prometheus, a `Pusher` posts each window to the push provider's store instead, with the LLM
+serving counts (tokens, cost, guardrail blocks, schema failures) beside the pattern's.
+
+Guardrail blocks come at a small base rate, GUARDRAIL_BASE_RATE of the requests, capped so that a
+version serving all the traffic sees at most GUARDRAIL_BASE_PER_MIN blocks a minute: the
+guardrail rollback rule counts blocks a minute, and the demo scales its traffic with its clock
+(a thousand times a real server's), where a share of requests alone would be hundreds a minute.
 
 Requests are simulated in bulk (counts drawn per user and step, histogram buckets from the
 distributions' CDFs), so a laptop can play thousands of requests per second.
@@ -37,6 +43,8 @@ LATENCY_BOUNDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0
 RESPONSE_TOKEN_BOUNDS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, math.inf)
 QUALITY_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, math.inf)
 SEGMENTS = ("eu", "us", "apac")
+GUARDRAIL_BASE_RATE = 0.002  # requests a guardrail blocks when nothing is wrong ...
+GUARDRAIL_BASE_PER_MIN = 3.0  # ... at most this many a minute for a version serving all the traffic
 _N = NormalDist()
 
 
@@ -59,6 +67,7 @@ class Behaviour:
     safety_rate: float = 0.0
     schema_failure_rate: float = 0.001  # served outputs that fail their output schema
     unavailable_rate: float = 0.0  # requests not served at all (an outage), beside the errors
+    guardrail_block_rate: float = GUARDRAIL_BASE_RATE  # requests a guardrail blocked (a policy outcome)
     response_tokens_median: float = 105.0  # output tokens per response, lognormal (a mean near 120)
     response_tokens_sigma: float = 0.55
     silent: bool = False
@@ -106,6 +115,7 @@ class VersionStats:
     tokens: dict[tuple[str, str], float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     schema: dict[str, float] = field(default_factory=dict)
+    guardrail: dict[str, float] = field(default_factory=dict)
     response_tokens: dict[str, list[float]] = field(default_factory=dict)  # segment -> per-bucket counts
     response_tokens_sum: dict[str, float] = field(default_factory=dict)
 
@@ -139,6 +149,7 @@ class ModelServer:
         q_counts = multinomial(ok, q_probs, rng)  # failed requests are not scored
         safety = binomial(n, b.safety_rate, rng)
         schema = binomial(ok, b.schema_failure_rate, rng)  # a failed request has no output to check
+        blocked = binomial(ok, b.guardrail_block_rate, rng)  # answered with a refusal: served, not failed
         resp_counts = multinomial(ok, _lognormal_bucket_probs(b.response_tokens_median, b.response_tokens_sigma,
                                                               RESPONSE_TOKEN_BOUNDS), rng)
         with self.lock:
@@ -160,6 +171,7 @@ class ModelServer:
             s.tokens[(segment, "output")] = s.tokens.get((segment, "output"), 0) + n * 120
             s.cost[segment] = s.cost.get(segment, 0.0) + n * 0.0004
             s.schema[segment] = s.schema.get(segment, 0.0) + schema
+            s.guardrail[segment] = s.guardrail.get(segment, 0.0) + blocked
             resp = s.response_tokens.setdefault(segment, [0.0] * len(RESPONSE_TOKEN_BOUNDS))
             for i, c in enumerate(resp_counts):
                 resp[i] += c
@@ -203,6 +215,10 @@ class ModelServer:
             for seg, v in sorted(s.schema.items()):
                 schema.add_metric([self.model, self.version, seg], v)
             yield schema
+            guard = CounterMetricFamily("model_guardrail_blocks", "requests a guardrail blocked", labels=labels)
+            for seg, v in sorted(s.guardrail.items()):
+                guard.add_metric([self.model, self.version, seg], v)
+            yield guard
             resp = HistogramMetricFamily("model_response_tokens", "output tokens per response", labels=labels)
             for seg, counts in sorted(s.response_tokens.items()):
                 resp.add_metric([self.model, self.version, seg], _cumulative(RESPONSE_TOKEN_BOUNDS, counts),
@@ -257,6 +273,12 @@ class ModelServer:
             "quality_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(QUALITY_BOUNDS, qual)],
             "safety_violations": int(sum(now.safety.values()) - sum(e.safety.values())),
             "schema_failures": int(sum(now.schema.values()) - sum(e.schema.values())),
+            "guardrail_blocks": int(sum(now.guardrail.values()) - sum(e.guardrail.values())),
+            "tokens_in": int(sum(v for (_, d), v in now.tokens.items() if d == "input")
+                             - sum(v for (_, d), v in e.tokens.items() if d == "input")),
+            "tokens_out": int(sum(v for (_, d), v in now.tokens.items() if d == "output")
+                              - sum(v for (_, d), v in e.tokens.items() if d == "output")),
+            "cost_usd": round(sum(now.cost.values()) - sum(e.cost.values()), 6),
             "response_tokens_buckets": [[b if b == "+Inf" else float(b), c] for b, c in _cumulative(
                 RESPONSE_TOKEN_BOUNDS, _sum_lists(now.response_tokens, e.response_tokens, len(RESPONSE_TOKEN_BOUNDS)))],
         }
@@ -268,8 +290,8 @@ class ModelServer:
 
 # --- faults ---------------------------------------------------------------------------------------
 
-FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "schema_failure", "outage",
-          "silence")
+FAULTS = ("error_spike", "latency_regression", "quality_drop", "safety_violation", "schema_failure", "guardrail",
+          "outage", "silence")
 
 
 def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -> None:
@@ -284,6 +306,8 @@ def inject(server: ModelServer, fault: str, *, magnitude: float | None = None) -
         b.safety_rate = magnitude if magnitude is not None else 0.001
     elif fault == "schema_failure":
         b.schema_failure_rate = magnitude if magnitude is not None else 0.05
+    elif fault == "guardrail":
+        b.guardrail_block_rate = magnitude if magnitude is not None else 0.05
     elif fault == "outage":
         b.unavailable_rate = magnitude if magnitude is not None else 0.02
     elif fault == "silence":
@@ -323,6 +347,14 @@ def take_requested_faults(folder: Path) -> list[str]:
 # --- the load loop --------------------------------------------------------------------------------
 
 
+def guardrail_base_rate(rps: float) -> float:
+    """The base share of requests a guardrail blocks at `rps` requests a second: GUARDRAIL_BASE_RATE,
+    or less, so that a version serving them all sees at most GUARDRAIL_BASE_PER_MIN blocks a minute."""
+    if rps <= 0:
+        return GUARDRAIL_BASE_RATE
+    return min(GUARDRAIL_BASE_RATE, GUARDRAIL_BASE_PER_MIN / (rps * 60))
+
+
 def bucket_of(user_id: str) -> int:
     """The sticky 0-99 bucket of a user (stable across processes, unlike hash())."""
     return int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) % 100
@@ -338,6 +370,10 @@ class Simulator:
         self.model = model
         self.production = ModelServer(model, production, production_behaviour, seed=seed)
         self.canary = ModelServer(model, canary, canary_behaviour, seed=seed + 1)
+        base = guardrail_base_rate(rps)
+        for server in (self.production, self.canary):
+            if server.behaviour.guardrail_block_rate == GUARDRAIL_BASE_RATE:  # the default, not one asked for
+                server.behaviour.guardrail_block_rate = base
         self.rps, self.router_dir, self.percent = rps, router_dir, percent
         self.users = [f"user-{i}" for i in range(users)]
         self.user_bucket = {u: bucket_of(u) for u in self.users}
@@ -471,7 +507,7 @@ def _copy(s: VersionStats) -> VersionStats:
     return VersionStats(
         requests=dict(s.requests), latency={k: list(v) for k, v in s.latency.items()}, latency_sum=dict(s.latency_sum),
         quality={k: list(v) for k, v in s.quality.items()}, quality_sum=dict(s.quality_sum), safety=dict(s.safety),
-        tokens=dict(s.tokens), cost=dict(s.cost), schema=dict(s.schema),
+        tokens=dict(s.tokens), cost=dict(s.cost), schema=dict(s.schema), guardrail=dict(s.guardrail),
         response_tokens={k: list(v) for k, v in s.response_tokens.items()},
         response_tokens_sum=dict(s.response_tokens_sum),
     )

@@ -43,8 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--canary-port", type=int, default=None,
                             help="metrics port of the canary (default CANARYHUB_SIMULATOR_CANARY_PORT; 0: a free one)")
         parser.add_argument("--fault", action="append", default=[], metavar="FAULT[@SECONDS]",
-                            help="inject on the canary after SECONDS: error_spike, latency_regression, quality_drop, "
-                                 "safety_violation, silence")
+                            help="inject on the canary after SECONDS: " + ", ".join(FAULTS))
         parser.add_argument("--push", action="store_true", help="feed the push provider (default without Prometheus)")
         parser.add_argument("--push-every", type=float, default=15.0)
         parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: run until Ctrl-C)")

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from governance.access.permissions import TOKEN_OBSERVATIONS, Principal
 from governance.certificates.services import certificate_decide
+from monitoring.llm import LLM_GATES
 from monitoring.simulator import Pusher, Simulator
 from releases.canaries import loop
 from releases.canaries import selectors as canary_selectors
@@ -115,6 +116,10 @@ def test_the_demo_canary_goes_from_start_to_certificate_within_15_minutes(demo):
     # Every stage was passed on the gates' evidence, none by a shortcut: five promotions, each
     # signed by the owner and MRM (a high-risk model), each on a green evaluation.
     assert canary.approvals.filter(role="mrm").count() >= 5
+    # The pushed windows carry tokens, cost, guardrail blocks and schema failures: the LLM gates
+    # were judged, and green on the simulator's healthy traffic.
+    last = {g["name"]: g["status"] for g in canary.evaluations.order_by("-window_end", "-id").first().gates}
+    assert {name: last.get(name) for name in LLM_GATES} == dict.fromkeys(LLM_GATES, "green")
     # The page projected the end within the run, using time to enough data, not residence only.
     assert projections
     final = projections[0]["stage_rows"][-1]["earliest"]
