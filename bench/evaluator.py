@@ -2,17 +2,30 @@
 100 and 1,000 active canaries.
 
     python bench/evaluator.py [--sizes 10,100,1000] [--ticks 3] [--postgres] [--segments 4] [--quick]
+                              [--scrape-interval 15] [--models-per-target 100] [--profile PATH]
 
 Every model serves its traffic over `--segments` segment labels (each judged against production's
-same segment) and exports the LLM series (tokens by direction, cost) with the rest. `--quick`:
-sizes 10,100 and 2 ticks, for a machine shared with other work.
+same segment) and exports the LLM series (tokens by direction, cost, guardrail blocks, schema
+failures, response tokens) with the rest: about 212 series a version at 4 segments, 424,000 for
+1,000 models. `--quick`: sizes 10,100 and 2 ticks, for a machine shared with other work.
 
-Starts the simulator's model servers for every model (one exporter, production and canary series
-per model) in a process of their own, a real Prometheus (Debian package) scraping them every 5 s,
-a throwaway database with the canaries (SQLite; with --postgres a PostgreSQL server of its own,
-tests.harness.postgres), and times `releases.canaries.loop.evaluate_tick` over all of them (the tick
-includes writing every Evaluation record and reconciling every canary). Everything shares this
-machine's cores. Prints the figures; not a test.
+Starts the simulator's model servers for every model in a process of their own, behind one
+exporter per `--models-per-target` models, a real Prometheus (Debian package) scraping them every
+`--scrape-interval` seconds (15 s by default, a common production setting; the servers take a
+step of traffic at the same pace), a throwaway database with the canaries (SQLite; with
+--postgres a PostgreSQL server of its own, tests.harness.postgres), and times
+`releases.canaries.loop.evaluate_tick` over all of them (the tick includes writing every
+Evaluation record and reconciling every canary). Everything shares this machine's cores: in a
+deployment the model servers and Prometheus run elsewhere, here their work competes with the
+tick's. So the exporters answer a scrape with bytes rendered once per step, not per scrape:
+rendered per scrape by prometheus-client (0.65 s of Python at 100 models, about 7 s at 1,000)
+a scrape on a loaded machine can pass Prometheus' scrape timeout, and at 1,000 models and a 5 s
+step the fleet's Python alone needs more than a core.
+
+Prints per size the median and maximum tick, its metric reads, the PromQL queries and SQL
+statements per tick, the verdicts (and why any was stale: a source error names the failed
+query), the load average and the exporters' scrape health. `--profile`: one more tick per size
+under cProfile, split into metric reads, decisions and SQL. Not a test.
 """
 
 from __future__ import annotations
@@ -21,10 +34,13 @@ import argparse
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,48 +48,75 @@ os.environ["CANARYHUB_VAR_DIR"] = tempfile.mkdtemp(prefix="canaryhub-bench-")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canaryhub.settings")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 
-from prometheus_client import CollectorRegistry, start_http_server  # noqa: E402
+from prometheus_client.utils import floatToGoString  # noqa: E402
 
 from monitoring.simulator import ModelServer  # noqa: E402
 from tests.harness.postgres import PostgresServer  # noqa: E402
 from tests.harness.prometheus import PrometheusServer, free_port  # noqa: E402
 
-
-class Many:
-    """One exporter for many simulated model servers."""
-
-    def __init__(self, servers: list[ModelServer]) -> None:
-        self.servers = servers
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        merged: dict[str, object] = {}
-        for s in self.servers:
-            for family in s.collect():
-                if family.name in merged:
-                    merged[family.name].samples.extend(family.samples)  # type: ignore[attr-defined]
-                else:
-                    merged[family.name] = family
-        yield from merged.values()
-
-
 SEGMENT_NAMES = ("eu", "us", "apac", "latam", "mea", "anz", "cn", "in")
 
 
-def run_fleet(models: int, port: int, stop: multiprocessing.synchronize.Event, segments: int = 4) -> None:
-    """The model servers of `models` models behind one exporter on `port`, serving a step of
-    requests every 5 s until `stop`. In a process of its own: a model server does not live in
-    the evaluator's process, and here its scrapes (seconds of Python at 1,000 models) would hold
-    the evaluator's interpreter lock and be timed as the tick's."""
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def exposition(servers: list[ModelServer]) -> bytes:
+    """The servers' samples in the Prometheus text format, from their own `collect()`: the
+    samples prometheus-client's `generate_latest` would write, at a third of its cost (no HELP
+    and TYPE lines, untyped samples; the evaluator's queries name their series)."""
+    lines = []
+    for server in servers:
+        for family in server.collect():
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+                lines.append(f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}\n")
+    return "".join(lines).encode()
+
+
+def run_fleet(models: int, ports: list[int], stop: multiprocessing.synchronize.Event, segments: int = 4,
+              interval_s: float = 15.0) -> None:
+    """The model servers of `models` models, split over one exporter per port, serving a step
+    of requests (5,000 a model every 5 s, 1 % of them to the canary, spread over the segments)
+    every `interval_s` until `stop`. In a process of its own: a model server does not live in
+    the evaluator's process, and its Python would hold the evaluator's interpreter lock and be
+    timed as the tick's.
+
+    Each exporter's answer is rendered once per step, right after it, and every scrape is sent
+    those bytes: a scrape takes milliseconds instead of seconds of Python at hundreds of models,
+    so it never meets Prometheus' scrape timeout (the scrape interval) on a loaded machine, and
+    its samples are never late. Counters change only at a step, so the answer is the same."""
     servers: list[ModelServer] = []
     for i in range(models):
         servers += [ModelServer(f"bench-{i}", "1.0.0", seed=i), ModelServer(f"bench-{i}", "1.1.0", seed=i + 1)]
-    registry = CollectorRegistry()
-    registry.register(Many(servers))  # type: ignore[arg-type]
-    start_http_server(port, addr="127.0.0.1", registry=registry)
-    while not stop.wait(5.0):
+    shards = [servers[k::len(ports)] for k in range(len(ports))]
+    answers: list[bytes] = [exposition(shard) for shard in shards]
+
+    def handler(k: int) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = answers[k]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
+
+    for k, port in enumerate(ports):
+        httpd = ThreadingHTTPServer(("127.0.0.1", port), handler(k))
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    per_step = interval_s / 5.0
+    while not stop.wait(interval_s):
         for s in servers:
             for segment in SEGMENT_NAMES[:segments]:
-                s.serve((4950 if s.version == "1.0.0" else 50) // segments, segment)
+                s.serve(int((4950 if s.version == "1.0.0" else 50) * per_step) // segments, segment)
+        for k, shard in enumerate(shards):
+            answers[k] = exposition(shard)
 
 
 class StatementCounter:
@@ -85,6 +128,31 @@ class StatementCounter:
     def __call__(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         self.count += 1
         return execute(sql, params, many, context)
+
+
+def profile_tick(evaluate_tick, canary_ids: list[int], out: Path) -> None:  # type: ignore[no-untyped-def]
+    """One more tick under cProfile: its time split into metric reads, decisions and database
+    statements (the profiler's cumulative times, profiler overhead included), the whole profile
+    written to `out` (pstats)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = evaluate_tick(canary_ids=canary_ids)
+    profiler.disable()
+    profiler.dump_stats(out)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+
+    def cumulative(path_end: str, function: str) -> float:
+        return sum(v[3] for (path, _, name), v in stats.items() if path.endswith(path_end) and name == function)
+
+    total = result.duration_ms / 1000
+    reads = cumulative("monitoring/services.py", "read_metrics")
+    decide = cumulative("monitoring/services.py", "judge")
+    database = cumulative("django/db/backends/utils.py", "_execute")
+    print(f"        profiled tick {total:.2f} s: metric reads {reads:.2f} s, decisions (monitor.judge) {decide:.2f} s, "
+          f"SQL statements {database:.2f} s, the rest {total - reads - decide - database:.2f} s; profile in {out}")
 
 
 def make_canaries(n: int, start: int) -> list[int]:
@@ -139,7 +207,13 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="on a PostgreSQL server started for the bench instead of SQLite")
     parser.add_argument("--segments", type=int, default=4, help=f"segment labels per model (1-{len(SEGMENT_NAMES)})")
+    parser.add_argument("--scrape-interval", type=float, default=15.0,
+                        help="seconds between Prometheus' scrapes and between the model servers' steps")
+    parser.add_argument("--models-per-target", type=int, default=100,
+                        help="models behind each exporter Prometheus scrapes")
     parser.add_argument("--quick", action="store_true", help="--sizes 10,100 --ticks 2")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="after each size, one more tick under cProfile, its stats written to PROFILE-<size>")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.ticks = "10,100", 2
@@ -165,33 +239,39 @@ def main() -> None:
         from django.db import connection
 
         call_command("migrate", verbosity=0)
-        port = free_port()
+        ports = [free_port() for _ in range(-(-max(sizes) // max(1, args.models_per_target)))]
+        interval = args.scrape_interval
         # Forked with no database connection open and no thread started, for the child to copy.
         connection.close()
-        fleet = fork.Process(target=run_fleet, args=(max(sizes), port, stop, args.segments), daemon=True)
+        fleet = fork.Process(target=run_fleet, args=(max(sizes), ports, stop, args.segments, interval), daemon=True)
         fleet.start()
-        prometheus = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval="5s").start()
+        prometheus = PrometheusServer([f"127.0.0.1:{p}" for p in ports], scrape_interval=f"{interval:g}s").start()
         settings.PROMETHEUS_URL = prometheus.url
         settings.CANARYHUB_ROUTERS = {"file": {"path_dir": tempfile.mkdtemp(prefix="canaryhub-bench-router-")}}
         # Wait for a few scrapes of every series, so increase() has two samples everywhere.
         import requests
 
-        deadline = time.monotonic() + 180
+        def promql(query: str) -> list[dict]:
+            return requests.get(f"{prometheus.url}/api/v1/query", timeout=30,
+                                params={"query": query}).json()["data"]["result"]
+
+        deadline = time.monotonic() + max(180.0, 12 * interval)
         while time.monotonic() < deadline:
-            r = requests.get(f"{prometheus.url}/api/v1/query", timeout=5, params={
-                "query": "count(count_over_time(model_requests_total[1m]) >= 3)"}).json()["data"]["result"]
-            # success and error, of two versions, in every segment
-            if r and float(r[0]["value"][1]) >= 4 * args.segments * max(sizes):
+            r = promql(f"count(count_over_time(model_requests_total[{4 * interval:g}s]) >= 3)")
+            # success, error and unavailable, of two versions, in every segment
+            if r and float(r[0]["value"][1]) >= 6 * args.segments * max(sizes):
                 break
             time.sleep(2)
         from releases.canaries.loop import evaluate_tick
 
         print(f"evaluator tick against Prometheus {prometheus.url} on {os.cpu_count()} CPUs "
-              f"({connection.display_name}, {args.ticks} ticks per size, {args.segments} segments per model)")
+              f"({connection.display_name}, {args.ticks} ticks per size, {args.segments} segments per model; "
+              f"{len(ports)} exporter(s) scraped every {interval:g} s)")
         made: list[int] = []
         for n in sizes:
             made += make_canaries(n - len(made), len(made))
             walls, fetches, queries, sql, verdicts = [], [], [], [], {}
+            why_stale: dict[str, int] = {}
             for _ in range(args.ticks):
                 statements = StatementCounter()
                 with connection.execute_wrapper(statements):
@@ -202,10 +282,25 @@ def main() -> None:
                 sql.append(statements.count)
                 for o in result.outcomes:
                     verdicts[o.verdict] = verdicts.get(o.verdict, 0) + 1
+                    if o.verdict == "stale" and o.evaluation is not None:
+                        why = next((g["detail"] for g in o.evaluation.gates if g["status"] == "stale"), "")
+                        why = re.sub(r"\d+(\.\d+)?", "N", why)[:160]
+                        why_stale[why] = why_stale.get(why, 0) + 1
                 time.sleep(1.1)  # a new second: a new evaluation window
             print(f"  {n:5d} canaries: tick {statistics.median(walls):6.2f} s median (max {max(walls):.2f} s), "
                   f"of which metric reads {statistics.median(fetches):.2f} s; {max(queries)} PromQL queries and "
                   f"{min(sql)}-{max(sql)} SQL statements per tick (with the rollbacks it ran); verdicts {verdicts}")
+            up = promql('sum(up{job="model-servers"})')
+            took = promql('max(max_over_time(scrape_duration_seconds{job="model-servers"}[5m]))')
+            series = promql('sum(scrape_samples_scraped{job="model-servers"})')
+            print(f"        load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; exporters up "
+                  f"{up[0]['value'][1] if up else '?'}/{len(ports)}, "
+                  f"slowest scrape in 5 min {float(took[0]['value'][1]) if took else float('nan'):.2f} s, "
+                  f"{series[0]['value'][1] if series else '?'} series")
+            for why, count in sorted(why_stale.items(), key=lambda kv: -kv[1]):
+                print(f"        stale ({count}): {why}")
+            if args.profile is not None:
+                profile_tick(evaluate_tick, made, Path(f"{args.profile}-{n}"))
     finally:
         stop.set()
         if prometheus is not None:
