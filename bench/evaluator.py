@@ -18,9 +18,9 @@ step of traffic at the same pace), a throwaway database with the canaries (SQLit
 Evaluation record and reconciling every canary). Everything shares this machine's cores: in a
 deployment the model servers and Prometheus run elsewhere, here their work competes with the
 tick's. So the exporters answer a scrape with bytes rendered once per step, not per scrape:
-rendered per scrape by prometheus-client (0.65 s of Python at 100 models, about 7 s at 1,000)
-a scrape on a loaded machine can pass Prometheus' scrape timeout, and at 1,000 models and a 5 s
-step the fleet's Python alone needs more than a core.
+rendered per scrape by prometheus-client (0.65 s of Python at 100 models on a quiet core, and
+growing with the models) a scrape on a loaded machine can pass Prometheus' scrape timeout, and
+the fleet's Python competes with the tick at every scrape.
 
 Prints per size the median and maximum tick, its metric reads, the PromQL queries and SQL
 statements per tick, the verdicts (and why any was stale: a source error names the failed
