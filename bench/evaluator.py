@@ -23,9 +23,9 @@ growing with the models) a scrape on a loaded machine can pass Prometheus' scrap
 the fleet's Python competes with the tick at every scrape.
 
 Prints per size the median and maximum tick, its metric reads, the PromQL queries and SQL
-statements per tick, the verdicts (and why any was stale: a source error names the failed
-query), the load average and the exporters' scrape health. `--profile`: one more tick per size
-under cProfile, split into metric reads, decisions and SQL. Not a test.
+statements per tick, the verdicts (why any was stale: a source error names the failed query;
+which gates were red), the load average and the exporters' scrape health. `--profile`: one more
+tick per size under cProfile, split into metric reads, decisions and SQL. Not a test.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def run_fleet(models: int, ports: list[int], stop: multiprocessing.synchronize.E
     servers: list[ModelServer] = []
     for i in range(models):
         servers += [ModelServer(f"bench-{i}", "1.0.0", seed=i), ModelServer(f"bench-{i}", "1.1.0", seed=i + 1)]
-    shards = [servers[k::len(ports)] for k in range(len(ports))]
+    # A model's two versions behind the same exporter, scraped at the same moment: traffic comes in
+    # steps, and versions scraped a step apart would show the router's share off by a step's worth.
+    shards = [[s for i, s in enumerate(servers) if i // 2 % len(ports) == k] for k in range(len(ports))]
     answers: list[bytes] = [exposition(shard) for shard in shards]
 
     def handler(k: int) -> type[BaseHTTPRequestHandler]:
@@ -272,6 +274,7 @@ def main() -> None:
             made += make_canaries(n - len(made), len(made))
             walls, fetches, queries, sql, verdicts = [], [], [], [], {}
             why_stale: dict[str, int] = {}
+            red_gates: dict[str, int] = {}
             for _ in range(args.ticks):
                 statements = StatementCounter()
                 with connection.execute_wrapper(statements):
@@ -286,6 +289,10 @@ def main() -> None:
                         why = next((g["detail"] for g in o.evaluation.gates if g["status"] == "stale"), "")
                         why = re.sub(r"\d+(\.\d+)?", "N", why)[:160]
                         why_stale[why] = why_stale.get(why, 0) + 1
+                    if o.verdict == "red" and o.evaluation is not None:
+                        for gate in o.evaluation.gates:
+                            if gate["status"] == "red":
+                                red_gates[gate["name"]] = red_gates.get(gate["name"], 0) + 1
                 time.sleep(1.1)  # a new second: a new evaluation window
             print(f"  {n:5d} canaries: tick {statistics.median(walls):6.2f} s median (max {max(walls):.2f} s), "
                   f"of which metric reads {statistics.median(fetches):.2f} s; {max(queries)} PromQL queries and "
@@ -299,6 +306,8 @@ def main() -> None:
                   f"{series[0]['value'][1] if series else '?'} series")
             for why, count in sorted(why_stale.items(), key=lambda kv: -kv[1]):
                 print(f"        stale ({count}): {why}")
+            if red_gates:
+                print(f"        red gates (evaluations): {red_gates}")
             if args.profile is not None:
                 profile_tick(evaluate_tick, made, Path(f"{args.profile}-{n}"))
     finally:
