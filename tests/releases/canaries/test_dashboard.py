@@ -391,6 +391,28 @@ def test_cached_closed_buckets_give_the_same_series(people, canary):
     assert len(queries) == 2 and third == fresh
 
 
+def test_reading_each_evaluation_once_gives_the_same_buckets(people, canary, monkeypatch):
+    """On PostgreSQL the bucket query reads each evaluation's JSON once in a subquery: the buckets
+    are those of the query reading the table itself (on SQLite both are the same query)."""
+    from monitoring import series
+
+    now = timezone.now()
+    for i in range(40):
+        llm = dict(guardrail_blocks=(i % 3, 9), schema_failures=(i % 2, 3), unavailable=(i % 5 // 4, 0),
+                   response_tokens=((300 + i, 900 + i), (280, 800))) if i % 4 else {}
+        make_evaluation(canary, window_end=now - timedelta(seconds=90 * i), inputs=window_inputs(
+            canary=(1000 + i, i % 7), production=(99000, 99 + i), p50_s=(0.05 + i / 1000, 0.05),
+            p95_s=(0.15, 0.14), tokens=((300.0 * i, 120.0 * i), (3e7, 1e7)), cost_usd=(0.002 * i, 2.0),
+            segments={"eu": ((500, i % 3), (49500, 50)), "us": ((500 + i, 1), (49500, 49))}, **llm))
+    span = dashboard.chart_span(canary, "stage", now=now)
+    with CaptureQueriesContext(connection) as queries:
+        once = series.evaluation_buckets(canary.pk, span, segments=["eu", "us"])
+    monkeypatch.setattr(series, "READ_ONCE", False)
+    assert once == series.evaluation_buckets(canary.pk, span, segments=["eu", "us"])
+    assert any(b.canary_guardrail_requests and b.canary_response_p95_max for b in once) and len(once) > 3
+    assert ("OFFSET 0" in queries[-1]["sql"]) == (connection.vendor == "postgresql")
+
+
 def test_a_growing_range_keeps_its_bucket_width():
     start = timezone.now() - timedelta(days=90)
     widths = {span_for(start, start + timedelta(days=90, minutes=m), buckets=240, min_width_s=60).width_s
